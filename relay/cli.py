@@ -1,0 +1,137 @@
+"""``stock-relay``: serve, demo, check-config, keygen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__, config as config_module, signing
+from .errors import ConfigError, RelayError, StorageError
+
+log = logging.getLogger("stock_relay")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stock-relay", description="Durable, signed stock sync from WooCommerce to marketplaces.")
+    parser.add_argument("--version", action="version", version=f"stock-relay {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the relay (embedded defaults when no config is given)")
+    _config_args(serve)
+    serve.add_argument("--host", help="listen address (overrides listen.host)")
+    serve.add_argument("--port", type=int, help="listen port, 0 for any free one (overrides listen.port)")
+
+    demo = commands.add_parser("demo", help="run the relay with synthetic shop traffic and watch every channel converge")
+    demo.add_argument("--state-dir", type=Path, help="where the demo keeps its database (default: .stock-relay)")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds of shop traffic (default 20)")
+    demo.add_argument("--products", type=int, default=24, help="how many products the synthetic shop has (default 24)")
+    demo.add_argument("--rate", type=float, default=25.0, help="stock changes per second (default 25)")
+
+    check = commands.add_parser("check-config", help="validate the config and print it with secrets redacted")
+    _config_args(check)
+
+    keygen = commands.add_parser("keygen", help="print a new whsec_ secret (or an ed25519 key pair)")
+    keygen.add_argument("--ed25519", action="store_true", help="print a whsk_/whpk_ pair for v1a webhook signing")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "keygen":
+            return _keygen(args.ed25519)
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return asyncio.run(run_demo(args.state_dir, args.duration, args.products, args.rate))
+        cfg = config_module.load(args.config)
+        if args.host:
+            cfg = replace(cfg, host=args.host)
+        if args.port is not None:
+            cfg = replace(cfg, port=args.port)
+        return asyncio.run(serve(cfg, embedded=not (args.config or _env_config())))
+    except ConfigError as exc:
+        print(f"stock-relay: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RelayError as exc:
+        print(f"stock-relay: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="YAML config file (default: $STOCK_RELAY_CONFIG, else embedded defaults)")
+
+
+def _env_config() -> str | None:
+    return os.environ.get("STOCK_RELAY_CONFIG") or None
+
+
+def _keygen(ed25519: bool) -> int:
+    if ed25519:
+        private, public = signing.new_ed25519_key()
+        print(f"private (keep on the relay): {private}")
+        print(f"public (give to the receiver): {public}")
+    else:
+        print(signing.new_secret())
+    return 0
+
+
+def _check_config(path: str | None) -> int:
+    cfg = config_module.load(path)
+    print(json.dumps(config_module.redacted(cfg), indent=2, ensure_ascii=False))
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
+async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    from .runtime import Relay
+    from .server import make_app
+
+    relay = Relay(cfg)
+    try:
+        await relay.start()
+    except StorageError as exc:
+        print(f"stock-relay: cannot start: {exc}", file=sys.stderr)
+        return 1
+    runner = web.AppRunner(make_app(cfg, relay), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.host, cfg.port, shutdown_timeout=cfg.shutdown_grace_seconds)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        await relay.stop()
+        print(f"stock-relay: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    port = runner.addresses[0][1] if runner.addresses else cfg.port
+    sites = ", ".join(f"{s.id} ({', '.join(c.name for c in s.channels)})" for s in cfg.sites)
+    log.info("stock-relay %s listening on http://%s:%s; sites: %s; database: %s", __version__, cfg.host, port, sites, cfg.database_path)
+    if embedded:
+        log.info("no config given: embedded defaults, demo site secret in %s", cfg.state_dir / "demo-site.secret")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down: refusing new events, finishing deliveries in hand")
+    relay.begin_shutdown()
+    await runner.cleanup()
+    await relay.stop()
+    log.info("stopped cleanly")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The one small interface every channel connector implements.
+
+A connector turns a batch of ``Update``s into API calls and maps the remote's answers to ours at
+its boundary: nothing but ``ItemResult``s and ``DeliveryError``s leave it. It owns what the
+marketplace connectors need: a batch size, a rate budget that learns from throttle answers, and
+(for OAuth-style APIs) a ``TokenAuth`` whose refresh is shared by concurrent callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import aiohttp
+
+from ..config import ChannelConfig
+from ..errors import AuthDeliveryError, DeliveryError
+from ..ratelimit import RateBudget
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Set ``channel_sku`` to ``quantity`` (absolute)."""
+
+    sku: str  # the shop's SKU: the key the dispatcher settles by
+    channel_sku: str
+    quantity: int
+    event_id: str
+    version: int
+    product_id: int
+    idempotency_key: str  # stable per (site, channel, event): the same on every retry
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One item's answer. ``error`` None means the channel now shows the quantity."""
+
+    error: DeliveryError | None = None
+    http_status: int | None = None
+    excerpt: str = ""
+
+
+class Connector(ABC):
+    type: ClassVar[str]
+
+    def __init__(self, site: str, config: ChannelConfig, session: aiohttp.ClientSession) -> None:
+        self.site = site
+        self.config = config
+        self.session = session
+        self.budget = RateBudget(config.rate.per_second, config.rate.burst)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    def cost(self, updates: Sequence[Update]) -> float:
+        """API calls ``push`` will make for this batch (what the rate budget is charged)."""
+        return 1.0
+
+    @abstractmethod
+    async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
+        """Publish the batch. Return a result per ``Update.sku``, or raise a DeliveryError for all of them."""
+
+    async def close(self) -> None:
+        """Release anything the connector holds open."""
+
+
+class TokenAuth:
+    """An access token refreshed before it expires; concurrent callers share one refresh.
+
+    ``fetch`` returns ``(token, lifetime_seconds)`` or raises AuthDeliveryError when the
+    credentials are refused for good (the dispatcher then pauses the channel with that reason).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[tuple[str, float]]],
+        margin_seconds: float = 60.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._margin = margin_seconds
+        self._now = now
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+        self.refreshes = 0
+
+    async def token(self) -> str:
+        if self._token is not None and self._now() < self._expires - self._margin:
+            return self._token
+        async with self._lock:
+            if self._token is None or self._now() >= self._expires - self._margin:
+                token, lifetime = await self._fetch()
+                if not token:
+                    raise AuthDeliveryError("the token endpoint returned no token")
+                self._token, self._expires = token, self._now() + lifetime
+                self.refreshes += 1
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """The remote refused ``token`` (401): the next caller refreshes, once."""
+        if token == self._token:
+            self._token = None

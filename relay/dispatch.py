@@ -1,0 +1,218 @@
+"""One worker per (site, channel): claim due deliveries, publish them, settle the outcomes.
+
+Each worker has its own connector, rate budget and circuit breaker and never waits on another, so
+a slow or failing channel delays nobody else. Only this module catches DeliveryErrors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from . import queue, rules
+from .circuit import HALF_OPEN, CircuitBreaker
+from .config import ChannelConfig, DispatchConfig
+from .connectors.base import Connector, ItemResult, Update
+from .errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, StorageError, TransientDeliveryError
+from .queue import Claimed, Outcome, RetryPolicy
+from .store import Store
+
+log = logging.getLogger("stock_relay.dispatch")
+
+
+class ChannelWorker:
+    def __init__(
+        self,
+        store: Store,
+        site: str,
+        channel: ChannelConfig,
+        connector: Connector,
+        settings: DispatchConfig,
+        now: Callable[[], float] = time.time,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.site = site
+        self.channel = channel
+        self.connector = connector
+        self.settings = settings
+        self.now = now
+        self.rand = rand or random.Random()
+        self.wake = asyncio.Event()
+        self.circuit = CircuitBreaker(
+            settings.circuit_failure_threshold, settings.circuit_open_seconds, max(300.0, settings.auth_pause_seconds)
+        )
+        self.policy = RetryPolicy(
+            settings.backoff_base_seconds, settings.backoff_max_seconds, settings.give_up_after_hours * 3600
+        )
+        self.last_tick = time.monotonic()
+        self.last_success: float | None = None
+        self.last_error = ""
+        self.in_flight = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.site}/{self.channel.name}"
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Work until ``stopping`` is set; the batch in hand is finished first (its lease then released)."""
+        while not stopping.is_set():
+            self.last_tick = time.monotonic()
+            # Clear before claiming: a wake-up that lands while we work must not be lost.
+            self.wake.clear()
+            try:
+                worked = await self.drain_once()
+            except StorageError as exc:
+                log.warning("%s: database unavailable, pausing: %s", self.name, exc)
+                worked = 0
+                await self._sleep(stopping, 1.0)
+                continue
+            if worked == 0:
+                await self._sleep(stopping, await self._idle_seconds())
+
+    async def drain_once(self) -> int:
+        """Claim and publish at most one batch; returns how many deliveries it settled (0: nothing due)."""
+        wait = self.circuit.seconds_until_probe()
+        if wait > 0:
+            return 0
+        probing = self.circuit.state == HALF_OPEN
+        limit = 1 if probing else self.connector.batch_size
+        token = secrets.token_hex(16)
+        lease = self.settings.lease_seconds
+        claimed = await self.store.write(
+            lambda conn: queue.claim(conn, self.site, self.channel.name, limit, token, lease, self.now())
+        )
+        if not claimed:
+            return 0
+        if probing:
+            self.circuit.begin_probe()
+        self.in_flight = len(claimed)
+        try:
+            outcomes = await self._publish(claimed)
+        finally:
+            self.in_flight = 0
+        now = self.now()
+        return await self.store.write(
+            lambda conn: queue.settle(conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand)
+        )
+
+    async def drain(self, max_batches: int = 1_000_000) -> int:
+        """Burst mode for tests and tools: publish everything due now, then return the count."""
+        total = 0
+        for _ in range(max_batches):
+            done = await self.drain_once()
+            if done == 0:
+                break
+            total += done
+        return total
+
+    async def _publish(self, claimed: Sequence[Claimed]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        updates: list[Update] = []
+        for item in claimed:
+            update = self._update_for(item)
+            if update is None:
+                outcomes.append(Outcome(item.sku, queue.SKIPPED))
+            else:
+                updates.append(update)
+        if not updates:
+            return outcomes
+        started = time.monotonic()
+        try:
+            await self.connector.budget.acquire(self.connector.cost(updates))
+            started = time.monotonic()
+            # A stuck connector must not hold its lease forever: give up well before it runs out.
+            async with asyncio.timeout(self.settings.lease_seconds / 2):
+                results: Mapping[str, ItemResult] = await self.connector.push(updates)
+        except DeliveryError as exc:
+            results = {u.sku: ItemResult(exc, exc.http_status, exc.excerpt) for u in updates}
+        except TimeoutError:
+            error = TransientDeliveryError("the channel did not answer in time")
+            results = {u.sku: ItemResult(error) for u in updates}
+        except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker; retried, and logged
+            log.exception("%s: connector failed unexpectedly", self.name)
+            error = TransientDeliveryError(f"unexpected connector error: {type(exc).__name__}")
+            results = {u.sku: ItemResult(error) for u in updates}
+        latency_ms = (time.monotonic() - started) * 1000
+        outcomes.extend(self._judge(updates, results, latency_ms))
+        return outcomes
+
+    def _update_for(self, item: Claimed) -> Update | None:
+        channel_rules = self.channel.rules
+        channel_sku = rules.channel_sku(channel_rules, item.sku)
+        quantity = rules.published_quantity(
+            channel_rules, item.sku, item.kind, item.manage_stock, item.stock_quantity, item.stock_status
+        )
+        if channel_sku is None or quantity is None:
+            return None
+        key = hashlib.sha256(f"{self.site}\0{self.channel.name}\0{item.event_id}".encode()).hexdigest()[:32]
+        return Update(item.sku, channel_sku, quantity, item.event_id, item.version, item.product_id, key)
+
+    def _judge(self, updates: Sequence[Update], results: Mapping[str, ItemResult], latency_ms: float) -> list[Outcome]:
+        outcomes = []
+        successes = transient = 0
+        auth_error: AuthDeliveryError | None = None
+        for update in updates:
+            result = results.get(update.sku) or ItemResult(
+                TransientDeliveryError("the channel gave no answer for this item")
+            )
+            error = result.error
+            common = dict(quantity=update.quantity, http_status=result.http_status, latency_ms=latency_ms, excerpt=result.excerpt)
+            if error is None:
+                successes += 1
+                outcomes.append(Outcome(update.sku, queue.OK, **common))  # type: ignore[arg-type]
+            elif isinstance(error, AuthDeliveryError):
+                auth_error = error
+                outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]
+            elif isinstance(error, PermanentDeliveryError):
+                outcomes.append(Outcome(update.sku, queue.PERMANENT, error=str(error), **common))  # type: ignore[arg-type]
+            else:
+                transient += 1
+                retry_after = error.retry_after if isinstance(error, TransientDeliveryError) else None
+                outcomes.append(
+                    Outcome(update.sku, queue.TRANSIENT, error=str(error), retry_after=retry_after, **common)  # type: ignore[arg-type]
+                )
+        if auth_error is not None:
+            self.last_error = str(auth_error)
+            self.circuit.trip(self.settings.auth_pause_seconds, str(auth_error))
+            log.error("%s: paused for %.0f s: %s", self.name, self.settings.auth_pause_seconds, auth_error)
+        elif successes:
+            self.circuit.record_success()
+            self.last_success = self.now()
+        elif transient:
+            self.last_error = outcomes[-1].error
+            self.circuit.record_failure(self.last_error)
+        else:  # every item permanent: the channel itself answered, so it is healthy
+            self.circuit.record_success()
+        return outcomes
+
+    async def _idle_seconds(self) -> float:
+        """Sleep until the next retry is due, a wake-up, or the idle poll, whichever comes first."""
+        cap = self.settings.idle_poll_seconds
+        wait = self.circuit.seconds_until_probe()
+        if wait > 0:
+            return min(wait, cap)
+        rows = await self.store.read(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
+            (self.site, self.channel.name),
+        )
+        due = rows[0][0] if rows and rows[0][0] is not None else None
+        if due is None:
+            return cap
+        return min(cap, max(0.005, due - self.now()))
+
+    async def _sleep(self, stopping: asyncio.Event, seconds: float) -> None:
+        waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter

@@ -1,0 +1,332 @@
+"""A `stock.batch` from the shop: parse it strictly, judge every event, record it in one job.
+
+Parsing is pure and refuses hostile JSON (duplicate keys, NaN, deep nesting, giant numbers).
+Each event is validated on its own so a batch is accepted partially (PROTOCOL.md §2); the valid
+ones are recorded by ``record_batch`` inside one group-committed transaction together with their
+deliveries, the audit entries and the request's webhook-id, so the 202 can only follow a commit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import PayloadError
+
+KINDS = ("stock", "deleted", "restored")
+STATUSES = ("instock", "outofstock", "onbackorder")
+BACKORDERS = ("no", "notify", "yes")
+CAUSES = ("order", "refund", "admin", "rest", "import", "bulk_edit", "relay", "other")
+MIN_QUANTITY = -1_000_000
+MAX_QUANTITY = 1_000_000_000
+MAX_ID = 2**63 - 1
+MAX_SKU_LENGTH = 191  # WooCommerce's own column width
+EVENT_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,128}$", re.ASCII)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_DEPTH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    kind: str
+    product_id: int
+    variation_id: int | None
+    parent_id: int | None
+    sku: str
+    manage_stock: bool
+    stock_quantity: int | None
+    stock_status: str
+    backorders: str
+    version: int
+    occurred_at: str
+    cause_kind: str
+    cause_order_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    id: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "code": self.code, "message": self.message}
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: UTF-8 only, no duplicate keys, no NaN/Infinity, bounded depth and number size."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError("malformed_json", "The body is not valid UTF-8.") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except RecursionError:
+        raise PayloadError("malformed_json", "The JSON is nested too deeply.") from None
+    except ValueError as exc:  # includes JSONDecodeError and over-long integers
+        raise PayloadError("malformed_json", f"The body is not valid JSON: {_short(str(exc))}") from None
+    if _depth(value) > MAX_DEPTH:
+        raise PayloadError("malformed_json", f"The JSON is nested more than {MAX_DEPTH} levels deep.")
+    return value
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def check_envelope(doc: Any, expected_type: str, site: str) -> dict[str, Any]:
+    """The whole-request checks common to every signed POST."""
+    if not isinstance(doc, dict):
+        raise PayloadError("malformed_json", "The body must be a JSON object.")
+    if "type" not in doc:
+        raise PayloadError("missing_field", "The body has no 'type'.")
+    if doc["type"] != expected_type:
+        raise PayloadError("type_mismatch", f"This path takes type {expected_type!r}, not {_short(repr(doc['type']))}.")
+    if "site" in doc and doc["site"] != site:
+        raise PayloadError("type_mismatch", "The body's 'site' does not match the site in the URL.")
+    return doc
+
+
+def split_batch(doc: dict[str, Any], max_events: int) -> tuple[list[Event], list[Rejection]]:
+    """Validate a `stock.batch` document's events one by one."""
+    events = doc.get("events")
+    if events is None:
+        raise PayloadError("missing_field", "The batch has no 'events' list.")
+    if not isinstance(events, list):
+        raise PayloadError("malformed_json", "'events' must be a list.")
+    if len(events) > max_events:
+        raise PayloadError("batch_too_large", f"A batch holds at most {max_events} events; this one has {len(events)}.")
+    valid: list[Event] = []
+    rejected: list[Rejection] = []
+    for raw in events:
+        outcome = validate_event(raw)
+        (valid if isinstance(outcome, Event) else rejected).append(outcome)  # type: ignore[arg-type]
+    return valid, rejected
+
+
+def validate_event(raw: Any) -> Event | Rejection:
+    """One event of a batch, or the reason it is refused (a refusal is final: resending cannot help)."""
+    if not isinstance(raw, dict):
+        return Rejection(None, "invalid_event", "Each event must be a JSON object.")
+    event_id = raw.get("id")
+    if not isinstance(event_id, str) or not EVENT_ID.match(event_id):
+        return Rejection(None, "invalid_id", "id must be 1-128 characters of A-Z a-z 0-9 _ - . :")
+    for name in ("kind", "product_id", "sku", "stock_quantity", "stock_status", "version"):
+        if name not in raw:
+            return Rejection(event_id, "missing_field", f"The event has no '{name}'.")
+    try:
+        return _event(event_id, raw)
+    except _Invalid as exc:
+        return Rejection(event_id, exc.code, exc.message)
+
+
+class _Invalid(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.message = code, message
+
+
+def _int(raw: dict[str, Any], name: str, low: int, high: int, code: str, optional: bool = False) -> int | None:
+    value = raw.get(name)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _Invalid(code, f"{name} must be an integer from {low} to {high}" + (" or null" if optional else ""))
+    return value
+
+
+def _choice(raw: dict[str, Any], name: str, allowed: Sequence[str], default: str | None = None) -> str:
+    value = raw.get(name, default)
+    if value not in allowed:
+        raise _Invalid(f"invalid_{name}", f"{name} must be one of: {', '.join(allowed)}")
+    return str(value)
+
+
+def _event(event_id: str, raw: dict[str, Any]) -> Event:
+    kind = _choice(raw, "kind", KINDS)
+    product_id = _int(raw, "product_id", 1, MAX_ID, "invalid_product_id")
+    variation_id = _int(raw, "variation_id", 1, MAX_ID, "invalid_product_id", optional=True)
+    parent_id = _int(raw, "parent_id", 1, MAX_ID, "invalid_product_id", optional=True)
+    sku = raw["sku"]
+    if not isinstance(sku, str) or len(sku) > MAX_SKU_LENGTH or CONTROL.search(sku) or sku != sku.strip():
+        raise _Invalid(
+            "invalid_sku", f"sku must be text of at most {MAX_SKU_LENGTH} characters, without control characters or surrounding spaces"
+        )
+    manage_stock = raw.get("manage_stock", raw["stock_quantity"] is not None)
+    if not isinstance(manage_stock, bool):
+        raise _Invalid("invalid_manage_stock", "manage_stock must be true or false")
+    quantity = _int(raw, "stock_quantity", MIN_QUANTITY, MAX_QUANTITY, "invalid_quantity", optional=True)
+    if manage_stock and quantity is None and kind == "stock":
+        raise _Invalid("invalid_quantity", "stock_quantity must be an integer when manage_stock is true")
+    status = _choice(raw, "stock_status", STATUSES)
+    backorders = _choice(raw, "backorders", BACKORDERS, "no")
+    version = _int(raw, "version", 1, MAX_ID, "invalid_version")
+    occurred_at = raw.get("occurred_at", "")
+    if occurred_at != "" and not _is_timestamp(occurred_at):
+        raise _Invalid("invalid_timestamp", "occurred_at must be an RFC 3339 UTC timestamp such as 2026-11-22T10:00:00Z")
+    cause = raw.get("cause") or {}
+    if not isinstance(cause, dict):
+        raise _Invalid("invalid_cause", "cause must be an object with a 'kind'")
+    cause_kind = _choice(cause, "kind", CAUSES, "other") if cause else "other"
+    order_id = _int(cause, "order_id", 1, MAX_ID, "invalid_cause", optional=True)
+    return Event(
+        id=event_id,
+        kind=kind,
+        product_id=product_id,  # type: ignore[arg-type]
+        variation_id=variation_id,
+        parent_id=parent_id,
+        sku=sku,
+        manage_stock=manage_stock,
+        stock_quantity=quantity,
+        stock_status=status,
+        backorders=backorders,
+        version=version,  # type: ignore[arg-type]
+        occurred_at=occurred_at,
+        cause_kind=cause_kind,
+        cause_order_id=order_id,
+    )
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 40 or not value.endswith("Z"):
+        return False
+    try:
+        datetime.fromisoformat(value[:-1] + "+00:00")
+    except ValueError:
+        return False
+    return True
+
+
+# --- recording -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    response: dict[str, Any]
+    repeated: bool  # the webhook-id was seen before: this is the original answer, nothing was redone
+    accepted_skus: int  # deliveries made due by this batch (0 → no dispatcher needs waking)
+
+
+def record_batch(
+    conn: sqlite3.Connection,
+    site: str,
+    channels: Sequence[str],
+    msg_id: str,
+    events: Sequence[Event],
+    rejected: Sequence[Rejection],
+    now: float,
+) -> BatchOutcome:
+    """Write job: store the batch's events, version-gate them, make their deliveries due, remember msg_id."""
+    seen = conn.execute("SELECT response FROM requests WHERE site = ? AND msg_id = ?", (site, msg_id)).fetchone()
+    if seen is not None:
+        return BatchOutcome(json.loads(seen[0]), repeated=True, accepted_skus=0)
+    accepted = duplicates = stale = due = 0
+    audit: list[tuple[Any, ...]] = []
+    for event in events:
+        cursor = conn.execute(
+            "INSERT INTO events (site, event_id, kind, product_id, variation_id, parent_id, sku, manage_stock,"
+            " stock_quantity, stock_status, backorders, version, occurred_at, cause_kind, cause_order_id,"
+            " received_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'accepted')"
+            " ON CONFLICT (site, event_id) DO NOTHING",
+            (
+                site, event.id, event.kind, event.product_id, event.variation_id, event.parent_id, event.sku,
+                int(event.manage_stock), event.stock_quantity, event.stock_status, event.backorders, event.version,
+                event.occurred_at, event.cause_kind, event.cause_order_id, now,
+            ),
+        )  # fmt: skip
+        if cursor.rowcount == 0:
+            duplicates += 1
+            audit.append((now, site, None, event.sku, event.id, event.version, "duplicate", None, None))
+            continue
+        seq = cursor.lastrowid
+        known = conn.execute(
+            "SELECT version FROM product_versions WHERE site = ? AND product_id = ?", (site, event.product_id)
+        ).fetchone()
+        if known is not None and known[0] >= event.version:
+            stale += 1
+            conn.execute("UPDATE events SET outcome = 'stale' WHERE seq = ?", (seq,))
+            detail = json.dumps({"newest_version": known[0]})
+            audit.append((now, site, None, event.sku, event.id, event.version, "stale", None, detail))
+            continue
+        conn.execute(
+            "INSERT INTO product_versions (site, product_id, version) VALUES (?, ?, ?)"
+            " ON CONFLICT (site, product_id) DO UPDATE SET version = excluded.version",
+            (site, event.product_id, event.version),
+        )
+        accepted += 1
+        detail = json.dumps({"kind": event.kind, "cause": event.cause_kind, "order_id": event.cause_order_id})
+        audit.append((now, site, None, event.sku, event.id, event.version, "received", event.stock_quantity, detail))
+        if not event.sku:
+            note = json.dumps({"reason": "the product has no SKU, so no channel can be told"})
+            audit.append((now, site, None, "", event.id, event.version, "skipped", None, note))
+            continue
+        for channel in channels:
+            make_due(conn, site, channel, event.sku, seq, now)  # type: ignore[arg-type]
+            due += 1
+    conn.executemany(
+        "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, detail)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        audit,
+    )
+    response = {
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "stale": stale,
+        "rejected": [r.as_dict() for r in rejected],
+    }
+    conn.execute(
+        "INSERT INTO requests (site, msg_id, response, received_at) VALUES (?, ?, ?, ?)",
+        (site, msg_id, json.dumps(response), now),
+    )
+    return BatchOutcome(response, repeated=False, accepted_skus=due)
+
+
+def make_due(conn: sqlite3.Connection, site: str, channel: str, sku: str, seq: int, now: float) -> None:
+    """Point (site, channel, sku) at event ``seq``: coalescing means only the newest event is ever sent.
+
+    A row already pending keeps its backoff (a new value must not hammer a failing channel); a row
+    that was delivered or dead becomes due now, with a fresh retry count.
+    """
+    conn.execute(
+        "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at)"
+        " VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+        " ON CONFLICT (site, channel, sku) DO UPDATE SET"
+        "   want_seq = excluded.want_seq,"
+        "   next_attempt_at = CASE WHEN state = 'pending' THEN next_attempt_at ELSE excluded.next_attempt_at END,"
+        "   attempts = CASE WHEN state = 'pending' THEN attempts ELSE 0 END,"
+        "   first_failure_at = CASE WHEN state = 'pending' THEN first_failure_at ELSE NULL END,"
+        "   state = 'pending',"
+        "   updated_at = excluded.updated_at"
+        " WHERE excluded.want_seq >= deliveries.want_seq",
+        (site, channel, sku, seq, now, now),
+    )

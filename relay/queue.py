@@ -1,0 +1,239 @@
+"""The delivery queue's write jobs: claim due deliveries under a lease, settle their outcomes.
+
+A claim stamps each row with a fresh ``claim_token`` and a ``lease_until``. Every settlement is
+conditional on that token, so a worker that stalled past its lease (or a process that died) can
+never settle a row that someone else has since claimed: its update simply matches no row.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A due delivery with the event it must publish (always the newest for its SKU)."""
+
+    sku: str
+    seq: int
+    attempts: int
+    event_id: str
+    kind: str
+    product_id: int
+    manage_stock: bool
+    stock_quantity: int | None
+    stock_status: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed delivery."""
+
+    sku: str
+    status: str  # OK | SKIPPED | TRANSIENT | PERMANENT | AUTH
+    quantity: int | None = None
+    error: str = ""
+    retry_after: float | None = None
+    http_status: int | None = None
+    latency_ms: float | None = None
+    excerpt: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float
+    max_seconds: float
+    give_up_after_seconds: float
+
+    def delay(self, attempts: int, retry_after: float | None, rand: random.Random) -> float:
+        """Exponential backoff with equal jitter, never sooner than the remote's Retry-After."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** min(attempts - 1, 30))
+        delay = ceiling / 2 + rand.uniform(0, ceiling / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_seconds * 4))
+        return delay
+
+
+def claim(
+    conn: sqlite3.Connection, site: str, channel: str, limit: int, token: str, lease_seconds: float, now: float
+) -> list[Claimed]:
+    rows = conn.execute(
+        "SELECT d.sku, d.want_seq, d.attempts, e.event_id, e.kind, e.product_id, e.manage_stock,"
+        " e.stock_quantity, e.stock_status, e.version"
+        " FROM deliveries d JOIN events e ON e.seq = d.want_seq"
+        " WHERE d.site = ? AND d.channel = ? AND d.state = 'pending' AND d.next_attempt_at <= ?"
+        "   AND (d.claim_token IS NULL OR d.lease_until < ?)"
+        " ORDER BY d.next_attempt_at LIMIT ?",
+        (site, channel, now, now, limit),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE deliveries SET claim_token = ?, lease_until = ?, claimed_seq = want_seq"
+        " WHERE site = ? AND channel = ? AND sku = ?",
+        [(token, now + lease_seconds, site, channel, row[0]) for row in rows],
+    )
+    return [
+        Claimed(
+            sku=r[0], seq=r[1], attempts=r[2], event_id=r[3], kind=r[4], product_id=r[5],
+            manage_stock=bool(r[6]), stock_quantity=r[7], stock_status=r[8], version=r[9],
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+def settle(
+    conn: sqlite3.Connection,
+    site: str,
+    channel: str,
+    token: str,
+    claimed: Sequence[Claimed],
+    outcomes: Sequence[Outcome],
+    policy: RetryPolicy,
+    now: float,
+    rand: random.Random,
+) -> int:
+    """Record each outcome (only where our claim still holds); returns how many rows were ours."""
+    by_sku = {c.sku: c for c in claimed}
+    audit: list[tuple[object, ...]] = []
+    settled = 0
+    for out in outcomes:
+        item = by_sku[out.sku]
+        key = (site, channel, out.sku, token)
+        if out.status in (OK, SKIPPED):
+            cursor = conn.execute(
+                "UPDATE deliveries SET delivered_seq = claimed_seq, delivered_quantity = ?, claim_token = NULL,"
+                " lease_until = NULL, attempts = 0, first_failure_at = NULL, last_error = NULL, next_attempt_at = ?,"
+                " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'delivered' END, updated_at = ?"
+                " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
+                (out.quantity, now, now, *key),
+            )
+            if cursor.rowcount:
+                conn.execute(
+                    "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND channel = ? AND sku = ?"
+                    " AND resolved_at IS NULL",
+                    (now, site, channel, out.sku),
+                )
+        elif out.status == AUTH:
+            cursor = conn.execute(
+                "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?"
+                " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
+                (out.error, now, *key),
+            )
+        elif out.status == TRANSIENT:
+            cursor = _retry_or_give_up(conn, key, item, out, policy, now, rand, audit)
+        else:
+            cursor = _dead_letter(conn, key, item, out.error, out.quantity, now, audit)
+        if cursor.rowcount == 0:
+            audit.append(_audit(now, site, channel, item, "lease_lost", out.quantity, None, None, {}))
+            continue
+        settled += 1
+        detail = {"outcome": out.status, "attempt": item.attempts + 1}
+        if out.error:
+            detail["error"] = out.error
+        if out.excerpt:
+            detail["response"] = out.excerpt
+        action = "skipped" if out.status == SKIPPED else "attempt"
+        audit.append(_audit(now, site, channel, item, action, out.quantity, out.http_status, out.latency_ms, detail))
+    conn.executemany(
+        "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, http_status, latency_ms,"
+        " detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        audit,
+    )
+    return settled
+
+
+def _audit(
+    now: float,
+    site: str,
+    channel: str,
+    item: Claimed,
+    action: str,
+    quantity: int | None,
+    http_status: int | None,
+    latency_ms: float | None,
+    detail: dict[str, object],
+) -> tuple[object, ...]:
+    return (
+        now, site, channel, item.sku, item.event_id, item.version, action, quantity, http_status, latency_ms,
+        json.dumps(detail) if detail else None,
+    )  # fmt: skip
+
+
+def _retry_or_give_up(
+    conn: sqlite3.Connection,
+    key: tuple[str, str, str, str],
+    item: Claimed,
+    out: Outcome,
+    policy: RetryPolicy,
+    now: float,
+    rand: random.Random,
+    audit: list[tuple[object, ...]],
+) -> sqlite3.Cursor:
+    row = conn.execute(
+        "SELECT first_failure_at FROM deliveries WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?", key
+    ).fetchone()
+    first_failure = row[0] if row is not None and row[0] is not None else now
+    if now - first_failure > policy.give_up_after_seconds:
+        hours = policy.give_up_after_seconds / 3600
+        reason = f"still failing after {hours:g} h of retries; last error: {out.error}"
+        return _dead_letter(conn, key, item, reason, out.quantity, now, audit)
+    attempts = item.attempts + 1
+    delay = policy.delay(attempts, out.retry_after, rand)
+    return conn.execute(
+        "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, attempts = ?, first_failure_at = ?,"
+        " next_attempt_at = ?, last_error = ?, updated_at = ?"
+        " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
+        (attempts, first_failure, now + delay, out.error, now, *key),
+    )
+
+
+def _dead_letter(
+    conn: sqlite3.Connection,
+    key: tuple[str, str, str, str],
+    item: Claimed,
+    reason: str,
+    quantity: int | None,
+    now: float,
+    audit: list[tuple[object, ...]],
+) -> sqlite3.Cursor:
+    """Park the delivery as dead, unless a newer value arrived meanwhile: that one deserves its own try."""
+    cursor = conn.execute(
+        "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?,"
+        " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'dead' END,"
+        " attempts = 0, first_failure_at = NULL, next_attempt_at = ?"
+        " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
+        (reason, now, now, *key),
+    )
+    if cursor.rowcount:
+        site, channel, sku, _ = key
+        conn.execute(
+            "INSERT INTO dead_letters (site, channel, sku, event_seq, quantity, reason, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (site, channel, sku, item.seq, quantity, reason, now),
+        )
+        audit.append(_audit(now, site, channel, item, "dead_letter", quantity, None, None, {"reason": reason}))
+    return cursor
+
+
+def release(conn: sqlite3.Connection, tokens: Sequence[str] | None = None) -> int:
+    """Drop claims so their rows are due again: ours at shutdown, or every claim at start-up.
+
+    At start-up the state directory's lock proves no other relay holds a claim, so waiting for the
+    leases of a killed process to run out would only delay recovery.
+    """
+    if tokens is None:
+        return conn.execute(
+            "UPDATE deliveries SET claim_token = NULL, lease_until = NULL WHERE claim_token IS NOT NULL"
+        ).rowcount
+    return sum(
+        conn.execute(
+            "UPDATE deliveries SET claim_token = NULL, lease_until = NULL WHERE claim_token = ?", (token,)
+        ).rowcount
+        for token in tokens
+    )

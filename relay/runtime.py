@@ -1,0 +1,110 @@
+"""The running relay: the store, one connector and worker per channel, and an orderly start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import IO
+
+import aiohttp
+
+from . import __version__, connectors, queue
+from .config import Config
+from .dispatch import ChannelWorker
+from .errors import StorageError
+from .store import Store
+
+log = logging.getLogger("stock_relay")
+
+
+class Relay:
+    def __init__(self, config: Config, now: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.now = now
+        self.store = Store(config.database_path)
+        self.workers: dict[tuple[str, str], ChannelWorker] = {}
+        self.stopping = asyncio.Event()
+        self.shutting_down = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._lock_file: IO[str] | None = None
+
+    async def start(self, run_workers: bool = True) -> None:
+        """Open the database and start every channel's worker (``run_workers=False``: tests drive them)."""
+        self._lock_state_dir()
+        try:
+            await self.store.open()
+            released = await self.store.write(lambda conn: queue.release(conn))
+        except BaseException:
+            self._unlock_state_dir()
+            raise
+        if released:
+            log.info("released %d claims left by a previous run", released)
+        self._session = aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"})
+        for site in self.config.sites:
+            for channel in site.channels:
+                connector = connectors.build(site.id, channel, self._session)
+                worker = ChannelWorker(self.store, site.id, channel, connector, self.config.dispatch, self.now)
+                self.workers[(site.id, channel.name)] = worker
+        if run_workers:
+            for worker in self.workers.values():
+                self._tasks.append(asyncio.create_task(worker.run(self.stopping), name=f"worker {worker.name}"))
+
+    def _lock_state_dir(self) -> None:
+        """One relay per state directory: the lock is what makes releasing all claims at start-up safe."""
+        state = self.config.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        handle = open(state / "relay.lock", "a+")  # noqa: SIM115 - held open for the life of the relay
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StorageError(f"another stock-relay is already running on {state}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def _unlock_state_dir(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def wake(self, site: str) -> None:
+        """New deliveries are due for ``site``: its workers should look now, not at their next poll."""
+        for (site_id, _), worker in self.workers.items():
+            if site_id == site:
+                worker.wake.set()
+
+    def begin_shutdown(self) -> None:
+        """Stop intake: ingest answers 503 shutting_down from now on."""
+        self.shutting_down = True
+
+    async def stop(self) -> None:
+        """Finish the batches in hand (within the grace period), release leases, close the database."""
+        self.begin_shutdown()
+        self.stopping.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._tasks.clear()
+        with contextlib.suppress(StorageError):
+            # Whatever a cancelled worker still held is due again at once for the next start.
+            await self.store.write(lambda conn: queue.release(conn))
+        for worker in self.workers.values():
+            await worker.connector.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await self.store.close()
+        self._unlock_state_dir()

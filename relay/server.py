@@ -1,0 +1,174 @@
+"""The HTTP face of the relay (PROTOCOL.md §2): signed ingest and ping, plus a liveness probe.
+
+Checks run cheapest first and nothing is stored before the signature verifies: unknown site (404),
+content type (415), size (413, read with a cap so a huge body is never buffered), signature (401),
+per-site request rate (429), JSON and envelope (400), shutdown (503). Only this module turns
+errors into HTTP answers; every answer is ``{"error": {"code", "message"}}`` with no trace and no secret.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__, ingest, signing
+from .config import Config, SiteConfig
+from .errors import PayloadError, SignatureError, StorageError
+from .ingest import BatchOutcome
+from .ratelimit import TokenBucket
+from .runtime import Relay
+
+log = logging.getLogger("stock_relay.server")
+
+RELAY = web.AppKey("relay", Relay)
+LIMITERS = web.AppKey("limiters", dict)
+RETRY_AFTER_STORAGE = 5
+RETRY_AFTER_SHUTDOWN = 10
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def iso_now(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place errors become HTTP answers."""
+    try:
+        return await handler(request)
+    except SignatureError as exc:
+        extra = {"server_time": iso_now(time.time())} if exc.code == "timestamp_out_of_tolerance" else {}
+        return error_response(401, exc.code, exc.message, **extra)
+    except PayloadError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except StorageError as exc:
+        log.error("storage unavailable: %s", exc)
+        return error_response(
+            503,
+            "storage_unavailable",
+            "The relay cannot write to its database right now; nothing was accepted. Retry later.",
+            {"Retry-After": str(RETRY_AFTER_STORAGE)},
+        )
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return error_response(404, "not_found", "No such endpoint.")
+        if exc.status == 405:
+            return error_response(405, "method_not_allowed", "Use POST for this endpoint.")
+        raise
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "The relay hit an unexpected error; nothing was accepted.")
+
+
+def make_app(config: Config, relay: Relay) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes + 1)
+    app[RELAY] = relay
+    app[LIMITERS] = {
+        site.id: TokenBucket(site.max_requests_per_second, max(1.0, site.max_requests_per_second * 2))
+        for site in config.sites
+        if site.max_requests_per_second > 0
+    }
+    app.router.add_post("/v1/sites/{site}/events", signed("stock.batch")(handle_events))
+    app.router.add_post("/v1/sites/{site}/ping", signed("ping")(handle_ping))
+    app.router.add_get("/healthz", handle_healthz)
+    return app
+
+
+SignedHandler = Callable[[web.Request, SiteConfig, dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+def signed(body_type: str) -> Callable[[SignedHandler], Handler]:
+    """Wrap a handler with the whole-request checks every signed POST shares."""
+
+    def wrap(handler: SignedHandler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            relay = request.app[RELAY]
+            config = relay.config
+            site = config.site(request.match_info["site"])
+            if site is None:
+                return error_response(404, "unknown_site", "This relay has no such site; check the site id in the plugin settings.")
+            content_type = request.headers.get("Content-Type", "")
+            if content_type.split(";")[0].strip().lower() != "application/json":
+                return error_response(415, "unsupported_media_type", "Send the body as application/json.")
+            body = await read_capped(request, config.max_body_bytes)
+            if body is None:
+                return error_response(
+                    413, "body_too_large", f"The body is over {config.max_body_bytes} bytes; send fewer events per request."
+                )
+            now = relay.now()
+            signing.verify(site.secrets, request.headers, body, now, config.timestamp_tolerance_seconds)
+            limiter = request.app[LIMITERS].get(site.id)
+            if limiter is not None and not limiter.try_take():
+                retry = max(1, int(limiter.wait_time() + 0.999))
+                return error_response(
+                    429, "rate_limited", "Too many requests for this site; slow down.", {"Retry-After": str(retry)}
+                )
+            doc = ingest.check_envelope(ingest.parse_json(body), body_type, site.id)
+            return await handler(request, site, doc)
+
+        return checked
+
+    return wrap
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None as soon as it is known to exceed ``limit`` (never buffering more)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    relay = request.app[RELAY]
+    events, rejected = ingest.split_batch(doc, relay.config.max_batch_events)
+    if relay.shutting_down:
+        return error_response(
+            503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
+        )
+    msg_id = request.headers["webhook-id"]
+    channels = [c.name for c in site.channels]
+    now = relay.now()
+    outcome: BatchOutcome = await relay.store.write(
+        lambda conn: ingest.record_batch(conn, site.id, channels, msg_id, events, rejected, now)
+    )
+    if outcome.accepted_skus:
+        relay.wake(site.id)
+    headers = {"Idempotent-Replayed": "true"} if outcome.repeated else None
+    return web.json_response(outcome.response, status=202, headers=headers)
+
+
+async def handle_ping(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    relay = request.app[RELAY]
+    return web.json_response(
+        {
+            "type": "pong",
+            "site": site.id,
+            "relay_version": __version__,
+            "protocol": 1,
+            "server_time": iso_now(relay.now()),
+            "channels": [{"name": c.name, "type": c.type} for c in site.channels],
+        }
+    )
+
+
+async def handle_healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok", "version": __version__})

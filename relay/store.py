@@ -1,0 +1,295 @@
+"""SQLite storage: schema and migrations, one group-committing writer, separate readers.
+
+Every write in the relay is a *job*: a plain function ``job(conn) -> result`` run on the single
+writer connection. Concurrent callers queue their jobs; the writer takes everything queued, runs it
+in one ``BEGIN IMMEDIATE`` transaction (each job inside its own savepoint, so one failing job does not
+undo the others), commits once with ``synchronous=FULL`` and only then hands each caller its result.
+That is group commit: one fsync serves many requests, so durability is never traded for speed.
+
+The writer runs on one dedicated thread with the standard library driver so that a whole group is a
+single thread hop; aiosqlite would cost a hop per statement. Reads use aiosqlite connections of
+their own (WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from .errors import StorageError
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+MAX_GROUP = 256
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema.
+    """
+    CREATE TABLE events (
+        seq            INTEGER PRIMARY KEY,
+        site           TEXT    NOT NULL,
+        event_id       TEXT    NOT NULL,
+        kind           TEXT    NOT NULL,
+        product_id     INTEGER NOT NULL,
+        variation_id   INTEGER,
+        parent_id      INTEGER,
+        sku            TEXT    NOT NULL,
+        manage_stock   INTEGER NOT NULL,
+        stock_quantity INTEGER,
+        stock_status   TEXT    NOT NULL,
+        backorders     TEXT    NOT NULL,
+        version        INTEGER NOT NULL,
+        occurred_at    TEXT    NOT NULL,
+        cause_kind     TEXT    NOT NULL,
+        cause_order_id INTEGER,
+        received_at    REAL    NOT NULL,
+        outcome        TEXT    NOT NULL,            -- accepted | stale
+        UNIQUE (site, event_id)
+    );
+    CREATE INDEX events_product ON events (site, product_id, version);
+
+    -- Highest version seen per product: the gate that keeps a stale state from overwriting a newer one.
+    CREATE TABLE product_versions (
+        site       TEXT    NOT NULL,
+        product_id INTEGER NOT NULL,
+        version    INTEGER NOT NULL,
+        PRIMARY KEY (site, product_id)
+    ) WITHOUT ROWID;
+
+    -- One row per (site, channel, shop SKU): the coalescing point. want_seq is the newest event to
+    -- publish; a claim copies it to claimed_seq, so a newer event arriving mid-flight stays pending.
+    CREATE TABLE deliveries (
+        site               TEXT    NOT NULL,
+        channel            TEXT    NOT NULL,
+        sku                TEXT    NOT NULL,
+        want_seq           INTEGER NOT NULL,
+        claimed_seq        INTEGER,
+        delivered_seq      INTEGER,
+        delivered_quantity INTEGER,
+        state              TEXT    NOT NULL,        -- pending | delivered | dead
+        attempts           INTEGER NOT NULL DEFAULT 0,
+        first_failure_at   REAL,
+        next_attempt_at    REAL    NOT NULL,
+        claim_token        TEXT,
+        lease_until        REAL,
+        last_error         TEXT,
+        updated_at         REAL    NOT NULL,
+        PRIMARY KEY (site, channel, sku)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_due ON deliveries (site, channel, state, next_attempt_at);
+
+    CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY,
+        site        TEXT    NOT NULL,
+        channel     TEXT    NOT NULL,
+        sku         TEXT    NOT NULL,
+        event_seq   INTEGER NOT NULL,
+        quantity    INTEGER,
+        reason      TEXT    NOT NULL,
+        created_at  REAL    NOT NULL,
+        resolved_at REAL
+    );
+    CREATE INDEX dead_letters_open ON dead_letters (site, channel, resolved_at);
+
+    -- Accepted webhook-ids and the answer given, so a repeat gets the same answer without redoing work.
+    CREATE TABLE requests (
+        site        TEXT NOT NULL,
+        msg_id      TEXT NOT NULL,
+        response    TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (site, msg_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX requests_age ON requests (received_at);
+
+    -- The operator's record: every event received and how it was judged, every attempt with its
+    -- status, latency and a response excerpt, every dead letter with its reason.
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY,
+        at          REAL    NOT NULL,
+        site        TEXT    NOT NULL,
+        channel     TEXT,
+        sku         TEXT,
+        event_id    TEXT,
+        version     INTEGER,
+        action      TEXT    NOT NULL,
+        quantity    INTEGER,
+        http_status INTEGER,
+        latency_ms  REAL,
+        detail      TEXT
+    );
+    CREATE INDEX audit_sku ON audit (site, sku, id);
+    CREATE INDEX audit_at ON audit (at);
+    """,
+]
+
+
+def connect_writer(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse to start on a damaged database: never silently recreate it."""
+    try:
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} is not a usable SQLite database ({exc}); restore it from a backup") from None
+    if result != "ok":
+        raise StorageError(f"{path} failed its integrity check ({result}); restore it from a backup")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version now in force."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StorageError(
+            f"the database schema is version {version}, newer than this relay knows ({len(MIGRATIONS)}); "
+            "upgrade the relay instead of downgrading it"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _statements(MIGRATIONS[number]):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number + 1}")
+        conn.execute("COMMIT")
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit behind our back)."""
+    out, buf = [], []
+    for line in script.splitlines():
+        code = line.split("--", 1)[0]
+        buf.append(code)
+        if code.rstrip().endswith(";"):
+            statement = "\n".join(buf).strip()
+            if statement.strip(";").strip():
+                out.append(statement)
+            buf = []
+    return out
+
+
+class Store:
+    """The database: ``write(job)`` for every change (group-committed), ``read()`` for queries."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self.groups_committed = 0
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await loop.run_in_executor(self._executor, self._open_writer)
+        self._reader = await aiosqlite.connect(self.path)
+        self._reader.row_factory = aiosqlite.Row
+        await self._reader.execute("PRAGMA query_only=ON")
+        self._writer_task = asyncio.create_task(self._writer_loop(), name="sqlite-writer")
+
+    def _open_writer(self) -> sqlite3.Connection:
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            conn = connect_writer(self.path)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path} is not a usable SQLite database ({exc}); restore it from a backup") from None
+        if existed:
+            check_integrity(conn, self.path)
+        try:
+            migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot prepare {self.path}: {exc}") from None
+        return conn
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            try:
+                await self._writer_task
+            except asyncio.CancelledError:
+                pass
+            self._writer_task = None
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(StorageError("the relay is shutting down"))
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        if self._conn is not None:
+            conn = self._conn
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` in the next group transaction; returns its result once committed."""
+        if self._writer_task is None:
+            raise StorageError("the database is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, future))
+        return await future
+
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        assert self._reader is not None, "store is not open"
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _writer_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < MAX_GROUP and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            try:
+                outcomes = await loop.run_in_executor(self._executor, self._run_group, [job for job, _ in jobs])
+            except StorageError as exc:
+                outcomes = [(False, exc)] * len(jobs)
+            for (_, future), (ok, value) in zip(jobs, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _run_group(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        assert conn is not None
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, job(conn)))
+                    conn.execute("RELEASE job")
+                except sqlite3.OperationalError:
+                    raise  # disk full, read-only, I/O: the whole group fails, nobody is acknowledged
+                except Exception as exc:  # noqa: BLE001 - a job's own failure is handed back to its caller
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((False, exc))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise StorageError(f"the database could not commit: {exc}") from None
+        self.groups_committed += 1
+        return outcomes
