@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
+MAX_RETRY_AFTER = 86_400.0  # a remote asking for more than a day is misbehaving; retry after a day anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class RetryPolicy:
         ceiling = min(self.max_seconds, self.base_seconds * 2 ** min(attempts - 1, 30))
         delay = ceiling / 2 + rand.uniform(0, ceiling / 2)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_seconds * 4))
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         return delay
 
 

@@ -1,0 +1,201 @@
+"""Shared fixtures: real relays on real SQLite files, real HTTP receivers on 127.0.0.1. Nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from relay import signing
+from relay.client import SignedClient
+from relay.config import ChannelConfig, Config, DispatchConfig, RateLimit, SiteConfig, StockRules
+from relay.runtime import Relay
+from relay.server import make_app
+
+SITE_SECRET = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+CHANNEL_SECRET = "whsec_IkYQ8QKJC8DkDEn/tFa7k9Rabe6I3Jp77zUfoQ0/hYI="
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No STOCK_RELAY_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("STOCK_RELAY_") or name in ("STATE_DIRECTORY", "CREDENTIALS_DIRECTORY"):
+            monkeypatch.delenv(name)
+
+
+def fast_dispatch(**overrides: Any) -> DispatchConfig:
+    """Dispatcher settings for tests: short backoff so retries happen within a test's lifetime."""
+    base = DispatchConfig(
+        lease_seconds=10.0,
+        backoff_base_seconds=0.01,
+        backoff_max_seconds=0.05,
+        circuit_failure_threshold=100,
+        circuit_open_seconds=0.2,
+        auth_pause_seconds=0.2,
+        idle_poll_seconds=0.05,
+    )
+    return replace(base, **overrides)
+
+
+def webhook_channel(name: str, url: str, **overrides: Any) -> ChannelConfig:
+    return replace(
+        ChannelConfig(name=name, type="webhook", url=url, secret=CHANNEL_SECRET, batch_size=1, rate=RateLimit(1000, 1000)),
+        **overrides,
+    )
+
+
+def make_config(state_dir: Path, channels: tuple[ChannelConfig, ...] = (), **overrides: Any) -> Config:
+    site = SiteConfig(id="main", secrets=(SITE_SECRET,), channels=channels, max_requests_per_second=0)
+    return replace(Config(state_dir=state_dir, dispatch=fast_dispatch(), sites=(site,)), **overrides)
+
+
+@dataclass
+class Reply:
+    """One scripted answer of a fake receiver."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def doc(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """A real HTTP server that verifies the Standard Webhooks signature and answers from a script.
+
+    ``script`` maps a path to replies used in order; once used up, the path answers 200.
+    ``quantities`` is what the receiver "shows": the last quantity it accepted per SKU.
+    """
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[Reply]] = {}
+        self.received: list[Received] = []
+        self.quantities: dict[str, dict[str, int]] = {}
+        self.bad_signatures = 0
+        self.server: TestServer | None = None
+
+    def url(self, path: str) -> str:
+        assert self.server is not None
+        return str(self.server.make_url(path))
+
+    def on(self, path: str, *replies: Reply) -> None:
+        self.script.setdefault(path, []).extend(replies)
+
+    def for_path(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            signing.verify([CHANNEL_SECRET], headers, body, time.time())
+        except Exception:  # noqa: BLE001 - v1a channels are verified by the test itself
+            self.bad_signatures += 1
+        self.received.append(Received(request.path, headers, body, time.monotonic()))
+        queue = self.script.get(request.path)
+        reply = queue.pop(0) if queue else Reply()
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if 200 <= reply.status < 300:
+            shown = self.quantities.setdefault(request.path, {})
+            rejected = {r["sku"] for r in (reply.body or {}).get("results", []) if r.get("status") != "ok"}
+            for update in json.loads(body).get("updates", []):
+                if update["sku"] not in rejected:
+                    shown[update["sku"]] = update["quantity"]
+        if reply.body is None:
+            return web.Response(status=reply.status, headers=reply.headers)
+        return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    fake = Receiver()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", fake.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    fake.server = server
+    yield fake
+    await server.close()
+
+
+@dataclass
+class RunningRelay:
+    relay: Relay
+    server: TestServer
+    client: SignedClient
+    session: aiohttp.ClientSession
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def post_raw(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        async with self.session.post(self.base_url + path, data=body, headers=headers) as response:
+            text = await response.text()
+            return response.status, (json.loads(text) if text else None), dict(response.headers)
+
+    async def drain(self) -> int:
+        """Burst mode: every worker publishes what is due, repeatedly, until nothing is left due now."""
+        total = 0
+        while True:
+            done = 0
+            for worker in self.relay.workers.values():
+                done += await worker.drain()
+            total += done
+            if done == 0:
+                return total
+
+    async def count(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = await self.relay.store.read(sql, params)
+        return rows[0][0]
+
+
+StartRelay = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_relay(tmp_path: Path) -> AsyncIterator[StartRelay]:
+    """Factory: ``await start_relay(config, run_workers=False)`` → a RunningRelay on a real port."""
+    running: list[RunningRelay] = []
+
+    async def start(config: Config | None = None, run_workers: bool = False, now: Callable[[], float] = time.time) -> RunningRelay:
+        cfg = config or make_config(tmp_path / "state")
+        relay = Relay(cfg, now=now)
+        await relay.start(run_workers=run_workers)
+        server = TestServer(make_app(cfg, relay), host="127.0.0.1")
+        await server.start_server()
+        session = aiohttp.ClientSession()
+        site = cfg.sites[0]
+        client = SignedClient(str(server.make_url("")).rstrip("/"), site.id, site.secrets[0], session)
+        handle = RunningRelay(relay, server, client, session)
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        await handle.session.close()
+        await handle.server.close()
+        await handle.relay.stop()
