@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"stock-relay {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the relay (embedded defaults when no config is given)")
-    _config_args(serve)
-    serve.add_argument("--host", help="listen address (overrides listen.host)")
-    serve.add_argument("--port", type=int, help="listen port, 0 for any free one (overrides listen.port)")
+    serve_cmd = commands.add_parser("serve", help="run the relay (embedded defaults when no config is given)")
+    _config_args(serve_cmd)
+    serve_cmd.add_argument("--host", help="listen address (overrides listen.host)")
+    serve_cmd.add_argument("--port", type=int, help="listen port, 0 for any free one (overrides listen.port)")
 
     demo = commands.add_parser("demo", help="run the relay with synthetic shop traffic and watch every channel converge")
     demo.add_argument("--state-dir", type=Path, help="where the demo keeps its database (default: .stock-relay)")

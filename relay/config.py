@@ -28,6 +28,15 @@ CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 CHANNEL_TYPES = ("sandbox", "webhook")
 DEFAULT_STATE_DIR = ".stock-relay"
 
+# Every key the YAML may hold, by section (tests check each one is documented in config.example.yaml).
+TOP_KEYS = {"state_dir", "listen", "limits", "dispatch", "sites", "shutdown_grace_seconds", "timestamp_tolerance_seconds"}
+LISTEN_KEYS = {"host", "port"}
+LIMIT_KEYS = {"max_body_bytes", "max_batch_events"}
+SITE_KEYS = {"secret", "channels", "max_requests_per_second"}
+CHANNEL_KEYS = {"name", "type", "batch_size", "rate", "timeout_seconds", "rules", "url", "signing", "secret", "latency_ms", "failure_rate"}
+RATE_KEYS = {"per_second", "burst"}
+RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
+
 
 @dataclass(frozen=True)
 class StockRules:
@@ -156,13 +165,11 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
 def parse(raw: Any, environ: Mapping[str, str], base_dir: Path = Path(".")) -> Config:
     """Validate a parsed YAML document and build the Config."""
     root = _Node(raw, "", environ, base_dir)
-    root.expect_keys(
-        {"state_dir", "listen", "limits", "dispatch", "sites", "shutdown_grace_seconds", "timestamp_tolerance_seconds"}
-    )
+    root.expect_keys(TOP_KEYS)
     listen = root.child("listen", {})
-    listen.expect_keys({"host", "port"})
+    listen.expect_keys(LISTEN_KEYS)
     limits = root.child("limits", {})
-    limits.expect_keys({"max_body_bytes", "max_batch_events"})
+    limits.expect_keys(LIMIT_KEYS)
     state_dir = root.get("state_dir", str)
     cfg = Config(
         state_dir=(base_dir / state_dir) if state_dir else default_state_dir(),
@@ -198,7 +205,7 @@ def _dispatch(node: _Node) -> DispatchConfig:
 def _site(site_id: str, node: _Node) -> SiteConfig:
     if not SITE_ID.match(site_id):
         raise ConfigError(node.path, "a site id is 1 to 64 of a-z, 0-9 and '-'")
-    node.expect_keys({"secret", "channels", "max_requests_per_second"})
+    node.expect_keys(SITE_KEYS)
     secret_ref = node.get("secret", str)
     if not secret_ref:
         raise ConfigError(f"{node.path}.secret", "required: a reference such as env:NAME, file:/path or credential:NAME")
@@ -226,12 +233,7 @@ def _site(site_id: str, node: _Node) -> SiteConfig:
 
 
 def _channel(node: _Node) -> ChannelConfig:
-    node.expect_keys(
-        {
-            "name", "type", "batch_size", "rate", "timeout_seconds", "rules",
-            "url", "signing", "secret", "latency_ms", "failure_rate",
-        }
-    )  # fmt: skip
+    node.expect_keys(CHANNEL_KEYS)
     name = node.get("name", str)
     if not name or not CHANNEL_NAME.match(name):
         raise ConfigError(f"{node.path}.name", "required: 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit")
@@ -239,7 +241,7 @@ def _channel(node: _Node) -> ChannelConfig:
     if kind not in CHANNEL_TYPES:
         raise ConfigError(f"{node.path}.type", f"must be one of {', '.join(CHANNEL_TYPES)}")
     rate = node.child("rate", {})
-    rate.expect_keys({"per_second", "burst"})
+    rate.expect_keys(RATE_KEYS)
     channel = ChannelConfig(
         name=name,
         type=kind,
@@ -277,7 +279,7 @@ def _check_outbound_secret(path: str, mode: str, secret: str) -> None:
 
 
 def _rules(node: _Node) -> StockRules:
-    node.expect_keys({"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"})
+    node.expect_keys(RULE_KEYS)
     per_sku = node.child("buffer_per_sku", {})
     if not isinstance(per_sku.value, Mapping):
         raise ConfigError(per_sku.path, "must map SKU to a whole number")

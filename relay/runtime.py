@@ -33,6 +33,7 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._lock_file: IO[str] | None = None
+        self._stopped = False
 
     async def start(self, run_workers: bool = True) -> None:
         """Open the database and start every channel's worker (``run_workers=False``: tests drive them)."""
@@ -88,6 +89,9 @@ class Relay:
 
     async def stop(self) -> None:
         """Finish the batches in hand (within the grace period), release leases, close the database."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.begin_shutdown()
         self.stopping.set()
         if self._tasks:

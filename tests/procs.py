@@ -1,0 +1,65 @@
+"""Running ``stock-relay`` as a real subprocess, for end-to-end and CLI tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+
+
+def relay_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "relay", *args]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        relay_command(*args), capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout
+    )
+
+
+class RelayProcess:
+    """``stock-relay serve`` in a subprocess; ``url`` is known once it logs that it is listening."""
+
+    def __init__(self, config_path: Path, env: dict[str, str], log_path: Path) -> None:
+        self.config_path = config_path
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.starts_seen = 0  # the log is appended across restarts: count "listening" lines
+
+    def start(self, timeout: float = 20.0) -> str:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
+        self.proc = subprocess.Popen(relay_command("serve", "-c", str(self.config_path)), stdout=log, stderr=log, env=self.env)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            matches = LISTENING.findall(text)
+            if len(matches) >= self.starts_seen + 1:
+                host, port = matches[self.starts_seen]
+                self.starts_seen += 1
+                self.url = f"http://{host}:{port}"
+                return self.url
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"stock-relay exited with {self.proc.returncode}:\n{text[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"stock-relay did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

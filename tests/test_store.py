@@ -1,0 +1,112 @@
+"""The SQLite store: migrations, integrity check at start, group commit, one relay per state directory."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relay.errors import StorageError
+from relay.runtime import Relay
+from relay.store import MIGRATIONS, Store
+
+from .conftest import make_config
+
+
+async def test_migrations_run_once_and_set_version(tmp_path: Path) -> None:
+    """A new database gets every migration; reopening it changes nothing."""
+    for _ in range(2):
+        store = Store(tmp_path / "db.sqlite3")
+        await store.open()
+        await store.close()
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"events", "deliveries", "dead_letters", "requests", "audit", "product_versions"} <= tables
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database written by a newer relay is not touched by an older one."""
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StorageError, match="newer than this relay knows"):
+        await Store(tmp_path / "db.sqlite3").open()
+
+
+async def test_corrupt_database_is_detected_not_recreated(tmp_path: Path) -> None:
+    """Garbage where the database should be stops start-up with a clear message and is left as it was."""
+    path = tmp_path / "db.sqlite3"
+    path.write_bytes(b"this is not a database" * 1000)
+    with pytest.raises(StorageError, match="restore it from a backup"):
+        await Store(path).open()
+    assert path.read_bytes().startswith(b"this is not a database")
+
+
+async def test_damaged_pages_are_detected(tmp_path: Path) -> None:
+    """A database whose pages were overwritten fails the integrity check at start."""
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    await store.open()
+    await store.write(lambda c: c.executemany("INSERT INTO audit (at, site, action, detail) VALUES (0, 's', 'x', ?)", [("y" * 500,)] * 400))
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[page * 3 : page * 6] = b"\x07" * (page * 3)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError):
+        await Store(path).open()
+
+
+async def test_group_commit_batches_concurrent_writers(tmp_path: Path) -> None:
+    """Many concurrent jobs share few transactions, and each gets its own result."""
+    store = Store(tmp_path / "db.sqlite3")
+    await store.open()
+    before = store.groups_committed
+
+    def job(i: int):
+        return lambda c: c.execute("INSERT INTO audit (at, site, action) VALUES (?, 's', 'x') RETURNING id", (i,)).fetchone()[0]
+
+    ids = await asyncio.gather(*(store.write(job(i)) for i in range(200)))
+    assert len(set(ids)) == 200
+    assert store.groups_committed - before < 50
+    await store.close()
+
+
+async def test_failing_job_does_not_undo_its_group(tmp_path: Path) -> None:
+    """One job's own error is handed to its caller; the other jobs of the same group still commit."""
+    store = Store(tmp_path / "db.sqlite3")
+    await store.open()
+
+    def bad(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO audit (at, site, action) VALUES (1, 's', 'bad')")
+        raise ValueError("boom")
+
+    results = await asyncio.gather(
+        store.write(lambda c: c.execute("INSERT INTO audit (at, site, action) VALUES (1, 's', 'good')").rowcount),
+        store.write(bad),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and isinstance(results[1], ValueError)
+    rows = await store.read("SELECT action FROM audit")
+    assert [r[0] for r in rows] == ["good"]
+    await store.close()
+
+
+async def test_one_relay_per_state_directory(tmp_path: Path) -> None:
+    """A second relay on the same state directory refuses to start while the first runs."""
+    cfg = make_config(tmp_path / "state")
+    first = Relay(cfg)
+    await first.start(run_workers=False)
+    try:
+        with pytest.raises(StorageError, match="already running"):
+            await Relay(cfg).start(run_workers=False)
+    finally:
+        await first.stop()
+    again = Relay(cfg)
+    await again.start(run_workers=False)
+    await again.stop()
