@@ -14,14 +14,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, config as config_module, signing
+from . import __version__, signing
+from . import config as config_module
 from .errors import ConfigError, RelayError, StorageError
 
 log = logging.getLogger("stock_relay")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stock-relay", description="Durable, signed stock sync from WooCommerce to marketplaces.")
+    parser = argparse.ArgumentParser(
+        prog="stock-relay", description="Durable, signed stock sync from WooCommerce to marketplaces."
+    )
     parser.add_argument("--version", action="version", version=f"stock-relay {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -30,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--host", help="listen address (overrides listen.host)")
     serve_cmd.add_argument("--port", type=int, help="listen port, 0 for any free one (overrides listen.port)")
 
-    demo = commands.add_parser("demo", help="run the relay with synthetic shop traffic and watch every channel converge")
+    demo = commands.add_parser(
+        "demo", help="run the relay with synthetic shop traffic and watch every channel converge"
+    )
     demo.add_argument("--state-dir", type=Path, help="where the demo keeps its database (default: .stock-relay)")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of shop traffic (default 20)")
     demo.add_argument("--products", type=int, default=24, help="how many products the synthetic shop has (default 24)")
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help="YAML config file (default: $STOCK_RELAY_CONFIG, else embedded defaults)")
+    parser.add_argument(
+        "-c", "--config", help="YAML config file (default: $STOCK_RELAY_CONFIG, else embedded defaults)"
+    )
 
 
 def _env_config() -> str | None:
@@ -117,7 +124,14 @@ async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
         return 1
     port = runner.addresses[0][1] if runner.addresses else cfg.port
     sites = ", ".join(f"{s.id} ({', '.join(c.name for c in s.channels)})" for s in cfg.sites)
-    log.info("stock-relay %s listening on http://%s:%s; sites: %s; database: %s", __version__, cfg.host, port, sites, cfg.database_path)
+    log.info(
+        "stock-relay %s listening on http://%s:%s; sites: %s; database: %s",
+        __version__,
+        cfg.host,
+        port,
+        sites,
+        cfg.database_path,
+    )
     if embedded:
         log.info("no config given: embedded defaults, demo site secret in %s", cfg.state_dir / "demo-site.secret")
     stop = asyncio.Event()

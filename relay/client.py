@@ -38,7 +38,9 @@ class SignedClient:
         self.secret = secret
         self.session = session
 
-    def encode(self, doc: dict[str, Any], msg_id: str | None = None, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+    def encode(
+        self, doc: dict[str, Any], msg_id: str | None = None, timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(doc, separators=(",", ":")).encode()
         headers = signing.signed_headers(self.secret, msg_id or new_msg_id(), timestamp or int(time.time()), body)
         headers["content-type"] = "application/json"

@@ -29,11 +29,31 @@ CHANNEL_TYPES = ("sandbox", "webhook")
 DEFAULT_STATE_DIR = ".stock-relay"
 
 # Every key the YAML may hold, by section (tests check each one is documented in config.example.yaml).
-TOP_KEYS = {"state_dir", "listen", "limits", "dispatch", "sites", "shutdown_grace_seconds", "timestamp_tolerance_seconds"}
+TOP_KEYS = {
+    "state_dir",
+    "listen",
+    "limits",
+    "dispatch",
+    "sites",
+    "shutdown_grace_seconds",
+    "timestamp_tolerance_seconds",
+}
 LISTEN_KEYS = {"host", "port"}
 LIMIT_KEYS = {"max_body_bytes", "max_batch_events"}
 SITE_KEYS = {"secret", "channels", "max_requests_per_second"}
-CHANNEL_KEYS = {"name", "type", "batch_size", "rate", "timeout_seconds", "rules", "url", "signing", "secret", "latency_ms", "failure_rate"}
+CHANNEL_KEYS = {
+    "name",
+    "type",
+    "batch_size",
+    "rate",
+    "timeout_seconds",
+    "rules",
+    "url",
+    "signing",
+    "secret",
+    "latency_ms",
+    "failure_rate",
+}
 RATE_KEYS = {"per_second", "burst"}
 RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
 
@@ -208,7 +228,9 @@ def _site(site_id: str, node: _Node) -> SiteConfig:
     node.expect_keys(SITE_KEYS)
     secret_ref = node.get("secret", str)
     if not secret_ref:
-        raise ConfigError(f"{node.path}.secret", "required: a reference such as env:NAME, file:/path or credential:NAME")
+        raise ConfigError(
+            f"{node.path}.secret", "required: a reference such as env:NAME, file:/path or credential:NAME"
+        )
     secrets = tuple(node.resolve_secret("secret", secret_ref).split())
     for value in secrets:
         try:
@@ -236,7 +258,9 @@ def _channel(node: _Node) -> ChannelConfig:
     node.expect_keys(CHANNEL_KEYS)
     name = node.get("name", str)
     if not name or not CHANNEL_NAME.match(name):
-        raise ConfigError(f"{node.path}.name", "required: 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit")
+        raise ConfigError(
+            f"{node.path}.name", "required: 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        )
     kind = node.get("type", str)
     if kind not in CHANNEL_TYPES:
         raise ConfigError(f"{node.path}.type", f"must be one of {', '.join(CHANNEL_TYPES)}")
@@ -246,7 +270,9 @@ def _channel(node: _Node) -> ChannelConfig:
         name=name,
         type=kind,
         batch_size=node.int("batch_size", 1 if kind == "webhook" else 50, 1, 1000),
-        rate=RateLimit(per_second=rate.number("per_second", 10.0, 0.001, 100_000), burst=rate.int("burst", 10, 1, 100_000)),
+        rate=RateLimit(
+            per_second=rate.number("per_second", 10.0, 0.001, 100_000), burst=rate.int("burst", 10, 1, 100_000)
+        ),
         timeout_seconds=node.number("timeout_seconds", 10.0, 0.1, 300),
         rules=_rules(node.child("rules", {})),
         latency_ms=node.number("latency_ms", 5.0, 0, 60_000),
@@ -261,7 +287,9 @@ def _channel(node: _Node) -> ChannelConfig:
             raise ConfigError(f"{node.path}.signing", "must be v1 (HMAC) or v1a (ed25519)")
         ref = node.get("secret", str)
         if not ref:
-            raise ConfigError(f"{node.path}.secret", "required for a webhook channel: env:NAME, file:/path or credential:NAME")
+            raise ConfigError(
+                f"{node.path}.secret", "required for a webhook channel: env:NAME, file:/path or credential:NAME"
+            )
         secret = node.resolve_secret("secret", ref).split()[0]
         _check_outbound_secret(f"{node.path}.secret", mode, secret)
         channel = replace(channel, url=url, signing=mode, secret=secret)
@@ -358,7 +386,9 @@ class _Node:
             if scheme == "credential":
                 cred_dir = self.environ.get("CREDENTIALS_DIRECTORY")
                 if not cred_dir:
-                    raise ConfigError(path, "credential: needs systemd's LoadCredential= ($CREDENTIALS_DIRECTORY is unset)")
+                    raise ConfigError(
+                        path, "credential: needs systemd's LoadCredential= ($CREDENTIALS_DIRECTORY is unset)"
+                    )
                 file_path = Path(cred_dir) / name
             else:
                 file_path = self.base_dir / name
@@ -367,7 +397,9 @@ class _Node:
             except OSError as exc:
                 raise ConfigError(path, f"cannot read {file_path}: {exc.strerror}") from None
         else:
-            raise ConfigError(path, "must be a reference: env:NAME, file:/path or credential:NAME (never the secret itself)")
+            raise ConfigError(
+                path, "must be a reference: env:NAME, file:/path or credential:NAME (never the secret itself)"
+            )
         if not value.strip():
             raise ConfigError(path, "the referenced secret is empty")
         return value.strip()

@@ -18,7 +18,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from . import config as config_module, rules
+from . import config as config_module
+from . import rules
 from .client import SignedClient, stock_event
 from .connectors.sandbox import SandboxConnector
 from .runtime import Relay
@@ -34,7 +35,10 @@ class Shop:
 
     def __init__(self, products: int, rand: random.Random) -> None:
         self.rand = rand
-        self.skus = {pid: f"DEMO-{COLOURS[(pid - 1) % len(COLOURS)]}-{SIZES[((pid - 1) // len(COLOURS)) % len(SIZES)]}-{pid}" for pid in range(1, products + 1)}
+        self.skus = {
+            pid: f"DEMO-{COLOURS[(pid - 1) % len(COLOURS)]}-{SIZES[((pid - 1) // len(COLOURS)) % len(SIZES)]}-{pid}"
+            for pid in range(1, products + 1)
+        }
         self.stock = {pid: rand.randint(3, 40) for pid in self.skus}
         # Versions start at the clock so a second demo run on the same database is never "stale".
         self.version = {pid: int(time.time() * 1000) for pid in self.skus}
@@ -92,7 +96,11 @@ async def run_demo(state_dir: Path | None, duration: float, products: int, rate:
                 await asyncio.sleep(0.2)
             deadline = time.monotonic() + SETTLE_SECONDS
             while time.monotonic() < deadline and not _all_converged(shop, channels, site):
-                view.frame(_frame(shop, channels, site, counts, time.monotonic() - started, "shop stopped; channels catching up"))
+                view.frame(
+                    _frame(
+                        shop, channels, site, counts, time.monotonic() - started, "shop stopped; channels catching up"
+                    )
+                )
                 await asyncio.sleep(0.25)
     except KeyboardInterrupt:
         pass
@@ -119,7 +127,14 @@ async def _post(client: SignedClient, events: list[dict[str, object]], counts: d
 
 def _expected(shop: Shop, site: config_module.SiteConfig, name: str, pid: int) -> int | None:
     channel = next(c for c in site.channels if c.name == name)
-    return rules.published_quantity(channel.rules, shop.skus[pid], "stock", True, shop.stock[pid], "instock" if shop.stock[pid] > 0 else "outofstock")
+    return rules.published_quantity(
+        channel.rules,
+        shop.skus[pid],
+        "stock",
+        True,
+        shop.stock[pid],
+        "instock" if shop.stock[pid] > 0 else "outofstock",
+    )
 
 
 def _converged(shop: Shop, connector: object, site: config_module.SiteConfig, name: str) -> int:
@@ -132,7 +147,14 @@ def _all_converged(shop: Shop, channels: dict[str, object], site: config_module.
     return all(_converged(shop, c, site, n) == len(shop.skus) for n, c in channels.items())
 
 
-def _frame(shop: Shop, channels: dict[str, object], site: config_module.SiteConfig, counts: dict[str, int], elapsed: float, phase: str) -> list[str]:
+def _frame(
+    shop: Shop,
+    channels: dict[str, object],
+    site: config_module.SiteConfig,
+    counts: dict[str, int],
+    elapsed: float,
+    phase: str,
+) -> list[str]:
     lines = [
         f"{phase}{f'  ({elapsed:4.1f} s)' if elapsed else ''}",
         f"events sent {counts['sent']:>6}   accepted {counts['accepted']:>6}   signed requests {counts['requests']:>5}",

@@ -99,7 +99,9 @@ class ChannelWorker:
             self.in_flight = 0
         now = self.now()
         return await self.store.write(
-            lambda conn: queue.settle(conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand)
+            lambda conn: queue.settle(
+                conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand
+            )
         )
 
     async def drain(self, max_batches: int = 1_000_000) -> int:
@@ -163,7 +165,9 @@ class ChannelWorker:
                 TransientDeliveryError("the channel gave no answer for this item")
             )
             error = result.error
-            common = dict(quantity=update.quantity, http_status=result.http_status, latency_ms=latency_ms, excerpt=result.excerpt)
+            common = dict(
+                quantity=update.quantity, http_status=result.http_status, latency_ms=latency_ms, excerpt=result.excerpt
+            )
             if error is None:
                 successes += 1
                 outcomes.append(Outcome(update.sku, queue.OK, **common))  # type: ignore[arg-type]

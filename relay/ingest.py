@@ -180,7 +180,8 @@ def _event(event_id: str, raw: dict[str, Any]) -> Event:
     sku = raw["sku"]
     if not isinstance(sku, str) or len(sku) > MAX_SKU_LENGTH or CONTROL.search(sku) or sku != sku.strip():
         raise _Invalid(
-            "invalid_sku", f"sku must be text of at most {MAX_SKU_LENGTH} characters, without control characters or surrounding spaces"
+            "invalid_sku",
+            f"sku must be text of at most {MAX_SKU_LENGTH} characters, without control characters or surrounding spaces",
         )
     manage_stock = raw.get("manage_stock", raw["stock_quantity"] is not None)
     if not isinstance(manage_stock, bool):
@@ -193,7 +194,9 @@ def _event(event_id: str, raw: dict[str, Any]) -> Event:
     version = _int(raw, "version", 1, MAX_ID, "invalid_version")
     occurred_at = raw.get("occurred_at", "")
     if occurred_at != "" and not _is_timestamp(occurred_at):
-        raise _Invalid("invalid_timestamp", "occurred_at must be an RFC 3339 UTC timestamp such as 2026-11-22T10:00:00Z")
+        raise _Invalid(
+            "invalid_timestamp", "occurred_at must be an RFC 3339 UTC timestamp such as 2026-11-22T10:00:00Z"
+        )
     cause = raw.get("cause") or {}
     if not isinstance(cause, dict):
         raise _Invalid("invalid_cause", "cause must be an object with a 'kind'")

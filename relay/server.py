@@ -33,7 +33,9 @@ RETRY_AFTER_SHUTDOWN = 10
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
     body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
     return web.json_response(body, status=status, headers=headers)
 
@@ -98,14 +100,18 @@ def signed(body_type: str) -> Callable[[SignedHandler], Handler]:
             config = relay.config
             site = config.site(request.match_info["site"])
             if site is None:
-                return error_response(404, "unknown_site", "This relay has no such site; check the site id in the plugin settings.")
+                return error_response(
+                    404, "unknown_site", "This relay has no such site; check the site id in the plugin settings."
+                )
             content_type = request.headers.get("Content-Type", "")
             if content_type.split(";")[0].strip().lower() != "application/json":
                 return error_response(415, "unsupported_media_type", "Send the body as application/json.")
             body = await read_capped(request, config.max_body_bytes)
             if body is None:
                 return error_response(
-                    413, "body_too_large", f"The body is over {config.max_body_bytes} bytes; send fewer events per request."
+                    413,
+                    "body_too_large",
+                    f"The body is over {config.max_body_bytes} bytes; send fewer events per request.",
                 )
             now = relay.now()
             signing.verify(site.secrets, request.headers, body, now, config.timestamp_tolerance_seconds)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -205,7 +206,9 @@ class Store:
         try:
             conn = connect_writer(self.path)
         except sqlite3.DatabaseError as exc:
-            raise StorageError(f"{self.path} is not a usable SQLite database ({exc}); restore it from a backup") from None
+            raise StorageError(
+                f"{self.path} is not a usable SQLite database ({exc}); restore it from a backup"
+            ) from None
         if existed:
             check_integrity(conn, self.path)
         try:
@@ -217,10 +220,8 @@ class Store:
     async def close(self) -> None:
         if self._writer_task is not None:
             self._writer_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
-            except asyncio.CancelledError:
-                pass
             self._writer_task = None
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
@@ -286,10 +287,8 @@ class Store:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             raise StorageError(f"the database could not commit: {exc}") from None
         self.groups_committed += 1
         return outcomes

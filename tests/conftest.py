@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from relay import signing
 from relay.client import SignedClient
-from relay.config import ChannelConfig, Config, DispatchConfig, RateLimit, SiteConfig, StockRules
+from relay.config import ChannelConfig, Config, DispatchConfig, RateLimit, SiteConfig
 from relay.runtime import Relay
 from relay.server import make_app
 
@@ -50,7 +50,9 @@ def fast_dispatch(**overrides: Any) -> DispatchConfig:
 
 def webhook_channel(name: str, url: str, **overrides: Any) -> ChannelConfig:
     return replace(
-        ChannelConfig(name=name, type="webhook", url=url, secret=CHANNEL_SECRET, batch_size=1, rate=RateLimit(1000, 1000)),
+        ChannelConfig(
+            name=name, type="webhook", url=url, secret=CHANNEL_SECRET, batch_size=1, rate=RateLimit(1000, 1000)
+        ),
         **overrides,
     )
 
@@ -181,7 +183,9 @@ async def start_relay(tmp_path: Path) -> AsyncIterator[StartRelay]:
     """Factory: ``await start_relay(config, run_workers=False)`` → a RunningRelay on a real port."""
     running: list[RunningRelay] = []
 
-    async def start(config: Config | None = None, run_workers: bool = False, now: Callable[[], float] = time.time) -> RunningRelay:
+    async def start(
+        config: Config | None = None, run_workers: bool = False, now: Callable[[], float] = time.time
+    ) -> RunningRelay:
         cfg = config or make_config(tmp_path / "state")
         relay = Relay(cfg, now=now)
         await relay.start(run_workers=run_workers)

@@ -16,9 +16,16 @@ def relay_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "relay", *args]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        relay_command(*args), capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout
+        relay_command(*args),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
     )
 
 
@@ -35,7 +42,9 @@ class RelayProcess:
 
     def start(self, timeout: float = 20.0) -> str:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
-        self.proc = subprocess.Popen(relay_command("serve", "-c", str(self.config_path)), stdout=log, stderr=log, env=self.env)
+        self.proc = subprocess.Popen(
+            relay_command("serve", "-c", str(self.config_path)), stdout=log, stderr=log, env=self.env
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

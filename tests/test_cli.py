@@ -46,7 +46,12 @@ def test_check_config_redacts_secrets(tmp_path: Path) -> None:
 
 def test_check_config_error_names_key_and_exits_2(tmp_path: Path) -> None:
     """An invalid config exits 2 with the key path in a one-line message, no traceback."""
-    out = run_cli("check-config", "-c", str(_config(tmp_path, max_requests_per_second="lots")), env={"CLI_SITE_SECRET": signing.new_secret()})
+    out = run_cli(
+        "check-config",
+        "-c",
+        str(_config(tmp_path, max_requests_per_second="lots")),
+        env={"CLI_SITE_SECRET": signing.new_secret()},
+    )
     assert out.returncode == 2
     assert "sites.main.max_requests_per_second" in out.stderr and "Traceback" not in out.stderr
 

@@ -70,13 +70,33 @@ def test_file_and_credential_references(tmp_path: Path) -> None:
         (lambda r: r["sites"]["main"].update(secret=SECRET), "sites.main.secret", "never the secret itself"),
         (lambda r: r["sites"]["main"].update(secret="env:NOPE"), "sites.main.secret", "NOPE is not set"),
         (lambda r: r["sites"]["main"].update(channels=[]), "sites.main.channels", "at least one channel"),
-        (lambda r: r["sites"]["main"]["channels"][0].update(batch_size=0), "sites.main.channels[0].batch_size", "whole number"),
-        (lambda r: r["sites"]["main"]["channels"][0].update(type="carrier-pigeon"), "sites.main.channels[0].type", "must be one of"),
+        (
+            lambda r: r["sites"]["main"]["channels"][0].update(batch_size=0),
+            "sites.main.channels[0].batch_size",
+            "whole number",
+        ),
+        (
+            lambda r: r["sites"]["main"]["channels"][0].update(type="carrier-pigeon"),
+            "sites.main.channels[0].type",
+            "must be one of",
+        ),
         (lambda r: r["sites"]["main"]["channels"][0].update(url="ftp://x"), "sites.main.channels[0].url", "http"),
         (lambda r: r["sites"]["main"]["channels"][0].update(signing="v1a"), "sites.main.channels[0].secret", "whsk_"),
-        (lambda r: r["sites"]["main"]["channels"][0].update(rate={"per_second": "fast"}), "sites.main.channels[0].rate.per_second", "number"),
-        (lambda r: r["sites"]["main"]["channels"][0].update(rules={"buffer": -1}), "sites.main.channels[0].rules.buffer", "whole number"),
-        (lambda r: r["sites"]["main"]["channels"].append(dict(r["sites"]["main"]["channels"][0])), "sites.main.channels[1].name", "duplicate"),
+        (
+            lambda r: r["sites"]["main"]["channels"][0].update(rate={"per_second": "fast"}),
+            "sites.main.channels[0].rate.per_second",
+            "number",
+        ),
+        (
+            lambda r: r["sites"]["main"]["channels"][0].update(rules={"buffer": -1}),
+            "sites.main.channels[0].rules.buffer",
+            "whole number",
+        ),
+        (
+            lambda r: r["sites"]["main"]["channels"].append(dict(r["sites"]["main"]["channels"][0])),
+            "sites.main.channels[1].name",
+            "duplicate",
+        ),
         (lambda r: r.update(dispatch={"lease_seconds": True}), "dispatch.lease_seconds", "number"),
     ],
 )

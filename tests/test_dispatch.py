@@ -82,7 +82,11 @@ def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
     assert conn.execute("SELECT claim_token, state FROM deliveries").fetchone() == ("t2", "pending")
     assert conn.execute("SELECT COUNT(*) FROM audit WHERE action = 'lease_lost'").fetchone()[0] == 1
     assert queue.settle(conn, "s", "c", "t2", taken_over, ok, policy, 42.0, random.Random(1)) == 1
-    assert conn.execute("SELECT claim_token, state, delivered_quantity FROM deliveries").fetchone() == (None, "delivered", 5)
+    assert conn.execute("SELECT claim_token, state, delivered_quantity FROM deliveries").fetchone() == (
+        None,
+        "delivered",
+        5,
+    )
 
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
@@ -144,7 +148,9 @@ async def test_permanent_failure_dead_letters_with_reason(start_relay, tmp_path:
 
 async def test_per_item_results_split_a_batch(start_relay, tmp_path: Path, receiver) -> None:
     """Within one batch, a rejected item dead-letters, a retry item retries, and the rest are delivered."""
-    results = {"results": [{"sku": "B", "status": "rejected", "message": "no such SKU"}, {"sku": "C", "status": "retry"}]}
+    results = {
+        "results": [{"sku": "B", "status": "rejected", "message": "no such SKU"}, {"sku": "C", "status": "retry"}]
+    }
     receiver.on("/a", Reply(200, body=results))
     r = await start_relay(make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a"), batch_size=10),)))
     await r.client.send_events([stock_event(i, sku, 5, 1) for i, sku in enumerate("ABC", start=1)])
@@ -161,7 +167,9 @@ async def test_gives_up_after_the_configured_time(start_relay, tmp_path: Path, r
     """A delivery still failing after give_up_after_hours is dead-lettered, saying why."""
     clock = [1_000_000.0]
     receiver.on("/a", *[Reply(503)] * 5)
-    cfg = make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),), dispatch=fast_dispatch(give_up_after_hours=1.0))
+    cfg = make_config(
+        tmp_path / "s", (webhook_channel("a", receiver.url("/a")),), dispatch=fast_dispatch(give_up_after_hours=1.0)
+    )
     r = await start_relay(cfg, now=lambda: clock[0])
     await r.relay.store.write(lambda c: _seed(c, clock[0]))
     await r.drain()
@@ -181,7 +189,9 @@ def _seed(conn: sqlite3.Connection, now: float) -> None:
 async def test_auth_failure_pauses_channel_without_burning_retries(start_relay, tmp_path: Path, receiver) -> None:
     """A 401 opens the circuit at once; the delivery stays pending with no attempt counted."""
     receiver.on("/a", Reply(401))
-    cfg = make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),), dispatch=fast_dispatch(auth_pause_seconds=60))
+    cfg = make_config(
+        tmp_path / "s", (webhook_channel("a", receiver.url("/a")),), dispatch=fast_dispatch(auth_pause_seconds=60)
+    )
     r = await start_relay(cfg)
     await r.client.send_events([stock_event(1, "SKU", 3, 1), stock_event(2, "SKU2", 3, 1)])
     await r.drain()
@@ -221,7 +231,10 @@ async def test_circuit_opens_probes_and_closes(start_relay, tmp_path: Path, rece
 async def test_slow_channel_does_not_delay_another(start_relay, tmp_path: Path, receiver) -> None:
     """With one channel hanging, another channel of the same site still gets the update promptly."""
     receiver.on("/slow", Reply(delay=3.0))
-    channels = (webhook_channel("slow", receiver.url("/slow"), timeout_seconds=5), webhook_channel("fast", receiver.url("/fast")))
+    channels = (
+        webhook_channel("slow", receiver.url("/slow"), timeout_seconds=5),
+        webhook_channel("fast", receiver.url("/fast")),
+    )
     r = await start_relay(make_config(tmp_path / "s", channels), run_workers=True)
     await r.client.send_events([stock_event(1, "SKU", 3, 1)])
     for _ in range(200):
@@ -235,10 +248,18 @@ async def test_slow_channel_does_not_delay_another(start_relay, tmp_path: Path, 
 async def test_rules_apply_per_channel(start_relay, tmp_path: Path, receiver) -> None:
     """Buffer, SKU map, deleted → 0 and leave-off (null map) are applied per channel."""
     rules = StockRules(buffer=2, buffer_per_sku={"B": 5}, sku_map={"A": "AMZ-A", "HIDDEN": None})
-    channels = (webhook_channel("plain", receiver.url("/p"), batch_size=10), webhook_channel("ruled", receiver.url("/r"), batch_size=10, rules=rules))
+    channels = (
+        webhook_channel("plain", receiver.url("/p"), batch_size=10),
+        webhook_channel("ruled", receiver.url("/r"), batch_size=10, rules=rules),
+    )
     r = await start_relay(make_config(tmp_path / "s", channels))
     await r.client.send_events(
-        [stock_event(1, "A", 10, 1), stock_event(2, "B", 4, 1), stock_event(3, "HIDDEN", 7, 1), stock_event(4, "GONE", 8, 1, kind="deleted")]
+        [
+            stock_event(1, "A", 10, 1),
+            stock_event(2, "B", 4, 1),
+            stock_event(3, "HIDDEN", 7, 1),
+            stock_event(4, "GONE", 8, 1, kind="deleted"),
+        ]
     )
     await r.drain()
     assert receiver.quantities["/p"] == {"A": 10, "B": 4, "HIDDEN": 7, "GONE": 0}
@@ -254,8 +275,20 @@ async def test_v1a_signed_webhook(start_relay, tmp_path: Path, receiver) -> None
     await r.client.send_events([stock_event(1, "SKU", 3, 1)])
     await r.drain()
     got = receiver.for_path("/a")[0]
-    assert signing.verify_ed25519(public, got.headers["webhook-id"], int(got.headers["webhook-timestamp"]), got.body, got.headers["webhook-signature"])
-    assert got.doc["updates"][0] == {"sku": "SKU", "quantity": 3, "version": 1, "event_id": got.doc["updates"][0]["event_id"], "product_id": 1}
+    assert signing.verify_ed25519(
+        public,
+        got.headers["webhook-id"],
+        int(got.headers["webhook-timestamp"]),
+        got.body,
+        got.headers["webhook-signature"],
+    )
+    assert got.doc["updates"][0] == {
+        "sku": "SKU",
+        "quantity": 3,
+        "version": 1,
+        "event_id": got.doc["updates"][0]["event_id"],
+        "product_id": 1,
+    }
 
 
 async def test_unreachable_channel_is_transient(start_relay, tmp_path: Path) -> None:

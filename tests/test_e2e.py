@@ -20,7 +20,12 @@ BATCHES = 60
 
 
 def write_config(tmp_path: Path, receiver) -> Path:
-    channel = {"type": "webhook", "secret": "env:E2E_HOOK_SECRET", "batch_size": 10, "rate": {"per_second": 500, "burst": 500}}
+    channel = {
+        "type": "webhook",
+        "secret": "env:E2E_HOOK_SECRET",
+        "batch_size": 10,
+        "rate": {"per_second": 500, "burst": 500},
+    }
     doc = {
         "state_dir": str(tmp_path / "state"),
         "listen": {"host": "127.0.0.1", "port": 0},
@@ -30,7 +35,10 @@ def write_config(tmp_path: Path, receiver) -> Path:
             "main": {
                 "secret": "env:E2E_SITE_SECRET",
                 "max_requests_per_second": 0,
-                "channels": [dict(channel, name="alpha", url=receiver.url("/alpha")), dict(channel, name="beta", url=receiver.url("/beta"))],
+                "channels": [
+                    dict(channel, name="alpha", url=receiver.url("/alpha")),
+                    dict(channel, name="beta", url=receiver.url("/beta")),
+                ],
             }
         },
     }
@@ -90,7 +98,11 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, receiver) -> Non
             await asyncio.sleep(0.1)
     assert relay.terminate() == 0
     for path in expected:
-        diverged = {s: (receiver.quantities.get(path, {}).get(s), q) for s, q in truth.items() if receiver.quantities.get(path, {}).get(s) != q}
+        diverged = {
+            s: (receiver.quantities.get(path, {}).get(s), q)
+            for s, q in truth.items()
+            if receiver.quantities.get(path, {}).get(s) != q
+        }
         assert not diverged, f"{path} diverged on {len(diverged)} SKUs: {list(diverged.items())[:5]}"
     with sqlite3.connect(tmp_path / "state" / "relay.sqlite3") as conn:
         stored = {row[0] for row in conn.execute("SELECT event_id FROM events")}

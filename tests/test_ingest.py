@@ -18,7 +18,9 @@ from relay.config import SiteConfig
 from .conftest import SITE_SECRET, make_config, webhook_channel
 
 
-def signed(doc: object, secret: str = SITE_SECRET, msg_id: str = "msg_test", ts: int | None = None, raw: bytes | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    doc: object, secret: str = SITE_SECRET, msg_id: str = "msg_test", ts: int | None = None, raw: bytes | None = None
+) -> tuple[bytes, dict[str, str]]:
     body = raw if raw is not None else json.dumps(doc).encode()
     headers = signing.signed_headers(secret, msg_id, ts if ts is not None else int(time.time()), body)
     headers["content-type"] = "application/json"
@@ -52,22 +54,52 @@ async def test_ping_reports_version_time_and_channels(start_relay, tmp_path: Pat
     [
         ("malformed json", lambda: signed(None, raw=b'{"type": "stock.batch", '), 400, "malformed_json"),
         ("not utf-8", lambda: signed(None, raw=b'{"type": "\xff"}'), 400, "malformed_json"),
-        ("duplicate keys", lambda: signed(None, raw=b'{"type": "stock.batch", "type": "ping", "events": []}'), 400, "malformed_json"),
+        (
+            "duplicate keys",
+            lambda: signed(None, raw=b'{"type": "stock.batch", "type": "ping", "events": []}'),
+            400,
+            "malformed_json",
+        ),
         ("NaN", lambda: signed(None, raw=b'{"type": "stock.batch", "events": [NaN]}'), 400, "malformed_json"),
-        ("deep nesting", lambda: signed(None, raw=b'{"type": "stock.batch", "events": ' + b"[" * 5000 + b"]" * 5000 + b"}"), 400, "malformed_json"),
-        ("huge integer", lambda: signed(None, raw=b'{"type": "stock.batch", "events": [' + b"9" * 5000 + b"]}"), 400, "malformed_json"),
+        (
+            "deep nesting",
+            lambda: signed(None, raw=b'{"type": "stock.batch", "events": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+            400,
+            "malformed_json",
+        ),
+        (
+            "huge integer",
+            lambda: signed(None, raw=b'{"type": "stock.batch", "events": [' + b"9" * 5000 + b"]}"),
+            400,
+            "malformed_json",
+        ),
         ("array body", lambda: signed([1, 2]), 400, "malformed_json"),
         ("type mismatch", lambda: signed({"type": "ping", "events": []}), 400, "type_mismatch"),
         ("site mismatch", lambda: signed({"type": "stock.batch", "site": "other", "events": []}), 400, "type_mismatch"),
         ("missing type", lambda: signed({"events": []}), 400, "missing_field"),
         ("missing events", lambda: signed({"type": "stock.batch"}), 400, "missing_field"),
-        ("batch too large", lambda: signed(batch(*[stock_event(i, f"S{i}", 1, 1) for i in range(1, 502)])), 400, "batch_too_large"),
-        ("no signature", lambda: (json.dumps(batch()).encode(), {"content-type": "application/json"}), 401, "signature_missing"),
+        (
+            "batch too large",
+            lambda: signed(batch(*[stock_event(i, f"S{i}", 1, 1) for i in range(1, 502)])),
+            400,
+            "batch_too_large",
+        ),
+        (
+            "no signature",
+            lambda: (json.dumps(batch()).encode(), {"content-type": "application/json"}),
+            401,
+            "signature_missing",
+        ),
         ("wrong secret", lambda: signed(batch(), secret=signing.new_secret()), 401, "signature_invalid"),
         ("old timestamp", lambda: signed(batch(), ts=int(time.time()) - 301), 401, "timestamp_out_of_tolerance"),
         ("future timestamp", lambda: signed(batch(), ts=int(time.time()) + 301), 401, "timestamp_out_of_tolerance"),
         ("wrong content type", lambda: (b"{}", {"content-type": "text/plain"}), 415, "unsupported_media_type"),
-        ("form body", lambda: (b"a=1", {"content-type": "application/x-www-form-urlencoded"}), 415, "unsupported_media_type"),
+        (
+            "form body",
+            lambda: (b"a=1", {"content-type": "application/x-www-form-urlencoded"}),
+            415,
+            "unsupported_media_type",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -217,9 +249,16 @@ async def test_sites_are_isolated(start_relay, tmp_path: Path, receiver) -> None
     """Each site verifies with its own secret and fans out only to its own channels."""
     other_secret = signing.new_secret()
     cfg = make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),))
-    other = SiteConfig(id="other", secrets=(other_secret,), channels=(webhook_channel("b", receiver.url("/b")),), max_requests_per_second=0)
+    other = SiteConfig(
+        id="other",
+        secrets=(other_secret,),
+        channels=(webhook_channel("b", receiver.url("/b")),),
+        max_requests_per_second=0,
+    )
     r = await start_relay(replace(cfg, sites=(cfg.sites[0], other)))
-    body, headers = signed({"type": "stock.batch", "site": "other", "events": [stock_event(1, "A", 1, 1)]}, secret=SITE_SECRET)
+    body, headers = signed(
+        {"type": "stock.batch", "site": "other", "events": [stock_event(1, "A", 1, 1)]}, secret=SITE_SECRET
+    )
     got, answer, _ = await r.post_raw("/v1/sites/other/events", body, headers)
     assert (got, answer["error"]["code"]) == (401, "signature_invalid")
     await r.client.send_events([stock_event(1, "A", 1, 1)])

@@ -26,7 +26,9 @@ def _headers(vector: dict, signature: str | None = None) -> dict[str, str]:
 def test_sign_reproduces_vector(vector: dict) -> None:
     """Our signer produces exactly the reference library's signature over the UTF-8 body bytes."""
     body = vector["body"].encode()
-    assert signing.sign(vector["secret"], vector["webhook_id"], vector["webhook_timestamp"], body) == vector["signature"]
+    assert (
+        signing.sign(vector["secret"], vector["webhook_id"], vector["webhook_timestamp"], body) == vector["signature"]
+    )
 
 
 @pytest.mark.parametrize("vector", VECTORS["standard_webhooks_v1"], ids=lambda v: v["name"])
@@ -81,7 +83,9 @@ def test_missing_header(missing: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "timestamp", ["abc", "1.5", "-1", "１７６３８０５６０１", "99999999999999999999"], ids=["text", "float", "negative", "fullwidth", "huge"]
+    "timestamp",
+    ["abc", "1.5", "-1", "１７６３８０５６０１", "99999999999999999999"],
+    ids=["text", "float", "negative", "fullwidth", "huge"],
 )
 def test_malformed_timestamp(timestamp: str) -> None:
     """A timestamp that is not whole ASCII Unix seconds is refused without crashing."""
@@ -97,7 +101,9 @@ def test_garbage_signature_header(header: str) -> None:
     """Garbage in the signature list is refused as invalid or missing, never an exception of another kind."""
     v = POSITIVE["ping"]
     with pytest.raises(SignatureError):
-        signing.verify([v["secret"]], _headers(v) | {"webhook-signature": header}, v["body"].encode(), now=v["webhook_timestamp"])
+        signing.verify(
+            [v["secret"]], _headers(v) | {"webhook-signature": header}, v["body"].encode(), now=v["webhook_timestamp"]
+        )
 
 
 def test_signed_content_includes_id_and_timestamp() -> None:

@@ -50,7 +50,11 @@ async def test_damaged_pages_are_detected(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = Store(path)
     await store.open()
-    await store.write(lambda c: c.executemany("INSERT INTO audit (at, site, action, detail) VALUES (0, 's', 'x', ?)", [("y" * 500,)] * 400))
+    await store.write(
+        lambda c: c.executemany(
+            "INSERT INTO audit (at, site, action, detail) VALUES (0, 's', 'x', ?)", [("y" * 500,)] * 400
+        )
+    )
     await store.close()
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -69,7 +73,9 @@ async def test_group_commit_batches_concurrent_writers(tmp_path: Path) -> None:
     before = store.groups_committed
 
     def job(i: int):
-        return lambda c: c.execute("INSERT INTO audit (at, site, action) VALUES (?, 's', 'x') RETURNING id", (i,)).fetchone()[0]
+        return lambda c: c.execute(
+            "INSERT INTO audit (at, site, action) VALUES (?, 's', 'x') RETURNING id", (i,)
+        ).fetchone()[0]
 
     ids = await asyncio.gather(*(store.write(job(i)) for i in range(200)))
     assert len(set(ids)) == 200

@@ -69,7 +69,7 @@ class Connector(ABC):
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
         """Publish the batch. Return a result per ``Update.sku``, or raise a DeliveryError for all of them."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing of their own
         """Release anything the connector holds open."""
 
 

@@ -21,7 +21,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from .. import __version__, signing
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -104,7 +110,7 @@ class WebhookConnector(Connector):
             ):
                 with attempt:
                     return await self._post(updates, body, msg_id)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientDeliveryError(f"could not reach the webhook: {type(exc).__name__}") from None
         raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying either returns or raises
 
