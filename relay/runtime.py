@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import IO
@@ -20,6 +21,20 @@ from .errors import StorageError
 from .store import Store
 
 log = logging.getLogger("stock_relay")
+HOUSEKEEPING_SECONDS = 60.0
+# PROTOCOL.md asks for at least 2 x the timestamp tolerance; an hour also covers a plugin that resends
+# a batch after a long relay outage (its timestamp is fresh, its webhook-id is the original).
+REQUEST_ID_MIN_KEEP_SECONDS = 3600.0
+PRUNE_BATCH = 1000
+
+
+def prune_request_ids(conn: sqlite3.Connection, older_than: float) -> int:
+    """Write job: drop up to PRUNE_BATCH remembered webhook-ids received before ``older_than``."""
+    return conn.execute(
+        "DELETE FROM requests WHERE (site, msg_id) IN"
+        " (SELECT site, msg_id FROM requests WHERE received_at < ? LIMIT ?)",
+        (older_than, PRUNE_BATCH),
+    ).rowcount
 
 
 class Relay:
@@ -55,6 +70,17 @@ class Relay:
         if run_workers:
             for worker in self.workers.values():
                 self._tasks.append(asyncio.create_task(worker.run(self.stopping), name=f"worker {worker.name}"))
+            self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def _housekeeping(self) -> None:
+        """Forget old webhook-ids now and then, in small batches that never hold up ingest for long."""
+        keep = max(REQUEST_ID_MIN_KEEP_SECONDS, 2 * self.config.timestamp_tolerance_seconds)
+        while not self.stopping.is_set():
+            with contextlib.suppress(StorageError):
+                while await self.store.write(lambda conn: prune_request_ids(conn, self.now() - keep)) == PRUNE_BATCH:
+                    pass
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), HOUSEKEEPING_SECONDS)
 
     def _lock_state_dir(self) -> None:
         """One relay per state directory: the lock is what makes releasing all claims at start-up safe."""
