@@ -12,8 +12,10 @@ import asyncio
 import random
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +23,7 @@ from aiohttp import web
 from . import config as config_module
 from . import rules
 from .client import SignedClient, stock_event
+from .connectors.base import Connector
 from .connectors.sandbox import SandboxConnector
 from .runtime import Relay
 from .server import make_app
@@ -43,7 +46,7 @@ class Shop:
         # Versions start at the clock so a second demo run on the same database is never "stale".
         self.version = {pid: int(time.time() * 1000) for pid in self.skus}
 
-    def change(self) -> dict[str, object]:
+    def change(self) -> dict[str, Any]:
         pid = self.rand.choice(list(self.skus))
         roll = self.rand.random()
         if roll < 0.7 and self.stock[pid] > 0:
@@ -58,7 +61,7 @@ class Shop:
         self.version[pid] += 1
         return stock_event(pid, self.skus[pid], self.stock[pid], self.version[pid], cause=cause)
 
-    def snapshot(self) -> list[dict[str, object]]:
+    def snapshot(self) -> list[dict[str, Any]]:
         out = []
         for pid in self.skus:
             self.version[pid] += 1
@@ -117,7 +120,7 @@ async def run_demo(state_dir: Path | None, duration: float, products: int, rate:
     return 1
 
 
-async def _post(client: SignedClient, events: list[dict[str, object]], counts: dict[str, int]) -> None:
+async def _post(client: SignedClient, events: list[dict[str, Any]], counts: dict[str, int]) -> None:
     status, answer = await client.send_events(events)
     counts["requests"] += 1
     counts["sent"] += len(events)
@@ -137,19 +140,19 @@ def _expected(shop: Shop, site: config_module.SiteConfig, name: str, pid: int) -
     )
 
 
-def _converged(shop: Shop, connector: object, site: config_module.SiteConfig, name: str) -> int:
+def _converged(shop: Shop, connector: Connector, site: config_module.SiteConfig, name: str) -> int:
     if not isinstance(connector, SandboxConnector):
         return 0
     return sum(1 for pid, sku in shop.skus.items() if connector.listings.get(sku) == _expected(shop, site, name, pid))
 
 
-def _all_converged(shop: Shop, channels: dict[str, object], site: config_module.SiteConfig) -> bool:
+def _all_converged(shop: Shop, channels: Mapping[str, Connector], site: config_module.SiteConfig) -> bool:
     return all(_converged(shop, c, site, n) == len(shop.skus) for n, c in channels.items())
 
 
 def _frame(
     shop: Shop,
-    channels: dict[str, object],
+    channels: Mapping[str, Connector],
     site: config_module.SiteConfig,
     counts: dict[str, int],
     elapsed: float,

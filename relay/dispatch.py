@@ -209,7 +209,7 @@ class ChannelWorker:
         due = rows[0][0] if rows and rows[0][0] is not None else None
         if due is None:
             return cap
-        return min(cap, max(0.005, due - self.now()))
+        return min(cap, max(0.005, float(due) - self.now()))
 
     async def _sleep(self, stopping: asyncio.Event, seconds: float) -> None:
         waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stopping.wait())]

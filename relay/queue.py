@@ -55,7 +55,7 @@ class RetryPolicy:
 
     def delay(self, attempts: int, retry_after: float | None, rand: random.Random) -> float:
         """Exponential backoff with equal jitter, never sooner than the remote's Retry-After."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** min(attempts - 1, 30))
+        ceiling = min(self.max_seconds, self.base_seconds * 2.0 ** min(attempts - 1, 30))
         delay = ceiling / 2 + rand.uniform(0, ceiling / 2)
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))

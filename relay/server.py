@@ -34,9 +34,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
 ) -> web.Response:
-    body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **(extra or {})}}
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -51,7 +51,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except SignatureError as exc:
         extra = {"server_time": iso_now(time.time())} if exc.code == "timestamp_out_of_tolerance" else {}
-        return error_response(401, exc.code, exc.message, **extra)
+        return error_response(401, exc.code, exc.message, extra=extra)
     except PayloadError as exc:
         return error_response(exc.status, exc.code, exc.message)
     except StorageError as exc:
