@@ -259,6 +259,9 @@ class Store:
                 outcomes = await loop.run_in_executor(self._executor, self._run_group, [job for job, _ in jobs])
             except StorageError as exc:
                 outcomes = [(False, exc)] * len(jobs)
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any surprise, or every write hangs
+                error = StorageError(f"the database writer failed: {type(exc).__name__}")
+                outcomes = [(False, error)] * len(jobs)
             for (_, future), (ok, value) in zip(jobs, outcomes, strict=True):
                 if future.done():
                     continue
