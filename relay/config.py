@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from . import signing
+from . import secretref, signing
 from .errors import ConfigError
 
 SITE_ID = re.compile(r"^[a-z0-9-]{1,64}$")
@@ -376,33 +376,10 @@ class _Node:
         return value
 
     def resolve_secret(self, key: str, ref: str) -> str:
-        path = self._sub(key)
-        scheme, _, name = ref.partition(":")
-        if scheme == "env":
-            value = self.environ.get(name)
-            if not value:
-                raise ConfigError(path, f"environment variable {name} is not set")
-        elif scheme in ("file", "credential"):
-            if scheme == "credential":
-                cred_dir = self.environ.get("CREDENTIALS_DIRECTORY")
-                if not cred_dir:
-                    raise ConfigError(
-                        path, "credential: needs systemd's LoadCredential= ($CREDENTIALS_DIRECTORY is unset)"
-                    )
-                file_path = Path(cred_dir) / name
-            else:
-                file_path = self.base_dir / name
-            try:
-                value = file_path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(path, f"cannot read {file_path}: {exc.strerror}") from None
-        else:
-            raise ConfigError(
-                path, "must be a reference: env:NAME, file:/path or credential:NAME (never the secret itself)"
-            )
-        if not value.strip():
-            raise ConfigError(path, "the referenced secret is empty")
-        return value.strip()
+        try:
+            return secretref.resolve(ref, self.environ, self.base_dir)
+        except ValueError as exc:
+            raise ConfigError(self._sub(key), str(exc)) from None
 
 
 def redacted(cfg: Config) -> dict[str, Any]:
