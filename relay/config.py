@@ -315,6 +315,7 @@ def _rules(node: _Node) -> StockRules:
     if not isinstance(sku_map.value, Mapping):
         raise ConfigError(sku_map.path, "must map shop SKU to channel SKU (or null to leave it off this channel)")
     mapped: dict[str, str | None] = {}
+    _sku_keys(sku_map)
     for key, value in sku_map.value.items():
         if value is not None and not isinstance(value, str | int):
             raise ConfigError(f"{sku_map.path}.{key}", "must be a channel SKU or null")
@@ -322,11 +323,19 @@ def _rules(node: _Node) -> StockRules:
     unmanaged = node.value.get("unmanaged_quantity") if isinstance(node.value, Mapping) else None
     return StockRules(
         buffer=node.int("buffer", 0, 0, 1_000_000),
-        buffer_per_sku={str(k): per_sku.int(str(k), 0, 0, 1_000_000) for k in per_sku.value},
+        buffer_per_sku={str(k): per_sku.int(k, 0, 0, 1_000_000) for k in _sku_keys(per_sku)},
         sku_map=mapped,
         unmanaged_quantity=None if unmanaged is None else node.int("unmanaged_quantity", 0, 0, 1_000_000),
         backorder_quantity=node.int("backorder_quantity", 0, 0, 1_000_000),
     )
+
+
+def _sku_keys(node: _Node) -> list[Any]:
+    """SKU keys as YAML read them: text or whole numbers; yes/no, dates or decimals mean a missing quote."""
+    for key in node.value:
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise ConfigError(f"{node.path}.{key}", "put the SKU in quotes: YAML read it as something other than text")
+    return list(node.value)
 
 
 class _Node:
@@ -338,8 +347,8 @@ class _Node:
         self.environ = environ
         self.base_dir = base_dir
 
-    def _sub(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+    def _sub(self, key: str | int) -> str:
+        return f"{self.path}.{key}" if self.path else str(key)
 
     def expect_keys(self, allowed: set[str]) -> None:
         if self.value is None:
@@ -369,7 +378,7 @@ class _Node:
             raise ConfigError(self._sub(key), f"must be a number from {low:g} to {high:g}")
         return float(value)
 
-    def int(self, key: str, default: int, low: int, high: int) -> int:
+    def int(self, key: str | int, default: int, low: int, high: int) -> int:
         value = self.value.get(key, default) if isinstance(self.value, Mapping) else default
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(self._sub(key), f"must be a whole number from {low} to {high}")

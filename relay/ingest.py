@@ -125,6 +125,8 @@ def split_batch(doc: dict[str, Any], max_events: int) -> tuple[list[Event], list
         raise PayloadError("missing_field", "The batch has no 'events' list.")
     if not isinstance(events, list):
         raise PayloadError("malformed_json", "'events' must be a list.")
+    if not events:
+        raise PayloadError("missing_field", "The batch has no events; send 1 to 500 per request.")
     if len(events) > max_events:
         raise PayloadError("batch_too_large", f"A batch holds at most {max_events} events; this one has {len(events)}.")
     valid: list[Event] = []
@@ -200,7 +202,9 @@ def _event(event_id: str, raw: dict[str, Any]) -> Event:
     cause = raw.get("cause") or {}
     if not isinstance(cause, dict):
         raise _Invalid("invalid_cause", "cause must be an object with a 'kind'")
-    cause_kind = _choice(cause, "kind", CAUSES, "other") if cause else "other"
+    cause_kind = cause.get("kind", "other")
+    if cause_kind not in CAUSES:
+        raise _Invalid("invalid_cause", f"cause.kind must be one of: {', '.join(CAUSES)}")
     order_id = _int(cause, "order_id", 1, MAX_ID, "invalid_cause", optional=True)
     return Event(
         id=event_id,

@@ -137,3 +137,19 @@ def test_unreadable_yaml_names_the_file(tmp_path: Path) -> None:
         config.load(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path / "missing.yaml")
+
+
+def test_numeric_sku_keys_keep_their_values(tmp_path: Path) -> None:
+    """An unquoted numeric SKU in buffer_per_sku or sku_map is read as that SKU, with its value."""
+    raw = minimal()
+    raw["sites"]["main"]["channels"][0]["rules"] = {"buffer_per_sku": {12345: 3}, "sku_map": {678: "AMZ-678"}}
+    rules = config.parse(raw, ENV, tmp_path).sites[0].channels[0].rules
+    assert rules.buffer_per_sku == {"12345": 3} and rules.sku_map == {"678": "AMZ-678"}
+
+
+def test_yes_no_sku_key_is_refused(tmp_path: Path) -> None:
+    """A SKU YAML reads as a boolean is refused with advice to quote it, not silently renamed."""
+    raw = minimal()
+    raw["sites"]["main"]["channels"][0]["rules"] = {"sku_map": {True: "X"}}
+    with pytest.raises(ConfigError, match="in quotes"):
+        config.parse(raw, ENV, tmp_path)

@@ -78,6 +78,7 @@ async def test_ping_reports_version_time_and_channels(start_relay, tmp_path: Pat
         ("site mismatch", lambda: signed({"type": "stock.batch", "site": "other", "events": []}), 400, "type_mismatch"),
         ("missing type", lambda: signed({"events": []}), 400, "missing_field"),
         ("missing events", lambda: signed({"type": "stock.batch"}), 400, "missing_field"),
+        ("empty events", lambda: signed({"type": "stock.batch", "events": []}), 400, "missing_field"),
         (
             "batch too large",
             lambda: signed(batch(*[stock_event(i, f"S{i}", 1, 1) for i in range(1, 502)])),
@@ -153,7 +154,7 @@ async def test_rate_limited_with_retry_after(start_relay, tmp_path: Path) -> Non
     r = await start_relay(cfg)
     statuses = []
     for i in range(4):
-        body, headers = signed(batch(), msg_id=f"msg_{i}")
+        body, headers = signed(batch(stock_event(i + 1, f"R{i}", 1, 1)), msg_id=f"msg_{i}")
         got, answer, response_headers = await r.post_raw("/v1/sites/main/events", body, headers)
         statuses.append(got)
     assert statuses[:2] == [202, 202] and statuses[-1] == 429
@@ -201,6 +202,7 @@ async def test_partial_acceptance(start_relay) -> None:
         stock_event(10, "X" * 192, 1, 1),
         stock_event(11, "P", 1, 1) | {"product_id": 2**63},
         stock_event(12, "D", 1, 1) | {"occurred_at": "yesterday"},
+        stock_event(13, "E", 1, 1) | {"cause": {"kind": "magic"}},
     ]
     status, answer = await r.client.send_events([good, *bad])
     assert status == 202 and answer["accepted"] == 1
@@ -208,6 +210,7 @@ async def test_partial_acceptance(start_relay) -> None:
     assert codes == [
         "invalid_quantity", "invalid_quantity", "invalid_stock_status", "invalid_version", "invalid_sku", "invalid_sku",
         "invalid_kind", "missing_field", "invalid_event", "invalid_sku", "invalid_product_id", "invalid_timestamp",
+        "invalid_cause",
     ]  # fmt: skip
     assert answer["rejected"][0]["id"] == bad[0]["id"]
     assert await r.count("SELECT COUNT(*) FROM events") == 1
