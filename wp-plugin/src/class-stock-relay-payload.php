@@ -1,0 +1,123 @@
+<?php
+/**
+ * Builds stock events and batches exactly as PROTOCOL.md §2 describes; no WordPress dependency.
+ *
+ * @package StockRelay
+ */
+
+declare(strict_types=1);
+
+/**
+ * Turns a product's stock state (read by the glue layer) into an absolute-state event, and
+ * events into batches that respect the relay's limits (500 events, 1 MiB).
+ */
+final class Stock_Relay_Payload {
+
+	public const MAX_EVENTS = 500;
+	public const MAX_BYTES  = 1048576;
+
+	/**
+	 * One event.
+	 *
+	 * @param array<string, mixed> $state Keys: product_id, variation_id, parent_id, sku, manage_stock, stock_quantity,
+	 *                                    stock_status, backorders, deleted (bool), restored (bool).
+	 * @param array<string, mixed> $cause Keys: kind, order_id (optional).
+	 * @return array<string, mixed>
+	 */
+	public static function event( array $state, int $version, array $cause, string $event_id, float $occurred_at ): array {
+		$kind = 'stock';
+		if ( ! empty( $state['deleted'] ) ) {
+			$kind = 'deleted';
+		} elseif ( ! empty( $state['restored'] ) ) {
+			$kind = 'restored';
+		}
+		$manage   = (bool) $state['manage_stock'];
+		$quantity = $manage && null !== $state['stock_quantity'] && '' !== $state['stock_quantity'] ? (int) $state['stock_quantity'] : null;
+		$status   = in_array( $state['stock_status'], array( 'instock', 'outofstock', 'onbackorder' ), true ) ? $state['stock_status'] : 'outofstock';
+		$back     = in_array( $state['backorders'] ?? 'no', array( 'no', 'notify', 'yes' ), true ) ? $state['backorders'] : 'no';
+		$event    = array(
+			'id'             => $event_id,
+			'kind'           => $kind,
+			'product_id'     => (int) $state['product_id'],
+			'variation_id'   => empty( $state['variation_id'] ) ? null : (int) $state['variation_id'],
+			'parent_id'      => empty( $state['parent_id'] ) ? null : (int) $state['parent_id'],
+			'sku'            => trim( (string) $state['sku'] ),
+			'manage_stock'   => $manage,
+			'stock_quantity' => $quantity,
+			'stock_status'   => $status,
+			'backorders'     => $back,
+			'version'        => $version,
+			'occurred_at'    => gmdate( 'Y-m-d\TH:i:s', (int) $occurred_at ) . sprintf( '.%06dZ', (int) round( fmod( $occurred_at, 1.0 ) * 1000000 ) % 1000000 ),
+			'cause'          => self::cause( $cause ),
+		);
+		return $event;
+	}
+
+	/**
+	 * The cause object, limited to the kinds the protocol knows.
+	 *
+	 * @param array<string, mixed> $cause Cause.
+	 * @return array<string, mixed>
+	 */
+	private static function cause( array $cause ): array {
+		$kinds = array( 'order', 'refund', 'admin', 'rest', 'import', 'bulk_edit', 'relay', 'other' );
+		$out   = array( 'kind' => in_array( $cause['kind'] ?? '', $kinds, true ) ? $cause['kind'] : 'other' );
+		if ( ! empty( $cause['order_id'] ) ) {
+			$out['order_id'] = (int) $cause['order_id'];
+		}
+		return $out;
+	}
+
+	/**
+	 * The JSON body of a stock.batch.
+	 *
+	 * @param array<int, array<string, mixed>> $events Events.
+	 */
+	public static function batch_body( string $site, array $events, int $now ): string {
+		$doc = array(
+			'type'    => 'stock.batch',
+			'site'    => $site,
+			'sent_at' => gmdate( 'Y-m-d\TH:i:s\Z', $now ),
+			'events'  => array_values( $events ),
+		);
+		return (string) stock_relay_json( $doc );
+	}
+
+	/**
+	 * Split events into batches of at most MAX_EVENTS and at most $max_bytes each, keeping order.
+	 *
+	 * @param array<int, array<string, mixed>> $events Events in outbox order.
+	 * @return array<int, array<int, array<string, mixed>>>
+	 */
+	public static function split( array $events, int $max_events = self::MAX_EVENTS, int $max_bytes = self::MAX_BYTES ): array {
+		$batches = array();
+		$current = array();
+		$size    = 200; // Envelope allowance.
+		foreach ( $events as $event ) {
+			$len = strlen( (string) stock_relay_json( $event ) ) + 1;
+			if ( $current && ( count( $current ) >= $max_events || $size + $len > $max_bytes ) ) {
+				$batches[] = $current;
+				$current   = array();
+				$size      = 200;
+			}
+			$current[] = $event;
+			$size     += $len;
+		}
+		if ( $current ) {
+			$batches[] = $current;
+		}
+		return $batches;
+	}
+}
+
+if ( ! function_exists( 'stock_relay_json' ) ) {
+	/**
+	 * JSON with unescaped unicode and slashes (the relay verifies the exact bytes; any valid JSON works).
+	 *
+	 * @param mixed $value Value.
+	 * @return string|false
+	 */
+	function stock_relay_json( $value ) {
+		return json_encode( $value, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_PRESERVE_ZERO_FRACTION ); // phpcs:ignore WordPress.WP.AlternativeFunctions.json_encode_json_encode -- used outside WordPress in tests too.
+	}
+}

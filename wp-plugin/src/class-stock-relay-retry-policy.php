@@ -1,0 +1,87 @@
+<?php
+/**
+ * What to do with the relay's answer, and when to try again (PROTOCOL.md §2); no WordPress dependency.
+ *
+ * @package StockRelay
+ */
+
+declare(strict_types=1);
+
+/**
+ * The outbox never gives up and never disables itself: every failure that resending could fix is
+ * retried with exponential backoff capped at 15 minutes, forever.
+ */
+final class Stock_Relay_Retry_Policy {
+
+	public const BASE_DELAY = 5;
+	public const MAX_DELAY  = 900;
+
+	public const ACK    = 'ack';    // 2xx: the relay owns the events; remove them.
+	public const SPLIT  = 'split';  // 413 or batch_too_large: send fewer events per request.
+	public const REJECT = 'reject'; // 400/415: resending the same bytes cannot help; keep and show.
+	public const RETRY  = 'retry';  // Everything else: keep, back off, try again.
+
+	/**
+	 * Seconds to wait before the next try.
+	 *
+	 * @param int      $attempts    Failed tries so far (1 after the first failure).
+	 * @param int|null $retry_after The relay's Retry-After, if it sent one.
+	 * @param float    $jitter      A random number in [0, 1).
+	 */
+	public static function delay( int $attempts, ?int $retry_after, float $jitter ): int {
+		$ceiling = min( self::MAX_DELAY, self::BASE_DELAY * ( 2 ** min( max( $attempts, 1 ) - 1, 20 ) ) );
+		$delay   = (int) ceil( $ceiling / 2 + $jitter * $ceiling / 2 );
+		if ( null !== $retry_after && $retry_after > 0 ) {
+			$delay = max( $delay, min( $retry_after, self::MAX_DELAY ) );
+		}
+		return max( 1, min( self::MAX_DELAY, $delay ) );
+	}
+
+	/**
+	 * The action for an HTTP status (0 = no answer: timeout, refused connection, DNS).
+	 *
+	 * @param int    $status HTTP status.
+	 * @param string $code   The relay's error code, if any.
+	 */
+	public static function classify( int $status, string $code = '' ): string {
+		if ( $status >= 200 && $status < 300 ) {
+			return self::ACK;
+		}
+		if ( 413 === $status || 'batch_too_large' === $code ) {
+			return self::SPLIT;
+		}
+		if ( 400 === $status || 415 === $status ) {
+			return self::REJECT;
+		}
+		return self::RETRY;
+	}
+
+	/**
+	 * A sentence a shop owner can act on, for the status panel.
+	 *
+	 * @param int    $status  HTTP status (0 = no answer).
+	 * @param string $code    The relay's error code.
+	 * @param string $message The relay's message or the transport error.
+	 */
+	public static function explain( int $status, string $code, string $message ): string {
+		switch ( $code ) {
+			case 'signature_invalid':
+			case 'signature_missing':
+				return 'The relay did not accept the signature: check that the secret here matches the relay\'s site secret.';
+			case 'timestamp_out_of_tolerance':
+				return 'The relay says this server\'s clock is more than 5 minutes off: fix the server time (NTP).';
+			case 'unknown_site':
+				return 'The relay does not know this site id: check the site id here and in the relay config.';
+			case 'storage_unavailable':
+				return 'The relay cannot write to its database right now (disk full?). Changes are kept here and resent.';
+			case 'shutting_down':
+				return 'The relay is restarting. Changes are kept here and resent.';
+			case 'rate_limited':
+				return 'The relay asked to slow down. Changes are kept here and resent.';
+		}
+		if ( 0 === $status ) {
+			return 'The relay could not be reached (' . $message . '). Changes are kept here and resent when it is back.';
+		}
+		return sprintf( 'The relay answered %d%s. Changes are kept here and resent.', $status, '' !== $message ? ': ' . $message : '' );
+	}
+}

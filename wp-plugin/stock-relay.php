@@ -1,0 +1,46 @@
+<?php
+/**
+ * Plugin Name:          Stock Relay
+ * Plugin URI:           https://github.com/stock-relay/stock-relay
+ * Description:          Sends every WooCommerce stock change, signed, to your self-hosted Stock Relay, which keeps every marketplace in sync.
+ * Version:              0.1.0
+ * Requires at least:    6.1
+ * Requires PHP:         7.4
+ * Requires Plugins:     woocommerce
+ * WC requires at least: 7.9
+ * WC tested up to:      9.4
+ * Author:               Stock Relay
+ * License:              GPL-2.0-or-later
+ * License URI:          https://www.gnu.org/licenses/gpl-2.0.html
+ * Text Domain:          stock-relay
+ * Domain Path:          /languages
+ *
+ * @package StockRelay
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+if ( defined( 'STOCK_RELAY_VERSION' ) ) {
+	return; // Loaded twice (a second copy of the plugin): keep the first.
+}
+
+define( 'STOCK_RELAY_VERSION', '0.1.0' );
+define( 'STOCK_RELAY_FILE', __FILE__ );
+
+foreach ( array( 'signer', 'payload', 'retry-policy', 'settings-sanitizer', 'outbox', 'delivery', 'capture', 'admin', 'plugin' ) as $stock_relay_class ) {
+	require_once __DIR__ . '/src/class-stock-relay-' . $stock_relay_class . '.php';
+}
+unset( $stock_relay_class );
+
+register_activation_hook( __FILE__, array( 'Stock_Relay_Plugin', 'activate' ) );
+
+add_action(
+	'before_woocommerce_init',
+	static function (): void {
+		if ( class_exists( \Automattic\WooCommerce\Utilities\FeaturesUtil::class ) ) {
+			\Automattic\WooCommerce\Utilities\FeaturesUtil::declare_compatibility( 'custom_order_tables', __FILE__, true );
+		}
+	}
+);
+
+add_action( 'plugins_loaded', array( 'Stock_Relay_Plugin', 'boot' ) );

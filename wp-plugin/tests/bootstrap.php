@@ -1,0 +1,13 @@
+<?php
+/**
+ * Unit tests load the plain classes only: signer, payload, retry policy, settings sanitizer.
+ *
+ * @package StockRelay
+ */
+
+declare(strict_types=1);
+
+$stock_relay_src = dirname( __DIR__ ) . '/src/';
+foreach ( array( 'signer', 'payload', 'retry-policy', 'settings-sanitizer' ) as $stock_relay_class ) {
+	require_once $stock_relay_src . 'class-stock-relay-' . $stock_relay_class . '.php';
+}

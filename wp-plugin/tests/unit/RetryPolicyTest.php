@@ -1,0 +1,48 @@
+<?php
+declare(strict_types=1);
+
+use PHPUnit\Framework\TestCase;
+
+/**
+ * Backoff is exponential, jittered, capped at 15 minutes, and never gives up; answers map to actions per PROTOCOL.md.
+ */
+final class RetryPolicyTest extends TestCase {
+
+	public function test_backoff_grows_and_caps_at_15_minutes(): void {
+		$this->assertSame( 3, Stock_Relay_Retry_Policy::delay( 1, null, 0.0 ) );
+		$this->assertSame( 5, Stock_Relay_Retry_Policy::delay( 1, null, 0.999 ) );
+		$this->assertSame( 40, Stock_Relay_Retry_Policy::delay( 5, null, 0.0 ) );
+		$this->assertSame( 900, Stock_Relay_Retry_Policy::delay( 1000, null, 0.999 ) );
+		$this->assertGreaterThanOrEqual( 450, Stock_Relay_Retry_Policy::delay( 1000, null, 0.0 ) );
+	}
+
+	public function test_retry_after_is_honoured_within_the_cap(): void {
+		$this->assertSame( 120, Stock_Relay_Retry_Policy::delay( 1, 120, 0.0 ) );
+		$this->assertSame( 900, Stock_Relay_Retry_Policy::delay( 1, 86400, 0.0 ) );
+	}
+
+	public function test_classification_follows_the_protocol_table(): void {
+		$cases = array(
+			array( 202, '', 'ack' ),
+			array( 400, 'malformed_json', 'reject' ),
+			array( 400, 'batch_too_large', 'split' ),
+			array( 413, 'body_too_large', 'split' ),
+			array( 415, 'unsupported_media_type', 'reject' ),
+			array( 401, 'signature_invalid', 'retry' ),
+			array( 404, 'unknown_site', 'retry' ),
+			array( 429, 'rate_limited', 'retry' ),
+			array( 503, 'storage_unavailable', 'retry' ),
+			array( 0, '', 'retry' ),
+			array( 500, '', 'retry' ),
+		);
+		foreach ( $cases as list( $status, $code, $action ) ) {
+			$this->assertSame( $action, Stock_Relay_Retry_Policy::classify( $status, $code ), "$status $code" );
+		}
+	}
+
+	public function test_explanations_are_plain_words(): void {
+		$this->assertStringContainsString( 'secret', Stock_Relay_Retry_Policy::explain( 401, 'signature_invalid', '' ) );
+		$this->assertStringContainsString( 'clock', Stock_Relay_Retry_Policy::explain( 401, 'timestamp_out_of_tolerance', '' ) );
+		$this->assertStringContainsString( 'could not be reached', Stock_Relay_Retry_Policy::explain( 0, '', 'cURL error 7' ) );
+	}
+}

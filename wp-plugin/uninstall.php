@@ -1,0 +1,21 @@
+<?php
+/**
+ * Removes everything the plugin stored: its tables and options.
+ *
+ * @package StockRelay
+ */
+
+defined( 'WP_UNINSTALL_PLUGIN' ) || exit;
+
+require_once __DIR__ . '/src/class-stock-relay-outbox.php';
+
+Stock_Relay_Outbox::uninstall();
+
+global $wpdb;
+$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name LIKE %s", $wpdb->esc_like( 'stock_relay_' ) . '%' ) );
+foreach ( array( 'stock_relay_drain', 'stock_relay_resend_chunk' ) as $stock_relay_hook ) {
+	wp_clear_scheduled_hook( $stock_relay_hook );
+	if ( function_exists( 'as_unschedule_all_actions' ) ) {
+		as_unschedule_all_actions( $stock_relay_hook );
+	}
+}
