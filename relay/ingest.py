@@ -66,12 +66,16 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise PayloadError("malformed_json", "The body is not valid UTF-8.") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+        if text.startswith("\ufeff"):  # what json.loads says; the shared decoder below does not check it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise PayloadError("malformed_json", "The JSON is nested too deeply.") from None
     except ValueError as exc:  # includes JSONDecodeError and over-long integers
         raise PayloadError("malformed_json", f"The body is not valid JSON: {_short(str(exc))}") from None
-    if _depth(value) > MAX_DEPTH:
+    # _depth is at most 1 + the number of '{' and '[' bytes in the body (strings included), so the walk
+    # can only find a violation when there are at least MAX_DEPTH of them: a one-event batch has four.
+    if body.count(b"{") + body.count(b"[") >= MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise PayloadError("malformed_json", f"The JSON is nested more than {MAX_DEPTH} levels deep.")
     return value
 
@@ -81,16 +85,22 @@ def _short(text: str) -> str:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):  # only then look for the first repeated key, to name it
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return out
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+# One decoder for every request: json.loads with hooks would build a new JSONDecoder each call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
 
 
 def _depth(value: Any) -> int:
@@ -276,20 +286,22 @@ def record_batch(
             audit.append((now, site, None, event.sku, event.id, event.version, "duplicate", None, None))
             continue
         seq = cursor.lastrowid
-        known = conn.execute(
-            "SELECT version FROM product_versions WHERE site = ? AND product_id = ?", (site, event.product_id)
-        ).fetchone()
-        if known is not None and known[0] >= event.version:
+        # The version gate in one statement: the row moves only to a larger version (no change: stale).
+        gate = conn.execute(
+            "INSERT INTO product_versions (site, product_id, version) VALUES (?, ?, ?)"
+            " ON CONFLICT (site, product_id) DO UPDATE SET version = excluded.version"
+            " WHERE excluded.version > product_versions.version",
+            (site, event.product_id, event.version),
+        )
+        if gate.rowcount == 0:
+            known = conn.execute(
+                "SELECT version FROM product_versions WHERE site = ? AND product_id = ?", (site, event.product_id)
+            ).fetchone()
             stale += 1
             conn.execute("UPDATE events SET outcome = 'stale' WHERE seq = ?", (seq,))
             detail = json.dumps({"newest_version": known[0]})
             audit.append((now, site, None, event.sku, event.id, event.version, "stale", None, detail))
             continue
-        conn.execute(
-            "INSERT INTO product_versions (site, product_id, version) VALUES (?, ?, ?)"
-            " ON CONFLICT (site, product_id) DO UPDATE SET version = excluded.version",
-            (site, event.product_id, event.version),
-        )
         accepted += 1
         detail = json.dumps({"kind": event.kind, "cause": event.cause_kind, "order_id": event.cause_order_id})
         audit.append((now, site, None, event.sku, event.id, event.version, "received", event.stock_quantity, detail))
