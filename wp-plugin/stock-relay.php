@@ -27,12 +27,13 @@ if ( defined( 'STOCK_RELAY_VERSION' ) ) {
 define( 'STOCK_RELAY_VERSION', '0.1.0' );
 define( 'STOCK_RELAY_FILE', __FILE__ );
 
-foreach ( array( 'signer', 'payload', 'retry-policy', 'settings-sanitizer', 'outbox', 'delivery', 'capture', 'admin', 'plugin' ) as $stock_relay_class ) {
+foreach ( array( 'signer', 'payload', 'retry-policy', 'settings-sanitizer', 'outbox', 'delivery', 'capture', 'resend', 'admin', 'plugin' ) as $stock_relay_class ) {
 	require_once __DIR__ . '/src/class-stock-relay-' . $stock_relay_class . '.php';
 }
 unset( $stock_relay_class );
 
 register_activation_hook( __FILE__, array( 'Stock_Relay_Plugin', 'activate' ) );
+register_deactivation_hook( __FILE__, array( 'Stock_Relay_Plugin', 'deactivate' ) );
 
 add_action(
 	'before_woocommerce_init',

@@ -1,6 +1,6 @@
 <?php
 /**
- * Removes everything the plugin stored: its tables and options.
+ * Removes everything the plugin stored: its tables, options, transients and scheduled actions.
  *
  * @package StockRelay
  */
@@ -12,7 +12,10 @@ require_once __DIR__ . '/src/class-stock-relay-outbox.php';
 Stock_Relay_Outbox::uninstall();
 
 global $wpdb;
-$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name LIKE %s", $wpdb->esc_like( 'stock_relay_' ) . '%' ) );
+foreach ( array( 'stock_relay_', '_transient_stock_relay_', '_transient_timeout_stock_relay_' ) as $stock_relay_prefix ) {
+	$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name LIKE %s", $wpdb->esc_like( $stock_relay_prefix ) . '%' ) );
+}
+wp_cache_flush();
 foreach ( array( 'stock_relay_drain', 'stock_relay_resend_chunk' ) as $stock_relay_hook ) {
 	wp_clear_scheduled_hook( $stock_relay_hook );
 	if ( function_exists( 'as_unschedule_all_actions' ) ) {

@@ -1,6 +1,7 @@
 <?php
 /**
- * The settings and status page under WooCommerce, and its actions (each checks capability and nonce first).
+ * The settings and status page under WooCommerce, and its actions. Every action checks the
+ * capability and a nonce on its first line.
  *
  * @package StockRelay
  */
@@ -12,17 +13,25 @@ declare(strict_types=1);
  */
 final class Stock_Relay_Admin {
 
-	public const CAP         = 'manage_woocommerce';
-	public const SLUG        = 'stock-relay';
-	public const RESEND_HOOK = 'stock_relay_resend_chunk';
-	public const RESEND_SIZE = 500;
+	public const CAP   = 'manage_woocommerce';
+	public const SLUG  = 'stock-relay';
+	public const GROUP = 'stock_relay';
 
-	/** Hook in. */
+	/** Hook in (admin requests only). */
 	public static function register(): void {
 		add_action( 'admin_menu', array( self::class, 'menu' ) );
-		foreach ( array( 'save', 'ping', 'resend' ) as $action ) {
+		add_action( 'admin_init', array( self::class, 'settings' ) );
+		// options.php asks for manage_options unless the group says otherwise: shop managers may configure this.
+		add_filter( 'option_page_capability_' . self::GROUP, array( self::class, 'capability' ) );
+		foreach ( array( 'ping', 'resend', 'retry_rejected', 'clear_rejected' ) as $action ) {
 			add_action( 'admin_post_stock_relay_' . $action, array( self::class, 'handle_' . $action ) );
 		}
+		add_action( 'wp_ajax_stock_relay_resend_step', array( self::class, 'ajax_resend_step' ) );
+	}
+
+	/** The capability the settings group needs. */
+	public static function capability(): string {
+		return self::CAP;
 	}
 
 	/** The menu entry. */
@@ -30,112 +39,157 @@ final class Stock_Relay_Admin {
 		add_submenu_page( 'woocommerce', __( 'Stock Relay', 'stock-relay' ), __( 'Stock Relay', 'stock-relay' ), self::CAP, self::SLUG, array( self::class, 'render' ) );
 	}
 
-	/** Save the settings. */
-	public static function handle_save(): void {
-		self::guard( 'stock_relay_save' );
-		$errors = array();
-		// phpcs:disable WordPress.Security.NonceVerification.Missing -- verified in guard().
-		list( $url, $error ) = Stock_Relay_Settings_Sanitizer::relay_url( sanitize_text_field( wp_unslash( $_POST['stock_relay_url'] ?? '' ) ) );
-		$errors[]            = $error;
-		if ( '' === $error ) {
-			update_option( 'stock_relay_url', $url, false );
-		}
-		list( $site, $error ) = Stock_Relay_Settings_Sanitizer::site_id( sanitize_text_field( wp_unslash( $_POST['stock_relay_site'] ?? '' ) ) );
-		$errors[]             = $error;
-		if ( '' === $error ) {
-			update_option( 'stock_relay_site', $site, false );
-		}
-		if ( ! Stock_Relay_Plugin::settings()['secret_from_constant'] ) {
-			list( $secret, $error ) = Stock_Relay_Settings_Sanitizer::secret( trim( wp_unslash( (string) ( $_POST['stock_relay_secret'] ?? '' ) ) ) ); // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- validated as a whsec_ secret; sanitize_text_field would alter base64.
-			$errors[]               = $error;
-			if ( null !== $secret ) {
-				update_option( 'stock_relay_secret', $secret, false ); // Not autoloaded.
-			}
-		}
-		// phpcs:enable
-		self::back( array( 'notice' => implode( ' ', array_filter( $errors ) ) ?: __( 'Settings saved.', 'stock-relay' ) ) );
-	}
-
-	/** Test connection: a signed ping. */
-	public static function handle_ping(): void {
-		self::guard( 'stock_relay_ping' );
-		$settings = Stock_Relay_Plugin::settings();
-		$sent     = time();
-		$answer   = Stock_Relay_Delivery::post( $settings, 'ping', (string) stock_relay_json( array( 'type' => 'ping', 'site' => $settings['site'] ) ) );
-		if ( 200 === $answer['status'] ) {
-			$skew     = isset( $answer['body']['server_time'] ) ? strtotime( (string) $answer['body']['server_time'] ) - $sent : 0;
-			$channels = implode( ', ', array_map( static fn( $c ) => (string) ( $c['name'] ?? '' ), (array) ( $answer['body']['channels'] ?? array() ) ) );
-			/* translators: 1: relay version, 2: clock skew in seconds, 3: channel names */
-			$notice = sprintf( __( 'Connected. Relay %1$s, clock difference %2$d s, channels: %3$s.', 'stock-relay' ), (string) ( $answer['body']['relay_version'] ?? '?' ), $skew, '' !== $channels ? $channels : '—' );
-		} else {
-			$notice = Stock_Relay_Retry_Policy::explain( $answer['status'], $answer['code'], $answer['message'] );
-		}
-		self::back( array( 'notice' => $notice ) );
-	}
-
-	/** Resend everything: queue the current state of every product with a SKU, in chunks. */
-	public static function handle_resend(): void {
-		self::guard( 'stock_relay_resend' );
-		update_option( 'stock_relay_resend', array( 'after_id' => 0, 'queued' => 0, 'total' => self::count_with_sku(), 'started' => time() ), false );
-		self::queue_resend_chunk( 0 );
-		self::back( array( 'notice' => __( 'Resending: progress is shown below.', 'stock-relay' ) ) );
-	}
-
-	/** Queue the next chunk of a resend (Action Scheduler, else WP-Cron). */
-	private static function queue_resend_chunk( int $after_id ): void {
-		if ( function_exists( 'as_enqueue_async_action' ) ) {
-			as_enqueue_async_action( self::RESEND_HOOK, array( $after_id ), 'stock-relay' );
-		} else {
-			wp_schedule_single_event( time(), self::RESEND_HOOK, array( $after_id ) );
-		}
-	}
-
-	/** Product and variation ids with a SKU, in id order: one query, no product objects. */
-	private static function ids_with_sku( int $after_id, int $limit ): array {
-		global $wpdb;
-		return array_map(
-			'intval',
-			$wpdb->get_col(
-				$wpdb->prepare(
-					"SELECT p.ID FROM {$wpdb->posts} p INNER JOIN {$wpdb->postmeta} m ON m.post_id = p.ID AND m.meta_key = '_sku' AND m.meta_value <> ''
-					 WHERE p.post_type IN ('product', 'product_variation') AND p.post_status NOT IN ('trash', 'auto-draft') AND p.ID > %d ORDER BY p.ID LIMIT %d",
-					$after_id,
-					$limit
-				)
+	/** The Settings API registration (the form posts to options.php, which checks the group nonce). */
+	public static function settings(): void {
+		register_setting(
+			self::GROUP,
+			'stock_relay_url',
+			array(
+				'type'              => 'string',
+				'sanitize_callback' => array( self::class, 'sanitize_url' ),
+				'default'           => '',
+				'show_in_rest'      => false,
+			)
+		);
+		register_setting(
+			self::GROUP,
+			'stock_relay_site',
+			array(
+				'type'              => 'string',
+				'sanitize_callback' => array( self::class, 'sanitize_site' ),
+				'default'           => '',
+				'show_in_rest'      => false,
+			)
+		);
+		register_setting(
+			self::GROUP,
+			'stock_relay_secret',
+			array(
+				'type'              => 'string',
+				'sanitize_callback' => array( self::class, 'sanitize_secret' ),
+				'default'           => '',
+				'show_in_rest'      => false,
 			)
 		);
 	}
 
-	/** How many products a resend will cover. */
-	private static function count_with_sku(): int {
-		global $wpdb;
-		return (int) $wpdb->get_var( "SELECT COUNT(*) FROM {$wpdb->posts} p INNER JOIN {$wpdb->postmeta} m ON m.post_id = p.ID AND m.meta_key = '_sku' AND m.meta_value <> '' WHERE p.post_type IN ('product', 'product_variation') AND p.post_status NOT IN ('trash', 'auto-draft')" );
+	/**
+	 * Sanitize the relay URL; on error keep the saved value and say why.
+	 *
+	 * @param mixed $value Raw.
+	 */
+	public static function sanitize_url( $value ): string {
+		list( $url, $error ) = Stock_Relay_Settings_Sanitizer::relay_url( is_string( $value ) ? sanitize_text_field( $value ) : '' );
+		if ( '' !== $error ) {
+			add_settings_error( 'stock_relay_url', 'stock_relay_url', $error );
+			return (string) get_option( 'stock_relay_url', '' );
+		}
+		return $url;
 	}
 
 	/**
-	 * One chunk of a resend: queue these products' current state, then the next chunk.
+	 * Sanitize the site id; on error keep the saved value and say why.
 	 *
-	 * @param mixed $after_id Last id of the previous chunk.
+	 * @param mixed $value Raw.
 	 */
-	public static function resend_chunk( $after_id ): void {
-		$ids = self::ids_with_sku( (int) $after_id, self::RESEND_SIZE );
-		foreach ( $ids as $id ) {
-			$product = wc_get_product( $id );
-			if ( is_object( $product ) ) {
-				$state = Stock_Relay_Capture::read( $product );
-				$event = Stock_Relay_Payload::event( $state, Stock_Relay_Outbox::next_version( (int) $state['product_id'] ), array( 'kind' => 'admin' ), Stock_Relay_Signer::new_id( 'evt_' ), microtime( true ) );
-				Stock_Relay_Outbox::add( $event );
+	public static function sanitize_site( $value ): string {
+		list( $site, $error ) = Stock_Relay_Settings_Sanitizer::site_id( is_string( $value ) ? sanitize_text_field( $value ) : '' );
+		if ( '' !== $error ) {
+			add_settings_error( 'stock_relay_site', 'stock_relay_site', $error );
+			return (string) get_option( 'stock_relay_site', '' );
+		}
+		return $site;
+	}
+
+	/**
+	 * Sanitize the secret: empty keeps the saved one (it is never sent back to the browser), a
+	 * wp-config.php constant makes the field read-only, and the option is never autoloaded.
+	 *
+	 * @param mixed $value Raw (base64 may contain + and /, so sanitize_text_field would be wrong).
+	 */
+	public static function sanitize_secret( $value ): string {
+		if ( false === get_option( 'stock_relay_secret', false ) ) {
+			add_option( 'stock_relay_secret', '', '', false ); // Exists before update_option() adds it autoloaded.
+		}
+		$saved = (string) get_option( 'stock_relay_secret', '' );
+		if ( Stock_Relay_Plugin::settings()['secret_from_constant'] ) {
+			return $saved;
+		}
+		list( $secret, $error ) = Stock_Relay_Settings_Sanitizer::secret( is_string( $value ) ? $value : '' );
+		if ( '' !== $error ) {
+			add_settings_error( 'stock_relay_secret', 'stock_relay_secret', $error );
+		}
+		return null === $secret ? $saved : $secret;
+	}
+
+	/** Test connection: a signed ping; shows the relay version, clock difference and channels. */
+	public static function handle_ping(): void {
+		self::guard( 'stock_relay_ping' );
+		$settings = Stock_Relay_Plugin::settings();
+		if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
+			self::back( __( 'Enter the relay URL, the site id and the secret first.', 'stock-relay' ) );
+		}
+		$sent   = microtime( true );
+		$answer = Stock_Relay_Delivery::post( $settings, 'ping', (string) stock_relay_json( array( 'type' => 'ping', 'site' => $settings['site'] ) ) );
+		$back   = microtime( true );
+		if ( 200 === $answer['status'] ) {
+			$server   = isset( $answer['body']['server_time'] ) ? strtotime( (string) $answer['body']['server_time'] ) : false;
+			$skew     = false === $server ? null : (int) round( $server - ( $sent + $back ) / 2 );
+			$channels = array();
+			foreach ( (array) ( $answer['body']['channels'] ?? array() ) as $channel ) {
+				$channels[] = is_array( $channel ) ? (string) ( $channel['name'] ?? '' ) . ( isset( $channel['type'] ) ? ' (' . (string) $channel['type'] . ')' : '' ) : (string) $channel;
 			}
+			$notice = sprintf(
+				/* translators: 1: relay version, 2: clock difference, 3: channel names */
+				__( 'Connected. Relay version %1$s; clock difference %2$s; channels: %3$s.', 'stock-relay' ),
+				(string) ( $answer['body']['relay_version'] ?? '?' ),
+				null === $skew ? '?' : sprintf( '%+d s', $skew ),
+				$channels ? implode( ', ', $channels ) : __( 'none yet', 'stock-relay' )
+			);
+		} else {
+			$notice = Stock_Relay_Retry_Policy::explain( $answer['status'], $answer['code'], $answer['message'] );
 		}
-		$progress             = (array) get_option( 'stock_relay_resend', array() );
-		$progress['queued']   = (int) ( $progress['queued'] ?? 0 ) + count( $ids );
-		$progress['after_id'] = $ids ? end( $ids ) : (int) $after_id;
-		$progress['done']     = count( $ids ) < self::RESEND_SIZE;
-		update_option( 'stock_relay_resend', $progress, false );
-		if ( ! $progress['done'] ) {
-			self::queue_resend_chunk( (int) $progress['after_id'] );
+		self::back( $notice );
+	}
+
+	/** Resend everything: start; the page then drives the chunks (and a background chain does too). */
+	public static function handle_resend(): void {
+		self::guard( 'stock_relay_resend' );
+		Stock_Relay_Resend::start();
+		self::back( __( 'Resending the current state of every product with a SKU: progress is shown below.', 'stock-relay' ) );
+	}
+
+	/** Put refused changes back in the queue. */
+	public static function handle_retry_rejected(): void {
+		self::guard( 'stock_relay_retry_rejected' );
+		$count = Stock_Relay_Outbox::retry_rejected();
+		Stock_Relay_Delivery::request_drain();
+		/* translators: %d: number of changes */
+		self::back( sprintf( _n( '%d refused change queued again.', '%d refused changes queued again.', $count, 'stock-relay' ), $count ) );
+	}
+
+	/** Drop refused changes. */
+	public static function handle_clear_rejected(): void {
+		self::guard( 'stock_relay_clear_rejected' );
+		$count = Stock_Relay_Outbox::clear_rejected();
+		/* translators: %d: number of changes */
+		self::back( sprintf( _n( '%d refused change removed.', '%d refused changes removed.', $count, 'stock-relay' ), $count ) );
+	}
+
+	/** One AJAX step of a resend (the page calls it until done). */
+	public static function ajax_resend_step(): void {
+		if ( ! current_user_can( self::CAP ) ) {
+			wp_send_json_error( null, 403 );
 		}
-		Stock_Relay_Delivery::schedule( 0 );
+		check_ajax_referer( 'stock_relay_resend_step' );
+		$progress = Stock_Relay_Resend::step();
+		wp_send_json_success(
+			array(
+				'queued' => (int) ( $progress['queued'] ?? 0 ),
+				'total'  => (int) ( $progress['total'] ?? 0 ),
+				'done'   => ! empty( $progress['done'] ),
+			)
+		);
 	}
 
 	/**
@@ -145,7 +199,7 @@ final class Stock_Relay_Admin {
 	 */
 	private static function guard( string $action ): void {
 		if ( ! current_user_can( self::CAP ) ) {
-			wp_die( esc_html__( 'You are not allowed to manage Stock Relay.', 'stock-relay' ), 403 );
+			wp_die( esc_html__( 'You are not allowed to manage Stock Relay.', 'stock-relay' ), '', array( 'response' => 403 ) );
 		}
 		check_admin_referer( $action );
 	}
@@ -153,10 +207,10 @@ final class Stock_Relay_Admin {
 	/**
 	 * Back to the page with a notice.
 	 *
-	 * @param array<string, string> $args Query args.
+	 * @param string $notice Plain text.
 	 */
-	private static function back( array $args ): void {
-		set_transient( 'stock_relay_notice_' . get_current_user_id(), $args['notice'], 60 );
+	private static function back( string $notice ): void {
+		set_transient( 'stock_relay_notice_' . get_current_user_id(), $notice, 60 );
 		wp_safe_redirect( admin_url( 'admin.php?page=' . self::SLUG ) );
 		exit;
 	}
@@ -167,81 +221,148 @@ final class Stock_Relay_Admin {
 			return;
 		}
 		$settings = Stock_Relay_Plugin::settings();
-		$stats    = Stock_Relay_Outbox::stats();
-		$state    = Stock_Relay_Delivery::state();
 		$notice   = get_transient( 'stock_relay_notice_' . get_current_user_id() );
 		delete_transient( 'stock_relay_notice_' . get_current_user_id() );
-		$resend = (array) get_option( 'stock_relay_resend', array() );
 		echo '<div class="wrap"><h1>' . esc_html__( 'Stock Relay', 'stock-relay' ) . '</h1>';
-		if ( $notice ) {
-			echo '<div class="notice notice-info"><p>' . esc_html( (string) $notice ) . '</p></div>';
+		if ( is_string( $notice ) && '' !== $notice ) {
+			echo '<div class="notice notice-info"><p>' . esc_html( $notice ) . '</p></div>';
 		}
-		echo '<form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '"><input type="hidden" name="action" value="stock_relay_save">';
-		wp_nonce_field( 'stock_relay_save' );
-		echo '<table class="form-table">';
-		echo '<tr><th><label for="stock_relay_url">' . esc_html__( 'Relay URL', 'stock-relay' ) . '</label></th><td><input class="regular-text" type="url" id="stock_relay_url" name="stock_relay_url" value="' . esc_attr( $settings['url'] ) . '" placeholder="https://relay.example.com"></td></tr>';
-		echo '<tr><th><label for="stock_relay_site">' . esc_html__( 'Site id', 'stock-relay' ) . '</label></th><td><input type="text" id="stock_relay_site" name="stock_relay_site" value="' . esc_attr( $settings['site'] ) . '" pattern="[a-z0-9-]{1,64}"></td></tr>';
-		echo '<tr><th><label for="stock_relay_secret">' . esc_html__( 'Secret', 'stock-relay' ) . '</label></th><td>';
-		if ( $settings['secret_from_constant'] ) {
-			echo '<em>' . esc_html__( 'Set in wp-config.php (STOCK_RELAY_SECRET); change it there.', 'stock-relay' ) . '</em>';
-		} else {
-			$hint = '' !== $settings['secret'] ? __( 'A secret is saved. Leave empty to keep it.', 'stock-relay' ) : __( 'Paste the whsec_ secret from the relay.', 'stock-relay' );
-			echo '<input class="regular-text" type="password" id="stock_relay_secret" name="stock_relay_secret" value="" autocomplete="off"><p class="description">' . esc_html( $hint ) . '</p>';
-		}
-		echo '</td></tr></table>';
-		submit_button( __( 'Save settings', 'stock-relay' ) );
-		echo '</form>';
-
-		echo '<h2>' . esc_html__( 'Status', 'stock-relay' ) . '</h2><table class="widefat striped" style="max-width:50em"><tbody>';
-		$rows = array(
-			__( 'Changes waiting to be sent', 'stock-relay' ) => (string) $stats['pending'],
-			__( 'Oldest waiting change', 'stock-relay' )      => null === $stats['oldest'] ? '—' : human_time_diff( $stats['oldest'] ) . ' ' . __( 'ago', 'stock-relay' ),
-			__( 'Last successful delivery', 'stock-relay' )   => $state['last_success'] ? human_time_diff( (int) $state['last_success'] ) . ' ' . __( 'ago', 'stock-relay' ) : __( 'never', 'stock-relay' ),
-			__( 'Last error', 'stock-relay' )                 => '' !== $state['last_error'] ? $state['last_error'] : '—',
-			__( 'Next retry', 'stock-relay' )                 => (int) $state['next_attempt_at'] > time() ? human_time_diff( (int) $state['next_attempt_at'] ) : '—',
-			__( 'Changes the relay refused', 'stock-relay' )  => (string) $stats['rejected'],
-		);
-		if ( $resend ) {
-			/* translators: 1: products queued, 2: products in total */
-			$rows[ __( 'Resend everything', 'stock-relay' ) ] = sprintf( __( '%1$d of %2$d products queued', 'stock-relay' ), (int) ( $resend['queued'] ?? 0 ), (int) ( $resend['total'] ?? 0 ) ) . ( empty( $resend['done'] ) ? '…' : ' ✓' );
-		}
-		foreach ( $rows as $label => $value ) {
-			echo '<tr><th>' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>';
-		}
-		echo '</tbody></table>';
+		settings_errors( 'stock_relay_url' );
+		settings_errors( 'stock_relay_site' );
+		settings_errors( 'stock_relay_secret' );
+		self::render_form( $settings );
+		self::render_status();
 		self::render_relay_status( $settings );
-		foreach ( Stock_Relay_Outbox::rejected() as $row ) {
-			echo '<p><code>' . esc_html( (string) $row['event_id'] ) . '</code> ' . esc_html( (string) $row['last_error'] ) . '</p>';
-		}
-		foreach ( array( 'ping' => __( 'Test connection', 'stock-relay' ), 'resend' => __( 'Resend everything', 'stock-relay' ) ) as $action => $label ) {
-			echo '<form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '" style="display:inline-block;margin-right:1em"><input type="hidden" name="action" value="stock_relay_' . esc_attr( $action ) . '">';
-			wp_nonce_field( 'stock_relay_' . $action );
-			submit_button( $label, 'secondary', 'submit', false );
-			echo '</form>';
-		}
+		self::render_rejected();
+		self::render_actions();
 		echo '</div>';
 	}
 
 	/**
-	 * The relay's own view (signed status.query); degrades to a sentence while the relay has no status endpoint.
+	 * The settings form (Settings API: options.php checks the nonce and, through our filter, manage_woocommerce).
 	 *
-	 * @param array<string, string> $settings Settings.
+	 * @param array<string, mixed> $settings Settings.
+	 */
+	private static function render_form( array $settings ): void {
+		echo '<form method="post" action="' . esc_url( admin_url( 'options.php' ) ) . '">';
+		settings_fields( self::GROUP );
+		echo '<table class="form-table" role="presentation">';
+		echo '<tr><th scope="row"><label for="stock_relay_url">' . esc_html__( 'Relay URL', 'stock-relay' ) . '</label></th><td><input class="regular-text" type="url" id="stock_relay_url" name="stock_relay_url" value="' . esc_attr( (string) $settings['url'] ) . '" placeholder="https://relay.example.com"></td></tr>';
+		echo '<tr><th scope="row"><label for="stock_relay_site">' . esc_html__( 'Site id', 'stock-relay' ) . '</label></th><td><input type="text" id="stock_relay_site" name="stock_relay_site" value="' . esc_attr( (string) $settings['site'] ) . '" pattern="[a-z0-9\-]{1,64}" maxlength="64"><p class="description">' . esc_html__( 'As in the relay configuration: a-z, 0-9 and "-".', 'stock-relay' ) . '</p></td></tr>';
+		echo '<tr><th scope="row"><label for="stock_relay_secret">' . esc_html__( 'Secret', 'stock-relay' ) . '</label></th><td>';
+		if ( $settings['secret_from_constant'] ) {
+			echo '<input type="text" class="regular-text" id="stock_relay_secret" value="' . esc_attr__( 'Set in wp-config.php', 'stock-relay' ) . '" readonly disabled><p class="description">' . esc_html__( 'STOCK_RELAY_SECRET is defined in wp-config.php; change it there.', 'stock-relay' ) . '</p>';
+		} else {
+			$hint = '' !== $settings['secret'] ? __( 'A secret is saved (it is never shown). Leave empty to keep it.', 'stock-relay' ) : __( 'Paste the whsec_ secret from the relay (stock-relay keygen).', 'stock-relay' );
+			echo '<input class="regular-text" type="password" id="stock_relay_secret" name="stock_relay_secret" value="" autocomplete="new-password"><p class="description">' . esc_html( $hint ) . '</p>';
+		}
+		echo '</td></tr></table>';
+		submit_button( __( 'Save settings', 'stock-relay' ) );
+		echo '</form>';
+	}
+
+	/** The plugin's own status: outbox depth and age, last success, last error, resend progress. */
+	private static function render_status(): void {
+		$stats  = Stock_Relay_Outbox::stats();
+		$state  = Stock_Relay_Delivery::state();
+		$resend = Stock_Relay_Resend::progress();
+		$ago    = static function ( int $time ): string {
+			/* translators: %s: a duration such as "5 mins" */
+			return sprintf( __( '%s ago', 'stock-relay' ), human_time_diff( $time ) );
+		};
+		$rows   = array(
+			__( 'Changes waiting to be sent', 'stock-relay' ) => (string) $stats['pending'],
+			__( 'Oldest waiting change', 'stock-relay' )      => null === $stats['oldest'] ? '—' : $ago( $stats['oldest'] ),
+			__( 'Last successful delivery', 'stock-relay' )   => $state['last_success'] ? $ago( (int) $state['last_success'] ) : __( 'never', 'stock-relay' ),
+			__( 'Last error', 'stock-relay' )                 => '' !== $state['last_error'] ? $state['last_error'] . ' (' . $ago( (int) $state['last_error_at'] ) . ')' : '—',
+			__( 'Next retry', 'stock-relay' )                 => (int) $state['next_attempt_at'] > time() ? human_time_diff( (int) $state['next_attempt_at'] ) : '—',
+			__( 'Changes the relay refused', 'stock-relay' )  => (string) $stats['rejected'],
+		);
+		echo '<h2>' . esc_html__( 'Status', 'stock-relay' ) . '</h2><table class="widefat striped" style="max-width:60em"><tbody>';
+		foreach ( $rows as $label => $value ) {
+			echo '<tr><th scope="row">' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>';
+		}
+		if ( $resend ) {
+			echo '<tr><th scope="row">' . esc_html__( 'Resend everything', 'stock-relay' ) . '</th><td><progress id="stock-relay-resend" max="' . esc_attr( (string) max( 1, (int) $resend['total'] ) ) . '" value="' . esc_attr( (string) (int) $resend['queued'] ) . '"></progress> <span id="stock-relay-resend-text">' . esc_html( sprintf( /* translators: 1: queued, 2: total */ __( '%1$d of %2$d queued', 'stock-relay' ), (int) $resend['queued'], (int) $resend['total'] ) ) . '</span></td></tr>';
+		}
+		echo '</tbody></table>';
+		if ( $resend && empty( $resend['done'] ) ) {
+			$config = array(
+				'url'   => admin_url( 'admin-ajax.php' ),
+				'nonce' => wp_create_nonce( 'stock_relay_resend_step' ),
+				'label' => __( '%1$d of %2$d queued', 'stock-relay' ), // phpcs:ignore WordPress.WP.I18n.MissingTranslatorsComment -- same string as above.
+			);
+			echo '<script>(function(c){function step(){var f=new FormData();f.append("action","stock_relay_resend_step");f.append("_ajax_nonce",c.nonce);'
+				. 'fetch(c.url,{method:"POST",body:f,credentials:"same-origin"}).then(function(r){return r.json();}).then(function(r){if(!r.success){return;}'
+				. 'var d=r.data;document.getElementById("stock-relay-resend").value=d.queued;document.getElementById("stock-relay-resend-text").textContent=c.label.replace("%1$d",d.queued).replace("%2$d",d.total);'
+				. 'if(!d.done){step();}});}step();})(' . wp_json_encode( $config ) . ');</script>';
+		}
+	}
+
+	/**
+	 * The relay's own view (signed status.query): per-channel health and dead letters. Until the
+	 * relay offers it (404), the panel says so instead of failing.
+	 *
+	 * @param array<string, mixed> $settings Settings.
 	 */
 	private static function render_relay_status( array $settings ): void {
-		if ( '' === $settings['url'] || '' === $settings['secret'] ) {
+		if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
 			return;
 		}
+		echo '<h2>' . esc_html__( 'Channels (as the relay reports them)', 'stock-relay' ) . '</h2>';
 		$answer = Stock_Relay_Delivery::post( $settings, 'status', (string) stock_relay_json( array( 'type' => 'status.query', 'site' => $settings['site'] ) ) );
-		echo '<h2>' . esc_html__( 'Channels (from the relay)', 'stock-relay' ) . '</h2>';
-		if ( 200 !== $answer['status'] || empty( $answer['body']['channels'] ) ) {
-			$text = 404 === $answer['status'] ? __( 'This relay version does not report channel health yet.', 'stock-relay' ) : Stock_Relay_Retry_Policy::explain( $answer['status'], $answer['code'], $answer['message'] );
+		$view   = Stock_Relay_Payload::relay_status_view( $answer['status'], $answer['body'] );
+		if ( null === $view ) {
+			$text = ( 404 === $answer['status'] && 'unknown_site' !== $answer['code'] ) || 405 === $answer['status']
+				? __( 'This relay does not report channel health yet; update the relay to see it here.', 'stock-relay' )
+				: Stock_Relay_Retry_Policy::explain( $answer['status'], $answer['code'], $answer['message'] );
 			echo '<p>' . esc_html( $text ) . '</p>';
 			return;
 		}
-		echo '<table class="widefat striped" style="max-width:50em"><thead><tr><th>' . esc_html__( 'Channel', 'stock-relay' ) . '</th><th>' . esc_html__( 'Pending', 'stock-relay' ) . '</th><th>' . esc_html__( 'Dead letters', 'stock-relay' ) . '</th><th>' . esc_html__( 'Circuit', 'stock-relay' ) . '</th></tr></thead><tbody>';
-		foreach ( (array) $answer['body']['channels'] as $channel ) {
-			echo '<tr><td>' . esc_html( (string) ( $channel['name'] ?? '' ) ) . '</td><td>' . esc_html( (string) ( $channel['pending'] ?? '' ) ) . '</td><td>' . esc_html( (string) ( $channel['dead_letters'] ?? '' ) ) . '</td><td>' . esc_html( (string) ( $channel['circuit'] ?? '' ) ) . '</td></tr>';
+		echo '<table class="widefat striped" style="max-width:60em"><thead><tr>';
+		foreach ( array( __( 'Channel', 'stock-relay' ), __( 'Pending', 'stock-relay' ), __( 'Oldest pending', 'stock-relay' ), __( 'Dead letters', 'stock-relay' ), __( 'Circuit', 'stock-relay' ), __( 'Last success', 'stock-relay' ) ) as $head ) {
+			echo '<th>' . esc_html( $head ) . '</th>';
+		}
+		echo '</tr></thead><tbody>';
+		foreach ( $view as $row ) {
+			echo '<tr>';
+			foreach ( $row as $cell ) {
+				echo '<td>' . esc_html( $cell ) . '</td>';
+			}
+			echo '</tr>';
 		}
 		echo '</tbody></table>';
+	}
+
+	/** The changes the relay refused, with its reasons. */
+	private static function render_rejected(): void {
+		$rows = Stock_Relay_Outbox::rejected();
+		if ( ! $rows ) {
+			return;
+		}
+		echo '<h2>' . esc_html__( 'Changes the relay refused', 'stock-relay' ) . '</h2><table class="widefat striped" style="max-width:60em"><thead><tr><th>' . esc_html__( 'Product', 'stock-relay' ) . '</th><th>' . esc_html__( 'SKU', 'stock-relay' ) . '</th><th>' . esc_html__( 'Reason', 'stock-relay' ) . '</th></tr></thead><tbody>';
+		foreach ( $rows as $row ) {
+			$event = json_decode( (string) $row['payload'], true );
+			echo '<tr><td>' . esc_html( (string) $row['product_id'] ) . '</td><td>' . esc_html( (string) ( $event['sku'] ?? '' ) ) . '</td><td>' . esc_html( (string) $row['last_error'] ) . '</td></tr>';
+		}
+		echo '</tbody></table>';
+	}
+
+	/** Buttons: test connection, resend everything, retry or clear refused changes. */
+	private static function render_actions(): void {
+		echo '<p>';
+		$actions = array(
+			'ping'           => __( 'Test connection', 'stock-relay' ),
+			'resend'         => __( 'Resend everything', 'stock-relay' ),
+			'retry_rejected' => __( 'Queue refused changes again', 'stock-relay' ),
+			'clear_rejected' => __( 'Remove refused changes', 'stock-relay' ),
+		);
+		foreach ( $actions as $action => $label ) {
+			echo '<form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '" style="display:inline-block;margin-right:1em"><input type="hidden" name="action" value="' . esc_attr( 'stock_relay_' . $action ) . '">';
+			wp_nonce_field( 'stock_relay_' . $action );
+			submit_button( $label, 'secondary', 'submit', false );
+			echo '</form>';
+		}
+		echo '</p>';
 	}
 }

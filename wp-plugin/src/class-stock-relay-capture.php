@@ -29,11 +29,16 @@ final class Stock_Relay_Capture {
 	 */
 	private static array $cause = array( 'kind' => 'other' );
 
+	/** Whether the CSV importer saved a product in this request. */
+	private static bool $imported = false;
+
 	/** Hook in. */
 	public static function register(): void {
-		foreach ( array( 'woocommerce_product_set_stock', 'woocommerce_variation_set_stock', 'woocommerce_product_import_inserted_product_object', 'woocommerce_product_quick_edit_save' ) as $hook ) {
+		foreach ( array( 'woocommerce_product_set_stock', 'woocommerce_variation_set_stock', 'woocommerce_product_quick_edit_save' ) as $hook ) {
 			add_action( $hook, array( self::class, 'on_product' ), 10, 1 );
 		}
+		add_action( 'woocommerce_product_import_inserted_product_object', array( self::class, 'on_import' ), 10, 1 );
+		add_action( 'woocommerce_updated_product_stock', array( self::class, 'on_id' ), 10, 1 );
 		add_action( 'woocommerce_product_bulk_edit_save', array( self::class, 'on_bulk_edit' ), 10, 1 );
 		add_action( 'woocommerce_product_set_stock_status', array( self::class, 'on_status' ), 10, 3 );
 		add_action( 'woocommerce_variation_set_stock_status', array( self::class, 'on_status' ), 10, 3 );
@@ -66,6 +71,16 @@ final class Stock_Relay_Capture {
 	 */
 	public static function on_bulk_edit( $product ): void {
 		self::$cause = array( 'kind' => 'bulk_edit' );
+		self::on_product( $product );
+	}
+
+	/**
+	 * CSV import saved a product (each row is a CRUD save; the importer runs 30 rows per AJAX request).
+	 *
+	 * @param mixed $product WC_Product.
+	 */
+	public static function on_import( $product ): void {
+		self::$imported = true;
 		self::on_product( $product );
 	}
 
@@ -130,7 +145,10 @@ final class Stock_Relay_Capture {
 		if ( null === $product ) {
 			return;
 		}
-		self::$touched[ (int) $post_id ] = array( 'deleted' => true, 'state' => self::read( $product ) );
+		self::$touched[ (int) $post_id ] = array(
+			'deleted' => true,
+			'state'   => self::read( $product ),
+		);
 	}
 
 	/**
@@ -151,7 +169,11 @@ final class Stock_Relay_Capture {
 		}
 	}
 
-	/** The cause of this request, when no hook named one. */
+	/**
+	 * The cause of this request, when no hook named one.
+	 *
+	 * @return array<string, mixed>
+	 */
 	private static function request_cause(): array {
 		if ( 'other' !== self::$cause['kind'] ) {
 			return self::$cause;
@@ -159,7 +181,7 @@ final class Stock_Relay_Capture {
 		if ( defined( 'REST_REQUEST' ) && REST_REQUEST ) {
 			return array( 'kind' => 'rest' );
 		}
-		if ( defined( 'WP_IMPORTING' ) && WP_IMPORTING || doing_action( 'wp_ajax_woocommerce_do_ajax_product_import' ) ) {
+		if ( self::$imported || ( defined( 'WP_IMPORTING' ) && WP_IMPORTING ) ) {
 			return array( 'kind' => 'import' );
 		}
 		if ( is_admin() ) {
@@ -168,7 +190,10 @@ final class Stock_Relay_Capture {
 		return self::$cause;
 	}
 
-	/** End of request: read each touched product fresh and queue what really changed. */
+	/**
+	 * End of request (shutdown, priority 20: after WooCommerce's deferred parent sync at 10): read
+	 * each touched product fresh and queue the states that really changed.
+	 */
 	public static function flush(): void {
 		if ( ! self::$touched ) {
 			return;
@@ -178,41 +203,35 @@ final class Stock_Relay_Capture {
 		$cause         = self::request_cause();
 		$queued        = 0;
 		foreach ( $touched as $id => $flags ) {
-			$state = $flags['state'] ?? null;
-			if ( null === $state ) {
-				$product = self::product( (int) $id );
-				if ( null === $product ) {
-					continue;
-				}
-				$state = self::read( $product );
-			}
-			$state['deleted']  = ! empty( $flags['deleted'] );
-			$state['restored'] = ! empty( $flags['restored'] );
-			if ( ! self::changed( (int) $id, $state ) ) {
+			$id      = (int) $id;
+			$product = self::product( $id, true );
+			$owner   = null !== $product ? (int) $product->get_stock_managed_by_id() : (int) ( $flags['state']['product_id'] ?? 0 );
+			if ( $owner <= 0 ) {
 				continue;
 			}
-			$version = Stock_Relay_Outbox::next_version( (int) $state['product_id'] );
-			Stock_Relay_Outbox::add( Stock_Relay_Payload::event( $state, $version, $cause, Stock_Relay_Signer::new_id( 'evt_' ), microtime( true ) ) );
-			++$queued;
+			$read  = static function () use ( $id, $flags ): ?array {
+				$product = self::product( $id, true );
+				$state   = null !== $product ? self::read( $product ) : ( $flags['state'] ?? null );
+				if ( null === $state ) {
+					return null;
+				}
+				$state['deleted']  = ! empty( $flags['deleted'] ) || ( null !== $product && 'trash' === get_post_status( $id ) );
+				$state['restored'] = ! empty( $flags['restored'] ) && ! $state['deleted'];
+				return $state;
+			};
+			$build = static function ( array $state, int $version ) use ( $cause ): array {
+				return Stock_Relay_Payload::event( $state, $version, $cause, Stock_Relay_Signer::new_id( 'evt_' ), microtime( true ) );
+			};
+			try {
+				$queued += Stock_Relay_Outbox::record( $id, $owner, $read, $build ) ? 1 : 0;
+			} catch ( Throwable $e ) {
+				// Never break the shop's request; the change is caught by the next save or a resend.
+				Stock_Relay_Delivery::note_error( $e->getMessage() );
+			}
 		}
 		if ( $queued ) {
-			Stock_Relay_Plugin::deliver_after_response();
+			Stock_Relay_Delivery::request_drain();
 		}
-	}
-
-	/**
-	 * Compare with the last state queued for this product; remember the new one.
-	 *
-	 * @param array<string, mixed> $state State.
-	 */
-	private static function changed( int $id, array $state ): bool {
-		$hash = md5( (string) stock_relay_json( $state ) );
-		$key  = 'stock_relay_last_' . $id;
-		if ( get_option( $key ) === $hash ) {
-			return false;
-		}
-		update_option( $key, $hash, false );
-		return true;
 	}
 
 	/**
@@ -220,11 +239,20 @@ final class Stock_Relay_Capture {
 	 *
 	 * @return object|null WC_Product.
 	 */
-	private static function product( int $id ): ?object {
+	private static function product( int $id, bool $fresh = false ): ?object {
+		if ( $fresh ) {
+			// Another request may have written since this one primed its caches.
+			wp_cache_delete( $id, 'post_meta' );
+			wp_cache_delete( $id, 'posts' );
+		}
 		if ( ! function_exists( 'wc_get_product' ) || ! self::is_product_type( get_post_type( $id ) ) ) {
 			return null;
 		}
 		$product = wc_get_product( $id );
+		if ( $fresh && is_object( $product ) && $product->get_parent_id() ) {
+			wp_cache_delete( (int) $product->get_parent_id(), 'post_meta' );
+			$product = wc_get_product( $id );
+		}
 		return is_object( $product ) ? $product : null;
 	}
 

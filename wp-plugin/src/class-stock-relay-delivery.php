@@ -8,15 +8,16 @@
 declare(strict_types=1);
 
 /**
- * One drainer at a time (an option used as a lock with an expiry), rows in id order, batches of at
- * most 500 events and 1 MiB, backoff kept in an option, never disabled.
+ * Rows leave in id order, in batches of at most 500 events and 1 MiB, claimed with a lease so that
+ * concurrent drainers never send the same rows; backoff is kept in an option; never disabled.
  */
 final class Stock_Relay_Delivery {
 
-	public const HOOK    = 'stock_relay_drain';
-	public const STATE   = 'stock_relay_delivery';
-	public const LOCK    = 'stock_relay_drain_lock';
-	public const TIMEOUT = 5;
+	public const HOOK        = 'stock_relay_drain';
+	public const AJAX_ACTION = 'stock_relay_drain';
+	public const STATE       = 'stock_relay_delivery';
+	public const DUE         = 'stock_relay_due';
+	public const TIMEOUT     = 5;
 
 	/**
 	 * The delivery state (not autoloaded).
@@ -48,120 +49,226 @@ final class Stock_Relay_Delivery {
 		update_option( self::STATE, $state, false );
 	}
 
-	/** Ask for a drain soon: Action Scheduler when WooCommerce has it, WP-Cron otherwise. */
+	/** Remember an error for the status panel (plain words, never a secret). */
+	public static function note_error( string $message ): void {
+		$state                  = self::state();
+		$state['last_error']    = $message;
+		$state['last_error_at'] = time();
+		self::save( $state );
+	}
+
+	/**
+	 * Rows were queued in this request: make sure they leave soon, without adding latency here.
+	 *
+	 * 1. Durable: an Action Scheduler async action (unique), or a WP-Cron event without WooCommerce's
+	 *    Action Scheduler. It survives anything, but runs only when WP-Cron or a system cron runs.
+	 * 2. Fast: after the response is sent, either in this process (fastcgi_finish_request() under
+	 *    PHP-FPM, litespeed_finish_request() under LiteSpeed) or through a loopback request that this
+	 *    process only writes to a socket and never waits for (about 0.1 ms on the same host).
+	 */
+	public static function request_drain(): void {
+		if ( self::$requested ) {
+			return;
+		}
+		self::$requested = true;
+		self::schedule( 0 );
+		if ( 0 === (int) get_option( self::DUE, 0 ) ) {
+			update_option( self::DUE, time(), true );
+		}
+		add_action( 'shutdown', array( self::class, 'after_response' ), PHP_INT_MAX );
+	}
+
+	/** Whether request_drain() ran in this request. */
+	private static bool $requested = false;
+
+	/** Whether this process already finished its response or kicked a drain. */
+	private static bool $kicked = false;
+
+	/**
+	 * On every request's shutdown: if a retry is due (the relay was down, or a kick got lost), kick a
+	 * drain. Costs one read of an autoloaded option; this is what keeps retries going on a site with
+	 * DISABLE_WP_CRON and no system cron, as long as anybody visits.
+	 */
+	public static function maybe_kick_due(): void {
+		if ( self::$requested || self::$kicked ) {
+			return;
+		}
+		$due = (int) get_option( self::DUE, 0 );
+		if ( 0 === $due || $due > time() || doing_action( self::HOOK ) || wp_doing_ajax() && self::AJAX_ACTION === ( $_REQUEST['action'] ?? '' ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- only compares the action name.
+			return;
+		}
+		update_option( self::DUE, time() + 30, true ); // At most one kick per 30 s while nothing answers.
+		self::after_response();
+	}
+
+	/** After the response: drain here when the server lets us finish the response, else kick a loopback. */
+	public static function after_response(): void {
+		if ( self::$kicked ) {
+			return;
+		}
+		self::$kicked = true;
+		if ( function_exists( 'fastcgi_finish_request' ) && 'cli' !== PHP_SAPI ) {
+			fastcgi_finish_request();
+			self::drain( 10 );
+			return;
+		}
+		if ( function_exists( 'litespeed_finish_request' ) ) {
+			litespeed_finish_request();
+			self::drain( 10 );
+			return;
+		}
+		self::kick();
+	}
+
+	/** The secret key of the loopback URL, so strangers cannot make the site drain at will. */
+	public static function kick_key(): string {
+		return substr( hash_hmac( 'sha256', 'stock_relay_drain', wp_salt( 'nonce' ) ), 0, 32 );
+	}
+
+	/**
+	 * A loopback POST to admin-ajax.php that this process writes and does not wait for.
+	 *
+	 * @return bool Whether the request was written.
+	 */
+	public static function kick(): bool {
+		$url   = (string) apply_filters( 'stock_relay_loopback_url', admin_url( 'admin-ajax.php' ) );
+		$parts = wp_parse_url( $url );
+		if ( ! is_array( $parts ) || empty( $parts['host'] ) ) {
+			return false;
+		}
+		$https  = 'https' === ( $parts['scheme'] ?? 'http' );
+		$port   = (int) ( $parts['port'] ?? ( $https ? 443 : 80 ) );
+		$path   = ( $parts['path'] ?? '/' ) . ( isset( $parts['query'] ) ? '?' . $parts['query'] : '' );
+		$body   = 'action=' . self::AJAX_ACTION . '&key=' . self::kick_key();
+		$host   = $parts['host'] . ( isset( $parts['port'] ) ? ':' . $parts['port'] : '' );
+		$target = ( $https ? 'ssl://' : 'tcp://' ) . $parts['host'] . ':' . $port;
+		$ctx    = stream_context_create( array( 'ssl' => array( 'verify_peer' => false, 'verify_peer_name' => false ) ) ); // Our own site: the request carries no secret.
+		$socket = @stream_socket_client( $target, $errno, $errstr, 1.0, STREAM_CLIENT_CONNECT, $ctx ); // phpcs:ignore WordPress.PHP.NoSilencedErrors.Discouraged -- a failed kick is normal (the durable schedule remains).
+		if ( false === $socket ) {
+			return false;
+		}
+		$request = "POST {$path} HTTP/1.1\r\nHost: {$host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " . strlen( $body ) . "\r\nConnection: close\r\nUser-Agent: stock-relay-kick\r\n\r\n" . $body;
+		$written = fwrite( $socket, $request ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_operations_fwrite -- a socket, not a file.
+		fclose( $socket ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_operations_fclose -- a socket, not a file.
+		return strlen( $request ) === $written;
+	}
+
+	/** The loopback endpoint: check the key, then drain even though the caller has hung up. */
+	public static function handle_kick(): void {
+		$key = isset( $_POST['key'] ) ? sanitize_text_field( wp_unslash( $_POST['key'] ) ) : ''; // phpcs:ignore WordPress.Security.NonceVerification.Missing -- authenticated by the HMAC key instead: the caller is this site, with no user session.
+		if ( ! hash_equals( self::kick_key(), $key ) ) {
+			wp_die( '', '', array( 'response' => 403 ) );
+		}
+		ignore_user_abort( true );
+		self::drain( 20 );
+		wp_die( '', '', array( 'response' => 204 ) );
+	}
+
+	/** Ask for a drain in $delay seconds: Action Scheduler when WooCommerce has it, WP-Cron otherwise. */
 	public static function schedule( int $delay = 0 ): void {
-		if ( function_exists( 'as_schedule_single_action' ) ) {
-			if ( ! as_next_scheduled_action( self::HOOK, array(), 'stock-relay' ) ) {
+		if ( function_exists( 'as_enqueue_async_action' ) && function_exists( 'as_schedule_single_action' ) ) {
+			if ( $delay <= 0 ) {
+				as_enqueue_async_action( self::HOOK, array(), 'stock-relay', true );
+			} else {
 				as_schedule_single_action( time() + $delay, self::HOOK, array(), 'stock-relay', true );
 			}
 			return;
 		}
-		if ( ! wp_next_scheduled( self::HOOK ) ) {
-			wp_schedule_single_event( time() + $delay, self::HOOK );
-		}
+		wp_schedule_single_event( time() + max( 0, $delay ), self::HOOK );
 	}
 
-	/** Send what is due, for at most $budget seconds. */
+	/** Send what is due, for at most $budget seconds. Safe to run in several processes at once. */
 	public static function drain( int $budget = 20 ): void {
-		if ( ! self::lock() ) {
+		$settings = Stock_Relay_Plugin::settings();
+		if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
 			return;
 		}
-		try {
-			$settings = Stock_Relay_Plugin::settings();
-			if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
-				return;
+		$state = self::state();
+		if ( time() < (int) $state['next_attempt_at'] ) {
+			self::schedule( (int) $state['next_attempt_at'] - time() );
+			update_option( self::DUE, (int) $state['next_attempt_at'], true );
+			return;
+		}
+		$token = Stock_Relay_Signer::new_id( 'clm_' );
+		$until = microtime( true ) + $budget;
+		while ( microtime( true ) < $until ) {
+			$rows = Stock_Relay_Outbox::claim( $token, (int) $state['max_events'], time() );
+			if ( ! $rows ) {
+				break;
 			}
-			$state = self::state();
-			if ( time() < (int) $state['next_attempt_at'] ) {
+			$state = self::send( $rows, self::state(), $settings, $token );
+			self::save( $state );
+			Stock_Relay_Outbox::release( $token );
+			if ( (int) $state['next_attempt_at'] > time() ) {
 				self::schedule( (int) $state['next_attempt_at'] - time() );
+				update_option( self::DUE, (int) $state['next_attempt_at'], true );
 				return;
 			}
-			$until = time() + $budget;
-			while ( time() < $until ) {
-				$rows = Stock_Relay_Outbox::pending( (int) $state['max_events'] );
-				if ( ! $rows ) {
-					break;
-				}
-				$state = self::send( $rows, $state, $settings );
-				self::save( $state );
-				if ( (int) $state['next_attempt_at'] > time() ) {
-					self::schedule( (int) $state['next_attempt_at'] - time() );
-					return;
-				}
-			}
-			if ( Stock_Relay_Outbox::pending( 1 ) ) {
-				self::schedule( 0 );
-			}
-		} finally {
-			delete_option( self::LOCK );
 		}
-	}
-
-	/** Take the drain lock; a lock older than a minute belongs to a dead drainer and is broken. */
-	private static function lock(): bool {
-		if ( add_option( self::LOCK, (string) ( time() + 60 ), '', false ) ) {
-			return true;
+		if ( Stock_Relay_Outbox::has_pending() ) {
+			// Budget spent, or another drainer holds the head of the queue: come back soon.
+			self::schedule( 0 );
+			update_option( self::DUE, time() + 5, true );
+		} else {
+			update_option( self::DUE, 0, true );
 		}
-		if ( (int) get_option( self::LOCK ) < time() ) {
-			delete_option( self::LOCK );
-			return add_option( self::LOCK, (string) ( time() + 60 ), '', false );
-		}
-		return false;
 	}
 
 	/**
-	 * Send one batch (the oldest rows) and return the new state.
+	 * Send one batch (the oldest claimed rows) and return the new state.
 	 *
-	 * @param array<int, array<string, mixed>> $rows     Rows in id order.
+	 * @param array<int, array<string, mixed>> $rows     Claimed rows in id order.
 	 * @param array<string, mixed>             $state    Delivery state.
-	 * @param array<string, string>            $settings Settings.
+	 * @param array<string, mixed>             $settings Settings.
+	 * @param string                           $token    The claim token.
 	 * @return array<string, mixed>
 	 */
-	private static function send( array $rows, array $state, array $settings ): array {
+	private static function send( array $rows, array $state, array $settings, string $token ): array {
 		$events = array_column( $rows, 'event' );
 		$batch  = Stock_Relay_Payload::split( $events, (int) $state['max_events'] )[0];
 		$rows   = array_slice( $rows, 0, count( $batch ) );
 		$ids    = array_column( $rows, 'id' );
 		// A resend of the same batch reuses its webhook-id, so the relay answers it idempotently.
-		$key = $ids[0] . ':' . count( $ids );
+		$key = $ids[0] . ':' . count( $ids ) . ':' . end( $ids );
 		if ( ( $state['batch']['key'] ?? '' ) !== $key ) {
 			$state['batch'] = array(
 				'key'    => $key,
 				'msg_id' => Stock_Relay_Signer::new_id(),
 			);
 		}
-		$body   = Stock_Relay_Payload::batch_body( $settings['site'], $batch, time() );
-		$answer = self::post( $settings, 'events', $body, $state['batch']['msg_id'] );
+		$body   = Stock_Relay_Payload::batch_body( (string) $settings['site'], $batch, time() );
+		$answer = self::post( $settings, 'events', $body, (string) $state['batch']['msg_id'] );
 		$action = Stock_Relay_Retry_Policy::classify( $answer['status'], $answer['code'] );
 		if ( Stock_Relay_Retry_Policy::ACK === $action ) {
-			$rejected = array();
-			$by_event = array_combine( array_column( $batch, 'id' ), $ids );
-			foreach ( (array) ( $answer['body']['rejected'] ?? array() ) as $item ) {
-				if ( isset( $item['id'], $by_event[ $item['id'] ] ) ) {
-					$rejected[ $by_event[ $item['id'] ] ] = ( $item['code'] ?? '' ) . ': ' . ( $item['message'] ?? '' );
-				}
-			}
+			$rejected = Stock_Relay_Retry_Policy::rejected_rows( $answer['body'], array_combine( array_column( $batch, 'id' ), $ids ) );
 			Stock_Relay_Outbox::reject( $rejected );
 			Stock_Relay_Outbox::remove( array_values( array_diff( $ids, array_keys( $rejected ) ) ) );
-			$state['attempts']     = 0;
-			$state['last_success'] = time();
-			$state['max_events']   = Stock_Relay_Payload::MAX_EVENTS;
-			$state['batch']        = array();
+			$state['attempts']        = 0;
+			$state['next_attempt_at'] = 0;
+			$state['last_success']    = time();
+			$state['max_events']      = Stock_Relay_Payload::MAX_EVENTS;
+			$state['batch']           = array();
+			if ( $rejected ) {
+				/* translators: %d: number of events */
+				$state['last_error']    = sprintf( _n( 'The relay refused %d change as invalid; see the list below.', 'The relay refused %d changes as invalid; see the list below.', count( $rejected ), 'stock-relay' ), count( $rejected ) );
+				$state['last_error_at'] = time();
+			}
 			return $state;
 		}
+		$reason                 = Stock_Relay_Retry_Policy::explain( $answer['status'], $answer['code'], $answer['message'] );
+		$state['last_error']    = $reason;
+		$state['last_error_at'] = time();
 		if ( Stock_Relay_Retry_Policy::SPLIT === $action && count( $ids ) > 1 ) {
 			$state['max_events'] = max( 1, intdiv( count( $ids ), 2 ) );
 			return $state;
 		}
-		$reason = Stock_Relay_Retry_Policy::explain( $answer['status'], $answer['code'], $answer['message'] );
-		$state['last_error']    = $reason;
-		$state['last_error_at'] = time();
 		if ( Stock_Relay_Retry_Policy::REJECT === $action || Stock_Relay_Retry_Policy::SPLIT === $action ) {
 			Stock_Relay_Outbox::reject( array_fill_keys( $ids, $reason ) );
+			$state['batch'] = array();
 			return $state;
 		}
 		$state['attempts']        = (int) $state['attempts'] + 1;
-		$state['next_attempt_at'] = time() + Stock_Relay_Retry_Policy::delay( $state['attempts'], $answer['retry_after'], wp_rand( 0, 1000 ) / 1001 );
+		$state['next_attempt_at'] = time() + Stock_Relay_Retry_Policy::delay( (int) $state['attempts'], $answer['retry_after'], wp_rand( 0, 1000 ) / 1001 );
 		return $state;
 	}
 
@@ -172,7 +279,7 @@ final class Stock_Relay_Delivery {
 	 * @return array{status: int, code: string, message: string, body: array<string, mixed>, retry_after: int|null}
 	 */
 	public static function post( array $settings, string $operation, string $body, ?string $msg_id = null ): array {
-		$url      = $settings['url'] . '/v1/sites/' . rawurlencode( $settings['site'] ) . '/' . $operation;
+		$url      = (string) $settings['url'] . '/v1/sites/' . rawurlencode( $settings['site'] ) . '/' . $operation;
 		$headers  = Stock_Relay_Signer::headers( $settings['secret'], $msg_id ?? Stock_Relay_Signer::new_id(), time(), $body );
 		$response = wp_remote_post(
 			$url,

@@ -1,6 +1,6 @@
 <?php
 /**
- * The durable outbox: one table in the WordPress database, written before the request ends.
+ * The durable outbox: its own table in the WordPress database, written before the request ends.
  *
  * @package StockRelay
  */
@@ -9,10 +9,20 @@ declare(strict_types=1);
 
 /**
  * Rows are delivered in id order, acknowledged rows are deleted, rejected rows are kept and shown.
+ *
+ * Two tables:
+ * - `{prefix}stock_relay_outbox`: one row per event. A drainer claims rows by writing its own
+ *   `claim_token` and a `claimed_until` lease in one UPDATE whose WHERE clause skips rows another
+ *   drainer holds, so two concurrent drainers never send the same rows.
+ * - `{prefix}stock_relay_versions`: per id, the last `version` given out (for the id that owns the
+ *   stock row) and the hash of the last state queued (for the item itself).
+ *
+ * Only SQL that MySQL/MariaDB and the SQLite integration plugin both run is used here.
  */
 final class Stock_Relay_Outbox {
 
-	public const SCHEMA_VERSION = 1;
+	public const SCHEMA_VERSION = 2;
+	public const LEASE          = 60;
 
 	/** The outbox table name. */
 	public static function table(): string {
@@ -20,7 +30,7 @@ final class Stock_Relay_Outbox {
 		return $wpdb->prefix . 'stock_relay_outbox';
 	}
 
-	/** The per-product version table name. */
+	/** The per-product version and last-hash table name. */
 	public static function versions_table(): string {
 		global $wpdb;
 		return $wpdb->prefix . 'stock_relay_versions';
@@ -42,12 +52,15 @@ final class Stock_Relay_Outbox {
 				status varchar(16) NOT NULL DEFAULT 'pending',
 				last_error text NULL,
 				created_at bigint(20) NOT NULL,
+				claim_token varchar(40) NOT NULL DEFAULT '',
+				claimed_until bigint(20) NOT NULL DEFAULT 0,
 				PRIMARY KEY  (id),
-				KEY status_id (status, id)
+				KEY status_id (status,id)
 			) {$charset};
 			CREATE TABLE {$version} (
 				product_id bigint(20) unsigned NOT NULL,
-				version bigint(20) unsigned NOT NULL,
+				version bigint(20) unsigned NOT NULL DEFAULT 0,
+				last_hash varchar(40) NOT NULL DEFAULT '',
 				PRIMARY KEY  (product_id)
 			) {$charset};"
 		);
@@ -62,17 +75,102 @@ final class Stock_Relay_Outbox {
 	}
 
 	/**
-	 * The next version of a product, monotonic even across concurrent requests and plugin reinstalls:
-	 * an atomic upsert that takes the larger of (stored + 1) and the microsecond clock.
+	 * Record one item's state, if it differs from the last state queued for it.
+	 *
+	 * Order matters for correctness under concurrent requests. In one transaction: (1) bump the
+	 * owner's version with a write, which locks that row (InnoDB row lock; SQLite's write lock)
+	 * until commit; (2) only then read the state; (3) compare with the last queued hash and insert.
+	 * Any two records of one product are therefore serialised, and the one with the larger version
+	 * always read the state later, so the newest version carries the newest state. Reading before
+	 * taking the version (or deduping outside the lock) lets a stale read win with a larger version.
+	 *
+	 * @param int                             $item_id  The product or variation id (the hash key).
+	 * @param int                             $owner_id The id that owns the stock row (the version key).
+	 * @param callable(): ?array<string,mixed> $read    Reads the state fresh; null = nothing to send.
+	 * @param callable(array<string,mixed>, int): array<string,mixed> $build Builds the event from state and version.
+	 * @return bool Whether an event was queued.
 	 */
-	public static function next_version( int $product_id ): int {
+	public static function record( int $item_id, int $owner_id, callable $read, callable $build ): bool {
+		global $wpdb;
+		$wpdb->query( 'START TRANSACTION' );
+		try {
+			$version = self::bump_version( $owner_id );
+			$state   = $read();
+			if ( null === $state ) {
+				$wpdb->query( 'ROLLBACK' );
+				return false;
+			}
+			$hash = sha1( (string) stock_relay_json( $state ) );
+			if ( self::last_hash( $item_id ) === $hash ) {
+				$wpdb->query( 'ROLLBACK' );
+				return false;
+			}
+			self::set_last_hash( $item_id, $hash );
+			self::add( $build( $state, $version ) );
+			$wpdb->query( 'COMMIT' );
+			return true;
+		} catch ( Throwable $e ) {
+			$wpdb->query( 'ROLLBACK' );
+			throw $e;
+		}
+	}
+
+	/**
+	 * The next version of a product: larger than any before, even across concurrent requests (the
+	 * UPDATE is atomic and locks the row) and across a reinstall (never below the microsecond clock,
+	 * so the relay, which remembers the highest version it saw, never takes a new event for stale).
+	 */
+	public static function bump_version( int $product_id ): int {
 		global $wpdb;
 		$table = self::versions_table();
 		$clock = (int) floor( microtime( true ) * 1000000 );
+		for ( $try = 0; $try < 3; $try++ ) {
+			// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
+			$changed = $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET version = CASE WHEN version + 1 > %d THEN version + 1 ELSE %d END WHERE product_id = %d", $clock, $clock, $product_id ) );
+			if ( $changed ) {
+				// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
+				return (int) $wpdb->get_var( $wpdb->prepare( "SELECT version FROM {$table} WHERE product_id = %d", $product_id ) );
+			}
+			$suppress = $wpdb->suppress_errors( true );
+			$inserted = $wpdb->insert( $table, array( 'product_id' => $product_id, 'version' => $clock, 'last_hash' => '' ), array( '%d', '%d', '%s' ) );
+			$wpdb->suppress_errors( $suppress );
+			if ( $inserted ) {
+				return $clock;
+			}
+			// Another request inserted the row first: go round and update it.
+		}
+		throw new RuntimeException( 'Stock Relay could not allocate a version for product ' . $product_id . '.' );
+	}
+
+	/** The hash of the last state queued for an item, '' if none. */
+	private static function last_hash( int $item_id ): string {
+		global $wpdb;
+		$table = self::versions_table();
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-		$wpdb->query( $wpdb->prepare( "INSERT INTO {$table} (product_id, version) VALUES (%d, %d) ON DUPLICATE KEY UPDATE version = GREATEST(version + 1, VALUES(version))", $product_id, $clock ) );
+		return (string) $wpdb->get_var( $wpdb->prepare( "SELECT last_hash FROM {$table} WHERE product_id = %d", $item_id ) );
+	}
+
+	/** Remember the hash of the state just queued for an item. */
+	private static function set_last_hash( int $item_id, string $hash ): void {
+		global $wpdb;
+		$table = self::versions_table();
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-		return (int) $wpdb->get_var( $wpdb->prepare( "SELECT version FROM {$table} WHERE product_id = %d", $product_id ) );
+		if ( ! $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET last_hash = %s WHERE product_id = %d", $hash, $item_id ) ) ) {
+			$suppress = $wpdb->suppress_errors( true );
+			$inserted = $wpdb->insert( $table, array( 'product_id' => $item_id, 'version' => 0, 'last_hash' => $hash ), array( '%d', '%d', '%s' ) );
+			$wpdb->suppress_errors( $suppress );
+			if ( ! $inserted ) {
+				// The row appeared meanwhile (or held this hash already): set it.
+				// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
+				$wpdb->query( $wpdb->prepare( "UPDATE {$table} SET last_hash = %s WHERE product_id = %d", $hash, $item_id ) );
+			}
+		}
+	}
+
+	/** Forget the last hashes (Resend everything sends every state again). */
+	public static function forget_hashes(): void {
+		global $wpdb;
+		$wpdb->query( 'UPDATE ' . self::versions_table() . " SET last_hash = ''" ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
 	}
 
 	/**
@@ -82,7 +180,7 @@ final class Stock_Relay_Outbox {
 	 */
 	public static function add( array $event ): void {
 		global $wpdb;
-		$wpdb->insert(
+		$ok = $wpdb->insert(
 			self::table(),
 			array(
 				'product_id' => (int) $event['product_id'],
@@ -93,26 +191,59 @@ final class Stock_Relay_Outbox {
 			),
 			array( '%d', '%s', '%s', '%s', '%d' )
 		);
+		if ( ! $ok ) {
+			throw new RuntimeException( 'Stock Relay could not write to its outbox table.' );
+		}
 	}
 
 	/**
-	 * The oldest pending rows, in order.
+	 * Claim the oldest pending rows for one drainer, in id order.
 	 *
-	 * @return array<int, array<string, mixed>> Each with 'id' and the decoded 'event'.
+	 * Returns nothing while another live drainer holds any of the oldest rows, so batches leave in
+	 * outbox order. The claim itself is one UPDATE whose WHERE clause re-checks the lease: when two
+	 * drainers race, the database serialises the two UPDATEs and the second one claims no row.
+	 *
+	 * @return array<int, array{id: int, event: array<string, mixed>}>
 	 */
-	public static function pending( int $limit ): array {
+	public static function claim( string $token, int $limit, int $now ): array {
 		global $wpdb;
 		$table = self::table();
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-		$rows = $wpdb->get_results( $wpdb->prepare( "SELECT id, payload FROM {$table} WHERE status = 'pending' ORDER BY id LIMIT %d", $limit ), ARRAY_A );
+		$head = $wpdb->get_results( $wpdb->prepare( "SELECT id, claimed_until FROM {$table} WHERE status = 'pending' ORDER BY id LIMIT %d", $limit ), ARRAY_A );
+		if ( ! $head ) {
+			return array();
+		}
+		foreach ( $head as $row ) {
+			if ( (int) $row['claimed_until'] > $now ) {
+				return array();
+			}
+		}
+		$ids = implode( ',', array_map( 'intval', array_column( $head, 'id' ) ) );
+		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix, ids cast to int.
+		$wpdb->query( $wpdb->prepare( "UPDATE {$table} SET claim_token = %s, claimed_until = %d WHERE id IN ({$ids}) AND status = 'pending' AND claimed_until <= %d", $token, $now + self::LEASE, $now ) );
+		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
+		$rows = $wpdb->get_results( $wpdb->prepare( "SELECT id, payload FROM {$table} WHERE claim_token = %s AND status = 'pending' ORDER BY id", $token ), ARRAY_A );
 		$out  = array();
 		foreach ( (array) $rows as $row ) {
 			$out[] = array(
 				'id'    => (int) $row['id'],
-				'event' => json_decode( (string) $row['payload'], true ),
+				'event' => (array) json_decode( (string) $row['payload'], true ),
 			);
 		}
 		return $out;
+	}
+
+	/**
+	 * Give claimed rows back (not sent, or to be sent later).
+	 *
+	 * @param int[] $ids Row ids; all rows of the token when empty.
+	 */
+	public static function release( string $token, array $ids = array() ): void {
+		global $wpdb;
+		$table = self::table();
+		$where = $ids ? ' AND id IN (' . implode( ',', array_map( 'intval', $ids ) ) . ')' : '';
+		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix, ids cast to int.
+		$wpdb->query( $wpdb->prepare( "UPDATE {$table} SET claim_token = '', claimed_until = 0 WHERE claim_token = %s{$where}", $token ) );
 	}
 
 	/**
@@ -138,8 +269,37 @@ final class Stock_Relay_Outbox {
 	public static function reject( array $errors ): void {
 		global $wpdb;
 		foreach ( $errors as $id => $reason ) {
-			$wpdb->update( self::table(), array( 'status' => 'rejected', 'last_error' => $reason ), array( 'id' => (int) $id ), array( '%s', '%s' ), array( '%d' ) );
+			$wpdb->update(
+				self::table(),
+				array(
+					'status'        => 'rejected',
+					'last_error'    => $reason,
+					'claim_token'   => '',
+					'claimed_until' => 0,
+				),
+				array( 'id' => (int) $id ),
+				array( '%s', '%s', '%s', '%d' ),
+				array( '%d' )
+			);
 		}
+	}
+
+	/** Put refused rows back in the queue (after fixing the cause), keeping their place by id. */
+	public static function retry_rejected(): int {
+		global $wpdb;
+		return (int) $wpdb->query( 'UPDATE ' . self::table() . " SET status = 'pending', claim_token = '', claimed_until = 0 WHERE status = 'rejected'" ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
+	}
+
+	/** Drop refused rows. */
+	public static function clear_rejected(): int {
+		global $wpdb;
+		return (int) $wpdb->query( 'DELETE FROM ' . self::table() . " WHERE status = 'rejected'" ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
+	}
+
+	/** Whether any row waits to be sent. */
+	public static function has_pending(): bool {
+		global $wpdb;
+		return null !== $wpdb->get_var( 'SELECT id FROM ' . self::table() . " WHERE status = 'pending' LIMIT 1" ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
 	}
 
 	/**
@@ -151,7 +311,7 @@ final class Stock_Relay_Outbox {
 		global $wpdb;
 		$table = self::table();
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-		$row = $wpdb->get_row( "SELECT SUM(status = 'pending') AS pending, SUM(status = 'rejected') AS rejected, MIN(CASE WHEN status = 'pending' THEN created_at END) AS oldest FROM {$table}", ARRAY_A );
+		$row = $wpdb->get_row( "SELECT SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) AS rejected, MIN(CASE WHEN status = 'pending' THEN created_at END) AS oldest FROM {$table}", ARRAY_A );
 		return array(
 			'pending'  => (int) ( $row['pending'] ?? 0 ),
 			'rejected' => (int) ( $row['rejected'] ?? 0 ),
@@ -168,6 +328,6 @@ final class Stock_Relay_Outbox {
 		global $wpdb;
 		$table = self::table();
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-		return (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, event_id, product_id, last_error, created_at FROM {$table} WHERE status = 'rejected' ORDER BY id DESC LIMIT %d", $limit ), ARRAY_A );
+		return (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, event_id, product_id, payload, last_error, created_at FROM {$table} WHERE status = 'rejected' ORDER BY id DESC LIMIT %d", $limit ), ARRAY_A );
 	}
 }

@@ -69,6 +69,76 @@ final class Stock_Relay_Payload {
 	}
 
 	/**
+	 * An item's stock state from its raw postmeta, the way WooCommerce derives it (Resend everything
+	 * reads 500 items with one query instead of loading 500 product objects).
+	 *
+	 * A variation whose _manage_stock is "no" while its parent's is "yes" uses the parent's stock
+	 * (WooCommerce's manage_stock = 'parent'): the parent owns the stock row and the backorders.
+	 *
+	 * @param array<string, string> $own            The item's meta (_sku, _manage_stock, _stock, _stock_status, _backorders).
+	 * @param array<string, string> $parent         The parent's meta, for a variation.
+	 * @param bool                  $manage_enabled The woocommerce_manage_stock option is "yes".
+	 * @return array<string, mixed>
+	 */
+	public static function state_from_meta( int $id, int $parent_id, array $own, array $parent, bool $manage_enabled ): array {
+		$owner   = $id;
+		$source  = $own;
+		$managed = 'yes' === ( $own['_manage_stock'] ?? 'no' );
+		if ( $parent_id && ! $managed && 'yes' === ( $parent['_manage_stock'] ?? 'no' ) ) {
+			$owner   = $parent_id;
+			$source  = $parent;
+			$managed = true;
+		}
+		$managed = $managed && $manage_enabled;
+		$qty     = $source['_stock'] ?? '';
+		return array(
+			'product_id'     => $owner,
+			'variation_id'   => $parent_id ? $id : null,
+			'parent_id'      => $parent_id ? $parent_id : null,
+			'sku'            => (string) ( $own['_sku'] ?? '' ),
+			'manage_stock'   => $managed,
+			'stock_quantity' => $managed && is_numeric( $qty ) ? (int) floor( (float) $qty ) : null,
+			'stock_status'   => (string) ( $own['_stock_status'] ?? 'instock' ),
+			'backorders'     => $managed ? (string) ( $source['_backorders'] ?? 'no' ) : 'no',
+		);
+	}
+
+	/**
+	 * Rows for the "channels" table from the relay's status answer; null when there is nothing to show
+	 * (not a 200, or no channel list), so the page can say why instead.
+	 *
+	 * @param int                  $status HTTP status.
+	 * @param array<string, mixed> $body   Decoded answer.
+	 * @return array<int, array<int, string>>|null
+	 */
+	public static function relay_status_view( int $status, array $body ): ?array {
+		if ( 200 !== $status || ! isset( $body['channels'] ) || ! is_array( $body['channels'] ) ) {
+			return null;
+		}
+		$text = static function ( $value ): string {
+			if ( is_bool( $value ) ) {
+				return $value ? 'yes' : 'no';
+			}
+			return is_scalar( $value ) ? (string) $value : '—';
+		};
+		$rows = array();
+		foreach ( $body['channels'] as $name => $channel ) {
+			if ( ! is_array( $channel ) ) {
+				continue;
+			}
+			$rows[] = array(
+				$text( $channel['name'] ?? $name ),
+				$text( $channel['pending'] ?? $channel['queue_depth'] ?? '—' ),
+				isset( $channel['oldest_pending_age'] ) && is_numeric( $channel['oldest_pending_age'] ) ? (int) $channel['oldest_pending_age'] . ' s' : '—',
+				$text( $channel['dead_letters'] ?? $channel['dead'] ?? '—' ),
+				$text( $channel['circuit'] ?? '—' ),
+				$text( $channel['last_success'] ?? '—' ),
+			);
+		}
+		return $rows;
+	}
+
+	/**
 	 * The JSON body of a stock.batch.
 	 *
 	 * @param array<int, array<string, mixed>> $events Events.

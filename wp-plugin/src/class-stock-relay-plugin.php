@@ -1,6 +1,6 @@
 <?php
 /**
- * Wiring: settings access, activation, hooks, and delivery after the response.
+ * Wiring: settings access, activation and hooks. Everything with logic lives in its own class.
  *
  * @package StockRelay
  */
@@ -8,29 +8,41 @@
 declare(strict_types=1);
 
 /**
- * The plugin's entry points; everything else is in classes with one job each.
+ * The plugin's entry points.
  */
 final class Stock_Relay_Plugin {
 
-	/** Whether a drain is already registered for after this response. */
-	private static bool $deliver_registered = false;
-
-	/** Hook everything in. */
+	/** Hook everything in (plugins_loaded). */
 	public static function boot(): void {
 		if ( (int) get_option( 'stock_relay_schema', 0 ) < Stock_Relay_Outbox::SCHEMA_VERSION ) {
 			Stock_Relay_Outbox::install();
 		}
 		Stock_Relay_Capture::register();
-		add_action( Stock_Relay_Delivery::HOOK, array( Stock_Relay_Delivery::class, 'drain' ) );
-		add_action( Stock_Relay_Admin::RESEND_HOOK, array( Stock_Relay_Admin::class, 'resend_chunk' ), 10, 1 );
+		add_action( Stock_Relay_Delivery::HOOK, array( Stock_Relay_Delivery::class, 'drain' ), 10, 0 );
+		add_action( 'wp_ajax_nopriv_' . Stock_Relay_Delivery::AJAX_ACTION, array( Stock_Relay_Delivery::class, 'handle_kick' ) );
+		add_action( 'wp_ajax_' . Stock_Relay_Delivery::AJAX_ACTION, array( Stock_Relay_Delivery::class, 'handle_kick' ) );
+		add_action( 'shutdown', array( Stock_Relay_Delivery::class, 'maybe_kick_due' ), 1000 );
+		add_action( Stock_Relay_Resend::HOOK, array( Stock_Relay_Resend::class, 'run_chunk' ), 10, 0 );
 		if ( is_admin() ) {
 			Stock_Relay_Admin::register();
 		}
 	}
 
-	/** Activation: create the tables. */
+	/** Activation: create the tables; the secret's option exists from the start as not autoloaded. */
 	public static function activate(): void {
 		Stock_Relay_Outbox::install();
+		add_option( 'stock_relay_secret', '', '', false );
+		add_option( Stock_Relay_Delivery::STATE, array(), '', false );
+	}
+
+	/** Deactivation: stop scheduled work (the outbox is kept: nothing is lost). */
+	public static function deactivate(): void {
+		wp_clear_scheduled_hook( Stock_Relay_Delivery::HOOK );
+		wp_clear_scheduled_hook( Stock_Relay_Resend::HOOK );
+		if ( function_exists( 'as_unschedule_all_actions' ) ) {
+			as_unschedule_all_actions( Stock_Relay_Delivery::HOOK );
+			as_unschedule_all_actions( Stock_Relay_Resend::HOOK );
+		}
 	}
 
 	/**
@@ -45,27 +57,6 @@ final class Stock_Relay_Plugin {
 			'site'                 => (string) get_option( 'stock_relay_site', '' ),
 			'secret'               => $constant ? (string) STOCK_RELAY_SECRET : (string) get_option( 'stock_relay_secret', '' ),
 			'secret_from_constant' => $constant,
-		);
-	}
-
-	/**
-	 * Deliver without adding latency to the shopper's request: after fastcgi_finish_request() where
-	 * PHP-FPM offers it, else through Action Scheduler (or WP-Cron). A scheduled drain is always
-	 * registered too, so a drain that dies with the request is picked up again.
-	 */
-	public static function deliver_after_response(): void {
-		Stock_Relay_Delivery::schedule( 0 );
-		if ( self::$deliver_registered || ! function_exists( 'fastcgi_finish_request' ) ) {
-			return;
-		}
-		self::$deliver_registered = true;
-		add_action(
-			'shutdown',
-			static function (): void {
-				fastcgi_finish_request();
-				Stock_Relay_Delivery::drain( 10 );
-			},
-			PHP_INT_MAX
 		);
 	}
 }

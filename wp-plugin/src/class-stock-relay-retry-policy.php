@@ -57,6 +57,31 @@ final class Stock_Relay_Retry_Policy {
 	}
 
 	/**
+	 * The rows a 202 answer refused, with the reason (PROTOCOL.md: a refusal is final).
+	 *
+	 * @param array<string, mixed> $body      The decoded 202 body.
+	 * @param array<string, int>   $row_by_id Event id => outbox row id, for the batch that was sent.
+	 * @return array<int, string> Row id => "code: message".
+	 */
+	public static function rejected_rows( array $body, array $row_by_id ): array {
+		$out = array();
+		foreach ( (array) ( $body['rejected'] ?? array() ) as $item ) {
+			if ( ! is_array( $item ) || ! isset( $item['id'] ) || ! is_string( $item['id'] ) || ! isset( $row_by_id[ $item['id'] ] ) ) {
+				continue;
+			}
+			$code = is_string( $item['code'] ?? null ) ? $item['code'] : 'rejected';
+			$text = is_string( $item['message'] ?? null ) ? $item['message'] : '';
+			$out[ $row_by_id[ $item['id'] ] ] = self::clip( $code . ( '' !== $text ? ': ' . $text : '' ) );
+		}
+		return $out;
+	}
+
+	/** At most 300 characters of text from the relay or the transport, for storage and display. */
+	private static function clip( string $text ): string {
+		return strlen( $text ) > 300 ? substr( $text, 0, 297 ) . '...' : $text;
+	}
+
+	/**
 	 * A sentence a shop owner can act on, for the status panel.
 	 *
 	 * @param int    $status  HTTP status (0 = no answer).
@@ -64,6 +89,7 @@ final class Stock_Relay_Retry_Policy {
 	 * @param string $message The relay's message or the transport error.
 	 */
 	public static function explain( int $status, string $code, string $message ): string {
+		$message = self::clip( $message );
 		switch ( $code ) {
 			case 'signature_invalid':
 			case 'signature_missing':
@@ -78,6 +104,15 @@ final class Stock_Relay_Retry_Policy {
 				return 'The relay is restarting. Changes are kept here and resent.';
 			case 'rate_limited':
 				return 'The relay asked to slow down. Changes are kept here and resent.';
+			case 'malformed_json':
+			case 'type_mismatch':
+			case 'missing_field':
+				return 'The relay could not read a batch (' . $code . '); it is kept below as refused. Update the plugin and the relay to matching versions.';
+			case 'unsupported_media_type':
+				return 'The relay refused the content type of a batch; it is kept below as refused. Check that no proxy rewrites the requests.';
+		}
+		if ( 413 === $status || 'batch_too_large' === $code || 'body_too_large' === $code ) {
+			return 'The relay said a batch was too large: batches are being split and resent.';
 		}
 		if ( 0 === $status ) {
 			return 'The relay could not be reached (' . $message . '). Changes are kept here and resent when it is back.';

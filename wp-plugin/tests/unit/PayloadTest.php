@@ -85,4 +85,30 @@ final class PayloadTest extends TestCase {
 		}
 		$this->assertSame( array_column( $events, 'id' ), array_merge( ...array_map( static fn( $b ) => array_column( $b, 'id' ), $small ) ) );
 	}
+
+	public function test_state_from_meta_simple_product(): void {
+		$state = Stock_Relay_Payload::state_from_meta( 10, 0, array( '_sku' => 'A', '_manage_stock' => 'yes', '_stock' => '7.000', '_stock_status' => 'instock', '_backorders' => 'notify' ), array(), true );
+		$this->assertSame( array( 10, null, null, 'A', true, 7, 'instock', 'notify' ), array_values( $state ) );
+	}
+
+	public function test_state_from_meta_variation_using_parent_stock(): void {
+		$state = Stock_Relay_Payload::state_from_meta( 11, 10, array( '_sku' => 'A-RED', '_manage_stock' => 'no', '_stock_status' => 'outofstock' ), array( '_sku' => 'A', '_manage_stock' => 'yes', '_stock' => '0', '_backorders' => 'no' ), true );
+		$this->assertSame( 10, $state['product_id'], 'the parent owns the stock row' );
+		$this->assertSame( array( 11, 10, 'A-RED', 0, 'outofstock' ), array( $state['variation_id'], $state['parent_id'], $state['sku'], $state['stock_quantity'], $state['stock_status'] ) );
+	}
+
+	public function test_state_from_meta_unmanaged_and_global_switch(): void {
+		$own   = array( '_sku' => 'V', '_manage_stock' => 'yes', '_stock' => '3', '_stock_status' => 'instock', '_backorders' => 'yes' );
+		$state = Stock_Relay_Payload::state_from_meta( 12, 10, $own, array( '_manage_stock' => 'no' ), false );
+		$this->assertSame( array( 12, false, null, 'no' ), array( $state['product_id'], $state['manage_stock'], $state['stock_quantity'], $state['backorders'] ) );
+		$own_stock = Stock_Relay_Payload::state_from_meta( 12, 10, $own, array( '_manage_stock' => 'yes', '_stock' => '99' ), true );
+		$this->assertSame( array( 12, 3 ), array( $own_stock['product_id'], $own_stock['stock_quantity'] ), 'a variation managing its own stock owns it' );
+	}
+
+	public function test_relay_status_view(): void {
+		$this->assertNull( Stock_Relay_Payload::relay_status_view( 404, array() ) );
+		$this->assertNull( Stock_Relay_Payload::relay_status_view( 200, array( 'status' => 'ok' ) ) );
+		$rows = Stock_Relay_Payload::relay_status_view( 200, array( 'channels' => array( array( 'name' => 'ebay', 'pending' => 3, 'oldest_pending_age' => 12.5, 'dead_letters' => 1, 'circuit' => 'open', 'last_success' => '2026-11-22T10:00:00Z' ), 'junk' ) ) );
+		$this->assertSame( array( array( 'ebay', '3', '12 s', '1', 'open', '2026-11-22T10:00:00Z' ) ), $rows );
+	}
 }

@@ -45,4 +45,28 @@ final class RetryPolicyTest extends TestCase {
 		$this->assertStringContainsString( 'clock', Stock_Relay_Retry_Policy::explain( 401, 'timestamp_out_of_tolerance', '' ) );
 		$this->assertStringContainsString( 'could not be reached', Stock_Relay_Retry_Policy::explain( 0, '', 'cURL error 7' ) );
 	}
+
+	public function test_rejected_rows_maps_event_ids_to_rows(): void {
+		$body = array(
+			'accepted' => 1,
+			'rejected' => array(
+				array( 'id' => 'evt_b', 'code' => 'invalid_quantity', 'message' => 'stock_quantity must be an integer' ),
+				array( 'id' => 'evt_unknown', 'code' => 'x' ),
+				'garbage',
+				array( 'id' => 'evt_c', 'code' => 'invalid_sku', 'message' => str_repeat( 'y', 1000 ) ),
+			),
+		);
+		$rows = Stock_Relay_Retry_Policy::rejected_rows( $body, array( 'evt_a' => 1, 'evt_b' => 2, 'evt_c' => 3 ) );
+		$this->assertSame( array( 2, 3 ), array_keys( $rows ) );
+		$this->assertSame( 'invalid_quantity: stock_quantity must be an integer', $rows[2] );
+		$this->assertLessThanOrEqual( 300, strlen( $rows[3] ) );
+		$this->assertSame( array(), Stock_Relay_Retry_Policy::rejected_rows( array( 'accepted' => 3 ), array( 'evt_a' => 1 ) ) );
+	}
+
+	public function test_every_protocol_error_row_has_a_plain_explanation(): void {
+		foreach ( array( array( 400, 'malformed_json' ), array( 404, 'unknown_site' ), array( 413, 'body_too_large' ), array( 415, 'unsupported_media_type' ), array( 429, 'rate_limited' ), array( 503, 'shutting_down' ), array( 503, 'storage_unavailable' ) ) as list( $status, $code ) ) {
+			$text = Stock_Relay_Retry_Policy::explain( $status, $code, '' );
+			$this->assertStringNotContainsString( 'answered', $text, $code );
+		}
+	}
 }
