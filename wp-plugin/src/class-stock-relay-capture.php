@@ -198,7 +198,7 @@ final class Stock_Relay_Capture {
 		if ( ! self::$touched ) {
 			return;
 		}
-		$touched       = self::$touched;
+		$touched       = self::with_inheriting_variations( self::$touched );
 		self::$touched = array();
 		$cause         = self::request_cause();
 		$queued        = 0;
@@ -232,6 +232,32 @@ final class Stock_Relay_Capture {
 		if ( $queued ) {
 			Stock_Relay_Delivery::request_drain();
 		}
+	}
+
+	/**
+	 * A variable product that manages stock for its variations: each variation without stock of its
+	 * own is listed on the channels under its own SKU, so it gets its own event when the parent's
+	 * quantity changes (WooCommerce fires the stock hooks for the parent only).
+	 *
+	 * @param array<int, array<string, mixed>> $touched Touched ids => flags.
+	 * @return array<int, array<string, mixed>>
+	 */
+	private static function with_inheriting_variations( array $touched ): array {
+		global $wpdb;
+		foreach ( array_keys( $touched ) as $id ) {
+			$product = self::product( (int) $id );
+			if ( null === $product || 'variable' !== $product->get_type() || ! $product->managing_stock() ) {
+				continue;
+			}
+			$children = $wpdb->get_col( $wpdb->prepare( "SELECT ID FROM {$wpdb->posts} WHERE post_parent = %d AND post_type = 'product_variation' AND post_status <> 'trash' ORDER BY ID", (int) $id ) );
+			foreach ( array_map( 'intval', $children ) as $child ) {
+				$variation = isset( $touched[ $child ] ) ? null : self::product( $child );
+				if ( null !== $variation && (int) $variation->get_stock_managed_by_id() === (int) $id ) {
+					$touched[ $child ] = empty( $touched[ $id ]['deleted'] ) ? array() : array( 'deleted' => true );
+				}
+			}
+		}
+		return $touched;
 	}
 
 	/**

@@ -192,7 +192,7 @@ final class Stock_Relay_Delivery {
 		$token = Stock_Relay_Signer::new_id( 'clm_' );
 		$until = microtime( true ) + $budget;
 		while ( microtime( true ) < $until ) {
-			$rows = Stock_Relay_Outbox::claim( $token, (int) $state['max_events'], time() );
+			$rows = Stock_Relay_Outbox::claim( $token, (int) self::state()['max_events'], time() );
 			if ( ! $rows ) {
 				break;
 			}
@@ -246,7 +246,8 @@ final class Stock_Relay_Delivery {
 			$state['attempts']        = 0;
 			$state['next_attempt_at'] = 0;
 			$state['last_success']    = time();
-			$state['max_events']      = Stock_Relay_Payload::MAX_EVENTS;
+			// After a 413 the batch size grows back gradually (doubling per success), not in one jump.
+			$state['max_events'] = min( Stock_Relay_Payload::MAX_EVENTS, 2 * max( 1, (int) $state['max_events'] ) );
 			$state['batch']           = array();
 			if ( $rejected ) {
 				/* translators: %d: number of events */

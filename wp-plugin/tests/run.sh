@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# The plugin's PHP checks: php -l on every file, then the phpunit unit suites.
-# Installs Debian's php-cli and phpunit when missing (root or sudo).
+# The plugin's PHP checks, from a clean clone (bash wp-plugin/tests/run.sh, as root or with sudo):
+#   1. installs what is missing from Debian (php-cli, phpunit, php-mbstring, php-xml, php-curl,
+#      php-mysql, mariadb-server; the `wordpress` package is downloaded and unpacked, not installed),
+#   2. php -l on every PHP file,
+#   3. phpunit: the unit suite (plain classes, shared signing vectors),
+#   4. phpunit: the integration suite against a real WordPress 6.1 + MariaDB + PHP's web server,
+#      with a recording relay on 127.0.0.1.
+# Exits non-zero on any failure.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
+# shellcheck source=integration/wp-env.sh
+. tests/integration/wp-env.sh
 
 missing=()
 command -v php >/dev/null 2>&1 || missing+=(php-cli)
 command -v phpunit >/dev/null 2>&1 || missing+=(phpunit)
-php -m 2>/dev/null | grep -qi '^mbstring$' || missing+=(php-mbstring)
-php -m 2>/dev/null | grep -qi '^dom$' || missing+=(php-xml)
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "installing ${missing[*]} with apt-get..." >&2
-    $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+if command -v php >/dev/null 2>&1; then
+    php -m | grep -qi '^mbstring$' || missing+=(php-mbstring)
+    php -m | grep -qi '^dom$' || missing+=(php-xml)
+    php -m | grep -qi '^curl$' || missing+=(php-curl)
+    php -m | grep -qi '^mysqli$' || missing+=(php-mysql)
+else
+    missing+=(php-mbstring php-xml php-curl php-mysql)
 fi
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+if [ ${#missing[@]} -gt 0 ]; then
+    srt_apt_install "${missing[@]}"
+fi
+export PATH="$PATH:/usr/sbin"
 
 echo "== php -l"
 count=0
@@ -26,5 +38,23 @@ while IFS= read -r -d '' file; do
 done < <(find . -name '*.php' -not -path './build/*' -print0)
 echo "$count files, no syntax errors"
 
-echo "== phpunit"
+echo "== phpunit: unit"
 phpunit -c phpunit.xml.dist
+
+echo "== phpunit: WordPress integration"
+srt_wp_prepare
+work="$(mktemp -d "${TMPDIR:-/tmp}/stock-relay-wp.XXXXXX")"
+cleanup() {
+    srt_wp_stop
+    if [ "${SRT_KEEP:-}" = "1" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+srt_wp_start "$work"
+status=0
+phpunit -c tests/integration/phpunit.xml || status=$?
+if [ "$status" -ne 0 ]; then
+    for log in debug.log php-server.log recorder/server.log; do
+        if [ -s "$work/$log" ]; then echo "--- $log (last 40 lines)" >&2; tail -n 40 "$work/$log" >&2; fi
+    done
+fi
+exit "$status"

@@ -1,0 +1,293 @@
+<?php
+declare(strict_types=1);
+
+use PHPUnit\Framework\TestCase;
+
+/**
+ * Real WordPress + MariaDB + PHP's web server; WooCommerce's hooks fired by stand-ins in real shop
+ * requests; signed batches checked at a recording relay on 127.0.0.1.
+ */
+final class IntegrationTest extends TestCase {
+
+	protected function setUp(): void {
+		global $wpdb;
+		SRT::mode( array() );
+		$this->wait_idle();
+		SRT::clear_requests();
+		$wpdb->query( 'DELETE FROM ' . Stock_Relay_Outbox::table() );
+		delete_option( Stock_Relay_Delivery::STATE );
+		update_option( Stock_Relay_Delivery::DUE, 0, true );
+	}
+
+	/** Let drains from the previous test finish. */
+	private function wait_idle(): void {
+		usleep( 300000 );
+	}
+
+	/** @return array<int, array<string, mixed>> */
+	private function wait_events( int $count, float $seconds = 10.0 ): array {
+		SRT::wait( static fn() => count( SRT::events() ) >= $count, $seconds, "$count events at the relay" );
+		return SRT::events();
+	}
+
+	private function assert_no_more_events( int $count ): void {
+		usleep( 1200000 );
+		$this->assertCount( $count, SRT::events(), 'no further events' );
+	}
+
+	public function test_activation_created_tables_and_hpos_was_declared_in_before_woocommerce_init(): void {
+		global $wpdb;
+		$this->assertSame( Stock_Relay_Outbox::table(), $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', Stock_Relay_Outbox::table() ) ) );
+		$this->assertSame( '2', (string) get_option( 'stock_relay_schema' ) );
+		$declared = get_option( 'srt_hpos_declared' );
+		$this->assertContains( array( 'custom_order_tables', 'stock-relay.php', true, true ), $declared );
+		$this->assertSame( 'no', $wpdb->get_var( "SELECT autoload FROM {$wpdb->options} WHERE option_name = 'stock_relay_secret'" ), 'the secret is not autoloaded' );
+	}
+
+	public function test_order_reaches_the_relay_as_a_signed_absolute_state(): void {
+		$id = SRT::product( array( 'sku' => 'TS-RED-M', 'qty' => 10 ) );
+		SRT::shop( array( array( 'order', 1001, array( $id => 3 ) ) ) );
+		$events = $this->wait_events( 1 );
+		$req    = SRT::requests()[0];
+		$this->assertSame( '/v1/sites/test-shop/events', $req['path'] );
+		$this->assertTrue( SRT::signature_ok( $req['headers'], $req['body'] ), 'valid Standard Webhooks signature' );
+		$this->assertMatchesRegularExpression( '/^msg_[0-9a-z]{26}$/', $req['headers']['webhook-id'] );
+		$this->assertSame( 'application/json', $req['headers']['content-type'] );
+		$doc = json_decode( $req['body'], true );
+		$this->assertSame( array( 'stock.batch', 'test-shop' ), array( $doc['type'], $doc['site'] ) );
+		$this->assertMatchesRegularExpression( '/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/', $doc['sent_at'] );
+		$e = $events[0];
+		$this->assertSame( array( 'stock', $id, null, null, 'TS-RED-M', true, 7, 'instock', 'no' ), array( $e['kind'], $e['product_id'], $e['variation_id'], $e['parent_id'], $e['sku'], $e['manage_stock'], $e['stock_quantity'], $e['stock_status'], $e['backorders'] ) );
+		$this->assertSame( array( 'kind' => 'order', 'order_id' => 1001 ), $e['cause'] );
+		$this->assertMatchesRegularExpression( '/^evt_[0-9a-z]{26}$/', $e['id'] );
+		$this->assertMatchesRegularExpression( '/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/', $e['occurred_at'] );
+		SRT::wait( static fn() => array() === SRT::outbox(), 5.0, 'acknowledged rows deleted' );
+		$this->assertGreaterThan( 0, SRT::delivery_state()['last_success'] );
+	}
+
+	public function test_double_saves_bulk_edit_and_noop_saves_send_one_event(): void {
+		$id = SRT::product( array( 'sku' => 'DUP', 'qty' => 4 ) );
+		SRT::shop( array( array( 'admin_save', $id, array( 'stock_quantity' => 5 ) ) ) );
+		$events = $this->wait_events( 1 );
+		$this->assertSame( array( 5, 'admin' ), array( $events[0]['stock_quantity'], $events[0]['cause']['kind'] ) );
+		SRT::shop( array( array( 'admin_save', $id, array() ), array( 'bulk_edit', $id ) ) );
+		$this->assert_no_more_events( 1 );
+		SRT::shop( array( array( 'bulk_edit', $id, 2 ) ) );
+		$events = $this->wait_events( 2 );
+		$this->assertSame( array( 2, array( 'kind' => 'bulk_edit' ) ), array( $events[1]['stock_quantity'], $events[1]['cause'] ) );
+		$this->assertGreaterThan( $events[0]['version'], $events[1]['version'] );
+	}
+
+	public function test_variations_are_keyed_by_the_stock_owner_with_their_own_sku(): void {
+		$parent = SRT::product( array( 'sku' => 'TEE', 'qty' => 20, 'variable' => true ) );
+		$red    = SRT::product( array( 'sku' => 'TEE-RED', 'manage' => false, 'parent' => $parent ) );
+		$blue   = SRT::product( array( 'sku' => '', 'qty' => 3, 'parent' => $parent ) );
+		SRT::shop( array( array( 'order', 2002, array( $red => 1 ) ) ) );
+		$events = $this->wait_events( 2 );
+		$by_var = array_column( $events, null, 'variation_id' );
+		$this->assertSame( array( $parent, $red, $parent, 'TEE-RED', 19 ), array( $by_var[ $red ]['product_id'], $by_var[ $red ]['variation_id'], $by_var[ $red ]['parent_id'], $by_var[ $red ]['sku'], $by_var[ $red ]['stock_quantity'] ), 'the inheriting variation is sent with the parent as owner and its own SKU' );
+		$this->assertSame( array( $parent, 'TEE', 19 ), array( $by_var['']['product_id'], $by_var['']['sku'], $by_var['']['stock_quantity'] ) );
+		$this->assertArrayNotHasKey( $blue, $by_var, 'a variation with its own stock is untouched' );
+		SRT::shop( array( array( 'as_rest' ), array( 'crud', $blue, array( 'stock_quantity' => 0 ) ) ) );
+		$events = $this->wait_events( 3 );
+		$e      = $events[2];
+		$this->assertSame( array( $blue, $blue, $parent, '', 0, 'outofstock', 'rest' ), array( $e['product_id'], $e['variation_id'], $e['parent_id'], $e['sku'], $e['stock_quantity'], $e['stock_status'], $e['cause']['kind'] ), 'no SKU: still sent, with sku ""' );
+	}
+
+	public function test_status_only_change_of_an_unmanaged_product(): void {
+		$id = SRT::product( array( 'sku' => 'UNMANAGED', 'manage' => false, 'status' => 'instock' ) );
+		SRT::shop( array( array( 'crud', $id, array( 'stock_status' => 'onbackorder' ) ) ) );
+		$e = $this->wait_events( 1 )[0];
+		$this->assertSame( array( false, null, 'onbackorder' ), array( $e['manage_stock'], $e['stock_quantity'], $e['stock_status'] ) );
+	}
+
+	public function test_trash_untrash_and_delete(): void {
+		$id = SRT::product( array( 'sku' => 'GONE', 'qty' => 2 ) );
+		SRT::shop( array( array( 'trash', $id ) ) );
+		$this->assertSame( 'deleted', $this->wait_events( 1 )[0]['kind'] );
+		SRT::shop( array( array( 'untrash', $id ) ) );
+		$this->assertSame( 'restored', $this->wait_events( 2 )[1]['kind'] );
+		SRT::shop( array( array( 'delete', $id ) ) );
+		$events = $this->wait_events( 3 );
+		$this->assertSame( array( 'deleted', $id, 'GONE' ), array( $events[2]['kind'], $events[2]['product_id'], $events[2]['sku'] ) );
+		$this->assertTrue( $events[0]['version'] < $events[1]['version'] && $events[1]['version'] < $events[2]['version'] );
+	}
+
+	public function test_causes_refund_cancel_and_import(): void {
+		$a = SRT::product( array( 'sku' => 'CAUSE-A', 'qty' => 5 ) );
+		SRT::shop( array( array( 'refund', 3003, array( $a => 2 ) ) ) );
+		$this->assertSame( array( 7, array( 'kind' => 'refund', 'order_id' => 3003 ) ), array( $this->wait_events( 1 )[0]['stock_quantity'], $this->wait_events( 1 )[0]['cause'] ) );
+		SRT::shop( array( array( 'cancel_order', 3004, array( $a => 1 ) ) ) );
+		$this->assertSame( array( 8, array( 'kind' => 'order', 'order_id' => 3004 ) ), array( $this->wait_events( 2 )[1]['stock_quantity'], $this->wait_events( 2 )[1]['cause'] ) );
+		SRT::shop( array( array( 'import', $a, array( 'stock_quantity' => 30 ) ) ) );
+		$this->assertSame( array( 30, 'import' ), array( $this->wait_events( 3 )[2]['stock_quantity'], $this->wait_events( 3 )[2]['cause']['kind'] ) );
+	}
+
+	public function test_relay_down_keeps_rows_backs_off_then_drains_in_order(): void {
+		$a = SRT::product( array( 'sku' => 'DOWN-A', 'qty' => 10 ) );
+		$b = SRT::product( array( 'sku' => 'DOWN-B', 'qty' => 10 ) );
+		SRT::stop_recorder();
+		try {
+			foreach ( array( 9, 8, 7 ) as $qty ) {
+				SRT::shop( array( array( 'crud', $a, array( 'stock_quantity' => $qty ) ) ) );
+			}
+			SRT::shop( array( array( 'crud', $b, array( 'stock_quantity' => 1 ) ) ) );
+			SRT::wait( static fn() => (int) SRT::delivery_state()['attempts'] >= 1, 10.0, 'a failed attempt recorded' );
+			$state = SRT::delivery_state();
+			$this->assertStringContainsString( 'could not be reached', $state['last_error'] );
+			$this->assertGreaterThan( time(), (int) $state['next_attempt_at'], 'backoff scheduled' );
+			$this->assertLessThanOrEqual( time() + 5, (int) $state['next_attempt_at'], 'first backoff is short' );
+			$this->assertNotFalse( wp_next_scheduled( Stock_Relay_Delivery::HOOK ), 'a durable retry is scheduled (WP-Cron without Action Scheduler)' );
+			$rows = SRT::outbox();
+			$this->assertSame( array( 'pending', 'pending', 'pending', 'pending' ), array_column( $rows, 'status' ), 'nothing lost' );
+		} finally {
+			SRT::start_recorder();
+		}
+		// The backoff elapses; the next visitor's request kicks the drain (no cron needed).
+		SRT::wait( static fn() => (int) SRT::delivery_state()['next_attempt_at'] <= time(), 10.0, 'backoff over' );
+		SRT::shop( array( array( 'nothing' ) ) );
+		$events = $this->wait_events( 4 );
+		$this->assertSame( array( 9, 8, 7, 1 ), array_column( $events, 'stock_quantity' ), 'drained in outbox order' );
+		$this->assertTrue( $events[0]['version'] < $events[1]['version'] && $events[1]['version'] < $events[2]['version'] );
+		SRT::wait( static fn() => array() === SRT::outbox(), 5.0, 'outbox empty' );
+		$this->assertSame( 0, (int) SRT::delivery_state()['attempts'] );
+	}
+
+	public function test_rejected_events_are_kept_shown_and_the_rest_acknowledged(): void {
+		SRT::mode( array( 'reject_skus' => array( 'BAD-SKU' ) ) );
+		$good = SRT::product( array( 'sku' => 'GOOD', 'qty' => 1 ) );
+		$bad  = SRT::product( array( 'sku' => 'BAD-SKU', 'qty' => 1 ) );
+		SRT::shop( array( array( 'crud', $good, array( 'stock_quantity' => 2 ) ), array( 'crud', $bad, array( 'stock_quantity' => 2 ) ) ) );
+		$this->wait_events( 2 );
+		SRT::wait( static fn() => 1 === count( SRT::outbox() ), 5.0, 'the accepted row removed' );
+		$row = SRT::outbox()[0];
+		$this->assertSame( array( (string) $bad, 'rejected', 'invalid_sku: Scripted rejection.' ), array( $row['product_id'], $row['status'], $row['last_error'] ) );
+		$html = $this->render_admin();
+		$this->assertStringContainsString( 'BAD-SKU', $html );
+		$this->assertStringContainsString( 'invalid_sku: Scripted rejection.', $html );
+		$this->assert_no_more_events( 2 );
+	}
+
+	public function test_413_splits_the_batch_and_400_keeps_without_retry(): void {
+		SRT::mode( array( 'max_events' => 1 ) );
+		$ids = array();
+		$ops = array();
+		foreach ( array( 'S1', 'S2', 'S3' ) as $sku ) {
+			$ids[] = SRT::product( array( 'sku' => $sku, 'qty' => 1 ) );
+			$ops[] = array( 'crud', end( $ids ), array( 'stock_quantity' => 5 ) );
+		}
+		SRT::shop( $ops );
+		SRT::wait( static fn() => array() === SRT::outbox(), 10.0, 'all delivered after splitting' );
+		$sizes = array_map( static fn( $r ) => count( json_decode( $r['body'], true )['events'] ), SRT::requests() );
+		$this->assertSame( 3, $sizes[0], 'first the whole batch' );
+		$accepted = array();
+		foreach ( SRT::requests() as $req ) {
+			$events = json_decode( $req['body'], true )['events'];
+			if ( 1 === count( $events ) ) {
+				$accepted[] = $events[0]['sku'];
+			}
+		}
+		$this->assertSame( array( 'S1', 'S2', 'S3' ), $accepted, 'then smaller batches, in order, until each fits' );
+
+		SRT::clear_requests();
+		SRT::mode( array( 'status' => 400 ) );
+		SRT::shop( array( array( 'crud', $ids[0], array( 'stock_quantity' => 6 ) ) ) );
+		SRT::wait( static fn() => 1 === count( SRT::outbox() ) && 'rejected' === SRT::outbox()[0]['status'], 10.0, 'kept as refused' );
+		$this->assertStringContainsString( 'could not read a batch', SRT::outbox()[0]['last_error'] );
+		$this->assert_no_more_events( 1 );
+	}
+
+	public function test_401_and_429_are_retried_later(): void {
+		SRT::mode( array( 'status' => 401 ) );
+		$id = SRT::product( array( 'sku' => 'AUTH', 'qty' => 1 ) );
+		SRT::shop( array( array( 'crud', $id, array( 'stock_quantity' => 2 ) ) ) );
+		SRT::wait( static fn() => (int) SRT::delivery_state()['attempts'] >= 1, 10.0, 'a failed attempt' );
+		$this->assertStringContainsString( 'secret', SRT::delivery_state()['last_error'] );
+		$this->assertSame( 'pending', SRT::outbox()[0]['status'] );
+		$state                    = SRT::delivery_state();
+		$state['next_attempt_at'] = 0; // As if the backoff had elapsed.
+		update_option( Stock_Relay_Delivery::STATE, $state, false );
+		SRT::mode( array( 'status' => 429, 'retry_after' => 120 ) );
+		Stock_Relay_Delivery::drain( 5 );
+		$state = SRT::delivery_state();
+		$this->assertGreaterThanOrEqual( time() + 119, (int) $state['next_attempt_at'], 'Retry-After honoured' );
+		$this->assertSame( 'pending', SRT::outbox()[0]['status'] );
+		$ids = array_unique( array_map( static fn( $r ) => $r['headers']['webhook-id'], SRT::requests() ) );
+		$this->assertCount( 1, $ids, 'the same batch is resent with the same webhook-id' );
+	}
+
+	public function test_concurrent_drainers_never_send_a_row_twice(): void {
+		global $wpdb;
+		SRT::mode( array( 'delay_ms' => 150 ) );
+		for ( $i = 1; $i <= 40; $i++ ) {
+			Stock_Relay_Outbox::add( Stock_Relay_Payload::event( array( 'product_id' => 900000 + $i, 'sku' => "C$i", 'manage_stock' => true, 'stock_quantity' => $i, 'stock_status' => 'instock', 'backorders' => 'no' ), $i, array(), "evt_c$i", microtime( true ) ) );
+		}
+		$state               = Stock_Relay_Delivery::state();
+		$state['max_events'] = 5;
+		update_option( Stock_Relay_Delivery::STATE, $state, false );
+		// Claims: a second claimer gets nothing while the head of the queue is held.
+		$this->assertCount( 5, Stock_Relay_Outbox::claim( 'clm_a', 5, time() ) );
+		$this->assertSame( array(), Stock_Relay_Outbox::claim( 'clm_b', 5, time() ) );
+		Stock_Relay_Outbox::release( 'clm_a' );
+		// Four drainers at once, through the real loopback endpoint.
+		for ( $i = 0; $i < 4; $i++ ) {
+			$this->assertTrue( Stock_Relay_Delivery::kick() );
+		}
+		SRT::wait( static fn() => array() === SRT::outbox(), 20.0, 'all delivered' );
+		$ids = array_column( SRT::events(), 'id' );
+		$this->assertCount( 40, $ids );
+		$this->assertCount( 40, array_unique( $ids ), 'no event sent twice' );
+		$this->assertSame( array_map( static fn( $i ) => "evt_c$i", range( 1, 40 ) ), $ids, 'in outbox order' );
+		$this->assertSame( '0', (string) $wpdb->get_var( 'SELECT COUNT(*) FROM ' . Stock_Relay_Outbox::table() ) );
+	}
+
+	public function test_resend_everything_queues_every_product_with_a_sku_from_sql(): void {
+		global $wpdb;
+		$wpdb->query( "DELETE FROM {$wpdb->posts} WHERE post_type IN ('product', 'product_variation')" );
+		$parent = SRT::product( array( 'sku' => 'R-P', 'qty' => 4, 'variable' => true ) );
+		$var    = SRT::product( array( 'sku' => 'R-V', 'manage' => false, 'parent' => $parent ) );
+		SRT::product( array( 'sku' => '', 'qty' => 1 ) );
+		for ( $i = 0; $i < 3; $i++ ) {
+			SRT::product( array( 'sku' => "R-$i", 'qty' => $i ) );
+		}
+		Stock_Relay_Resend::start();
+		do {
+			$progress = Stock_Relay_Resend::step();
+		} while ( empty( $progress['done'] ) );
+		$this->assertSame( array( 5, 5 ), array( (int) $progress['queued'], (int) $progress['total'] ) );
+		$this->assertSame( array(), Stock_Relay_Resend::step() === $progress ? array() : array( 'changed' ), 'a finished resend stays finished' );
+		Stock_Relay_Delivery::drain( 10 );
+		$events = SRT::events();
+		$this->assertSame( array( 'R-P', 'R-V', 'R-0', 'R-1', 'R-2' ), array_column( $events, 'sku' ) );
+		$this->assertSame( array( $parent, $var, 4 ), array( $events[1]['product_id'], $events[1]['variation_id'], $events[1]['stock_quantity'] ) );
+	}
+
+	public function test_settings_page_ping_and_status_panel_never_show_the_secret(): void {
+		require_once ABSPATH . 'wp-admin/includes/admin.php';
+		Stock_Relay_Admin::register();
+		$this->assertSame( 'manage_woocommerce', apply_filters( 'option_page_capability_stock_relay', 'manage_options' ) );
+		$this->assertSame( SRT::SECRET, Stock_Relay_Admin::sanitize_secret( '' ), 'empty keeps the saved secret' );
+		$this->assertSame( SRT::SECRET, Stock_Relay_Admin::sanitize_secret( 'whsec_short' ), 'an invalid secret keeps the saved one' );
+		$this->assertSame( 'bad', get_settings_errors( 'stock_relay_secret' ) ? 'bad' : 'none' );
+		$answer = Stock_Relay_Delivery::post( Stock_Relay_Plugin::settings(), 'ping', '{"type":"ping","site":"test-shop"}' );
+		$this->assertSame( array( 200, '9.9.9-recorder' ), array( $answer['status'], $answer['body']['relay_version'] ) );
+		$ping = SRT::requests( '/ping' )[0];
+		$this->assertTrue( SRT::signature_ok( $ping['headers'], $ping['body'] ) );
+		$html = $this->render_admin();
+		$this->assertStringContainsString( 'Changes waiting to be sent', $html );
+		$this->assertStringContainsString( 'does not report channel health yet', $html, 'status.query 404 degrades gracefully' );
+		$this->assertMatchesRegularExpression( '/name=.option_page. value=.stock_relay./', $html, 'a Settings API form (options.php checks the group nonce)' );
+		$this->assertStringContainsString( '_wpnonce', $html );
+		$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $html, 'the secret is never echoed' );
+		$log = (string) @file_get_contents( getenv( 'SRT_WORK' ) . '/debug.log' );
+		$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $log );
+	}
+
+	private function render_admin(): string {
+		require_once ABSPATH . 'wp-admin/includes/admin.php';
+		wp_set_current_user( 1 );
+		ob_start();
+		Stock_Relay_Admin::render();
+		return (string) ob_get_clean();
+	}
+}

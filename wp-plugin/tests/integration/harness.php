@@ -1,0 +1,89 @@
+<?php
+/**
+ * Plugin Name: Stock Relay test harness (tests only)
+ * Description: One admin-ajax action that plays a shop request: it runs the WooCommerce operations it is
+ * given (through the stand-ins), then the request ends normally, so the plugin's shutdown capture
+ * and its after-response delivery run exactly as in production.
+ *
+ * @package StockRelay
+ */
+
+// phpcs:disable WordPress.Security.NonceVerification.Missing -- a test-only endpoint on a throwaway site.
+
+add_action( 'wp_ajax_nopriv_srt_ops', 'srt_ops' );
+add_action( 'wp_ajax_srt_ops', 'srt_ops' );
+
+/** Run the operations in $_POST['ops'] (JSON list of [name, ...args]). */
+function srt_ops(): void {
+	$ops = json_decode( wp_unslash( (string) ( $_POST['ops'] ?? '[]' ) ), true );
+	$out = array();
+	foreach ( (array) $ops as $op ) {
+		$name = array_shift( $op );
+		switch ( $name ) {
+			case 'set_stock': // wc_update_product_stock(id, qty, op): orders, bulk edit, admin order edits.
+				$out[] = wc_update_product_stock( (int) $op[0], $op[1], $op[2] ?? 'set' );
+				break;
+			case 'crud': // set props + save(): REST, admin edit, quick edit, import.
+				$product = wc_get_product( (int) $op[0] );
+				foreach ( (array) $op[1] as $prop => $value ) {
+					$product->{'set_' . $prop}( $value );
+				}
+				$out[] = $product->save();
+				break;
+			case 'admin_save': // the admin "Update" button saves twice (#55882).
+				$product = wc_get_product( (int) $op[0] );
+				foreach ( (array) $op[1] as $prop => $value ) {
+					$product->{'set_' . $prop}( $value );
+				}
+				$product->save();
+				$out[] = wc_get_product( (int) $op[0] )->save();
+				break;
+			case 'bulk_edit': // bulk_edit_save: set_stock with the unchanged qty before save(), then the bulk hook.
+				$product = wc_get_product( (int) $op[0] );
+				wc_update_product_stock( $product, $op[1] ?? $product->get_stock_quantity(), 'set', true );
+				$product->save();
+				do_action( 'woocommerce_product_bulk_edit_save', $product );
+				$out[] = true;
+				break;
+			case 'import':
+				$product = wc_get_product( (int) $op[0] );
+				foreach ( (array) $op[1] as $prop => $value ) {
+					$product->{'set_' . $prop}( $value );
+				}
+				$product->save();
+				do_action( 'woocommerce_product_import_inserted_product_object', $product, array() );
+				$out[] = true;
+				break;
+			case 'order':
+				wc_reduce_stock_levels( new WC_Order( (int) $op[0], array_map( 'intval', (array) $op[1] ) ) );
+				$out[] = true;
+				break;
+			case 'cancel_order':
+				wc_increase_stock_levels( new WC_Order( (int) $op[0], array_map( 'intval', (array) $op[1] ) ) );
+				$out[] = true;
+				break;
+			case 'refund':
+				wc_restock_refunded_items( new WC_Order( (int) $op[0] ), array_map( 'intval', (array) $op[1] ) );
+				$out[] = true;
+				break;
+			case 'trash':
+				$out[] = (bool) wp_trash_post( (int) $op[0] );
+				break;
+			case 'untrash':
+				$out[] = (bool) wp_untrash_post( (int) $op[0] );
+				break;
+			case 'delete':
+				$out[] = wc_get_product( (int) $op[0] )->delete( true );
+				break;
+			case 'as_rest': // what WordPress defines for a REST API request (single or batch).
+				if ( ! defined( 'REST_REQUEST' ) ) {
+					define( 'REST_REQUEST', true );
+				}
+				break;
+			case 'nothing':
+				$out[] = true;
+				break;
+		}
+	}
+	wp_send_json( array( 'ok' => true, 'out' => $out ) );
+}

@@ -1,0 +1,67 @@
+<?php
+/**
+ * A recording relay for the integration test (router script for `php -S`). It appends every request
+ * (path, the webhook-* headers, raw body) to $RECORDER_DIR/requests.jsonl and answers the way
+ * $RECORDER_DIR/mode.json says: {"status": 202, "reject_skus": [...], "retry_after": N, "max_events": N}.
+ * It verifies nothing itself: the test checks the signatures with its own few lines of HMAC.
+ *
+ * @package StockRelay
+ */
+
+$dir  = (string) getenv( 'RECORDER_DIR' );
+$mode = is_file( $dir . '/mode.json' ) ? (array) json_decode( (string) file_get_contents( $dir . '/mode.json' ), true ) : array();
+$body = (string) file_get_contents( 'php://input' );
+$path = (string) parse_url( $_SERVER['REQUEST_URI'], PHP_URL_PATH );
+$line = array(
+	'path'    => $path,
+	'headers' => array(
+		'webhook-id'        => $_SERVER['HTTP_WEBHOOK_ID'] ?? '',
+		'webhook-timestamp' => $_SERVER['HTTP_WEBHOOK_TIMESTAMP'] ?? '',
+		'webhook-signature' => $_SERVER['HTTP_WEBHOOK_SIGNATURE'] ?? '',
+		'content-type'      => $_SERVER['CONTENT_TYPE'] ?? '',
+	),
+	'body'    => $body,
+	'at'      => microtime( true ),
+);
+$fh = fopen( $dir . '/requests.jsonl', 'ab' );
+flock( $fh, LOCK_EX );
+fwrite( $fh, json_encode( $line, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE ) . "\n" );
+flock( $fh, LOCK_UN );
+fclose( $fh );
+
+if ( isset( $mode['delay_ms'] ) ) {
+	usleep( 1000 * (int) $mode['delay_ms'] );
+}
+header( 'Content-Type: application/json' );
+$doc = json_decode( $body, true );
+if ( preg_match( '#/ping$#', $path ) ) {
+	echo json_encode( array( 'type' => 'pong', 'relay_version' => '9.9.9-recorder', 'server_time' => gmdate( 'Y-m-d\TH:i:s\Z' ), 'channels' => array( array( 'name' => 'sandbox', 'type' => 'sandbox' ) ) ) );
+	return;
+}
+if ( preg_match( '#/status$#', $path ) ) {
+	http_response_code( 404 );
+	echo json_encode( array( 'error' => array( 'code' => 'not_found', 'message' => 'No such route.' ) ) );
+	return;
+}
+$status = (int) ( $mode['status'] ?? 202 );
+$events = is_array( $doc['events'] ?? null ) ? $doc['events'] : array();
+if ( isset( $mode['max_events'] ) && count( $events ) > (int) $mode['max_events'] ) {
+	$status = 413;
+}
+if ( 202 !== $status ) {
+	http_response_code( $status );
+	if ( isset( $mode['retry_after'] ) ) {
+		header( 'Retry-After: ' . (int) $mode['retry_after'] );
+	}
+	$codes = array( 400 => 'malformed_json', 401 => 'signature_invalid', 404 => 'unknown_site', 413 => 'body_too_large', 429 => 'rate_limited', 503 => 'storage_unavailable' );
+	echo json_encode( array( 'error' => array( 'code' => $codes[ $status ] ?? 'error', 'message' => 'Scripted answer.' ) ) );
+	return;
+}
+$rejected = array();
+foreach ( $events as $event ) {
+	if ( in_array( $event['sku'] ?? null, (array) ( $mode['reject_skus'] ?? array() ), true ) ) {
+		$rejected[] = array( 'id' => $event['id'], 'code' => 'invalid_sku', 'message' => 'Scripted rejection.' );
+	}
+}
+http_response_code( 202 );
+echo json_encode( array( 'accepted' => count( $events ) - count( $rejected ), 'duplicates' => 0, 'stale' => 0, 'rejected' => $rejected ) );
