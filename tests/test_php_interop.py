@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from relay import signing
+from relay import ingest, signing
 from relay.errors import SignatureError
 
-SIGNER = Path(__file__).resolve().parent.parent / "wp-plugin" / "src" / "class-stock-relay-signer.php"
+SRC = Path(__file__).resolve().parent.parent / "wp-plugin" / "src"
+SIGNER = SRC / "class-stock-relay-signer.php"
+PAYLOAD = SRC / "class-stock-relay-payload.php"
 PHP = shutil.which("php")
 
 
@@ -22,7 +24,7 @@ def php(code: str, *args: str) -> str:
         pytest.fail(
             "php is not installed: scripts/test installs php-cli; the PHP/Python interop cannot be checked without it"
         )
-    script = f"require {json.dumps(str(SIGNER))}; {code}"
+    script = f"require {json.dumps(str(SIGNER))}; require {json.dumps(str(PAYLOAD))}; {code}"
     return subprocess.run(
         [PHP, "-r", script, "--", *args], capture_output=True, text=True, check=True, timeout=30
     ).stdout
@@ -56,3 +58,33 @@ def test_python_signs_php_verifies() -> None:
     code = "echo Stock_Relay_Signer::verify([$argv[1]], $argv[2], $argv[3], $argv[4], $argv[5], (int) $argv[3]);"
     assert php(code, secret, "msg_y", str(now), body, header) == "valid"
     assert php(code, secret, "msg_y", str(now), body + " ", header) == "invalid"
+
+
+def test_php_batch_passes_relay_validation() -> None:
+    """A stock.batch built by the plugin's payload builder (microsecond-clock version, variation, no SKU,
+    unmanaged stock) is signed in PHP, verifies in Python, and every event passes the relay's validation."""
+    secret = signing.new_secret()
+    now = int(time.time())
+    code = """
+        $t = microtime(true);
+        $events = [
+            Stock_Relay_Payload::event(['product_id' => 40, 'variation_id' => 43, 'parent_id' => 40, 'sku' => 'TEE-RED',
+                'manage_stock' => true, 'stock_quantity' => 7, 'stock_status' => 'instock', 'backorders' => 'notify'],
+                (int) floor($t * 1000000), ['kind' => 'order', 'order_id' => 1001], Stock_Relay_Signer::new_id('evt_'), $t),
+            Stock_Relay_Payload::event(['product_id' => 50, 'sku' => '', 'manage_stock' => false, 'stock_quantity' => null,
+                'stock_status' => 'onbackorder', 'backorders' => 'no', 'deleted' => true],
+                1, ['kind' => 'admin'], Stock_Relay_Signer::new_id('evt_'), $t),
+        ];
+        $body = Stock_Relay_Payload::batch_body('main', $events, (int) $argv[2]);
+        echo json_encode(['body' => $body, 'headers' => Stock_Relay_Signer::headers($argv[1], Stock_Relay_Signer::new_id(), (int) $argv[2], $body)]);
+    """
+    out = json.loads(php(code, secret, str(now)))
+    body = out["body"].encode()
+    assert signing.verify([secret], out["headers"], body, now=now) == now
+    doc = ingest.check_envelope(ingest.parse_json(body), "stock.batch", "main")
+    valid, rejected = ingest.split_batch(doc, 500)
+    assert rejected == []
+    assert [(e.product_id, e.variation_id, e.sku, e.stock_quantity, e.kind) for e in valid] == [
+        (40, 43, "TEE-RED", 7, "stock"),
+        (50, None, "", None, "deleted"),
+    ]
