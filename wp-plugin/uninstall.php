@@ -16,7 +16,7 @@ foreach ( array( 'stock_relay_', '_transient_stock_relay_', '_transient_timeout_
 	$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name LIKE %s", $wpdb->esc_like( $stock_relay_prefix ) . '%' ) );
 }
 wp_cache_flush();
-foreach ( array( 'stock_relay_drain', 'stock_relay_resend_chunk' ) as $stock_relay_hook ) {
+foreach ( array( 'stock_relay_drain', 'stock_relay_watchdog', 'stock_relay_resend_chunk' ) as $stock_relay_hook ) {
 	wp_clear_scheduled_hook( $stock_relay_hook );
 	if ( function_exists( 'as_unschedule_all_actions' ) ) {
 		as_unschedule_all_actions( $stock_relay_hook );

@@ -204,7 +204,8 @@ final class Stock_Relay_Capture {
 		$queued        = 0;
 		foreach ( $touched as $id => $flags ) {
 			$id      = (int) $id;
-			$product = self::product( $id, true );
+			// The owner from this request's copy; the state itself is read fresh under the owner's lock.
+			$product = self::product( $id );
 			$owner   = null !== $product ? (int) $product->get_stock_managed_by_id() : (int) ( $flags['state']['product_id'] ?? 0 );
 			if ( $owner <= 0 ) {
 				continue;

@@ -14,6 +14,7 @@ declare(strict_types=1);
 final class Stock_Relay_Delivery {
 
 	public const HOOK        = 'stock_relay_drain';
+	public const WATCHDOG    = 'stock_relay_watchdog';
 	public const AJAX_ACTION = 'stock_relay_drain';
 	public const STATE       = 'stock_relay_delivery';
 	public const DUE         = 'stock_relay_due';
@@ -60,18 +61,20 @@ final class Stock_Relay_Delivery {
 	/**
 	 * Rows were queued in this request: make sure they leave soon, without adding latency here.
 	 *
-	 * 1. Durable: an Action Scheduler async action (unique), or a WP-Cron event without WooCommerce's
-	 *    Action Scheduler. It survives anything, but runs only when WP-Cron or a system cron runs.
-	 * 2. Fast: after the response is sent, either in this process (fastcgi_finish_request() under
+	 * 1. Fast: after the response is sent, either in this process (fastcgi_finish_request() under
 	 *    PHP-FPM, litespeed_finish_request() under LiteSpeed) or through a loopback request that this
 	 *    process only writes to a socket and never waits for (about 0.1 ms on the same host).
+	 * 2. Durable: the autoloaded `stock_relay_due` timestamp. While it is due, every request's
+	 *    shutdown kicks a drain (maybe_kick_due), and a one-minute WP-Cron watchdog drains too. Retries
+	 *    after a failure go to Action Scheduler (or WP-Cron) from the drainer, never from a shopper's
+	 *    request: enqueueing an Action Scheduler action costs several queries, so it is kept off the
+	 *    shopper's path.
 	 */
 	public static function request_drain(): void {
 		if ( self::$requested ) {
 			return;
 		}
 		self::$requested = true;
-		self::schedule( 0 );
 		if ( 0 === (int) get_option( self::DUE, 0 ) ) {
 			update_option( self::DUE, time(), true );
 		}
@@ -162,6 +165,28 @@ final class Stock_Relay_Delivery {
 		ignore_user_abort( true );
 		self::drain( 20 );
 		wp_die( '', '', array( 'response' => 204 ) );
+	}
+
+	/** The watchdog: every minute, drain if anything is due (covers a lost kick on a site without traffic). */
+	public static function watchdog(): void {
+		$due = (int) get_option( self::DUE, 0 );
+		if ( 0 !== $due && $due <= time() ) {
+			self::drain( 20 );
+		}
+	}
+
+	/**
+	 * The one-minute schedule for the watchdog.
+	 *
+	 * @param array<string, array<string, mixed>> $schedules WP-Cron schedules.
+	 * @return array<string, array<string, mixed>>
+	 */
+	public static function cron_schedules( array $schedules ): array {
+		$schedules['stock_relay_minute'] = array(
+			'interval' => 60,
+			'display'  => 'Stock Relay: every minute',
+		);
+		return $schedules;
 	}
 
 	/** Ask for a drain in $delay seconds: Action Scheduler when WooCommerce has it, WP-Cron otherwise. */

@@ -96,12 +96,13 @@ final class Stock_Relay_Outbox {
 		try {
 			$version = self::bump_version( $owner_id );
 			$state   = $read();
-			if ( null === $state ) {
-				$wpdb->query( 'ROLLBACK' );
-				return false;
+			if ( null !== $state && (int) $state['product_id'] !== $owner_id ) {
+				// The stock owner changed meanwhile (manage stock toggled): version the real owner.
+				$owner_id = (int) $state['product_id'];
+				$version  = self::bump_version( $owner_id );
 			}
-			$hash = sha1( (string) stock_relay_json( $state ) );
-			if ( self::last_hash( $item_id ) === $hash ) {
+			$hash = null === $state ? '' : sha1( (string) stock_relay_json( $state ) );
+			if ( null === $state || self::last_hash( $item_id ) === $hash ) {
 				$wpdb->query( 'ROLLBACK' );
 				return false;
 			}
@@ -122,6 +123,7 @@ final class Stock_Relay_Outbox {
 	 */
 	public static function bump_version( int $product_id ): int {
 		global $wpdb;
+		self::$hashes = array();
 		$table = self::versions_table();
 		$clock = (int) floor( microtime( true ) * 1000000 );
 		for ( $try = 0; $try < 3; $try++ ) {
@@ -129,12 +131,15 @@ final class Stock_Relay_Outbox {
 			$changed = $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET version = CASE WHEN version + 1 > %d THEN version + 1 ELSE %d END WHERE product_id = %d", $clock, $clock, $product_id ) );
 			if ( $changed ) {
 				// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-				return (int) $wpdb->get_var( $wpdb->prepare( "SELECT version FROM {$table} WHERE product_id = %d", $product_id ) );
+				$row = $wpdb->get_row( $wpdb->prepare( "SELECT version, last_hash FROM {$table} WHERE product_id = %d", $product_id ), ARRAY_A );
+				self::$hashes[ $product_id ] = (string) ( $row['last_hash'] ?? '' );
+				return (int) ( $row['version'] ?? 0 );
 			}
 			$suppress = $wpdb->suppress_errors( true );
 			$inserted = $wpdb->insert( $table, array( 'product_id' => $product_id, 'version' => $clock, 'last_hash' => '' ), array( '%d', '%d', '%s' ) );
 			$wpdb->suppress_errors( $suppress );
 			if ( $inserted ) {
+				self::$hashes[ $product_id ] = '';
 				return $clock;
 			}
 			// Another request inserted the row first: go round and update it.
@@ -142,9 +147,21 @@ final class Stock_Relay_Outbox {
 		throw new RuntimeException( 'Stock Relay could not allocate a version for product ' . $product_id . '.' );
 	}
 
+	/**
+	 * Last hashes read together with a version under the row lock (saves a query for simple products).
+	 *
+	 * @var array<int, string>
+	 */
+	private static array $hashes = array();
+
 	/** The hash of the last state queued for an item, '' if none. */
 	private static function last_hash( int $item_id ): string {
 		global $wpdb;
+		if ( isset( self::$hashes[ $item_id ] ) ) {
+			$hash = self::$hashes[ $item_id ];
+			unset( self::$hashes[ $item_id ] );
+			return $hash;
+		}
 		$table = self::versions_table();
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
 		return (string) $wpdb->get_var( $wpdb->prepare( "SELECT last_hash FROM {$table} WHERE product_id = %d", $item_id ) );

@@ -22,6 +22,11 @@ final class Stock_Relay_Plugin {
 		add_action( 'wp_ajax_nopriv_' . Stock_Relay_Delivery::AJAX_ACTION, array( Stock_Relay_Delivery::class, 'handle_kick' ) );
 		add_action( 'wp_ajax_' . Stock_Relay_Delivery::AJAX_ACTION, array( Stock_Relay_Delivery::class, 'handle_kick' ) );
 		add_action( 'shutdown', array( Stock_Relay_Delivery::class, 'maybe_kick_due' ), 1000 );
+		add_filter( 'cron_schedules', array( Stock_Relay_Delivery::class, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.CronSchedulesInterval -- one minute on purpose: it only reads an autoloaded option unless something is due.
+		add_action( Stock_Relay_Delivery::WATCHDOG, array( Stock_Relay_Delivery::class, 'watchdog' ), 10, 0 );
+		if ( ! wp_next_scheduled( Stock_Relay_Delivery::WATCHDOG ) ) {
+			wp_schedule_event( time() + 60, 'stock_relay_minute', Stock_Relay_Delivery::WATCHDOG );
+		}
 		add_action( Stock_Relay_Resend::HOOK, array( Stock_Relay_Resend::class, 'run_chunk' ), 10, 0 );
 		if ( is_admin() ) {
 			Stock_Relay_Admin::register();
@@ -38,6 +43,7 @@ final class Stock_Relay_Plugin {
 	/** Deactivation: stop scheduled work (the outbox is kept: nothing is lost). */
 	public static function deactivate(): void {
 		wp_clear_scheduled_hook( Stock_Relay_Delivery::HOOK );
+		wp_clear_scheduled_hook( Stock_Relay_Delivery::WATCHDOG );
 		wp_clear_scheduled_hook( Stock_Relay_Resend::HOOK );
 		if ( function_exists( 'as_unschedule_all_actions' ) ) {
 			as_unschedule_all_actions( Stock_Relay_Delivery::HOOK );

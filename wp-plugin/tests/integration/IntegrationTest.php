@@ -138,6 +138,8 @@ final class IntegrationTest extends TestCase {
 			$this->assertGreaterThan( time(), (int) $state['next_attempt_at'], 'backoff scheduled' );
 			$this->assertLessThanOrEqual( time() + 5, (int) $state['next_attempt_at'], 'first backoff is short' );
 			$this->assertNotFalse( wp_next_scheduled( Stock_Relay_Delivery::HOOK ), 'a durable retry is scheduled (WP-Cron without Action Scheduler)' );
+			$this->assertNotFalse( wp_next_scheduled( Stock_Relay_Delivery::WATCHDOG ), 'the one-minute watchdog is scheduled' );
+			$this->assertSame( (int) $state['next_attempt_at'], (int) get_option( Stock_Relay_Delivery::DUE ), 'every visit after this time kicks a drain' );
 			$rows = SRT::outbox();
 			$this->assertSame( array( 'pending', 'pending', 'pending', 'pending' ), array_column( $rows, 'status' ), 'nothing lost' );
 		} finally {

@@ -1,0 +1,61 @@
+<?php
+/**
+ * Plugin Name: Stock Relay bench probe (bench only, never shipped)
+ * Description: For bench/plugin_latency.py. `?srb=change&id=N&qty=Q` sets a product's stock through
+ * wc_update_product_stock() (the path orders use) and answers with the time the stock hook fired;
+ * `&srb_off=1` runs the same request with Stock Relay not loaded (the baseline). Every request's
+ * server-side time, from this mu-plugin's load to the end of the last shutdown callback, is appended
+ * to wp-content/srb-timings.log. `?srb=ping` is a cheap page view for the "steady traffic" condition.
+ *
+ * @package StockRelay
+ */
+
+// phpcs:disable WordPress.Security.NonceVerification.Recommended -- a bench endpoint on a throwaway site.
+
+if ( ! isset( $_GET['srb'] ) ) {
+	return;
+}
+$GLOBALS['srb_t0']  = hrtime( true );
+$GLOBALS['srb_off'] = ! empty( $_GET['srb_off'] );
+
+if ( $GLOBALS['srb_off'] ) {
+	add_filter(
+		'option_active_plugins',
+		static function ( $plugins ) {
+			return array_values( array_diff( (array) $plugins, array( 'stock-relay/stock-relay.php' ) ) );
+		}
+	);
+}
+
+add_action(
+	'woocommerce_product_set_stock',
+	static function (): void {
+		$GLOBALS['srb_hook_at'] = $GLOBALS['srb_hook_at'] ?? microtime( true );
+	},
+	1
+);
+
+add_action(
+	'shutdown',
+	static function (): void {
+		register_shutdown_function(
+			static function (): void {
+				$ms = ( hrtime( true ) - $GLOBALS['srb_t0'] ) / 1e6;
+				file_put_contents( WP_CONTENT_DIR . '/srb-timings.log', sprintf( "%s %s %.3f\n", sanitize_key( $_GET['srb'] ), $GLOBALS['srb_off'] ? 'off' : 'on', $ms ), FILE_APPEND | LOCK_EX );
+			}
+		);
+	},
+	PHP_INT_MAX
+);
+
+add_action(
+	'wp_loaded',
+	static function (): void {
+		if ( 'change' === $_GET['srb'] ) {
+			$product = wc_get_product( (int) $_GET['id'] );
+			wc_update_product_stock( $product, (int) $_GET['qty'], 'set' );
+			wp_send_json( array( 'hook_at' => $GLOBALS['srb_hook_at'] ?? null ) );
+		}
+		wp_send_json( array( 'ok' => true, 'cron_disabled' => defined( 'DISABLE_WP_CRON' ) && DISABLE_WP_CRON ) );
+	}
+);

@@ -1,0 +1,254 @@
+"""Stock Relay plugin: time added to a stock-changing request, and hook-to-relay latency.
+
+Runs against a WordPress + WooCommerce site on this machine with the plugin active (for example the one
+docs/plugin.md "Checking against a real WooCommerce" sets up: WP 6.5 + SQLite + WC 9.4.3, PHP's built-in
+server with PHP_CLI_SERVER_WORKERS=4). It installs a probe mu-plugin (bench/plugin/), points the plugin at
+a receiver started here (a real HTTP server on 127.0.0.1 that verifies every signature with relay.signing),
+and measures:
+
+1. request cost: the same stock change (wc_update_product_stock, the order path) with the plugin loaded
+   and, as the baseline in the same run, with it filtered out of active_plugins; server-side time from
+   the probe's load to the end of the last shutdown callback, and client-side time; alternating samples.
+2. hook-to-relay latency (hook fired -> event received) in three conditions: a quiet site, steady
+   traffic (page views at --traffic-rps), and DISABLE_WP_CRON with no system cron (set through
+   <wp-root>/wp-config-extra.php, which the site's wp-config.php must require if present). The baseline
+   is one bare page view of the same site, measured in the same run.
+
+Usage: .venv/bin/python bench/plugin_latency.py --wp-root /tmp/realwc/site --url http://127.0.0.1:8181
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from relay import signing  # noqa: E402
+from relay.errors import SignatureError  # noqa: E402
+
+PROBE = Path(__file__).resolve().parent / "plugin" / "stock-relay-bench.php"
+SETUP = Path(__file__).resolve().parent / "plugin" / "setup.php"
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+class Receiver:
+    """A relay stand-in that verifies signatures and notes when each (sku, quantity) arrived."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.arrivals: dict[tuple[str, int], float] = {}
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                now = time.time()
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    signing.verify([outer.secret], headers, body, now=now)
+                except SignatureError:
+                    with outer.lock:
+                        outer.bad_signatures += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                doc = json.loads(body)
+                with outer.lock:
+                    for event in doc.get("events", []):
+                        outer.arrivals.setdefault((event["sku"], event["stock_quantity"]), now)
+                answer = json.dumps(
+                    {"accepted": len(doc.get("events", [])), "duplicates": 0, "stale": 0, "rejected": []}
+                )
+                self.send_response(202)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, key: tuple[str, int], timeout: float) -> float | None:
+        until = time.time() + timeout
+        while time.time() < until:
+            with self.lock:
+                if key in self.arrivals:
+                    return self.arrivals[key]
+            time.sleep(0.005)
+        return None
+
+
+def get(url: str) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=30) as response:
+        doc = json.loads(response.read())
+    return doc, time.perf_counter() - start
+
+
+def server_times(log: Path, kind: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"on": [], "off": []}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        name, state, ms = line.split()
+        if name == kind:
+            out[state].append(float(ms))
+    return out
+
+
+def request_cost(args: argparse.Namespace, ids: list[int], log: Path) -> dict[str, Any]:
+    log.unlink(missing_ok=True)
+    client: dict[str, list[float]] = {"on": [], "off": []}
+    qty = 5000
+    for i in range(args.cost_samples):
+        for state in ("on", "off") if i % 2 == 0 else ("off", "on"):
+            qty += 1
+            product = ids[0] if state == "on" else ids[1]
+            off = "&srb_off=1" if state == "off" else ""
+            _, seconds = get(f"{args.url}/?srb=change&id={product}&qty={qty}{off}")
+            client[state].append(seconds * 1000)
+        time.sleep(0.05)
+    server = server_times(log, "change")
+    result: dict[str, Any] = {}
+    for name, samples in (("server", server), ("client", client)):
+        on, off = statistics.median(samples["on"]), statistics.median(samples["off"])
+        result[name] = {
+            "median_on_ms": round(on, 3),
+            "median_off_ms": round(off, 3),
+            "added_ms": round(on - off, 3),
+            "ratio_on_off": round(on / off, 4),
+        }
+    return result
+
+
+def latency(
+    args: argparse.Namespace, receiver: Receiver, product: int, sku: str, changes: int, gap: float, start_qty: int
+) -> dict[str, Any]:
+    samples: list[float] = []
+    lost = 0
+    for i in range(changes):
+        qty = start_qty + i
+        doc, _ = get(f"{args.url}/?srb=change&id={product}&qty={qty}")
+        arrived = receiver.wait((sku, qty), args.give_up)
+        if arrived is None or doc.get("hook_at") is None:
+            lost += 1
+        else:
+            samples.append(arrived - float(doc["hook_at"]))
+        time.sleep(gap)
+    return {
+        "n": changes,
+        "not_delivered_within_s": args.give_up if lost else None,
+        "lost": lost,
+        "p50_ms": round(pct(samples, 50) * 1000, 1) if samples else None,
+        "p99_ms": round(pct(samples, 99) * 1000, 1) if samples else None,
+        "max_ms": round(max(samples) * 1000, 1) if samples else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wp-root", type=Path, required=True, help="directory holding wp-load.php")
+    parser.add_argument("--url", required=True, help="the site's URL, e.g. http://127.0.0.1:8181")
+    parser.add_argument("--content-dir", type=Path, help="wp-content (default: WP_ROOT/wp-content)")
+    parser.add_argument("--cost-samples", type=int, default=60)
+    parser.add_argument("--changes", type=int, default=20, help="changes per latency condition")
+    parser.add_argument("--quiet-gap", type=float, default=3.0, help="seconds between changes on the quiet site")
+    parser.add_argument("--traffic-rps", type=float, default=5.0)
+    parser.add_argument("--give-up", type=float, default=60.0, help="seconds to wait for one event")
+    args = parser.parse_args()
+    content = args.content_dir or args.wp_root / "wp-content"
+    (content / "mu-plugins").mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROBE, content / "mu-plugins" / PROBE.name)
+    extra = args.wp_root / "wp-config-extra.php"
+    extra.unlink(missing_ok=True)
+
+    secret = signing.new_secret()
+    receiver = Receiver(secret)
+    out = subprocess.run(
+        ["php", str(SETUP), str(args.wp_root / "wp-load.php"), receiver.url, secret, "4"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ids = json.loads(out.stdout.strip().splitlines()[-1])
+    skus = [f"BENCH-{i}" for i in range(len(ids))]
+    base = [get(f"{args.url}/?srb=ping")[1] * 1000 for _ in range(30)]
+    baseline_ms = statistics.median(base)
+    print(f"baseline: a bare page view of this site takes {baseline_ms:.1f} ms (median of 30)")
+
+    cost = request_cost(args, ids, content / "srb-timings.log")
+    s = cost["server"]
+    print(
+        f"request cost (server side): plugin on {s['median_on_ms']} ms vs off {s['median_off_ms']} ms median: "
+        f"+{s['added_ms']} ms, ratio {s['ratio_on_off']} (target: +2 ms or less)"
+    )
+    c = cost["client"]
+    print(
+        f"request cost (client side): on {c['median_on_ms']} ms vs off {c['median_off_ms']} ms: +{c['added_ms']} ms, ratio {c['ratio_on_off']}"
+    )
+
+    results: dict[str, Any] = {}
+    results["quiet"] = latency(args, receiver, ids[2], skus[2], args.changes, args.quiet_gap, 10000)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                get(f"{args.url}/?srb=ping")
+            stop.wait(1 / args.traffic_rps)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    results["steady_traffic"] = latency(args, receiver, ids[2], skus[2], args.changes, 1.0, 20000)
+    stop.set()
+    thread.join()
+    extra.write_text("<?php\ndefine( 'DISABLE_WP_CRON', true );\n")
+    try:
+        cron_disabled = get(f"{args.url}/?srb=ping")[0].get("cron_disabled")
+        results["disable_wp_cron"] = latency(args, receiver, ids[3], skus[3], args.changes, args.quiet_gap, 30000)
+        results["disable_wp_cron"]["cron_disabled_confirmed"] = cron_disabled
+    finally:
+        extra.unlink(missing_ok=True)
+    for name, r in results.items():
+        p99 = r["p99_ms"]
+        ratio = f"{p99 / baseline_ms:.1f}x a page view, {p99 / 1000:.3f}x the 1 s target" if p99 is not None else "n/a"
+        print(f"hook-to-relay {name}: p50 {r['p50_ms']} ms, p99 {p99} ms ({ratio}), lost {r['lost']}/{r['n']}")
+    figures = {
+        "bench": "plugin_latency",
+        "baseline_page_view_ms": round(baseline_ms, 2),
+        "request_cost": cost,
+        "latency": results,
+        "p99_over_target": {k: (r["p99_ms"] / 1000 if r["p99_ms"] is not None else None) for k, r in results.items()},
+        "bad_signatures": receiver.bad_signatures,
+    }
+    print(json.dumps(figures, separators=(",", ":")))
+    receiver.server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
