@@ -174,6 +174,11 @@ def main() -> int:
     parser.add_argument("--wp-root", type=Path, required=True, help="directory holding wp-load.php")
     parser.add_argument("--url", required=True, help="the site's URL, e.g. http://127.0.0.1:8181")
     parser.add_argument("--content-dir", type=Path, help="wp-content (default: WP_ROOT/wp-content)")
+    parser.add_argument(
+        "--config-extra",
+        type=Path,
+        help="a PHP file the site's wp-config.php requires if present (default: WP_ROOT/wp-config-extra.php)",
+    )
     parser.add_argument("--cost-samples", type=int, default=60)
     parser.add_argument("--changes", type=int, default=20, help="changes per latency condition")
     parser.add_argument("--quiet-gap", type=float, default=3.0, help="seconds between changes on the quiet site")
@@ -183,7 +188,7 @@ def main() -> int:
     content = args.content_dir or args.wp_root / "wp-content"
     (content / "mu-plugins").mkdir(parents=True, exist_ok=True)
     shutil.copy(PROBE, content / "mu-plugins" / PROBE.name)
-    extra = args.wp_root / "wp-config-extra.php"
+    extra = args.config_extra or args.wp_root / "wp-config-extra.php"
     extra.unlink(missing_ok=True)
 
     secret = signing.new_secret()
