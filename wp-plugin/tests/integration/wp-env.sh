@@ -113,7 +113,14 @@ PHP
 }
 
 srt_wp_stop() {
-    [ -n "${SRT_WEB_PID:-}" ] && kill "$SRT_WEB_PID" 2>/dev/null
+    if [ -n "${SRT_WEB_PID:-}" ]; then
+        # PHP_CLI_SERVER_WORKERS forks workers that outlive their parent: stop them by pid first.
+        local workers
+        workers="$(ps -o pid= --ppid "$SRT_WEB_PID" 2>/dev/null || true)"
+        # shellcheck disable=SC2086
+        [ -n "$workers" ] && kill $workers 2>/dev/null
+        kill "$SRT_WEB_PID" 2>/dev/null
+    fi
     [ -n "${SRT_DB_PID:-}" ] && kill "$SRT_DB_PID" 2>/dev/null
     [ -n "${SRT_DB_PID:-}" ] && wait "$SRT_DB_PID" 2>/dev/null
     SRT_WEB_PID="" SRT_DB_PID=""
