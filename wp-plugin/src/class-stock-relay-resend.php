@@ -103,16 +103,14 @@ final class Stock_Relay_Resend {
 		$manage_enabled = 'yes' === get_option( 'woocommerce_manage_stock', 'yes' );
 		$wpdb->query( 'START TRANSACTION' );
 		try {
+			// One version per item, even for variations sharing their parent's stock row: the relay
+			// gates versions per product_id, so two events of one owner must not carry the same version.
 			$versions = array();
-			foreach ( self::states( $ids, $manage_enabled ) as $state ) {
-				$owner = (int) $state['product_id'];
-				if ( ! isset( $versions[ $owner ] ) ) {
-					$versions[ $owner ] = Stock_Relay_Outbox::bump_version( $owner );
-				}
+			foreach ( self::states( $ids, $manage_enabled ) as $item_id => $state ) {
+				$versions[ $item_id ] = Stock_Relay_Outbox::bump_version( (int) $state['product_id'] );
 			}
 			foreach ( self::states( $ids, $manage_enabled ) as $item_id => $state ) {
-				$owner = (int) $state['product_id'];
-				$ver   = $versions[ $owner ] ?? Stock_Relay_Outbox::bump_version( $owner );
+				$ver   = $versions[ $item_id ] ?? Stock_Relay_Outbox::bump_version( (int) $state['product_id'] );
 				$state = $state + array(
 					'deleted'  => false,
 					'restored' => false,

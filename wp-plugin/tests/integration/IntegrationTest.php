@@ -62,7 +62,9 @@ final class IntegrationTest extends TestCase {
 		$this->assertMatchesRegularExpression( '/^evt_[0-9a-z]{26}$/', $e['id'] );
 		$this->assertMatchesRegularExpression( '/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/', $e['occurred_at'] );
 		SRT::wait( static fn() => array() === SRT::outbox(), 5.0, 'acknowledged rows deleted' );
-		$this->assertGreaterThan( 0, SRT::delivery_state()['last_success'] );
+		// The state is saved just after the rows are removed: wait for it rather than race it.
+		SRT::wait( static fn() => (int) SRT::delivery_state()['last_success'] > 0, 5.0, 'last success recorded' );
+		$this->assertSame( '', SRT::delivery_state()['last_error'] );
 	}
 
 	public function test_double_saves_bulk_edit_and_noop_saves_send_one_event(): void {
@@ -152,7 +154,7 @@ final class IntegrationTest extends TestCase {
 		$this->assertSame( array( 9, 8, 7, 1 ), array_column( $events, 'stock_quantity' ), 'drained in outbox order' );
 		$this->assertTrue( $events[0]['version'] < $events[1]['version'] && $events[1]['version'] < $events[2]['version'] );
 		SRT::wait( static fn() => array() === SRT::outbox(), 5.0, 'outbox empty' );
-		$this->assertSame( 0, (int) SRT::delivery_state()['attempts'] );
+		SRT::wait( static fn() => 0 === (int) SRT::delivery_state()['attempts'], 5.0, 'attempts reset after the success' );
 	}
 
 	public function test_rejected_events_are_kept_shown_and_the_rest_acknowledged(): void {
@@ -262,6 +264,7 @@ final class IntegrationTest extends TestCase {
 		$events = SRT::events();
 		$this->assertSame( array( 'R-P', 'R-V', 'R-0', 'R-1', 'R-2' ), array_column( $events, 'sku' ) );
 		$this->assertSame( array( $parent, $var, 4 ), array( $events[1]['product_id'], $events[1]['variation_id'], $events[1]['stock_quantity'] ) );
+		$this->assertGreaterThan( $events[0]['version'], $events[1]['version'], 'two events of one stock owner never share a version' );
 	}
 
 	public function test_settings_page_ping_and_status_panel_never_show_the_secret(): void {
