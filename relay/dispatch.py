@@ -51,10 +51,6 @@ class ChannelWorker:
         self.policy = RetryPolicy(
             settings.backoff_base_seconds, settings.backoff_max_seconds, settings.give_up_after_hours * 3600
         )
-        self.last_tick = time.monotonic()
-        self.last_success: float | None = None
-        self.last_error = ""
-        self.in_flight = 0
 
     @property
     def name(self) -> str:
@@ -63,7 +59,6 @@ class ChannelWorker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Work until ``stopping`` is set; the batch in hand is finished first (its lease then released)."""
         while not stopping.is_set():
-            self.last_tick = time.monotonic()
             # Clear before claiming: a wake-up that lands while we work must not be lost.
             self.wake.clear()
             try:
@@ -92,11 +87,7 @@ class ChannelWorker:
             return 0
         if probing:
             self.circuit.begin_probe()
-        self.in_flight = len(claimed)
-        try:
-            outcomes = await self._publish(claimed)
-        finally:
-            self.in_flight = 0
+        outcomes = await self._publish(claimed)
         now = self.now()
         return await self.store.write(
             lambda conn: queue.settle(
@@ -183,15 +174,12 @@ class ChannelWorker:
                     Outcome(update.sku, queue.TRANSIENT, error=str(error), retry_after=retry_after, **common)  # type: ignore[arg-type]
                 )
         if auth_error is not None:
-            self.last_error = str(auth_error)
             self.circuit.trip(self.settings.auth_pause_seconds, str(auth_error))
             log.error("%s: paused for %.0f s: %s", self.name, self.settings.auth_pause_seconds, auth_error)
         elif successes:
             self.circuit.record_success()
-            self.last_success = self.now()
         elif transient:
-            self.last_error = outcomes[-1].error
-            self.circuit.record_failure(self.last_error)
+            self.circuit.record_failure(outcomes[-1].error)
         else:  # every item permanent: the channel itself answered, so it is healthy
             self.circuit.record_success()
         return outcomes
