@@ -16,7 +16,9 @@ from aiohttp import web
 
 from . import __version__, signing
 from . import config as config_module
+from .connectors import check as check_connectors
 from .errors import ConfigError, RelayError, StorageError
+from .vault import new_key as new_vault_key
 
 log = logging.getLogger("stock_relay")
 
@@ -44,14 +46,30 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="validate the config and print it with secrets redacted")
     _config_args(check)
 
-    keygen = commands.add_parser("keygen", help="print a new whsec_ secret (or an ed25519 key pair)")
-    keygen.add_argument("--ed25519", action="store_true", help="print a whsk_/whpk_ pair for v1a webhook signing")
+    keygen = commands.add_parser("keygen", help="print a new whsec_ secret (or an ed25519 key pair, or a vault key)")
+    kind = keygen.add_mutually_exclusive_group()
+    kind.add_argument("--ed25519", action="store_true", help="print a whsk_/whpk_ pair for v1a webhook signing")
+    kind.add_argument(
+        "--vault", action="store_true", help="print a key for vault_key (encrypts marketplace credentials)"
+    )
+
+    creds = commands.add_parser("credentials", help="store, list or re-encrypt marketplace credentials (encrypted)")
+    _config_args(creds)
+    creds_cmd = creds.add_subparsers(dest="action", required=True, metavar="ACTION")
+    creds_set = creds_cmd.add_parser("set", help="store SITE/CHANNEL's credentials: a JSON object read from stdin")
+    creds_set.add_argument("name", metavar="SITE/CHANNEL")
+    creds_cmd.add_parser("list", help="which accounts have credentials, and when they were last written")
+    creds_cmd.add_parser("rotate", help="re-encrypt everything with vault_key's first key")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "keygen":
-            return _keygen(args.ed25519)
+            return _keygen(args.ed25519, args.vault)
+        if args.command == "credentials":
+            from .credentials_cli import run_credentials
+
+            return run_credentials(config_module.load(args.config), args.action, getattr(args, "name", ""))
         if args.command == "check-config":
             return _check_config(args.config)
         if args.command == "demo":
@@ -84,8 +102,10 @@ def _env_config() -> str | None:
     return os.environ.get("STOCK_RELAY_CONFIG") or None
 
 
-def _keygen(ed25519: bool) -> int:
-    if ed25519:
+def _keygen(ed25519: bool, vault: bool) -> int:
+    if vault:
+        print(new_vault_key())
+    elif ed25519:
         private, public = signing.new_ed25519_key()
         print(f"private (keep on the relay): {private}")
         print(f"public (give to the receiver): {public}")
@@ -96,6 +116,7 @@ def _keygen(ed25519: bool) -> int:
 
 def _check_config(path: str | None) -> int:
     cfg = config_module.load(path)
+    check_connectors(cfg)
     print(json.dumps(config_module.redacted(cfg), indent=2, ensure_ascii=False))
     print("configuration OK", file=sys.stderr)
     return 0

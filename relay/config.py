@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.fernet import Fernet
 
 from . import secretref, signing
 from .errors import ConfigError
 
 SITE_ID = re.compile(r"^[a-z0-9-]{1,64}$")
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-CHANNEL_TYPES = ("sandbox", "webhook")
+CHANNEL_TYPES = ("sandbox", "webhook", "shopify", "ebay", "amazon", "etsy", "walmart", "tiktok")
+MARKETPLACE_TYPES = CHANNEL_TYPES[2:]
 DEFAULT_STATE_DIR = ".stock-relay"
 
 # Every key the YAML may hold, by section (tests check each one is documented in config.example.yaml).
@@ -37,6 +39,7 @@ TOP_KEYS = {
     "sites",
     "shutdown_grace_seconds",
     "timestamp_tolerance_seconds",
+    "vault_key",
 }
 LISTEN_KEYS = {"host", "port"}
 LIMIT_KEYS = {"max_body_bytes", "max_batch_events"}
@@ -53,6 +56,9 @@ CHANNEL_KEYS = {
     "secret",
     "latency_ms",
     "failure_rate",
+    "api_base",
+    "account",
+    "credentials",
 }
 RATE_KEYS = {"per_second", "burst"}
 RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
@@ -90,6 +96,12 @@ class ChannelConfig:
     # sandbox
     latency_ms: float = 5.0
     failure_rate: float = 0.0
+    # marketplaces: where to call (the live API when empty; a sandbox host or a local fake when set),
+    # the account's non-secret identifiers (shop domain, location, seller id, ...) and the vault
+    # entry holding its secrets ("SITE/CHANNEL" when empty; see relay/vault.py)
+    api_base: str = ""
+    account: Mapping[str, str] = field(default_factory=dict)
+    credentials: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,10 +135,15 @@ class Config:
     shutdown_grace_seconds: float = 10.0
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     sites: tuple[SiteConfig, ...] = ()
+    vault_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def database_path(self) -> Path:
         return self.state_dir / "relay.sqlite3"
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.state_dir / "credentials"
 
     def site(self, site_id: str) -> SiteConfig | None:
         for site in self.sites:
@@ -200,12 +217,26 @@ def parse(raw: Any, environ: Mapping[str, str], base_dir: Path = Path(".")) -> C
         timestamp_tolerance_seconds=root.int("timestamp_tolerance_seconds", 300, 1, 300),
         shutdown_grace_seconds=root.number("shutdown_grace_seconds", 10.0, 0, 600),
         dispatch=_dispatch(root.child("dispatch", {})),
+        vault_keys=_vault_keys(root),
     )
     sites_node = root.child("sites", None)
     if not isinstance(sites_node.value, Mapping) or not sites_node.value:
         raise ConfigError("sites", "define at least one site (a mapping of site id to its settings)")
     sites = tuple(_site(str(site_id), sites_node.child(str(site_id), None)) for site_id in sites_node.value)
     return replace(cfg, sites=sites)
+
+
+def _vault_keys(root: _Node) -> tuple[str, ...]:
+    ref = root.get("vault_key", str)
+    if not ref:
+        return ()
+    keys = tuple(root.resolve_secret("vault_key", ref).split())
+    try:
+        for key in keys:
+            Fernet(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise ConfigError("vault_key", "must hold Fernet keys (stock-relay keygen --vault prints one)") from None
+    return keys
 
 
 def _dispatch(node: _Node) -> DispatchConfig:
@@ -293,7 +324,33 @@ def _channel(node: _Node) -> ChannelConfig:
         secret = node.resolve_secret("secret", ref).split()[0]
         _check_outbound_secret(f"{node.path}.secret", mode, secret)
         channel = replace(channel, url=url, signing=mode, secret=secret)
+    elif kind in MARKETPLACE_TYPES:
+        channel = replace(
+            channel,
+            api_base=_api_base(node),
+            account=_account(node.child("account", {})),
+            credentials=node.get("credentials", str) or "",
+        )
     return channel
+
+
+def _api_base(node: _Node) -> str:
+    base = node.get("api_base", str) or ""
+    if base and not re.match(r"^https?://[^\s/]+", base):
+        raise ConfigError(f"{node.path}.api_base", "must be an http:// or https:// URL (or left out for the live API)")
+    return base.rstrip("/")
+
+
+def _account(node: _Node) -> dict[str, str]:
+    """The account's identifiers: text or whole numbers (IDs), never secrets (those go in the vault)."""
+    if not isinstance(node.value, Mapping):
+        raise ConfigError(node.path, "must map identifier names (shop, location_id, seller_id, ...) to values")
+    account: dict[str, str] = {}
+    for key, value in node.value.items():
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(f"{node.path}.{key}", "must be text or a whole number")
+        account[str(key)] = str(value)
+    return account
 
 
 def _check_outbound_secret(path: str, mode: str, secret: str) -> None:
@@ -411,6 +468,8 @@ def redacted(cfg: Config) -> dict[str, Any]:
         }
         if c.type == "webhook":
             out.update(url=c.url, signing=c.signing, secret="<redacted>")
+        elif c.type in MARKETPLACE_TYPES:
+            out.update(api_base=c.api_base, account=dict(c.account), credentials=c.credentials)
         else:
             out.update(latency_ms=c.latency_ms, failure_rate=c.failure_rate)
         return out
@@ -421,6 +480,7 @@ def redacted(cfg: Config) -> dict[str, Any]:
         "limits": {"max_body_bytes": cfg.max_body_bytes, "max_batch_events": cfg.max_batch_events},
         "timestamp_tolerance_seconds": cfg.timestamp_tolerance_seconds,
         "shutdown_grace_seconds": cfg.shutdown_grace_seconds,
+        "vault_key": f"<redacted: {len(cfg.vault_keys)} keys>" if cfg.vault_keys else None,
         "dispatch": {f.name: getattr(cfg.dispatch, f.name) for f in fields(DispatchConfig)},
         "sites": {
             s.id: {

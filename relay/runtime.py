@@ -19,6 +19,7 @@ from .config import Config
 from .dispatch import ChannelWorker
 from .errors import StorageError
 from .store import Store
+from .vault import Vault
 
 log = logging.getLogger("stock_relay")
 HOUSEKEEPING_SECONDS = 60.0
@@ -52,6 +53,7 @@ class Relay:
 
     async def start(self, run_workers: bool = True) -> None:
         """Open the database and start every channel's worker (``run_workers=False``: tests drive them)."""
+        connectors.check(self.config)
         self._lock_state_dir()
         try:
             await self.store.open()
@@ -62,9 +64,10 @@ class Relay:
         if released:
             log.info("released %d claims left by a previous run", released)
         self._session = aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"})
+        vault = Vault(self.config.vault_dir, self.config.vault_keys) if self.config.vault_keys else None
         for site in self.config.sites:
             for channel in site.channels:
-                connector = connectors.build(site.id, channel, self._session)
+                connector = connectors.build(site.id, channel, self._session, vault)
                 worker = ChannelWorker(self.store, site.id, channel, connector, self.config.dispatch, self.now)
                 self.workers[(site.id, channel.name)] = worker
         if run_workers:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 
-from ..config import ChannelConfig
+from ..config import ChannelConfig, Config
+from ..errors import ConfigError
+from ..vault import Vault
 from .base import Connector, ItemResult, TokenAuth, Update
 from .sandbox import SandboxConnector
 from .webhook import WebhookConnector
@@ -15,8 +17,19 @@ REGISTRY: dict[str, type[Connector]] = {
 }
 
 
-def build(site: str, config: ChannelConfig, session: aiohttp.ClientSession) -> Connector:
-    return REGISTRY[config.type](site, config, session)
+def build(site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None) -> Connector:
+    return REGISTRY[config.type](site, config, session, vault)
+
+
+def check(cfg: Config) -> None:
+    """What parsing alone cannot see: a connector type that exists, and each account's required identifiers."""
+    for site in cfg.sites:
+        for index, channel in enumerate(site.channels):
+            path = f"sites.{site.id}.channels[{index}]"
+            connector = REGISTRY.get(channel.type)
+            if connector is None:
+                raise ConfigError(f"{path}.type", f"the {channel.type} connector is not available in this version")
+            connector.check_account(channel, path)
 
 
 __all__ = ["Connector", "ItemResult", "TokenAuth", "Update", "build", "REGISTRY"]

@@ -18,8 +18,9 @@ from typing import ClassVar
 import aiohttp
 
 from ..config import ChannelConfig
-from ..errors import AuthDeliveryError, DeliveryError
+from ..errors import AuthDeliveryError, ConfigError, DeliveryError
 from ..ratelimit import RateBudget
+from ..vault import Credentials, Vault
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,24 @@ class ItemResult:
 
 class Connector(ABC):
     type: ClassVar[str]
+    # identifiers the channel's ``account:`` mapping must hold (checked at start and by check-config)
+    account_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, site: str, config: ChannelConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
+    ) -> None:
         self.site = site
         self.config = config
         self.session = session
         self.budget = RateBudget(config.rate.per_second, config.rate.burst)
+        self.credentials = Credentials(vault, config.credentials or f"{site}/{config.name}")
+
+    @classmethod
+    def check_account(cls, config: ChannelConfig, path: str) -> None:
+        """Raise ConfigError naming the first identifier the account mapping lacks."""
+        for key in cls.account_keys:
+            if not config.account.get(key):
+                raise ConfigError(f"{path}.account.{key}", f"required for a {cls.type} channel")
 
     @property
     def name(self) -> str:

@@ -16,14 +16,17 @@ import aiohttp
 from ..config import ChannelConfig
 from ..errors import TransientDeliveryError
 from ..ratelimit import TokenBucket
+from ..vault import Vault
 from .base import Connector, ItemResult, Update
 
 
 class SandboxConnector(Connector):
     type = "sandbox"
 
-    def __init__(self, site: str, config: ChannelConfig, session: aiohttp.ClientSession) -> None:
-        super().__init__(site, config, session)
+    def __init__(
+        self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
+    ) -> None:
+        super().__init__(site, config, session, vault)
         self.listings: dict[str, int] = {}
         self.calls = 0
         self.throttled_calls = 0
