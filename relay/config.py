@@ -40,6 +40,7 @@ TOP_KEYS = {
     "shutdown_grace_seconds",
     "timestamp_tolerance_seconds",
     "vault_key",
+    "retention_days",
 }
 LISTEN_KEYS = {"host", "port"}
 LIMIT_KEYS = {"max_body_bytes", "max_batch_events"}
@@ -122,6 +123,8 @@ class DispatchConfig:
     circuit_open_seconds: float = 30.0
     auth_pause_seconds: float = 300.0
     idle_poll_seconds: float = 1.0
+    # /readyz reports a worker stuck in one step (a channel call, a database write) for longer than this
+    stall_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class Config:
     max_batch_events: int = 500
     timestamp_tolerance_seconds: int = 300
     shutdown_grace_seconds: float = 10.0
+    retention_days: float = 30.0
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     sites: tuple[SiteConfig, ...] = ()
     vault_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -216,6 +220,7 @@ def parse(raw: Any, environ: Mapping[str, str], base_dir: Path = Path(".")) -> C
         max_batch_events=limits.int("max_batch_events", 500, 1, 500),
         timestamp_tolerance_seconds=root.int("timestamp_tolerance_seconds", 300, 1, 300),
         shutdown_grace_seconds=root.number("shutdown_grace_seconds", 10.0, 0, 600),
+        retention_days=root.number("retention_days", 30.0, 1, 3650),
         dispatch=_dispatch(root.child("dispatch", {})),
         vault_keys=_vault_keys(root),
     )
@@ -480,6 +485,7 @@ def redacted(cfg: Config) -> dict[str, Any]:
         "limits": {"max_body_bytes": cfg.max_body_bytes, "max_batch_events": cfg.max_batch_events},
         "timestamp_tolerance_seconds": cfg.timestamp_tolerance_seconds,
         "shutdown_grace_seconds": cfg.shutdown_grace_seconds,
+        "retention_days": cfg.retention_days,
         "vault_key": f"<redacted: {len(cfg.vault_keys)} keys>" if cfg.vault_keys else None,
         "dispatch": {f.name: getattr(cfg.dispatch, f.name) for f in fields(DispatchConfig)},
         "sites": {

@@ -51,6 +51,21 @@ class ChannelWorker:
         self.policy = RetryPolicy(
             settings.backoff_base_seconds, settings.backoff_max_seconds, settings.give_up_after_hours * 3600
         )
+        # What the worker is doing and since when (monotonic): /readyz tells a stuck worker from a busy one.
+        self.phase = "starting"
+        self.phase_since = time.monotonic()
+        self.on_settled: Callable[[Sequence[Claimed], Sequence[Outcome], float], None] | None = None
+
+    def _enter(self, phase: str) -> None:
+        self.phase, self.phase_since = phase, time.monotonic()
+
+    def stalled_for(self, limit: float) -> float | None:
+        """Seconds the worker has been stuck in one phase beyond ``limit``, or None while it is making progress.
+
+        Waiting for the rate budget is the budget working, not a stall.
+        """
+        age = time.monotonic() - self.phase_since
+        return age if age > limit and self.phase != "waiting for the rate budget" else None
 
     @property
     def name(self) -> str:
@@ -59,6 +74,7 @@ class ChannelWorker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Work until ``stopping`` is set; the batch in hand is finished first (its lease then released)."""
         while not stopping.is_set():
+            self._enter("claiming")
             # Clear before claiming: a wake-up that lands while we work must not be lost.
             self.wake.clear()
             try:
@@ -70,6 +86,7 @@ class ChannelWorker:
                 continue
             if worked == 0:
                 await self._sleep(stopping, await self._idle_seconds())
+        self._enter("stopped")
 
     async def drain_once(self) -> int:
         """Claim and publish at most one batch; returns how many deliveries it settled (0: nothing due)."""
@@ -89,11 +106,15 @@ class ChannelWorker:
             self.circuit.begin_probe()
         outcomes = await self._publish(claimed)
         now = self.now()
-        return await self.store.write(
+        self._enter("settling")
+        settled = await self.store.write(
             lambda conn: queue.settle(
                 conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand
             )
         )
+        if self.on_settled is not None:
+            self.on_settled(claimed, outcomes, now)
+        return settled
 
     async def drain(self, max_batches: int = 1_000_000) -> int:
         """Burst mode for tests and tools: publish everything due now, then return the count."""
@@ -118,7 +139,9 @@ class ChannelWorker:
             return outcomes
         started = time.monotonic()
         try:
+            self._enter("waiting for the rate budget")
             await self.connector.budget.acquire(self.connector.cost(updates))
+            self._enter("calling the channel")
             started = time.monotonic()
             # A stuck connector must not hold its lease forever: give up well before it runs out.
             async with asyncio.timeout(self.settings.lease_seconds / 2):
@@ -200,6 +223,7 @@ class ChannelWorker:
         return min(cap, max(0.005, float(due) - self.now()))
 
     async def _sleep(self, stopping: asyncio.Event, seconds: float) -> None:
+        self._enter("idle")
         waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stopping.wait())]
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

@@ -337,15 +337,16 @@ def make_due(conn: sqlite3.Connection, site: str, channel: str, sku: str, seq: i
     that was delivered or dead becomes due now, with a fresh retry count.
     """
     conn.execute(
-        "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at)"
-        " VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+        "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at, pending_since)"
+        " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
         " ON CONFLICT (site, channel, sku) DO UPDATE SET"
         "   want_seq = excluded.want_seq,"
+        "   pending_since = CASE WHEN state = 'pending' THEN pending_since ELSE excluded.pending_since END,"
         "   next_attempt_at = CASE WHEN state = 'pending' THEN next_attempt_at ELSE excluded.next_attempt_at END,"
         "   attempts = CASE WHEN state = 'pending' THEN attempts ELSE 0 END,"
         "   first_failure_at = CASE WHEN state = 'pending' THEN first_failure_at ELSE NULL END,"
         "   state = 'pending',"
         "   updated_at = excluded.updated_at"
         " WHERE excluded.want_seq >= deliveries.want_seq",
-        (site, channel, sku, seq, now, now),
+        (site, channel, sku, seq, now, now, now),
     )

@@ -31,6 +31,7 @@ class Claimed:
     stock_quantity: int | None
     stock_status: str
     version: int
+    received_at: float  # when the shop's change reached the relay: the start of ingest→delivered latency
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def claim(
 ) -> list[Claimed]:
     rows = conn.execute(
         "SELECT d.sku, d.want_seq, d.attempts, e.event_id, e.kind, e.product_id, e.manage_stock,"
-        " e.stock_quantity, e.stock_status, e.version"
+        " e.stock_quantity, e.stock_status, e.version, e.received_at"
         " FROM deliveries d JOIN events e ON e.seq = d.want_seq"
         " WHERE d.site = ? AND d.channel = ? AND d.state = 'pending' AND d.next_attempt_at <= ?"
         "   AND (d.claim_token IS NULL OR d.lease_until < ?)"
@@ -82,7 +83,7 @@ def claim(
     return [
         Claimed(
             sku=r[0], seq=r[1], attempts=r[2], event_id=r[3], kind=r[4], product_id=r[5],
-            manage_stock=bool(r[6]), stock_quantity=r[7], stock_status=r[8], version=r[9],
+            manage_stock=bool(r[6]), stock_quantity=r[7], stock_status=r[8], version=r[9], received_at=r[10],
         )
         for r in rows
     ]  # fmt: skip
@@ -110,9 +111,10 @@ def settle(
             cursor = conn.execute(
                 "UPDATE deliveries SET delivered_seq = claimed_seq, delivered_quantity = ?, claim_token = NULL,"
                 " lease_until = NULL, attempts = 0, first_failure_at = NULL, last_error = NULL, next_attempt_at = ?,"
+                " pending_since = CASE WHEN want_seq > claimed_seq THEN ? END,"
                 " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'delivered' END, updated_at = ?"
                 " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
-                (out.quantity, now, now, *key),
+                (out.quantity, now, now, now, *key),
             )
             if cursor.rowcount:
                 conn.execute(
@@ -207,6 +209,7 @@ def _dead_letter(
     cursor = conn.execute(
         "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?,"
         " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'dead' END,"
+        " pending_since = CASE WHEN want_seq > claimed_seq THEN pending_since END,"
         " attempts = 0, first_failure_at = NULL, next_attempt_at = ?"
         " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
         (reason, now, now, *key),

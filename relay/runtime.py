@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
@@ -15,9 +16,11 @@ from typing import IO
 import aiohttp
 
 from . import __version__, connectors, queue
+from . import retention as retention_module
 from .config import Config
 from .dispatch import ChannelWorker
 from .errors import StorageError
+from .metrics import Metrics
 from .store import Store
 from .vault import Vault
 
@@ -50,6 +53,7 @@ class Relay:
         self._session: aiohttp.ClientSession | None = None
         self._lock_file: IO[str] | None = None
         self._stopped = False
+        self.metrics = Metrics()
 
     async def start(self, run_workers: bool = True) -> None:
         """Open the database and start every channel's worker (``run_workers=False``: tests drive them)."""
@@ -69,6 +73,7 @@ class Relay:
             for channel in site.channels:
                 connector = connectors.build(site.id, channel, self._session, vault)
                 worker = ChannelWorker(self.store, site.id, channel, connector, self.config.dispatch, self.now)
+                worker.on_settled = functools.partial(self.metrics.count_settled, site.id, channel.name)
                 self.workers[(site.id, channel.name)] = worker
         if run_workers:
             for worker in self.workers.values():
@@ -76,14 +81,67 @@ class Relay:
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
 
     async def _housekeeping(self) -> None:
-        """Forget old webhook-ids now and then, in small batches that never hold up ingest for long."""
-        keep = max(REQUEST_ID_MIN_KEEP_SECONDS, 2 * self.config.timestamp_tolerance_seconds)
+        """Prune old history now and then, and keep the WAL small; see ``housekeep``."""
         while not self.stopping.is_set():
             with contextlib.suppress(StorageError):
-                while await self.store.write(lambda conn: prune_request_ids(conn, self.now() - keep)) == PRUNE_BATCH:
-                    pass
+                await self.housekeep()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), HOUSEKEEPING_SECONDS)
+
+    async def housekeep(self) -> int:
+        """One round: forget old webhook-ids, prune history past ``retention_days``, checkpoint the WAL.
+
+        Every delete is a small batch in a write job of its own, so ingest never waits long behind it.
+        Returns how many rows were deleted.
+        """
+        keep = max(REQUEST_ID_MIN_KEEP_SECONDS, 2 * self.config.timestamp_tolerance_seconds)
+        retention = self.config.retention_days * 86_400
+        channels = sorted({c.name for site in self.config.sites for c in site.channels})
+        jobs: list[tuple[Callable[[sqlite3.Connection, float], int], float]] = [
+            (prune_request_ids, keep),
+            (retention_module.prune_audit, retention),
+            (functools.partial(retention_module.prune_events, channels=channels), retention),
+            (retention_module.prune_dead_letters, retention),
+        ]
+        deleted = 0
+        for job, age in jobs:
+            while not self.stopping.is_set():
+                before = self.now() - age
+                count = await self.store.write(lambda conn, job=job, before=before: job(conn, before))  # type: ignore[misc]
+                deleted += count
+                if count < PRUNE_BATCH:
+                    break
+        await self.store.checkpoint()
+        return deleted
+
+    def stalled_workers(self) -> dict[str, str]:
+        """Workers that stopped, or are stuck in one step beyond ``dispatch.stall_seconds``, with what they do."""
+        limit = self.config.dispatch.stall_seconds
+        tasks = {task.get_name(): task for task in self._tasks}
+        found = {}
+        for worker in self.workers.values():
+            task = tasks.get(f"worker {worker.name}")
+            if task is not None and task.done():
+                found[worker.name] = "its loop has stopped (see the log)"
+            elif (age := worker.stalled_for(limit)) is not None:
+                found[worker.name] = f"stuck {worker.phase} for {age:.0f} s"
+        return found
+
+    async def database_writable(self, timeout: float = 2.0) -> str | None:
+        """None when a write commits in time, else why not."""
+        try:
+            now = self.now()
+            await asyncio.wait_for(
+                self.store.write(
+                    lambda conn: conn.execute("INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", (now,))
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            return f"a write did not commit within {timeout:g} s"
+        except StorageError as exc:
+            return str(exc)
+        return None
 
     def _lock_state_dir(self) -> None:
         """One relay per state directory: the lock is what makes releasing all claims at start-up safe."""

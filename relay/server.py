@@ -17,18 +17,19 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, ingest, signing
+from . import __version__, ingest, operator_api, signing
 from .config import Config, SiteConfig
 from .errors import PayloadError, SignatureError, StorageError
 from .ingest import BatchOutcome
+from .operator_api import RELAY
 from .ratelimit import TokenBucket
 from .runtime import Relay
 
 log = logging.getLogger("stock_relay.server")
 
-RELAY = web.AppKey("relay", Relay)
 LIMITERS = web.AppKey("limiters", dict)
 RETRY_AFTER_STORAGE = 5
+ERROR_CODE = web.ResponseKey("error_code", str)
 RETRY_AFTER_SHUTDOWN = 10
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,7 +38,9 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
 ) -> web.Response:
     body: dict[str, Any] = {"error": {"code": code, "message": message, **(extra or {})}}
-    return web.json_response(body, status=status, headers=headers)
+    response = web.json_response(body, status=status, headers=headers)
+    response[ERROR_CODE] = code  # counted by the middleware
+    return response
 
 
 def iso_now(now: float) -> str:
@@ -46,7 +49,15 @@ def iso_now(now: float) -> str:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one place errors become HTTP answers."""
+    """The one place errors become HTTP answers (and are counted by code)."""
+    response = await _answer(request, handler)
+    code = response.get(ERROR_CODE)
+    if code is not None:
+        request.app[RELAY].metrics.request_errors.labels(code).inc()
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except SignatureError as exc:
@@ -83,7 +94,16 @@ def make_app(config: Config, relay: Relay) -> web.Application:
     }
     app.router.add_post("/v1/sites/{site}/events", signed("stock.batch")(handle_events))
     app.router.add_post("/v1/sites/{site}/ping", signed("ping")(handle_ping))
+    app.router.add_post("/v1/sites/{site}/status", signed("status.query")(operator_api.handle_status))
+    app.router.add_post("/v1/sites/{site}/audit", signed("audit.query")(operator_api.handle_audit))
+    app.router.add_post("/v1/sites/{site}/dead", signed("dead.query")(operator_api.handle_dead))
+    app.router.add_post("/v1/sites/{site}/lineage", signed("lineage.query")(operator_api.handle_lineage))
+    app.router.add_post("/v1/sites/{site}/replay", signed("replay.request")(operator_api.handle_replay))
+    app.router.add_post("/v1/sites/{site}/export", signed("export.request")(operator_api.handle_export))
     app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/readyz", operator_api.handle_readyz)
+    app.router.add_get("/metrics", operator_api.handle_metrics)
+    app.router.add_get("/openapi.yaml", operator_api.handle_openapi)
     return app
 
 
@@ -158,6 +178,8 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     )
     if outcome.accepted_skus:
         relay.wake(site.id)
+    if not outcome.repeated:
+        relay.metrics.count_batch(site.id, outcome.response)
     headers = {"Idempotent-Replayed": "true"} if outcome.repeated else None
     return web.json_response(outcome.response, status=202, headers=headers)
 

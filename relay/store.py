@@ -127,6 +127,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_sku ON audit (site, sku, id);
     CREATE INDEX audit_at ON audit (at);
     """,
+    # 2: operator surface. pending_since: when the oldest change not yet on the channel arrived (the
+    # "oldest pending age" of status and metrics); heartbeat: the row /readyz writes to prove the
+    # database takes writes.
+    """
+    ALTER TABLE deliveries ADD COLUMN pending_since REAL;
+    UPDATE deliveries SET pending_since = updated_at WHERE state = 'pending';
+    CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
+    """,
 ]
 
 
@@ -178,6 +186,33 @@ def _statements(script: str) -> list[str]:
                 out.append(statement)
             buf = []
     return out
+
+
+def connect_reader(path: Path, any_thread: bool = False) -> sqlite3.Connection:
+    """A read-only connection: it cannot change the database, whoever runs it (the relay or the CLI).
+
+    ``any_thread``: the caller hands it between threads itself, one at a time (a streamed export).
+    """
+    if not path.exists():
+        raise StorageError(f"no database at {path}: has the relay run with this state_dir?")
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0, check_same_thread=not any_thread
+        )
+        conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open {path}: {exc}") from None
+    return conn
+
+
+def _run_view(path: Path, view: Callable[[sqlite3.Connection], T]) -> T:
+    conn = connect_reader(path)
+    try:
+        return view(conn)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from None
+    finally:
+        conn.close()
 
 
 class Store:
@@ -243,6 +278,23 @@ class Store:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((job, future))
         return await future
+
+    async def query(self, view: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only function (relay/views.py) on a connection of its own, off the event loop.
+
+        The views are plain sqlite3 functions so the CLI can run the very same ones on the file.
+        """
+        return await asyncio.to_thread(_run_view, self.path, view)
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL back into the database and truncate it, outside any transaction, between groups."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.OperationalError):  # busy: a reader holds it; next time
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
         assert self._reader is not None, "store is not open"

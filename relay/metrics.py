@@ -1,0 +1,103 @@
+"""Prometheus metrics for ``/metrics``, on a registry of the relay's own (never the global one).
+
+Labels are only ever a configured site and channel, a fixed result/outcome word, or an error code
+from our own list: never a SKU, an event id or anything a request can choose, so a hostile client
+cannot blow up the series count, and nothing secret can become a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .queue import Claimed, Outcome
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CIRCUIT_STATES = ("closed", "half_open", "open")
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "stock_relay_events", "Events received, by how they were judged", ["site", "result"], registry=r
+        )
+        self.request_errors = Counter(
+            "stock_relay_request_errors", "Requests refused, by error code", ["code"], registry=r
+        )
+        self.deliveries = Counter(
+            "stock_relay_deliveries", "Delivery outcomes per channel", ["site", "channel", "outcome"], registry=r
+        )
+        self.attempts = Counter(
+            "stock_relay_attempts",
+            "Channel answers per item, by HTTP status class (none: no HTTP answer)",
+            ["site", "channel", "status_class"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "stock_relay_ingest_to_delivered_seconds",
+            "From the shop's change reaching the relay to the channel confirming it",
+            ["site", "channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "stock_relay_queue_depth", "Deliveries waiting (coalesced: one per SKU)", ["site", "channel"], registry=r
+        )
+        self.oldest_pending = Gauge(
+            "stock_relay_oldest_pending_seconds",
+            "Age of the oldest change not yet on the channel (0 when none)",
+            ["site", "channel"],
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "stock_relay_dead_letters", "Open dead letters", ["site", "channel"], registry=r
+        )
+        self.circuit = Gauge(
+            "stock_relay_circuit_state",
+            "1 for the channel's current circuit state (open: paused after failures or an auth error)",
+            ["site", "channel", "state"],
+            registry=r,
+        )
+        self.worker_stalled = Gauge(
+            "stock_relay_worker_stalled", "1 when a channel's dispatcher has stopped ticking", ["site", "channel"],
+            registry=r,
+        )  # fmt: skip
+
+    def count_batch(self, site: str, response: Mapping[str, Any]) -> None:
+        for result, key in (("accepted", "accepted"), ("duplicate", "duplicates"), ("stale", "stale")):
+            if response.get(key):
+                self.events.labels(site, result).inc(response[key])
+        if response.get("rejected"):
+            self.events.labels(site, "rejected").inc(len(response["rejected"]))
+
+    def count_settled(
+        self, site: str, channel: str, claimed: Sequence[Claimed], outcomes: Sequence[Outcome], now: float
+    ) -> None:
+        received = {c.sku: c.received_at for c in claimed}
+        for out in outcomes:
+            self.deliveries.labels(site, channel, out.status).inc()
+            if out.status == "skipped":
+                continue
+            status_class = f"{out.http_status // 100}xx" if out.http_status else "none"
+            self.attempts.labels(site, channel, status_class).inc()
+            if out.status == "ok" and out.sku in received:
+                self.latency.labels(site, channel).observe(max(0.0, now - received[out.sku]))
+
+    def set_queues(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Gauges from a status snapshot: one row per channel with site, name, pending, age, dead, circuit."""
+        for row in rows:
+            labels = (row["site"], row["name"])
+            self.queue_depth.labels(*labels).set(row["pending"])
+            self.oldest_pending.labels(*labels).set(row["oldest_pending_age"] or 0)
+            self.dead_letters.labels(*labels).set(row["dead_letters"])
+            for state in CIRCUIT_STATES:
+                self.circuit.labels(*labels, state).set(1 if row.get("circuit") == state else 0)
+            self.worker_stalled.labels(*labels).set(1 if row.get("worker") not in (None, "ok") else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

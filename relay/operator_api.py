@@ -1,0 +1,233 @@
+"""The operator's endpoints: signed status, audit, dead letters, lineage, replay and export (PROTOCOL.md §2),
+plus the unsigned probes ``/readyz`` and ``/metrics`` and the OpenAPI document.
+
+Reads run the same ``views`` functions the CLI runs on the file; replay runs ``replay_chunk`` write
+jobs. Request fields are checked here with errors that say what to send (400 ``invalid_field``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import metrics, views
+from .config import SiteConfig
+from .errors import PayloadError
+from .replay import SCOPES, replay_chunk
+from .runtime import Relay
+from .store import connect_reader
+
+MAX_REPLAY_SKUS = 10_000
+EXPORT_KINDS = ("state", "audit")
+RELAY = web.AppKey("relay", Relay)
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
+
+
+def _text(doc: dict[str, Any], name: str, max_length: int = 191) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= max_length:
+        raise PayloadError("invalid_field", f"'{name}' must be text of 1 to {max_length} characters.")
+    return value
+
+
+def _time(doc: dict[str, Any], name: str) -> float | None:
+    """A Unix time in seconds, or an ISO 8601 date-time with its offset."""
+    value = doc.get(name)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.timestamp()
+    raise PayloadError("invalid_field", f"'{name}' must be Unix seconds or an ISO 8601 time with its offset.")
+
+
+def _int(doc: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
+    value = doc.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PayloadError("invalid_field", f"'{name}' must be a whole number from {low} to {high}.")
+    return value
+
+
+def _channel(site: SiteConfig, doc: dict[str, Any]) -> str | None:
+    name = _text(doc, "channel", 64)
+    if name is not None and name not in {c.name for c in site.channels}:
+        raise PayloadError("invalid_field", f"This site has no channel {name!r}.")
+    return name
+
+
+def audit_filter(doc: dict[str, Any], site: SiteConfig) -> views.AuditFilter:
+    return views.AuditFilter(
+        sku=_text(doc, "sku"),
+        channel=_channel(site, doc),
+        event_id=_text(doc, "event_id", 128),
+        since=_time(doc, "since"),
+        until=_time(doc, "until"),
+    )
+
+
+async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
+    """The database's view of each channel plus what only the running relay knows: circuit and worker health."""
+    now = relay.now()
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        return {
+            "channels": [views.channel_status(conn, site.id, c.name, now) for c in site.channels],
+            "last_event_at": views.last_event_at(conn, site.id),
+        }
+
+    snapshot = await relay.store.query(read)
+    stalled = relay.stalled_workers()
+    for row, channel in zip(snapshot["channels"], site.channels, strict=True):
+        worker = relay.workers.get((site.id, channel.name))
+        row.update(site=site.id, type=channel.type, queue_depth=row["pending"])
+        row["worker"] = stalled.get(f"{site.id}/{channel.name}", "ok")
+        if worker is not None:
+            row["circuit"] = worker.circuit.state
+            row["circuit_reason"] = worker.circuit.reason or None
+            row["circuit_retry_in"] = round(worker.circuit.seconds_until_probe(), 1) or None
+    return {"type": "status", "site": site.id, "server_time": now, **snapshot}
+
+
+async def handle_status(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    return web.json_response(await site_status(request.app[RELAY], site))
+
+
+async def handle_audit(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    where = audit_filter(doc, site)
+    limit = _int(doc, "limit", 100, 1, views.MAX_PAGE) or 100
+    cursor = _int(doc, "cursor", None, 1, 2**63 - 1)
+    entries, next_cursor = await request.app[RELAY].store.query(
+        lambda conn: views.audit_page(conn, site.id, where, limit, cursor)
+    )
+    return web.json_response({"type": "audit", "entries": entries, "next_cursor": next_cursor})
+
+
+async def handle_dead(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    channel = _channel(site, doc)
+    letters = await request.app[RELAY].store.query(lambda conn: views.dead_letters(conn, site.id, channel))
+    return web.json_response({"type": "dead_letters", "dead_letters": letters})
+
+
+async def handle_lineage(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    sku = _text(doc, "sku")
+    if sku is None:
+        raise PayloadError("missing_field", "Say which 'sku' to trace.")
+    trace = await request.app[RELAY].store.query(lambda conn: views.lineage(conn, site.id, sku))
+    return web.json_response({"type": "lineage", **trace})
+
+
+async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    relay = request.app[RELAY]
+    scope = doc.get("scope")
+    if scope not in SCOPES:
+        raise PayloadError("invalid_field", "'scope' must be 'dead', 'skus' or 'all'.")
+    skus: list[str] = []
+    if scope == "skus":
+        raw = doc.get("skus")
+        if not isinstance(raw, list) or not 0 < len(raw) <= MAX_REPLAY_SKUS:
+            raise PayloadError("invalid_field", f"'skus' must list 1 to {MAX_REPLAY_SKUS} SKUs.")
+        if not all(isinstance(s, str) and 0 < len(s) <= 191 for s in raw):
+            raise PayloadError("invalid_field", "Each SKU must be text of 1 to 191 characters.")
+        skus = raw
+    channel = _channel(site, doc)
+    channels = [channel] if channel else [c.name for c in site.channels]
+    msg_id = request.headers["webhook-id"]
+    seen = await relay.store.query(
+        lambda conn: conn.execute(
+            "SELECT response FROM requests WHERE site = ? AND msg_id = ?", (site.id, msg_id)
+        ).fetchone()
+    )
+    if seen is not None:  # a resent request gets the original answer, and nothing is scheduled twice
+        return web.json_response(json.loads(seen[0]), headers={"Idempotent-Replayed": "true"})
+    scheduled, unknown, after = 0, [], ""
+    while True:
+        chunk = await relay.store.write(
+            lambda conn, after=after: replay_chunk(conn, site.id, channels, scope, relay.now(), after, skus)  # type: ignore[misc]
+        )
+        scheduled += chunk.scheduled
+        unknown += chunk.unknown
+        relay.wake(site.id)
+        if chunk.next_after is None:
+            break
+        after = chunk.next_after
+    answer = {"type": "replay", "scope": scope, "scheduled": scheduled, "unknown_skus": unknown}
+    await relay.store.write(
+        lambda conn: conn.execute(
+            "INSERT OR IGNORE INTO requests (site, msg_id, response, received_at) VALUES (?, ?, ?, ?)",
+            (site.id, msg_id, json.dumps(answer), relay.now()),
+        )
+    )
+    return web.json_response(answer)
+
+
+async def handle_export(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    """JSON Lines, streamed from a cursor: the first line says how many rows follow."""
+    relay = request.app[RELAY]
+    what = doc.get("what", "state")
+    if what not in EXPORT_KINDS:
+        raise PayloadError("invalid_field", "'what' must be 'state' or 'audit'.")
+    where = audit_filter(doc, site)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    # The cursor is walked on a worker thread, a thousand rows at a time, so the event loop (and ingest)
+    # never waits behind the export, and memory holds one chunk, however big the table.
+    conn = connect_reader(relay.config.database_path, any_thread=True)
+    try:
+        total = await asyncio.to_thread(views.count_rows, conn, site.id, what, where)
+        await response.write(json.dumps({"type": "export", "what": what, "rows": total}).encode() + b"\n")
+        rows: Iterator[dict[str, Any]] = (
+            views.iter_state(conn, site.id) if what == "state" else views.iter_audit(conn, site.id, where)
+        )
+        while chunk := await asyncio.to_thread(lambda: list(itertools.islice(rows, 1000))):
+            await response.write(b"".join(json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in chunk))
+    finally:
+        conn.close()
+    await response.write_eof()
+    return response
+
+
+async def handle_readyz(request: web.Request) -> web.StreamResponse:
+    """Ready: the database takes a write, and every channel's dispatcher is ticking."""
+    relay = request.app[RELAY]
+    problems: dict[str, str] = {}
+    if relay.shutting_down:
+        problems["relay"] = "shutting down"
+    database = await relay.database_writable()
+    if database is not None:
+        problems["database"] = database
+    problems.update(relay.stalled_workers())
+    body = {"status": "ready" if not problems else "unready", "problems": problems}
+    return web.json_response(body, status=200 if not problems else 503)
+
+
+async def handle_metrics(request: web.Request) -> web.StreamResponse:
+    relay = request.app[RELAY]
+    rows = []
+    for site in relay.config.sites:
+        rows += (await site_status(relay, site))["channels"]
+    relay.metrics.set_queues(rows)
+    return web.Response(body=relay.metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+async def handle_openapi(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(OPENAPI_PATH, headers={"Content-Type": "application/yaml"})
+

@@ -1,0 +1,95 @@
+"""Replay: make chosen deliveries due again, so each channel is sent the shop's current quantity.
+
+A delivery row always points at the newest accepted event for its SKU (``want_seq``), and the
+dispatcher reads the quantity from that event when it claims the row. So replaying never resends a
+stored payload: whatever the shop said last is what goes out, even if it changed after a dead letter.
+
+Work is done in chunks of SKUs (one short write job each) so a replay of everything never holds the
+writer long enough to delay ingest, and the caller can show progress between chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+SCOPES = ("dead", "skus", "all")
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Chunk:
+    scheduled: int  # (channel, SKU) deliveries made due now
+    unknown: list[str]  # asked-for SKUs the relay has never received an event for
+    next_after: str | None  # where the next chunk starts; None when this was the last
+
+
+def replay_chunk(
+    conn: sqlite3.Connection,
+    site: str,
+    channels: Sequence[str],
+    scope: str,
+    now: float,
+    after: str = "",
+    skus: Sequence[str] = (),
+    limit: int = CHUNK,
+) -> Chunk:
+    """Write job: schedule the next ``limit`` SKUs of ``scope`` (SKUs sorted; ``after`` is exclusive)."""
+    marks = ",".join("?" * len(channels))
+    if scope == "skus":
+        todo = sorted(set(skus))
+        chosen = [s for s in todo if s > after][:limit]
+        more = len(chosen) == limit and chosen[-1] != todo[-1]
+    else:
+        where = "state = 'dead'" if scope == "dead" else "1"
+        chosen = [
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT sku FROM deliveries WHERE site = ? AND channel IN ({marks}) AND {where}"
+                " AND sku > ? ORDER BY sku LIMIT ?",
+                (site, *channels, after, limit),
+            )
+        ]
+        more = len(chosen) == limit
+    scheduled, unknown, audit = 0, [], []
+    for sku in chosen:
+        newest = conn.execute(
+            "SELECT MAX(want_seq) FROM deliveries WHERE site = ? AND sku = ?", (site, sku)
+        ).fetchone()[0]
+        if newest is None:
+            unknown.append(sku)
+            continue
+        for channel in channels:
+            if _due_now(conn, site, channel, sku, newest, scope, now):
+                scheduled += 1
+                audit.append((now, site, channel, sku, "replay", json.dumps({"scope": scope})))
+        conn.execute(
+            "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND sku = ? AND resolved_at IS NULL"
+            f" AND channel IN ({marks})",
+            (now, site, sku, *channels),
+        )
+    conn.executemany("INSERT INTO audit (at, site, channel, sku, action, detail) VALUES (?,?,?,?,?,?)", audit)
+    return Chunk(scheduled, unknown, chosen[-1] if more and chosen else None)
+
+
+def _due_now(
+    conn: sqlite3.Connection, site: str, channel: str, sku: str, newest: int, scope: str, now: float
+) -> bool:
+    """Make one delivery due now with a fresh retry count; create it for a channel that never had the SKU."""
+    only_dead = " AND state = 'dead'" if scope == "dead" else ""
+    cursor = conn.execute(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, first_failure_at = NULL, last_error = NULL,"
+        " next_attempt_at = ?, pending_since = COALESCE(pending_since, ?), updated_at = ?"
+        f" WHERE site = ? AND channel = ? AND sku = ?{only_dead}",
+        (now, now, now, site, channel, sku),
+    )
+    if cursor.rowcount or scope == "dead":
+        return bool(cursor.rowcount)
+    conn.execute(
+        "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at, pending_since)"
+        " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+        (site, channel, sku, newest, now, now, now),
+    )
+    return True

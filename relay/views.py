@@ -1,0 +1,224 @@
+"""What an operator reads: status, audit pages, dead letters, a SKU's lineage, and streamed exports.
+
+Plain functions over a read-only ``sqlite3.Connection``, so the signed API (on a reader thread of the
+running relay) and the CLI (straight on the database file, relay running or not) give the same answers.
+Every result is plain JSON-able data; nothing here can see a secret (the database holds none).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MAX_PAGE = 500
+
+
+def channel_status(conn: sqlite3.Connection, site: str, channel: str, now: float) -> dict[str, Any]:
+    """One channel's queue as the database sees it (the running relay adds circuit state)."""
+    counts = dict(
+        conn.execute(
+            "SELECT state, COUNT(*) FROM deliveries WHERE site = ? AND channel = ? GROUP BY state", (site, channel)
+        ).fetchall()
+    )
+    oldest, in_flight = conn.execute(
+        "SELECT MIN(pending_since), SUM(claim_token IS NOT NULL AND lease_until > ?) FROM deliveries"
+        " WHERE site = ? AND channel = ? AND state = 'pending'",
+        (now, site, channel),
+    ).fetchone()
+    # Newest first, stopping at the first match: cheap while the channel works, which is when it matters.
+    success = conn.execute(
+        "SELECT at FROM audit WHERE site = ? AND channel = ? AND action = 'attempt'"
+        " AND json_extract(detail, '$.outcome') = 'ok' ORDER BY id DESC LIMIT 1",
+        (site, channel),
+    ).fetchone()
+    error = conn.execute(
+        "SELECT last_error, updated_at, sku FROM deliveries WHERE site = ? AND channel = ? AND last_error IS NOT NULL"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (site, channel),
+    ).fetchone()
+    dead = conn.execute(
+        "SELECT COUNT(*) FROM dead_letters WHERE site = ? AND channel = ? AND resolved_at IS NULL", (site, channel)
+    ).fetchone()[0]
+    return {
+        "name": channel,
+        "pending": counts.get("pending", 0),
+        "in_flight": in_flight or 0,
+        "delivered": counts.get("delivered", 0),
+        "oldest_pending_age": None if oldest is None else round(max(0.0, now - oldest), 3),
+        "dead_letters": dead,
+        "last_success": None if success is None else success[0],
+        "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
+    }
+
+
+def last_event_at(conn: sqlite3.Connection, site: str) -> float | None:
+    row = conn.execute("SELECT received_at FROM events WHERE site = ? ORDER BY seq DESC LIMIT 1", (site,)).fetchone()
+    return None if row is None else float(row[0])
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    sku: str | None = None
+    channel: str | None = None
+    event_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+AUDIT_COLUMNS = (
+    "id", "at", "site", "channel", "sku", "event_id", "version", "action", "quantity", "http_status", "latency_ms",
+    "detail",
+)  # fmt: skip
+
+
+def audit_page(
+    conn: sqlite3.Connection, site: str, where: AuditFilter, limit: int = 100, before: int | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first; returns the page and the cursor for the next one (None at the end)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    sql, params = _audit_where(site, where)
+    if before is not None:
+        sql += " AND id < ?"
+        params.append(before)
+    rows = conn.execute(
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {sql} ORDER BY id DESC LIMIT ?", (*params, limit + 1)
+    ).fetchall()
+    page = [_audit_row(row) for row in rows[:limit]]
+    return page, (page[-1]["id"] if len(rows) > limit else None)
+
+
+def _audit_where(site: str, where: AuditFilter) -> tuple[str, list[Any]]:
+    sql = "site = ?"
+    params: list[Any] = [site]
+    for column, value in (("sku", where.sku), ("channel", where.channel), ("event_id", where.event_id)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    if where.since is not None:
+        sql += " AND at >= ?"
+        params.append(where.since)
+    if where.until is not None:
+        sql += " AND at < ?"
+        params.append(where.until)
+    return sql, params
+
+
+def _audit_row(row: Sequence[Any]) -> dict[str, Any]:
+    item = dict(zip(AUDIT_COLUMNS, row, strict=True))
+    item["detail"] = json.loads(item["detail"]) if item["detail"] else None
+    return item
+
+
+def dead_letters(conn: sqlite3.Connection, site: str, channel: str | None = None) -> list[dict[str, Any]]:
+    """Open dead letters, newest first, with the quantity the shop has now beside the one that failed."""
+    sql = (
+        "SELECT l.id, l.channel, l.sku, l.quantity, l.reason, l.created_at, e.event_id, e.version, e.stock_quantity"
+        " FROM dead_letters l LEFT JOIN deliveries d ON d.site = l.site AND d.channel = l.channel AND d.sku = l.sku"
+        " LEFT JOIN events e ON e.seq = d.want_seq WHERE l.site = ? AND l.resolved_at IS NULL"
+    )
+    params: list[Any] = [site]
+    if channel is not None:
+        sql += " AND l.channel = ?"
+        params.append(channel)
+    names = ("id", "channel", "sku", "quantity", "reason", "created_at", "event_id", "version", "shop_quantity")
+    return [dict(zip(names, row, strict=True)) for row in conn.execute(sql + " ORDER BY l.id DESC", params)]
+
+
+def lineage(conn: sqlite3.Connection, site: str, sku: str, limit: int = 50) -> dict[str, Any]:
+    """For one SKU: each recent shop event, what became of it on every channel, and where each channel stands now.
+
+    This answers "why does Amazon show 3?": the channel's current row names the event it last
+    delivered (version, cause, order), and each event lists the attempts that carried it, or the
+    newer event it was coalesced into.
+    """
+    events = [
+        {
+            "event_id": r[0], "version": r[1], "kind": r[2], "quantity": r[3], "stock_status": r[4],
+            "cause": r[5], "order_id": r[6], "occurred_at": r[7], "received_at": r[8], "outcome": r[9],
+            "seq": r[10], "channels": {},
+        }
+        for r in conn.execute(
+            "SELECT event_id, version, kind, stock_quantity, stock_status, cause_kind, cause_order_id, occurred_at,"
+            " received_at, outcome, seq FROM events WHERE seq IN ("
+            "   SELECT e.seq FROM audit a JOIN events e ON e.site = a.site AND e.event_id = a.event_id"
+            "   WHERE a.site = ? AND a.sku = ? AND a.channel IS NULL ORDER BY a.id DESC LIMIT ?)"
+            " ORDER BY seq",
+            (site, sku, limit),
+        )
+    ]  # fmt: skip
+    by_id = {e["event_id"]: e for e in events}
+    for r in conn.execute(
+        "SELECT channel, event_id, action, quantity, http_status, latency_ms, detail, at FROM audit"
+        " WHERE site = ? AND sku = ? AND channel IS NOT NULL ORDER BY id",
+        (site, sku),
+    ):
+        event = by_id.get(r[1])
+        if event is not None:
+            detail = json.loads(r[6]) if r[6] else {}
+            event["channels"].setdefault(r[0], []).append(
+                {"action": r[2], "quantity": r[3], "http_status": r[4], "latency_ms": r[5], "at": r[7], **detail}
+            )
+    channels = []
+    for r in conn.execute(
+        "SELECT d.channel, d.state, d.delivered_quantity, d.last_error, d.attempts, d.next_attempt_at,"
+        " e.event_id, e.version, e.cause_kind, e.cause_order_id, w.event_id, w.version, w.stock_quantity"
+        " FROM deliveries d LEFT JOIN events e ON e.seq = d.delivered_seq LEFT JOIN events w ON w.seq = d.want_seq"
+        " WHERE d.site = ? AND d.sku = ? ORDER BY d.channel",
+        (site, sku),
+    ):
+        channels.append(
+            {
+                "channel": r[0], "state": r[1], "shows": r[2], "last_error": r[3], "attempts": r[4],
+                "next_attempt_at": r[5] if r[1] == "pending" else None,
+                "delivered_event": None if r[6] is None else
+                {"event_id": r[6], "version": r[7], "cause": r[8], "order_id": r[9]},
+                "newest_event": {"event_id": r[10], "version": r[11], "quantity": r[12]},
+            }
+        )  # fmt: skip
+    # An accepted event with no attempt on a channel was either coalesced into a newer one that went
+    # out in its place, or is still waiting for its turn.
+    for channel in (c["channel"] for c in channels):
+        carried_by = None
+        for event in reversed(events):
+            if event["outcome"] != "accepted":
+                continue
+            if channel in event["channels"]:
+                carried_by = event["event_id"]
+            elif carried_by is not None:
+                event["channels"][channel] = [{"action": "coalesced", "into": carried_by}]
+            else:
+                event["channels"][channel] = [{"action": "waiting"}]
+    return {"site": site, "sku": sku, "channels": channels, "events": events}
+
+
+STATE_COLUMNS = ("channel", "sku", "state", "shows", "delivered_version", "wanted_quantity", "updated_at")
+
+
+def iter_state(conn: sqlite3.Connection, site: str) -> Iterator[dict[str, Any]]:
+    """Every (channel, SKU): what the channel was last told, and what it should show. Streamed row by row."""
+    cursor = conn.execute(
+        "SELECT d.channel, d.sku, d.state, d.delivered_quantity, e.version, w.stock_quantity, d.updated_at"
+        " FROM deliveries d LEFT JOIN events e ON e.seq = d.delivered_seq LEFT JOIN events w ON w.seq = d.want_seq"
+        " WHERE d.site = ? ORDER BY d.channel, d.sku",
+        (site,),
+    )
+    for row in cursor:
+        yield dict(zip(STATE_COLUMNS, row, strict=True))
+
+
+def iter_audit(conn: sqlite3.Connection, site: str, where: AuditFilter) -> Iterator[dict[str, Any]]:
+    """The audit log oldest first, streamed (the cursor walks the table; memory stays flat)."""
+    sql, params = _audit_where(site, where)
+    for row in conn.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {sql} ORDER BY id", params):
+        yield _audit_row(row)
+
+
+def count_rows(conn: sqlite3.Connection, site: str, what: str, where: AuditFilter) -> int:
+    """How many rows an export will write (for the progress display)."""
+    if what == "state":
+        return int(conn.execute("SELECT COUNT(*) FROM deliveries WHERE site = ?", (site,)).fetchone()[0])
+    sql, params = _audit_where(site, where)
+    return int(conn.execute(f"SELECT COUNT(*) FROM audit WHERE {sql}", params).fetchone()[0])
