@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, signing
+from . import __version__, operator_cli, signing
 from . import config as config_module
 from .connectors import check as check_connectors
 from .errors import ConfigError, RelayError, StorageError
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         "--vault", action="store_true", help="print a key for vault_key (encrypts marketplace credentials)"
     )
 
+    operator_cli.add_commands(commands)
+
     creds = commands.add_parser("credentials", help="store, list or re-encrypt marketplace credentials (encrypted)")
     _config_args(creds)
     creds_cmd = creds.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keygen":
             return _keygen(args.ed25519, args.vault)
+        if args.command in operator_cli.COMMANDS:
+            return operator_cli.run(args)
         if args.command == "credentials":
             from .credentials_cli import run_credentials
 
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``export ... | head``): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:

@@ -54,9 +54,7 @@ class Metrics:
             ["site", "channel"],
             registry=r,
         )
-        self.dead_letters = Gauge(
-            "stock_relay_dead_letters", "Open dead letters", ["site", "channel"], registry=r
-        )
+        self.dead_letters = Gauge("stock_relay_dead_letters", "Open dead letters", ["site", "channel"], registry=r)
         self.circuit = Gauge(
             "stock_relay_circuit_state",
             "1 for the channel's current circuit state (open: paused after failures or an auth error)",

@@ -230,4 +230,3 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
 
 async def handle_openapi(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(OPENAPI_PATH, headers={"Content-Type": "application/yaml"})
-

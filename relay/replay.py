@@ -74,9 +74,7 @@ def replay_chunk(
     return Chunk(scheduled, unknown, chosen[-1] if more and chosen else None)
 
 
-def _due_now(
-    conn: sqlite3.Connection, site: str, channel: str, sku: str, newest: int, scope: str, now: float
-) -> bool:
+def _due_now(conn: sqlite3.Connection, site: str, channel: str, sku: str, newest: int, scope: str, now: float) -> bool:
     """Make one delivery due now with a fresh retry count; create it for a channel that never had the SKU."""
     only_dead = " AND state = 'dead'" if scope == "dead" else ""
     cursor = conn.execute(

@@ -45,4 +45,3 @@ def prune_dead_letters(conn: sqlite3.Connection, before: float) -> int:
         " SELECT id FROM dead_letters WHERE resolved_at IS NOT NULL AND resolved_at < ? ORDER BY id LIMIT ?)",
         (before, BATCH),
     ).rowcount
-

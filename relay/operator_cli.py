@@ -1,0 +1,461 @@
+"""``stock-relay status | audit | dead | lineage | replay | export``: the operator's commands.
+
+Each runs against the local database (``-c CONFIG``, the relay running or not) or, with
+``--remote URL``, against a relay over the signed API, with the site's secret taken from a
+reference (``--secret env:NAME``, default ``env:STOCK_RELAY_SECRET``) so it never sits in shell
+history. Both paths run the same queries (relay/views.py) and print the same output: a readable
+table, or ``--json``. Long operations show progress on a terminal and stay quiet when piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import re
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import aiohttp
+
+from . import config as config_module
+from . import secretref, views
+from .client import SignedClient
+from .errors import ConfigError, RelayError
+from .replay import SCOPES, replay_chunk
+from .store import connect_reader, connect_writer
+
+T = TypeVar("T")
+COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export")
+RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text)
+        parser.add_argument("-c", "--config", help="YAML config (default: $STOCK_RELAY_CONFIG, else embedded)")
+        parser.add_argument("--site", help="site id (default: the only site)")
+        parser.add_argument("--remote", metavar="URL", help="ask a relay over the signed API instead of the file")
+        parser.add_argument(
+            "--secret", default="env:STOCK_RELAY_SECRET", help="with --remote: the site secret's reference"
+        )
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        return parser
+
+    command("status", "each channel's queue, dead letters, circuit and last success")
+    audit = command("audit", "the audit log, newest first")
+    audit.add_argument("--sku")
+    audit.add_argument("--channel")
+    audit.add_argument("--event", dest="event_id", help="one event id")
+    audit.add_argument("--since", help="e.g. 1h, 30m, 2d, or an ISO 8601 time")
+    audit.add_argument("--limit", type=int, default=50, help="entries to show, 1 to 500 (default 50)")
+    dead = command("dead", "open dead letters, with what failed and what the shop has now")
+    dead.add_argument("--channel")
+    lineage = command("lineage", "one SKU's chain: shop events, coalescing, each channel's requests and answers")
+    lineage.add_argument("sku")
+    replay = command("replay", "send the current quantity again: dead letters, chosen SKUs, or everything")
+    scope = replay.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--dead", action="store_true", help="every open dead letter")
+    scope.add_argument("--sku", nargs="+", dest="skus", metavar="SKU", help="these SKUs")
+    scope.add_argument("--all", action="store_true", help="every SKU the relay knows")
+    replay.add_argument("--channel", help="only this channel (default: every channel of the site)")
+    export = command("export", "stream the published state per channel and SKU, or the audit log")
+    export.add_argument("what", choices=views_kinds(), help="state: what each channel shows; audit: the log")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--since", help="audit only: from this time (1h, 2d, ISO 8601)")
+
+
+def views_kinds() -> tuple[str, ...]:
+    return ("state", "audit")
+
+
+def parse_since(text: str | None, now: float) -> float | None:
+    if text is None:
+        return None
+    match = RELATIVE.match(text.strip())
+    if match:
+        return now - float(match.group(1)) * UNITS[match.group(2)]
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError("--since", "use a duration such as 90s, 30m, 1h, 2d, or an ISO 8601 time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+# --- backends: the file, or a relay over the signed API ------------------------------------------
+
+
+class Local:
+    """Reads the database file read-only; replay writes through short transactions beside a running relay."""
+
+    def __init__(self, cfg: config_module.Config, site: config_module.SiteConfig) -> None:
+        self.cfg, self.site = cfg, site
+
+    async def view(self, view: Callable[[sqlite3.Connection], T]) -> T:
+        conn = connect_reader(self.cfg.database_path)
+        try:
+            return view(conn)
+        finally:
+            conn.close()
+
+    async def status(self) -> dict[str, Any]:
+        now = time.time()
+        channels = await self.view(
+            lambda conn: [views.channel_status(conn, self.site.id, c.name, now) for c in self.site.channels]
+        )
+        for row, channel in zip(channels, self.site.channels, strict=True):
+            row.update(type=channel.type, circuit=None)
+        last = await self.view(lambda conn: views.last_event_at(conn, self.site.id))
+        return {"site": self.site.id, "server_time": now, "last_event_at": last, "channels": channels}
+
+    async def audit(self, where: views.AuditFilter, limit: int) -> list[dict[str, Any]]:
+        return (await self.view(lambda conn: views.audit_page(conn, self.site.id, where, limit)))[0]
+
+    async def dead(self, channel: str | None) -> list[dict[str, Any]]:
+        return await self.view(lambda conn: views.dead_letters(conn, self.site.id, channel))
+
+    async def lineage(self, sku: str) -> dict[str, Any]:
+        return await self.view(lambda conn: views.lineage(conn, self.site.id, sku))
+
+    async def replay(self, scope: str, skus: Sequence[str], channel: str | None, progress: Progress) -> dict[str, Any]:
+        if not self.cfg.database_path.exists():
+            raise RelayError(f"no database at {self.cfg.database_path}: has the relay run with this state_dir?")
+        channels = [channel] if channel else [c.name for c in self.site.channels]
+        conn = connect_writer(self.cfg.database_path)
+        scheduled, unknown, after = 0, [], ""
+        try:
+            while True:
+                conn.execute("BEGIN IMMEDIATE")
+                chunk = replay_chunk(conn, self.site.id, channels, scope, time.time(), after, skus)
+                conn.execute("COMMIT")
+                scheduled += chunk.scheduled
+                unknown += chunk.unknown
+                progress.show(f"scheduled {scheduled:,} deliveries")
+                if chunk.next_after is None:
+                    break
+                after = chunk.next_after
+        finally:
+            conn.close()
+        return {"scope": scope, "scheduled": scheduled, "unknown_skus": unknown}
+
+    async def export(self, what: str, where: views.AuditFilter) -> AsyncIterator[dict[str, Any] | int]:
+        conn = connect_reader(self.cfg.database_path)
+        try:
+            yield views.count_rows(conn, self.site.id, what, where)
+            rows = (
+                views.iter_state(conn, self.site.id) if what == "state" else views.iter_audit(conn, self.site.id, where)
+            )
+            for row in rows:
+                yield row
+        finally:
+            conn.close()
+
+
+class Remote:
+    """The same questions over the signed API (PROTOCOL.md §2)."""
+
+    def __init__(self, url: str, site: str, secret: str) -> None:
+        self.url, self.site_id, self.secret = url, site, secret
+
+    async def call(self, operation: str, kind: str, **fields: Any) -> Any:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+            client = SignedClient(self.url, self.site_id, self.secret, session)
+            try:
+                status, body = await client.post(operation, {"type": kind, "site": self.site_id, **fields})
+            except aiohttp.ClientError as exc:
+                raise RelayError(f"cannot reach {self.url}: {exc}") from None
+        if status >= 400:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            raise RelayError(f"the relay answered {status} {error.get('code', '')}: {error.get('message', '')}")
+        return body
+
+    async def status(self) -> dict[str, Any]:
+        return dict(await self.call("status", "status.query"))
+
+    async def audit(self, where: views.AuditFilter, limit: int) -> list[dict[str, Any]]:
+        fields = {k: v for k, v in vars(where).items() if v is not None}
+        return list((await self.call("audit", "audit.query", limit=limit, **fields))["entries"])
+
+    async def dead(self, channel: str | None) -> list[dict[str, Any]]:
+        fields = {"channel": channel} if channel else {}
+        return list((await self.call("dead", "dead.query", **fields))["dead_letters"])
+
+    async def lineage(self, sku: str) -> dict[str, Any]:
+        return dict(await self.call("lineage", "lineage.query", sku=sku))
+
+    async def replay(self, scope: str, skus: Sequence[str], channel: str | None, progress: Progress) -> dict[str, Any]:
+        fields: dict[str, Any] = {"scope": scope}
+        if skus:
+            fields["skus"] = list(skus)
+        if channel:
+            fields["channel"] = channel
+        progress.show("asking the relay to schedule the replay")
+        return dict(await self.call("replay", "replay.request", **fields))
+
+    async def export(self, what: str, where: views.AuditFilter) -> AsyncIterator[dict[str, Any] | int]:
+        fields = {k: v for k, v in vars(where).items() if v is not None}
+        doc = {"type": "export.request", "site": self.site_id, "what": what, **fields}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
+            client = SignedClient(self.url, self.site_id, self.secret, session)
+            body, headers = client.encode(doc)
+            async with session.post(
+                f"{self.url.rstrip('/')}/v1/sites/{self.site_id}/export", data=body, headers=headers
+            ) as response:
+                if response.status >= 400:
+                    error = (await response.json(content_type=None)).get("error", {})
+                    raise RelayError(
+                        f"the relay answered {response.status} {error.get('code', '')}: {error.get('message', '')}"
+                    )
+                header = json.loads(await response.content.readline())
+                yield int(header["rows"])
+                async for line in response.content:
+                    if line.strip():
+                        yield json.loads(line)
+
+
+Backend = Local | Remote
+
+
+class Progress:
+    """One self-overwriting line on stderr when it is a terminal; nothing when piped."""
+
+    def __init__(self, stream: IO[str] = sys.stderr) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self._last = 0.0
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self._last > 0.2):
+            self._last = now
+            self.stream.write(f"\r\033[K{text}")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    progress = Progress()
+    now = time.time()
+    out = sys.stdout
+    if args.command == "status":
+        status = await backend.status()
+        print(json.dumps(status, indent=2) if args.json else format_status(status, now), file=out)
+        stuck = [c for c in status["channels"] if c.get("dead_letters") or c.get("worker", "ok") != "ok"]
+        return 0 if not stuck else 3
+    if args.command == "audit":
+        where = views.AuditFilter(args.sku, args.channel, args.event_id, parse_since(args.since, now))
+        entries = await backend.audit(where, max(1, min(args.limit, views.MAX_PAGE)))
+        print(json.dumps(entries, indent=2, ensure_ascii=False) if args.json else format_audit(entries), file=out)
+        return 0
+    if args.command == "dead":
+        letters = await backend.dead(args.channel)
+        print(json.dumps(letters, indent=2, ensure_ascii=False) if args.json else format_dead(letters), file=out)
+        return 0
+    if args.command == "lineage":
+        trace = await backend.lineage(args.sku)
+        print(json.dumps(trace, indent=2, ensure_ascii=False) if args.json else format_lineage(trace), file=out)
+        return 0 if trace["events"] or trace["channels"] else 4
+    if args.command == "replay":
+        scope = "dead" if args.dead else "skus" if args.skus else "all"
+        assert scope in SCOPES
+        result = await backend.replay(scope, args.skus or [], args.channel, progress)
+        progress.done()
+        if args.json:
+            print(json.dumps(result), file=out)
+        else:
+            print(f"scheduled {result['scheduled']:,} deliveries with the current quantity", file=out)
+            if result["unknown_skus"]:
+                print(f"never seen by this relay (nothing to send): {', '.join(result['unknown_skus'])}", file=out)
+        return 0
+    return await _export(backend, args, now, progress)
+
+
+async def _export(backend: Backend, args: argparse.Namespace, now: float, progress: Progress) -> int:
+    where = views.AuditFilter(since=parse_since(args.since, now))
+    handle = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        rows = backend.export(args.what, where)
+        total = await anext(rows)
+        assert isinstance(total, int)
+        columns = views.STATE_COLUMNS if args.what == "state" else views.AUDIT_COLUMNS
+        writer = csv.DictWriter(handle, fieldnames=columns) if args.format == "csv" else None
+        if writer is not None:
+            writer.writeheader()
+        written = 0
+        async for row in rows:
+            assert isinstance(row, dict)
+            if writer is not None:
+                if row.get("detail") is not None:
+                    row = {**row, "detail": json.dumps(row["detail"], ensure_ascii=False)}
+                writer.writerow(row)
+            else:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            written += 1
+            if written % 1000 == 0:
+                progress.show(f"exported {written:,} of {total:,} rows ({100 * written // max(total, 1)}%)")
+        progress.done()
+    finally:
+        if args.output:
+            handle.close()
+    if args.output:
+        print(f"exported {written:,} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _backend(args: argparse.Namespace) -> Backend:
+    if args.remote:
+        if not args.site:
+            raise ConfigError("--site", "say which site to ask the remote relay about")
+        try:
+            secret = secretref.resolve(args.secret, os.environ, Path.cwd()).split()[0]
+        except ValueError as exc:
+            raise ConfigError("--secret", str(exc)) from None
+        return Remote(args.remote, args.site, secret)
+    cfg = config_module.load(args.config)
+    if args.site:
+        site = cfg.site(args.site)
+        if site is None:
+            raise ConfigError("--site", f"no site {args.site!r} in the config ({', '.join(s.id for s in cfg.sites)})")
+    elif len(cfg.sites) == 1:
+        site = cfg.sites[0]
+    else:
+        raise ConfigError("--site", f"the config has several sites; choose one: {', '.join(s.id for s in cfg.sites)}")
+    return Local(cfg, site)
+
+
+# --- human output ---------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def ago(at: float | None, now: float) -> str:
+    if at is None:
+        return "never"
+    return f"{duration(max(0.0, now - at))} ago"
+
+
+def duration(seconds: float) -> str:
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def when(at: float | None) -> str:
+    return "" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_status(status: dict[str, Any], now: float) -> str:
+    rows = []
+    for c in status["channels"]:
+        circuit = c.get("circuit") or "n/a (local file)"
+        if c.get("circuit_reason"):
+            circuit += f": {c['circuit_reason']}"
+        error = c.get("last_error") or {}
+        rows.append(
+            (
+                c["name"], c.get("type", ""), c["pending"], c.get("in_flight", 0),
+                "" if c["oldest_pending_age"] is None else duration(c["oldest_pending_age"]),
+                c["dead_letters"], circuit, ago(c["last_success"], now), error.get("message", "")[:60],
+            )
+        )  # fmt: skip
+    head = f"site {status['site']}: last event received {ago(status.get('last_event_at'), now)}"
+    headers = ("channel", "type", "pending", "in flight", "oldest", "dead", "circuit", "last success", "last error")
+    stalled = [f"{c['name']}: {c['worker']}" for c in status["channels"] if c.get("worker", "ok") != "ok"]
+    return "\n".join([head, table(headers, rows), *(f"STALLED {s}" for s in stalled)])
+
+
+def format_audit(entries: list[dict[str, Any]]) -> str:
+    rows = []
+    for e in entries:
+        detail = e.get("detail") or {}
+        note = detail.get("error") or detail.get("reason") or detail.get("response") or ""
+        if not note and detail.get("cause"):
+            note = f"{detail['cause']}" + (f" #{detail['order_id']}" if detail.get("order_id") else "")
+        rows.append((when(e["at"]), e["action"], e.get("channel") or "", e.get("sku"), e.get("version"),
+                     e.get("quantity"), e.get("http_status"), str(note)[:70]))  # fmt: skip
+    if not rows:
+        return "no audit entries match"
+    return table(("time (UTC)", "action", "channel", "sku", "version", "qty", "http", "note"), rows)
+
+
+def format_dead(letters: list[dict[str, Any]]) -> str:
+    if not letters:
+        return "no open dead letters"
+    rows = [(when(d["created_at"]), d["channel"], d["sku"], d["quantity"], d["shop_quantity"], d["reason"][:80])
+            for d in letters]  # fmt: skip
+    text = table(("time (UTC)", "channel", "sku", "failed qty", "shop qty now", "reason"), rows)
+    return text + "\n\nreplay sends the shop's current quantity: stock-relay replay --dead [--channel C]"
+
+
+def format_lineage(trace: dict[str, Any]) -> str:
+    lines = [f"SKU {trace['sku']} on site {trace['site']}", ""]
+    if not trace["channels"] and not trace["events"]:
+        return f"the relay has no record of SKU {trace['sku']} on site {trace['site']}"
+    lines.append("now:")
+    for c in trace["channels"]:
+        source = c["delivered_event"]
+        why = "never delivered"
+        if source:
+            why = f"from {source['event_id']} (v{source['version']}, {source['cause']}"
+            why += f" #{source['order_id']})" if source.get("order_id") else ")"
+        state = c["state"] + (f", {c['attempts']} failed tries: {c['last_error']}" if c.get("last_error") else "")
+        lines.append(f"  {c['channel']:<16} shows {c['shows']!s:<6} {why}; {state}")
+    lines += ["", "history (oldest first):"]
+    for e in trace["events"]:
+        cause = e["cause"] + (f" #{e['order_id']}" if e.get("order_id") else "")
+        lines.append(
+            f"  {when(e['received_at'])}  {e['event_id']}  v{e['version']}  qty {e['quantity']}  {cause}  [{e['outcome']}]"
+        )
+        for channel, steps in sorted(e["channels"].items()):
+            for step in steps:
+                lines.append(f"      → {channel:<14} {_step(step)}")
+    return "\n".join(lines)
+
+
+def _step(step: dict[str, Any]) -> str:
+    action = step["action"]
+    if action == "coalesced":
+        return f"coalesced into {step['into']} (only the newest value is sent)"
+    if action == "waiting":
+        return "waiting to be sent"
+    if action == "attempt":
+        answer = f"HTTP {step['http_status']}" if step.get("http_status") else "no HTTP answer"
+        text = f"sent {step.get('quantity')} at {when(step['at'])}: {step.get('outcome')} ({answer})"
+        if step.get("error"):
+            text += f": {step['error']}"
+        if step.get("response"):
+            text += f"; answer: {str(step['response'])[:80]}"
+        return text
+    if action == "dead_letter":
+        return f"dead-lettered: {step.get('reason')}"
+    return f"{action} at {when(step.get('at'))}"
