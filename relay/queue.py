@@ -216,6 +216,11 @@ def _dead_letter(
     )
     if cursor.rowcount:
         site, channel, sku, _ = key
+        # One open dead letter per delivery: an older one for the same SKU is superseded by this one.
+        conn.execute(
+            "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND channel = ? AND sku = ? AND resolved_at IS NULL",
+            (now, site, channel, sku),
+        )
         conn.execute(
             "INSERT INTO dead_letters (site, channel, sku, event_seq, quantity, reason, created_at)"
             " VALUES (?,?,?,?,?,?,?)",
