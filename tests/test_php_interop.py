@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from relay import ingest, signing
+from relay.client import stock_event
 from relay.errors import SignatureError
+
+from .conftest import Reply, make_config, webhook_channel
 
 SRC = Path(__file__).resolve().parent.parent / "wp-plugin" / "src"
 SIGNER = SRC / "class-stock-relay-signer.php"
@@ -88,3 +91,18 @@ def test_php_batch_passes_relay_validation() -> None:
         (40, 43, "TEE-RED", 7, "stock"),
         (50, None, "", None, "deleted"),
     ]
+
+
+async def test_plugin_status_panel_reads_the_relays_real_status(start_relay, tmp_path: Path, receiver) -> None:
+    """The plugin's status panel rows come from the relay's real status.query answer: every column filled."""
+    receiver.on("/a", Reply(400, {"error": "no such listing"}))
+    r = await start_relay(make_config(tmp_path / "s", (webhook_channel("amazon", receiver.url("/a")),)))
+    await r.client.send_events([stock_event(1, "A", 1, 1)])
+    await r.drain()
+    await r.client.send_events([stock_event(2, "B", 1, 1)])
+    status, body = await r.client.post("status", {"type": "status.query", "site": "main"})
+    assert status == 200
+    rows = json.loads(php("echo json_encode(Stock_Relay_Payload::relay_status_view(200, json_decode($argv[1], true)));",
+                          json.dumps(body)))  # fmt: skip
+    (row,) = rows
+    assert row[:5] == ["amazon", "1", row[2], "1", "closed"] and row[2].endswith(" s")
