@@ -55,6 +55,7 @@ class ChannelWorker:
         self.phase = "starting"
         self.phase_since = time.monotonic()
         self.on_settled: Callable[[Sequence[Claimed], Sequence[Outcome], float], None] | None = None
+        self.last_success: float | None = None  # wall clock of the last item the channel confirmed
 
     def _enter(self, phase: str) -> None:
         self.phase, self.phase_since = phase, time.monotonic()
@@ -201,6 +202,7 @@ class ChannelWorker:
             log.error("%s: paused for %.0f s: %s", self.name, self.settings.auth_pause_seconds, auth_error)
         elif successes:
             self.circuit.record_success()
+            self.last_success = self.now()
         elif transient:
             self.circuit.record_failure(outcomes[-1].error)
         else:  # every item permanent: the channel itself answered, so it is healthy

@@ -87,10 +87,15 @@ def audit_filter(doc: dict[str, Any], site: SiteConfig) -> views.AuditFilter:
 async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
     """The database's view of each channel plus what only the running relay knows: circuit and worker health."""
     now = relay.now()
+    workers = [relay.workers.get((site.id, c.name)) for c in site.channels]
+    known = [w.last_success if w is not None else None for w in workers]
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
         return {
-            "channels": [views.channel_status(conn, site.id, c.name, now) for c in site.channels],
+            "channels": [
+                views.channel_status(conn, site.id, c.name, now, seen)
+                for c, seen in zip(site.channels, known, strict=True)
+            ],
             "last_event_at": views.last_event_at(conn, site.id),
         }
 

@@ -16,8 +16,13 @@ from typing import Any
 MAX_PAGE = 500
 
 
-def channel_status(conn: sqlite3.Connection, site: str, channel: str, now: float) -> dict[str, Any]:
-    """One channel's queue as the database sees it (the running relay adds circuit state)."""
+def channel_status(
+    conn: sqlite3.Connection, site: str, channel: str, now: float, last_success: float | None = None
+) -> dict[str, Any]:
+    """One channel's queue as the database sees it (the running relay adds circuit state).
+
+    ``last_success``: when the caller already knows it (the running relay does), the audit log is not searched.
+    """
     counts = dict(
         conn.execute(
             "SELECT state, COUNT(*) FROM deliveries WHERE site = ? AND channel = ? GROUP BY state", (site, channel)
@@ -28,12 +33,14 @@ def channel_status(conn: sqlite3.Connection, site: str, channel: str, now: float
         " WHERE site = ? AND channel = ? AND state = 'pending'",
         (now, site, channel),
     ).fetchone()
-    # Newest first, stopping at the first match: cheap while the channel works, which is when it matters.
-    success = conn.execute(
-        "SELECT at FROM audit WHERE site = ? AND channel = ? AND action = 'attempt'"
-        " AND json_extract(detail, '$.outcome') = 'ok' ORDER BY id DESC LIMIT 1",
-        (site, channel),
-    ).fetchone()
+    if last_success is None:
+        # Newest first, stopping at the first match: cheap while the channel works, which is when it matters.
+        success = conn.execute(
+            "SELECT at FROM audit WHERE site = ? AND channel = ? AND action = 'attempt'"
+            " AND json_extract(detail, '$.outcome') = 'ok' ORDER BY id DESC LIMIT 1",
+            (site, channel),
+        ).fetchone()
+        last_success = None if success is None else success[0]
     error = conn.execute(
         "SELECT last_error, updated_at, sku FROM deliveries WHERE site = ? AND channel = ? AND last_error IS NOT NULL"
         " ORDER BY updated_at DESC LIMIT 1",
@@ -49,7 +56,7 @@ def channel_status(conn: sqlite3.Connection, site: str, channel: str, now: float
         "delivered": counts.get("delivered", 0),
         "oldest_pending_age": None if oldest is None else round(max(0.0, now - oldest), 3),
         "dead_letters": dead,
-        "last_success": None if success is None else success[0],
+        "last_success": last_success,
         "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
     }
 
