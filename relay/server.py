@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, ingest, operator_api, signing
+from . import __version__, ingest, operator_api, signing, woocommerce_webhooks
 from .config import Config, SiteConfig
 from .errors import PayloadError, SignatureError, StorageError
 from .ingest import BatchOutcome
@@ -100,6 +100,7 @@ def make_app(config: Config, relay: Relay) -> web.Application:
     app.router.add_post("/v1/sites/{site}/lineage", signed("lineage.query")(operator_api.handle_lineage))
     app.router.add_post("/v1/sites/{site}/replay", signed("replay.request")(operator_api.handle_replay))
     app.router.add_post("/v1/sites/{site}/export", signed("export.request")(operator_api.handle_export))
+    app.router.add_post("/v1/sites/{site}/woocommerce", handle_woocommerce)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", operator_api.handle_readyz)
     app.router.add_get("/metrics", operator_api.handle_metrics)
@@ -147,6 +148,28 @@ def signed(body_type: str) -> Callable[[SignedHandler], Handler]:
         return checked
 
     return wrap
+
+
+async def handle_woocommerce(request: web.Request) -> web.StreamResponse:
+    """WooCommerce's native webhooks (PROTOCOL.md §4): its own signature scheme, so not ``signed()``."""
+    relay = request.app[RELAY]
+    site = relay.config.site(request.match_info["site"])
+    if site is None:
+        return error_response(404, "unknown_site", "This relay has no such site; check the webhook's delivery URL.")
+    body = await read_capped(request, relay.config.max_body_bytes)
+    if body is None:
+        return error_response(413, "body_too_large", f"The body is over {relay.config.max_body_bytes} bytes.")
+    limiter = request.app[LIMITERS].get(site.id)
+    if limiter is not None and not limiter.try_take():
+        retry = max(1, int(limiter.wait_time() + 0.999))
+        return error_response(
+            429, "rate_limited", "Too many requests for this site; slow down.", {"Retry-After": str(retry)}
+        )
+    if relay.shutting_down:
+        return error_response(
+            503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
+        )
+    return await woocommerce_webhooks.handle(request, site, body, relay)
 
 
 async def read_capped(request: web.Request, limit: int) -> bytes | None:
