@@ -56,12 +56,14 @@ def running(tmp_path: Path):  # type: ignore[no-untyped-def]
     config, env = write_config(tmp_path, [{"name": "box", "type": "sandbox", "latency_ms": 0}], secret)
     proc = RelayProcess(config, env, tmp_path / "relay.log")
     url = proc.start()
-    events = [stock_event(1, "RED-1", 4, 1), stock_event(2, "BLUE-2", 7, 1), stock_event(3, "GREEN-3", 0, 1)]
-    asyncio.run(send(url, secret, events))
-    asyncio.run(send(url, secret, [stock_event(2, "BLUE-2", 6, 2)]))
-    wait_for(lambda: _delivered(config, env) == 3)
-    yield config, env, url, secret
-    proc.terminate()
+    try:  # a failing setup must not leave the relay running
+        events = [stock_event(1, "RED-1", 4, 1), stock_event(2, "BLUE-2", 7, 1), stock_event(3, "GREEN-3", 0, 1)]
+        asyncio.run(send(url, secret, events))
+        asyncio.run(send(url, secret, [stock_event(2, "BLUE-2", 6, 2)]))
+        wait_for(lambda: _delivered(config, env) == 3)
+        yield config, env, url, secret
+    finally:
+        proc.terminate()
 
 
 def _delivered(config: Path, env: dict[str, str]) -> int:
