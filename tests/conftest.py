@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from relay.config import ChannelConfig, Config, DispatchConfig, RateLimit, SiteC
 from relay.runtime import Relay
 from relay.server import make_app
 
+from .procs import STARTED
+
 SITE_SECRET = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 CHANNEL_SECRET = "whsec_IkYQ8QKJC8DkDEn/tFa7k9Rabe6I3Jp77zUfoQ0/hYI="
 
@@ -32,6 +34,17 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("STOCK_RELAY_") or name in ("STATE_DIRECTORY", "CREDENTIALS_DIRECTORY"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_relays() -> Iterator[None]:
+    """A test that fails halfway must not leave a relay subprocess running for the rest of the suite."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def fast_dispatch(**overrides: Any) -> DispatchConfig:

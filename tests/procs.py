@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+STARTED: list[subprocess.Popen[bytes]] = []
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 
 
@@ -30,7 +31,10 @@ def run_cli(
 
 
 class RelayProcess:
-    """``stock-relay serve`` in a subprocess; ``url`` is known once it logs that it is listening."""
+    """``stock-relay serve`` in a subprocess; ``url`` is known once it logs that it is listening.
+
+    Every started process is remembered in ``STARTED`` so conftest can kill what a failed test left running.
+    """
 
     def __init__(self, config_path: Path, env: dict[str, str], log_path: Path) -> None:
         self.config_path = config_path
@@ -46,6 +50,7 @@ class RelayProcess:
             relay_command("serve", "-c", str(self.config_path)), stdout=log, stderr=log, env=self.env
         )
         log.close()
+        STARTED.append(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_text(errors="replace")
