@@ -114,6 +114,11 @@ async def run_demo(state_dir: Path | None, duration: float, products: int, rate:
         await relay.stop()
     if converged:
         view.line(f"\nEvery channel shows the shop's quantity for all {products} SKUs.")
+        if state_dir is None:  # the operator commands find this database on their defaults too
+            sku = next(iter(shop.skus.values()))
+            view.line(
+                f"Look inside: `stock-relay status`, `stock-relay lineage {sku}`, `stock-relay audit --limit 20`."
+            )
         view.line("Next: `stock-relay serve` runs the relay for real; see README.md.")
         return 0
     view.line("\nSome SKUs had not converged when the demo ended; see the table above.")

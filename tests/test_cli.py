@@ -79,3 +79,7 @@ def test_demo_converges(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Every channel shows the shop's quantity for all 12 SKUs" in out.stdout
     assert (tmp_path / ".stock-relay" / "relay.sqlite3").exists()
+    # The commands the demo suggests work on the same defaults, in the same folder.
+    sku = out.stdout.split("`stock-relay lineage ")[1].split("`")[0]
+    trace = run_cli("lineage", sku, cwd=tmp_path)
+    assert trace.returncode == 0 and "sandbox" in trace.stdout and "shows" in trace.stdout, trace.stderr
