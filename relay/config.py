@@ -62,6 +62,13 @@ CHANNEL_KEYS = {
     "credentials",
 }
 RATE_KEYS = {"per_second", "burst"}
+# A marketplace's largest batch and published limit: (batch_size, rate.per_second, rate.burst) when the YAML
+# leaves them out. Sources and units are in docs/connectors.md (Shopify's rate is in cost points).
+TYPE_DEFAULTS: dict[str, tuple[int, float, int]] = {
+    "shopify": (250, 100.0, 1000),  # 250 entries per input array; Standard plan 100 points/s
+    "ebay": (25, 23.0, 25),  # 25 requests per bulk call; 2,000,000 calls/day ≈ 23/s
+    "etsy": (25, 10.0, 10),  # one listing per write, 10 queries/s
+}
 RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
 
 
@@ -302,12 +309,14 @@ def _channel(node: _Node) -> ChannelConfig:
         raise ConfigError(f"{node.path}.type", f"must be one of {', '.join(CHANNEL_TYPES)}")
     rate = node.child("rate", {})
     rate.expect_keys(RATE_KEYS)
+    defaults = TYPE_DEFAULTS.get(kind, (1 if kind == "webhook" else 50, 10.0, 10))
     channel = ChannelConfig(
         name=name,
         type=kind,
-        batch_size=node.int("batch_size", 1 if kind == "webhook" else 50, 1, 1000),
+        batch_size=node.int("batch_size", defaults[0], 1, 1000),
         rate=RateLimit(
-            per_second=rate.number("per_second", 10.0, 0.001, 100_000), burst=rate.int("burst", 10, 1, 100_000)
+            per_second=rate.number("per_second", defaults[1], 0.001, 100_000),
+            burst=rate.int("burst", defaults[2], 1, 100_000),
         ),
         timeout_seconds=node.number("timeout_seconds", 10.0, 0.1, 300),
         rules=_rules(node.child("rules", {})),

@@ -80,6 +80,20 @@ class RateBudget:
             self.bucket._refill()
             self.bucket.rate = min(self.published_rate, self.bucket.rate + self.published_rate * 0.05)
 
+    def adopt(self, rate: float, burst: float) -> None:
+        """The remote told us its real limit (Shopify's throttleStatus): it becomes the published rate.
+
+        A slow-down still in force after a throttle keeps its proportion of the new rate.
+        """
+        if rate <= 0 or burst <= 0 or (rate == self.published_rate and burst == self.bucket.burst):
+            return
+        self.bucket._refill()
+        share = self.bucket.rate / self.published_rate
+        self.published_rate = rate
+        self.bucket.rate = rate * share
+        self.bucket.burst = burst
+        self.bucket._tokens = min(self.bucket._tokens, burst)
+
     def observe_remaining(self, remaining: float) -> None:
         """A remaining-quota header: never believe we have more than the remote says."""
         self.bucket._refill()

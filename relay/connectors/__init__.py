@@ -9,11 +9,13 @@ from ..errors import ConfigError
 from ..vault import Vault
 from .base import Connector, ItemResult, TokenAuth, Update
 from .sandbox import SandboxConnector
+from .shopify import ShopifyConnector
 from .webhook import WebhookConnector
 
 REGISTRY: dict[str, type[Connector]] = {
     SandboxConnector.type: SandboxConnector,
     WebhookConnector.type: WebhookConnector,
+    ShopifyConnector.type: ShopifyConnector,
 }
 
 

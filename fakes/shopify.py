@@ -1,0 +1,209 @@
+"""A fake Shopify store: the GraphQL Admin API as the stock relay uses it (API 2026-04).
+
+- ``POST /admin/oauth/access_token``: client-credentials and (rotating) refresh-token grants.
+- ``POST /admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``:
+  ``productVariants(first, query: "sku:… OR …")`` and ``inventorySetQuantities``.
+- Cost-based leaky bucket (``restore_rate`` points/s, ``bucket`` points); a query whose requested
+  cost is not available answers HTTP 200 with ``errors[].extensions.code = "THROTTLED"`` and no
+  data, as Shopify does. Every answer carries ``extensions.cost.throttleStatus``.
+- From 2026-04 the set mutation must carry ``@idempotent(key:)`` and every entry
+  ``changeFromQuantity``; a repeated key returns the first answer without applying anything.
+- The mutation is all-or-nothing: any ``userErrors`` (path ``["input","quantities","i",…]``)
+  and nothing is applied.
+
+Defaults are the Standard plan's published 100 points/s; the bucket size is not published per
+plan any more, so it defaults to 1,000 points (the largest single query). Scale both for benches.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+from graphql import FieldNode, OperationDefinitionNode, StringValueNode, parse
+from graphql.error import GraphQLSyntaxError
+
+from .common import Bucket, FakeMarketplace, TokenIssuer
+
+MUTATION_COST = 10.0
+
+
+class FakeShopify(FakeMarketplace):
+    def __init__(
+        self,
+        restore_rate: float = 100.0,
+        bucket: float = 1000.0,
+        token_lifetime: float = 86400.0,
+        location_id: str = "gid://shopify/Location/1",
+    ) -> None:
+
+        self.points = Bucket(restore_rate, bucket)
+        self.tokens = TokenIssuer(token_lifetime, "shpat")
+        self.client_id = "shopify-client"
+        self.client_secret = "shopify-secret-0123456789"
+        self.location_id = location_id
+        self.variants: dict[str, str] = {}  # sku → inventory item gid
+        self.levels: dict[tuple[str, str], int] = {}  # (item, location) → available
+        self.not_stocked: set[str] = set()  # items not stocked at the location
+        self.idempotency: dict[str, dict[str, Any]] = {}
+        self.applied_keys: list[str] = []
+        super().__init__()
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/admin/oauth/access_token", self.access_token)
+        router.add_post("/admin/api/{version}/graphql.json", self.graphql)
+
+    # --- state helpers for tests and benches ------------------------------------------------------
+
+    def add_variant(self, sku: str, quantity: int = 0, stocked: bool = True) -> str:
+        item = f"gid://shopify/InventoryItem/{1000 + len(self.variants)}"
+        self.variants[sku] = item
+        self.levels[(item, self.location_id)] = quantity
+        if not stocked:
+            self.not_stocked.add(item)
+        return item
+
+    def quantity(self, sku: str) -> int | None:
+        return self.levels.get((self.variants.get(sku, ""), self.location_id))
+
+    # --- endpoints ----------------------------------------------------------------------------------
+
+    async def access_token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        grant = form.get("grant_type")
+        if grant == "client_credentials":
+            token, lifetime = self.tokens.issue()
+            return web.json_response({"access_token": token, "scope": "write_inventory", "expires_in": int(lifetime)})
+        if grant == "refresh_token":
+            new_refresh = self.tokens.use_refresh(str(form.get("refresh_token", "")), rotate=True)
+            if new_refresh is None:
+                return web.json_response({"error": "invalid_grant"}, status=400)
+            token, lifetime = self.tokens.issue()
+            return web.json_response(
+                {
+                    "access_token": token,
+                    "expires_in": int(lifetime),
+                    "refresh_token": new_refresh,
+                    "scope": "write_inventory",
+                }
+            )
+        return web.json_response({"error": "unsupported_grant_type"}, status=400)
+
+    def _cost(self, requested: float, actual: float | None = None) -> dict[str, Any]:
+        return {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": {
+                    "maximumAvailable": self.points.burst,
+                    "currentlyAvailable": int(self.points.available),
+                    "restoreRate": self.points.rate,
+                },
+            }
+        }
+
+    async def graphql(self, request: web.Request) -> web.Response:
+        if not self.tokens.valid(request.headers.get("X-Shopify-Access-Token")):
+            return web.json_response(
+                {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}, status=401
+            )
+        version = request.match_info["version"]
+        body = await request.json()
+        try:
+            document = parse(body["query"])
+        except (GraphQLSyntaxError, KeyError, TypeError):
+            return web.json_response({"errors": [{"message": "syntax error"}]}, status=400)
+        operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+        field = next(s for s in operation.selection_set.selections if isinstance(s, FieldNode))
+        variables = body.get("variables") or {}
+        if field.name.value == "productVariants":
+            requested = 2.0 + int(variables.get("first", 1)) * 2.0
+        else:
+            requested = MUTATION_COST
+        if not self.points.take(requested):
+            self.throttled += 1
+            return web.json_response(
+                {
+                    "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+                    "extensions": self._cost(requested),
+                }
+            )
+        if field.name.value == "productVariants":
+            data = {"productVariants": self._variants(variables)}
+        elif field.name.value == "inventorySetQuantities":
+            result = self._set(version, field, variables)
+            if "errors" in result:
+                return web.json_response({**result, "extensions": self._cost(requested, requested)})
+            data = {"inventorySetQuantities": result}
+        else:
+            return web.json_response({"errors": [{"message": f"field {field.name.value} not in this fake"}]})
+        return web.json_response({"data": data, "extensions": self._cost(requested, requested)})
+
+    def _variants(self, variables: dict[str, Any]) -> dict[str, Any]:
+        wanted = re.findall(r'sku:"((?:[^"\\]|\\.)*)"', str(variables.get("query", "")))
+        skus = [w.replace('\\"', '"').replace("\\\\", "\\") for w in wanted]
+        nodes = [{"sku": s, "inventoryItem": {"id": self.variants[s]}} for s in skus if s in self.variants]
+        return {"nodes": nodes[: int(variables.get("first", 1))]}
+
+    def _set(self, version: str, field: FieldNode, variables: dict[str, Any]) -> dict[str, Any]:
+        modern = version >= "2026-04"
+        key = None
+        for directive in field.directives or ():
+            if directive.name.value == "idempotent":
+                for arg in directive.arguments:
+                    if arg.name.value == "key" and isinstance(arg.value, StringValueNode):
+                        key = arg.value.value
+        if modern and key is None:
+            return {
+                "errors": [{"message": "The @idempotent directive is required", "extensions": {"code": "BAD_REQUEST"}}]
+            }
+        if key is not None and key in self.idempotency:
+            return self.idempotency[key]
+        payload = variables.get("input") or {}
+        user_errors = []
+        entries = payload.get("quantities") or []
+        if payload.get("name") not in ("available", "on_hand"):
+            user_errors.append({"field": ["input", "name"], "message": "invalid name", "code": "INVALID_NAME"})
+        for index, entry in enumerate(entries):
+            path = ["input", "quantities", str(index)]
+            item, location = entry.get("inventoryItemId"), entry.get("locationId")
+            if modern and "changeFromQuantity" not in entry:
+                user_errors.append(
+                    {
+                        "field": [*path, "changeFromQuantity"],
+                        "message": "changeFromQuantity is required",
+                        "code": "INVALID",
+                    }
+                )
+            elif (item, location) not in self.levels:
+                code = "INVALID_LOCATION" if location != self.location_id else "INVALID_INVENTORY_ITEM"
+                user_errors.append({"field": [*path, "inventoryItemId"], "message": "not found", "code": code})
+            elif item in self.not_stocked:
+                user_errors.append(
+                    {
+                        "field": [*path, "locationId"],
+                        "message": "The specified inventory item is not stocked at the location.",
+                        "code": "ITEM_NOT_STOCKED_AT_LOCATION",
+                    }
+                )
+            elif int(entry.get("quantity", -1)) < 0:
+                user_errors.append(
+                    {"field": [*path, "quantity"], "message": "can't be negative", "code": "INVALID_QUANTITY_NEGATIVE"}
+                )
+        result: dict[str, Any]
+        if user_errors:
+            result = {"inventoryAdjustmentGroup": None, "userErrors": user_errors}
+        else:
+            for entry in entries:
+                self.levels[(entry["inventoryItemId"], entry["locationId"])] = int(entry["quantity"])
+            result = {
+                "inventoryAdjustmentGroup": {"id": f"gid://shopify/InventoryAdjustmentGroup/{len(self.applied_keys)}"},
+                "userErrors": [],
+            }
+            self.applied_keys.append(key or "")
+        if key is not None:
+            self.idempotency[key] = result
+        return result

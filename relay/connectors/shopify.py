@@ -1,0 +1,346 @@
+"""Shopify: absolute quantities through the GraphQL Admin API's ``inventorySetQuantities``.
+
+One call sets up to 250 (inventory item, location) pairs (every GraphQL input array is capped at
+250). From API 2026-04 each entry must carry ``changeFromQuantity`` and the mutation an
+``@idempotent(key:)`` directive. The shop is the source of truth here, so ``changeFromQuantity`` is
+an explicit ``null`` (no compare-and-swap: the relay's coalescing already orders versions), and the
+key is derived from the batch's idempotency keys, so a retry of the same batch is deduplicated by
+Shopify instead of applied twice. Versions before 2026-01 get ``ignoreCompareQuantity: true``.
+
+SKU → inventory item is resolved with ``productVariants(query: "sku:…")`` in bulk and cached.
+
+Budget: Shopify limits by *cost points* per app and store (Standard plan 100 points/s), so this
+channel's ``rate`` is in points. Every answer's ``extensions.cost.throttleStatus`` tells the real
+bucket; the budget adopts it and never believes it has more than ``currentlyAvailable``.
+
+Answers: 401 → refresh once then pause; 403 (missing scope) → pause; 429, 5xx and a ``THROTTLED``
+error → retry; other 4xx and ``MAX_COST_EXCEEDED`` → dead letter. ``userErrors`` point at one entry
+(``["input", "quantities", "3", …]``) and fail only that SKU; the mutation is all-or-nothing, so
+the entries it did not apply because of another's error are retried without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+from ..config import ChannelConfig
+from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..vault import Vault
+from . import http
+from .base import Connector, ItemResult, TokenAuth, Update
+from .webhook import excerpt
+
+API_VERSION = "2026-04"
+MAX_BATCH = 250  # every GraphQL input array is capped at 250 items
+SET_COST = 10.0  # a mutation's requested cost
+LOOKUP_CHUNK = 50  # SKUs per productVariants search
+NEVER_EXPIRES = 10 * 365 * 86400.0
+STALE = {"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"}
+PAUSE_CODES = {"ACCESS_DENIED", "UNAUTHORIZED", "FORBIDDEN"}
+
+SET_MUTATION = """mutation StockRelaySet($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input)%s {
+    inventoryAdjustmentGroup { id }
+    userErrors { field message code }
+  }
+}"""
+
+LOOKUP_QUERY = """query StockRelayVariants($first: Int!, $query: String!) {
+  productVariants(first: $first, query: $query) {
+    nodes { sku inventoryItem { id } }
+  }
+}"""
+
+
+def gid(kind: str, value: str) -> str:
+    """``123`` or ``gid://shopify/Location/123`` → the GID."""
+    value = value.strip()
+    return value if value.startswith("gid://") else f"gid://shopify/{kind}/{value}"
+
+
+def shop_domain(shop: str) -> str:
+    shop = shop.strip().removeprefix("https://").rstrip("/")
+    return shop if "." in shop else f"{shop}.myshopify.com"
+
+
+def lookup_cost(first: int) -> float:
+    """Requested cost of LOOKUP_QUERY: a connection costs 2 + first × (variant + inventory item)."""
+    return 2.0 + first * 2.0
+
+
+def search_term(sku: str) -> str:
+    return 'sku:"' + sku.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ShopifyConnector(Connector):
+    type = "shopify"
+    account_keys = ("shop", "location_id")
+
+    def __init__(
+        self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
+    ) -> None:
+        super().__init__(site, config, session, vault)
+        self.shop = shop_domain(config.account.get("shop", ""))
+        self.base = (config.api_base or f"https://{self.shop}").rstrip("/")
+        self.version = config.account.get("api_version") or API_VERSION
+        self.location = gid("Location", config.account.get("location_id", ""))
+        self.items: dict[str, str] = {}  # channel SKU → inventory item GID
+        self.auth = TokenAuth(self._fetch_token)
+        self._secrets: set[str] = set()
+
+    @property
+    def batch_size(self) -> int:
+        return min(self.config.batch_size, MAX_BATCH)
+
+    def cost(self, updates: Sequence[Update]) -> float:
+        return SET_COST
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.base}/admin/api/{self.version}/graphql.json"
+
+    # --- auth ----------------------------------------------------------------------------------
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        """A legacy ``access_token`` never expires; a client-credentials or rotating refresh grant does."""
+        creds = await http.load_credentials(self.credentials, (), "Shopify")
+        self._secrets.update(v for v in creds.values() if v)
+        url = f"{self.base}/admin/oauth/access_token"
+        timeout = self.config.timeout_seconds
+        if creds.get("refresh_token"):
+            form = {
+                "client_id": creds.get("client_id", ""),
+                "client_secret": creds.get("client_secret", ""),
+                "grant_type": "refresh_token",
+                "refresh_token": creds["refresh_token"],
+            }
+            doc = await http.token_grant(self.session, url, form, what="Shopify", timeout=timeout)
+            # The refresh token rotates on every use: persist the new one before using the access token.
+            if doc.get("refresh_token"):
+                self._secrets.add(str(doc["refresh_token"]))
+                await self.credentials.save({**creds, "refresh_token": str(doc["refresh_token"])})
+        elif creds.get("client_id") and creds.get("client_secret"):
+            form = {
+                "client_id": creds["client_id"],
+                "client_secret": creds["client_secret"],
+                "grant_type": "client_credentials",
+            }
+            doc = await http.token_grant(self.session, url, form, what="Shopify", timeout=timeout)
+        elif creds.get("access_token"):
+            return creds["access_token"], NEVER_EXPIRES
+        else:
+            raise AuthDeliveryError(
+                f"the Shopify credentials {self.credentials.name} need access_token,"
+                " or client_id and client_secret (and refresh_token for expiring offline tokens)"
+            )
+        token = str(doc["access_token"])
+        self._secrets.add(token)
+        return token, http.lifetime(doc, 3600.0)
+
+    # --- one GraphQL call ----------------------------------------------------------------------
+
+    async def _graphql(self, query: str, variables: Mapping[str, Any]) -> Any:
+        body = {"query": query, "variables": dict(variables)}
+
+        async def call(token: str) -> http.Answer:
+            headers = {"X-Shopify-Access-Token": token, "Content-Type": "application/json"}
+            return await http.send(
+                self.session,
+                "POST",
+                self.graphql_url,
+                timeout=self.config.timeout_seconds,
+                what="Shopify",
+                headers=headers,
+                json_body=body,
+            )
+
+        answer = await http.with_token(self.auth, call, "Shopify")
+        snippet = http.scrub(answer.text, self._secrets)
+        status = answer.status
+        if status == 403:
+            raise AuthDeliveryError(
+                "Shopify refused the app (403): a scope is missing (write_inventory, read_products);"
+                " re-authorize the app",
+                http_status=status,
+                excerpt=snippet,
+            )
+        if status == 429 or status >= 500:
+            if status == 429:
+                self.budget.throttled(answer.retry_after)
+            raise TransientDeliveryError(
+                f"Shopify answered {status}", answer.retry_after, http_status=status, excerpt=snippet
+            )
+        if status >= 400:
+            raise PermanentDeliveryError(
+                f"Shopify rejected the request ({status})", http_status=status, excerpt=snippet
+            )
+        doc = answer.json()
+        if not isinstance(doc, dict):
+            raise TransientDeliveryError("Shopify's answer was not JSON", http_status=status, excerpt=snippet)
+        wait = self._learn(doc.get("extensions"))
+        errors = doc.get("errors")
+        if errors:
+            self._raise_for_errors(errors, wait, status, snippet)
+        if doc.get("data") is None:
+            raise TransientDeliveryError("Shopify's answer held no data", http_status=status, excerpt=snippet)
+        return doc["data"]
+
+    def _learn(self, extensions: Any) -> float | None:
+        """Adopt the real bucket from ``throttleStatus``; returns how long the last query's cost takes to restore."""
+        cost = extensions.get("cost") if isinstance(extensions, dict) else None
+        status = cost.get("throttleStatus") if isinstance(cost, dict) else None
+        if not isinstance(status, dict):
+            return None
+        try:
+            maximum = float(status["maximumAvailable"])
+            available = float(status["currentlyAvailable"])
+            restore = float(status["restoreRate"])
+            requested = float(cost.get("requestedQueryCost") or SET_COST) if isinstance(cost, dict) else SET_COST
+        except (KeyError, TypeError, ValueError):
+            return None
+        if restore <= 0 or maximum <= 0:
+            return None
+        self.budget.adopt(restore, maximum)
+        self.budget.observe_remaining(available)
+        return max(0.0, (requested - available) / restore)
+
+    def _raise_for_errors(self, errors: Any, wait: float | None, status: int, snippet: str) -> None:
+        codes = set()
+        for error in errors if isinstance(errors, list) else [errors]:
+            ext = error.get("extensions") if isinstance(error, dict) else None
+            codes.add(str(ext.get("code")) if isinstance(ext, dict) else "")
+        if "THROTTLED" in codes:
+            self.budget.throttled(wait)
+            raise TransientDeliveryError(
+                "Shopify throttled the call (THROTTLED)", wait, http_status=status, excerpt=snippet
+            )
+        if codes & PAUSE_CODES:
+            raise AuthDeliveryError(
+                "Shopify denied access; check the app's scopes", http_status=status, excerpt=snippet
+            )
+        if "INTERNAL_SERVER_ERROR" in codes:
+            raise TransientDeliveryError("Shopify had an internal error", http_status=status, excerpt=snippet)
+        raise PermanentDeliveryError(
+            f"Shopify refused the query ({', '.join(sorted(c for c in codes if c)) or 'error'})",
+            http_status=status,
+            excerpt=snippet,
+        )
+
+    # --- SKU resolution ------------------------------------------------------------------------
+
+    async def _resolve(self, skus: Sequence[str]) -> dict[str, str]:
+        """Fill the cache for ``skus``; returns a readable reason for each SKU that cannot be set."""
+        problems: dict[str, str] = {}
+        missing = [s for s in dict.fromkeys(skus) if s not in self.items]
+        for start in range(0, len(missing), LOOKUP_CHUNK):
+            chunk = missing[start : start + LOOKUP_CHUNK]
+            first = min(MAX_BATCH, 2 * len(chunk))
+            await self.budget.acquire(lookup_cost(first))
+            query = " OR ".join(search_term(s) for s in chunk)
+            data = await self._graphql(LOOKUP_QUERY, {"first": first, "query": query})
+            found: dict[str, list[str]] = {}
+            nodes = ((data or {}).get("productVariants") or {}).get("nodes") or []
+            for node in nodes:
+                item = (node or {}).get("inventoryItem") or {}
+                if node.get("sku") in chunk and item.get("id"):
+                    found.setdefault(node["sku"], []).append(str(item["id"]))
+            for sku in chunk:
+                ids = sorted(set(found.get(sku, [])))
+                if len(ids) == 1:
+                    self.items[sku] = ids[0]
+                elif not ids:
+                    problems[sku] = f"SKU {sku} is not listed on Shopify shop {self.shop}"
+                else:
+                    problems[sku] = f"SKU {sku} matches {len(ids)} variants on Shopify shop {self.shop}; make it unique"
+        return problems
+
+    # --- the set ---------------------------------------------------------------------------------
+
+    def _modern(self) -> bool:
+        return self.version >= "2026-01" or self.version == "unstable"
+
+    def mutation(self, updates: Sequence[Update]) -> tuple[str, dict[str, Any]]:
+        """The query text and variables for one batch (resolved SKUs only)."""
+        digest = hashlib.sha256("\n".join(f"{u.idempotency_key}:{u.quantity}" for u in updates).encode()).digest()
+        key = str(uuid.UUID(bytes=digest[:16]))
+        entries: list[dict[str, Any]] = []
+        for u in updates:
+            entry: dict[str, Any] = {
+                "inventoryItemId": self.items[u.channel_sku],
+                "locationId": self.location,
+                "quantity": u.quantity,
+            }
+            if self._modern():
+                entry["changeFromQuantity"] = None  # explicit opt-out: the shop is the source of truth
+            entries.append(entry)
+        payload: dict[str, Any] = {
+            "name": "available",
+            "reason": "correction",
+            "referenceDocumentUri": f"gid://stock-relay/StockBatch/{key}",
+            "quantities": entries,
+        }
+        if not self._modern():
+            payload["ignoreCompareQuantity"] = True
+        directive = f' @idempotent(key: "{key}")' if self._modern() else ""
+        return SET_MUTATION % directive, {"input": payload}
+
+    async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
+        results: dict[str, ItemResult] = {}
+        problems = await self._resolve([u.channel_sku for u in updates])
+        for u in updates:
+            if u.channel_sku in problems:
+                results[u.sku] = ItemResult(PermanentDeliveryError(problems[u.channel_sku]))
+        ready = [u for u in updates if u.channel_sku not in problems]
+        if not ready:
+            return results
+        query, variables = self.mutation(ready)
+        data = await self._graphql(query, variables)
+        self.budget.succeeded()
+        outcome = (data or {}).get("inventorySetQuantities") or {}
+        results.update(self._judge(ready, outcome))
+        return results
+
+    def _judge(self, ready: Sequence[Update], outcome: Mapping[str, Any]) -> dict[str, ItemResult]:
+        errors: dict[int, DeliveryError] = {}
+        general: list[str] = []
+        for error in outcome.get("userErrors") or []:
+            index = _entry_index(error.get("field"))
+            code = str(error.get("code") or "")
+            message = excerpt(f"{code}: {error.get('message') or ''}".strip(": "))
+            if index is None or not 0 <= index < len(ready):
+                general.append(message)
+                continue
+            sku = ready[index].channel_sku
+            if code in STALE:
+                errors[index] = TransientDeliveryError(f"Shopify saw a concurrent change of {sku}: {message}")
+            else:
+                self.items.pop(sku, None)  # re-resolve on replay: the variant may have been recreated
+                errors[index] = PermanentDeliveryError(f"Shopify refused {sku}: {message}")
+        applied = outcome.get("inventoryAdjustmentGroup") is not None or not (errors or general)
+        results: dict[str, ItemResult] = {}
+        for index, u in enumerate(ready):
+            if index in errors:
+                results[u.sku] = ItemResult(errors[index], 200, errors[index].message)
+            elif general:
+                results[u.sku] = ItemResult(PermanentDeliveryError(f"Shopify refused the batch: {general[0]}"), 200)
+            elif not applied:
+                error = TransientDeliveryError("not applied: Shopify refused another item of the same call")
+                results[u.sku] = ItemResult(error, 200)
+            else:
+                results[u.sku] = ItemResult(None, 200)
+        return results
+
+
+def _entry_index(field: Any) -> int | None:
+    """``["input", "quantities", "3", "quantity"]`` → 3."""
+    if not isinstance(field, list):
+        return None
+    for before, value in zip(field, field[1:], strict=False):
+        if before == "quantities" and str(value).isdigit():
+            return int(value)
+    return None

@@ -1,0 +1,65 @@
+"""Helpers for the marketplace connector tests: a relay with a vault, one marketplace channel, and a drain
+that waits out short retry backoffs (bounded by a count of rounds, not by time)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from relay.client import stock_event
+from relay.config import ChannelConfig, Config, RateLimit
+from relay.vault import Vault
+
+from .conftest import RunningRelay, make_config
+
+VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
+
+
+def marketplace_config(state: Path, channel: ChannelConfig) -> Config:
+    return make_config(state, (channel,), vault_keys=(VAULT_KEY,))
+
+
+def channel(kind: str, api_base: str, account: dict[str, str], **overrides: Any) -> ChannelConfig:
+    base = ChannelConfig(
+        name=kind, type=kind, api_base=api_base, account=account, batch_size=50, rate=RateLimit(1000, 1000)
+    )
+    return replace(base, **overrides)
+
+
+def store_credentials(config: Config, name: str, values: dict[str, str]) -> Vault:
+    vault = Vault(config.vault_dir, config.vault_keys)
+    vault.write(name, values)
+    return vault
+
+
+async def send(r: RunningRelay, items: list[tuple[str, int]], version: int = 1) -> None:
+    events = [stock_event(index + 1, sku, qty, version) for index, (sku, qty) in enumerate(items)]
+    status, _ = await r.client.send_events(events)
+    assert status == 202
+
+
+async def settle(r: RunningRelay, rounds: int = 400) -> None:
+    """Drain until no delivery is pending (retries are due within the test dispatcher's 50 ms backoff)."""
+    for _ in range(rounds):
+        await r.drain()
+        if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("deliveries still pending")
+
+
+async def states(r: RunningRelay) -> dict[str, str]:
+    rows = await r.relay.store.read("SELECT sku, state FROM deliveries", ())
+    return {row[0]: row[1] for row in rows}
+
+
+async def dead_reasons(r: RunningRelay) -> dict[str, str]:
+    rows = await r.relay.store.read("SELECT sku, reason FROM dead_letters", ())
+    return {row[0]: row[1] for row in rows}
+
+
+async def audit_text(r: RunningRelay) -> str:
+    rows = await r.relay.store.read("SELECT COALESCE(detail, '') FROM audit", ())
+    return "\n".join(row[0] for row in rows)
