@@ -8,6 +8,7 @@ from ..config import ChannelConfig, Config
 from ..errors import ConfigError
 from ..vault import Vault
 from .base import Connector, ItemResult, TokenAuth, Update
+from .ebay import EbayConnector
 from .sandbox import SandboxConnector
 from .shopify import ShopifyConnector
 from .webhook import WebhookConnector
@@ -16,6 +17,7 @@ REGISTRY: dict[str, type[Connector]] = {
     SandboxConnector.type: SandboxConnector,
     WebhookConnector.type: WebhookConnector,
     ShopifyConnector.type: ShopifyConnector,
+    EbayConnector.type: EbayConnector,
 }
 
 

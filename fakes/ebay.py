@@ -1,0 +1,149 @@
+"""A fake eBay seller account: the Sell Inventory API's bulk quantity update and eBay's OAuth refresh.
+
+- ``POST /identity/v1/oauth2/token``: ``Authorization: Basic base64(client_id:client_secret)``,
+  form ``grant_type=refresh_token&refresh_token=…&scope=…`` → a user token for ``token_lifetime`` s.
+- ``POST /sell/inventory/v1/bulk_update_price_quantity``: ≤25 ``requests``; 200 when every item
+  took, 207 with one ``responses[]`` entry per item and per offer when results are mixed.
+- ``GET /sell/inventory/v1/offer?sku=``: the SKU's offers.
+- A call budget of ``calls_per_day`` (eBay's default Inventory API quota is 2,000,000/day) spread
+  as ``rate`` calls/s with ``burst``; over it: 429 with errorId 2001, as eBay answers.
+- ``revisions_per_day`` per SKU (250); past it the item fails with statusCode 400.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aiohttp import web
+
+from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer
+
+DAY = 86400.0
+
+
+def ebay_error(error_id: int, message: str, category: str = "REQUEST") -> dict[str, Any]:
+    return {"errorId": error_id, "domain": "API_INVENTORY", "category": category, "message": message}
+
+
+class FakeEbay(FakeMarketplace):
+    def __init__(
+        self,
+        rate: float = 2_000_000 / DAY,
+        burst: float = 25.0,
+        token_lifetime: float = 7200.0,
+        revisions_per_day: int = 250,
+        day_seconds: float = DAY,
+    ) -> None:
+        self.calls_bucket = Bucket(rate, burst)
+        self.tokens = TokenIssuer(token_lifetime, "v^1.1#i^1")
+        self.client_id = "relay-app-PRD"
+        self.client_secret = "PRD-ebay-client-secret"
+        self.refresh_token = self.tokens.new_refresh_token()
+        self.revisions_per_day = revisions_per_day
+        self.day_seconds = day_seconds
+        self.items: dict[str, int] = {}  # sku → shipToLocationAvailability.quantity
+        self.offers: dict[str, dict[str, Any]] = {}  # offerId → {sku, availableQuantity, status}
+        self.revisions: dict[str, Window] = {}
+        self.item_failures: dict[str, tuple[int, int]] = {}  # sku → (statusCode, errorId), for tests
+        super().__init__()
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/identity/v1/oauth2/token", self.token)
+        router.add_post("/sell/inventory/v1/bulk_update_price_quantity", self.bulk_update)
+        router.add_get("/sell/inventory/v1/offer", self.get_offers)
+
+    def add_item(self, sku: str, quantity: int = 0, offer_quantity: int | None = None) -> None:
+        self.items[sku] = quantity
+        if offer_quantity is not None:
+            offer_id = str(9_000_000 + len(self.offers))
+            self.offers[offer_id] = {"sku": sku, "availableQuantity": offer_quantity, "status": "PUBLISHED"}
+
+    def shown(self, sku: str) -> int | None:
+        """What the listing shows: the smaller of the item's quantity and its offers' shares."""
+        if sku not in self.items:
+            return None
+        shares = [o["availableQuantity"] for o in self.offers.values() if o["sku"] == sku]
+        return min([self.items[sku], *shares])
+
+    async def token(self, request: web.Request) -> web.Response:
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "client authentication failed"}, status=401
+            )
+        form = await request.post()
+        if form.get("grant_type") != "refresh_token" or self.tokens.use_refresh(str(form.get("refresh_token"))) is None:
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": "the provided authorization refresh token is invalid"},
+                status=400,
+            )
+        token, lifetime = self.tokens.issue()
+        return web.json_response(
+            {"access_token": token, "expires_in": int(lifetime), "token_type": "User Access Token"}
+        )
+
+    def _gate(self, request: web.Request) -> web.Response | None:
+        if not self.tokens.valid(bearer(request)):
+            error = {"errorId": 1001, "domain": "OAuth", "category": "REQUEST", "message": "Invalid access token"}
+            return web.json_response({"errors": [error]}, status=401)
+        if not self.calls_bucket.take():
+            self.throttled += 1
+            error = {"errorId": 2001, "domain": "ACCESS", "category": "REQUEST", "message": "Too many requests."}
+            return web.json_response({"errors": [error]}, status=429)
+        return None
+
+    async def get_offers(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        sku = request.query.get("sku", "")
+        offers = [{"offerId": oid, **offer} for oid, offer in self.offers.items() if offer["sku"] == sku]
+        if not offers:
+            return web.json_response({"errors": [ebay_error(25713, "This Offer is not available.")]}, status=404)
+        return web.json_response({"offers": offers, "total": len(offers)})
+
+    async def bulk_update(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        doc = await request.json()
+        requests = doc.get("requests") if isinstance(doc, dict) else None
+        if not isinstance(requests, list) or not 1 <= len(requests) <= 25:
+            return web.json_response({"errors": [ebay_error(25709, "Invalid value for requests.")]}, status=400)
+        responses: list[dict[str, Any]] = []
+        for entry in requests:
+            responses.extend(self._update_one(entry))
+        mixed = any(r["statusCode"] != 200 for r in responses)
+        return web.json_response({"responses": responses}, status=207 if mixed else 200)
+
+    def _update_one(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        sku = str(entry.get("sku"))
+        if sku in self.item_failures:
+            code, error_id = self.item_failures[sku]
+            return [{"sku": sku, "statusCode": code, "errors": [ebay_error(error_id, "scripted failure")]}]
+        if sku not in self.items:
+            return [{"sku": sku, "statusCode": 404, "errors": [ebay_error(25702, f"SKU {sku} is not available.")]}]
+        window = self.revisions.setdefault(sku, Window(self.revisions_per_day, self.day_seconds))
+        if not window.take():
+            error = ebay_error(25014, "The listing has reached its daily revision limit.", "BUSINESS")
+            return [{"sku": sku, "statusCode": 400, "errors": [error]}]
+        quantity = (entry.get("shipToLocationAvailability") or {}).get("quantity")
+        if isinstance(quantity, int):
+            self.items[sku] = quantity
+        answers = [{"sku": sku, "statusCode": 200}]
+        for offer in entry.get("offers") or []:
+            known = self.offers.get(str(offer.get("offerId")))
+            if known is None or known["sku"] != sku:
+                answers.append(
+                    {
+                        "sku": sku,
+                        "offerId": offer.get("offerId"),
+                        "statusCode": 400,
+                        "errors": [ebay_error(25709, "Invalid offerId.")],
+                    }
+                )
+                continue
+            known["availableQuantity"] = offer.get("availableQuantity", known["availableQuantity"])
+            answers.append({"sku": sku, "offerId": offer.get("offerId"), "statusCode": 200})
+        return answers

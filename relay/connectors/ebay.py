@@ -1,0 +1,242 @@
+"""eBay: absolute quantities through the Sell Inventory API's ``bulk_update_price_quantity``.
+
+One call carries up to 25 ``requests``, one per SKU, each setting
+``shipToLocationAvailability.quantity`` on the inventory item (the total eBay distributes to the
+SKU's offers). eBay answers 200 when every item took and 207 when results are mixed, with one
+``responses[]`` entry per item or offer; only the failed SKUs are retried or dead-lettered.
+
+Offers: the listing shows the smaller of the item's quantity and an offer's ``availableQuantity``.
+A seller who caps offers that way sets ``account.update_offers: "yes"``; the SKU's published
+offers are then looked up once (``GET /offer?sku=``, one call per SKU, cached) and each gets
+``availableQuantity`` too, as eBay's bulk-update guide advises. Left off, one call per 25 SKUs.
+
+Each listing may be revised at most 250 times per calendar day (Pacific time). The connector
+counts the revisions it makes per SKU and holds a SKU back (a retry after midnight, coalesced to its
+newest quantity) instead of letting eBay refuse it.
+
+Answers: 401 → refresh the user token once, then pause; 403 (scope) → pause; 429 (errorId 2001),
+5xx and errorId 25001 → retry; other 4xx → dead letter.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import aiohttp
+
+from ..config import ChannelConfig
+from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..vault import Vault
+from . import http
+from .base import Connector, ItemResult, TokenAuth, Update
+
+MAX_BATCH = 25
+DAILY_REVISIONS = 250
+SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
+RETRYABLE_ERRORS = {25001, 2001}  # system error; too many requests
+THROTTLE_WAIT = 60.0  # eBay's 429 usually carries no Retry-After
+
+
+def pacific() -> dt.tzinfo:
+    try:
+        return ZoneInfo("America/Los_Angeles")
+    except ZoneInfoNotFoundError:  # a system without tzdata: standard time is close enough
+        return dt.timezone(dt.timedelta(hours=-8))
+
+
+class RevisionBudget:
+    """Revisions made per SKU today (eBay's day, Pacific time); 250 per listing per day."""
+
+    def __init__(self, limit: int = DAILY_REVISIONS) -> None:
+        self.limit = limit
+        self.zone = pacific()
+        self._day: dt.date | None = None
+        self._counts: dict[str, int] = {}
+
+    def _today(self, now: dt.datetime) -> None:
+        day = now.astimezone(self.zone).date()
+        if day != self._day:
+            self._day, self._counts = day, {}
+
+    def exhausted(self, sku: str, now: dt.datetime) -> bool:
+        self._today(now)
+        return self._counts.get(sku, 0) >= self.limit
+
+    def spend(self, sku: str, now: dt.datetime) -> None:
+        self._today(now)
+        self._counts[sku] = self._counts.get(sku, 0) + 1
+
+    def seconds_to_midnight(self, now: dt.datetime) -> float:
+        local = now.astimezone(self.zone)
+        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), local.tzinfo)
+        return max(1.0, (midnight - local).total_seconds())
+
+
+class EbayConnector(Connector):
+    type = "ebay"
+    account_keys = ()
+
+    def __init__(
+        self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
+    ) -> None:
+        super().__init__(site, config, session, vault)
+        self.base = (config.api_base or "https://api.ebay.com").rstrip("/")
+        self.update_offers = config.account.get("update_offers", "no").lower() in ("yes", "true", "1")
+        self.offers: dict[str, list[str]] = {}  # SKU → published offer ids (only with update_offers)
+        self.revisions = RevisionBudget()
+        self.auth = TokenAuth(self._fetch_token)
+        self._secrets: set[str] = set()
+
+    @property
+    def batch_size(self) -> int:
+        return min(self.config.batch_size, MAX_BATCH)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        creds = await http.load_credentials(self.credentials, ("client_id", "client_secret", "refresh_token"), "eBay")
+        self._secrets.update(v for v in creds.values() if v)
+        basic = base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
+        self._secrets.add(basic)
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": creds["refresh_token"],
+            "scope": creds.get("scope") or SCOPE,
+        }
+        doc = await http.token_grant(
+            self.session,
+            f"{self.base}/identity/v1/oauth2/token",
+            form,
+            what="eBay",
+            timeout=self.config.timeout_seconds,
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        token = str(doc["access_token"])
+        self._secrets.add(token)
+        return token, http.lifetime(doc, 7200.0)
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None
+    ) -> http.Answer:
+        async def call(token: str) -> http.Answer:
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            }
+            return await http.send(
+                self.session,
+                method,
+                f"{self.base}/sell/inventory/v1{path}",
+                timeout=self.config.timeout_seconds,
+                what="eBay",
+                headers=headers,
+                json_body=body,
+                params=params,
+            )
+
+        answer = await http.with_token(self.auth, call, "eBay")
+        status, snippet = answer.status, http.scrub(answer.text, self._secrets)
+        if status == 403:
+            raise AuthDeliveryError(
+                "eBay refused the token's scope (403); grant the sell.inventory scope again",
+                http_status=status,
+                excerpt=snippet,
+            )
+        if status == 429:
+            wait = THROTTLE_WAIT if answer.retry_after is None else answer.retry_after
+            self.budget.throttled(wait)
+            raise TransientDeliveryError("eBay throttled the call (429)", wait, http_status=status, excerpt=snippet)
+        if status >= 500:
+            raise TransientDeliveryError(
+                f"eBay answered {status}", answer.retry_after, http_status=status, excerpt=snippet
+            )
+        return answer
+
+    async def _offers_for(self, sku: str) -> list[str]:
+        if sku not in self.offers:
+            await self.budget.acquire(1.0)
+            answer = await self._call("GET", "/offer", params={"sku": sku})
+            doc = answer.json() if answer.status == 200 else None
+            found = (doc or {}).get("offers") or []
+            self.offers[sku] = [str(o["offerId"]) for o in found if o.get("offerId") and o.get("status") == "PUBLISHED"]
+        return self.offers[sku]
+
+    async def body(self, updates: Sequence[Update]) -> dict[str, Any]:
+        requests = []
+        for u in updates:
+            entry: dict[str, Any] = {"sku": u.channel_sku, "shipToLocationAvailability": {"quantity": u.quantity}}
+            if self.update_offers:
+                offer_ids = await self._offers_for(u.channel_sku)
+                if offer_ids:
+                    entry["offers"] = [{"offerId": o, "availableQuantity": u.quantity} for o in offer_ids]
+            requests.append(entry)
+        return {"requests": requests}
+
+    async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
+        now = dt.datetime.now(dt.UTC)
+        results: dict[str, ItemResult] = {}
+        ready = []
+        for u in updates:
+            if self.revisions.exhausted(u.channel_sku, now):
+                wait = self.revisions.seconds_to_midnight(now)
+                error = TransientDeliveryError(
+                    f"SKU {u.channel_sku} used eBay's {DAILY_REVISIONS} revisions for today; the newest quantity goes"
+                    " out after midnight Pacific time",
+                    wait,
+                )
+                results[u.sku] = ItemResult(error)
+            else:
+                ready.append(u)
+        if not ready:
+            return results
+        answer = await self._call("POST", "/bulk_update_price_quantity", await self.body(ready))
+        for u in ready:
+            self.revisions.spend(u.channel_sku, now)
+        results.update(self._judge(ready, answer))
+        return results
+
+    def _judge(self, ready: Sequence[Update], answer: http.Answer) -> dict[str, ItemResult]:
+        status, snippet = answer.status, http.scrub(answer.text, self._secrets)
+        doc = answer.json()
+        responses = (doc or {}).get("responses") if isinstance(doc, dict) else None
+        if not isinstance(responses, list):
+            if 200 <= status < 300:
+                self.budget.succeeded()
+                return {u.sku: ItemResult(None, status) for u in ready}
+            error = PermanentDeliveryError(
+                f"eBay rejected the call ({status}): {_messages(doc)}", http_status=status, excerpt=snippet
+            )
+            return {u.sku: ItemResult(error, status, snippet) for u in ready}
+        self.budget.succeeded()
+        by_sku: dict[str, list[dict[str, Any]]] = {}
+        for entry in responses:
+            if isinstance(entry, dict):
+                by_sku.setdefault(str(entry.get("sku")), []).append(entry)
+        results: dict[str, ItemResult] = {}
+        for u in ready:
+            entries = by_sku.get(u.channel_sku)
+            if not entries:
+                missing = TransientDeliveryError("eBay's answer had no result for this SKU", http_status=status)
+                results[u.sku] = ItemResult(missing, status)
+                continue
+            failed = [e for e in entries if int(e.get("statusCode") or 0) >= 300]
+            results[u.sku] = ItemResult(_item_error(u.channel_sku, failed) if failed else None, status)
+        return results
+
+
+def _messages(doc: Any) -> str:
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    parts = [f"{e.get('errorId')} {e.get('message', '')}".strip() for e in errors or [] if isinstance(e, dict)]
+    return "; ".join(parts)[:200] or "no details"
+
+
+def _item_error(sku: str, failed: list[dict[str, Any]]) -> DeliveryError:
+    codes = {int(e.get("statusCode") or 0) for e in failed}
+    ids = {int(err.get("errorId") or 0) for e in failed for err in e.get("errors") or [] if isinstance(err, dict)}
+    detail = "; ".join(_messages(e) for e in failed)
+    if ids & RETRYABLE_ERRORS or any(code >= 500 or code == 429 for code in codes):
+        return TransientDeliveryError(f"eBay could not update {sku} now: {detail}", http_status=max(codes))
+    return PermanentDeliveryError(f"eBay refused {sku}: {detail}", http_status=max(codes), excerpt=detail[:200])

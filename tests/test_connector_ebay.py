@@ -1,0 +1,143 @@
+"""The eBay connector against the fake eBay account, through a real relay."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from fakes.ebay import FakeEbay
+from relay.connectors.ebay import RevisionBudget
+
+from .marketplaces import audit_text, channel, dead_reasons, marketplace_config, send, settle, states, store_credentials
+
+
+@pytest.fixture
+async def ebay() -> AsyncIterator[FakeEbay]:
+    fake = FakeEbay()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def start(start_relay, tmp_path: Path, ebay: FakeEbay, account: dict[str, str] | None = None, refresh=None):
+    config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, account or {}))
+    creds = {
+        "client_id": ebay.client_id,
+        "client_secret": ebay.client_secret,
+        "refresh_token": refresh or ebay.refresh_token,
+    }
+    store_credentials(config, "main/ebay", creds)
+    return await start_relay(config)
+
+
+def bulk_calls(ebay: FakeEbay) -> list[dict]:
+    return [r.json for r in ebay.calls("bulk_update_price_quantity")]
+
+
+async def test_packs_25_skus_per_call(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
+    """30 SKUs go out as 25 + 5 requests, each setting shipToLocationAvailability.quantity."""
+    skus = [f"S{i:02d}" for i in range(30)]
+    for sku in skus:
+        ebay.add_item(sku, 1)
+    r = await start(start_relay, tmp_path, ebay)
+    await send(r, [(sku, i) for i, sku in enumerate(skus)])
+    await settle(r)
+    assert [len(c["requests"]) for c in bulk_calls(ebay)] == [25, 5]
+    assert all(ebay.items[sku] == i for i, sku in enumerate(skus))
+    assert bulk_calls(ebay)[0]["requests"][0] == {"sku": "S00", "shipToLocationAvailability": {"quantity": 0}}
+    assert ebay.calls("bulk_update")[0].headers["authorization"].startswith("Bearer ")
+
+
+async def test_207_retries_transient_items_and_dead_letters_permanent(start_relay, tmp_path: Path, ebay) -> None:
+    """In a 207, a 25001 system error is retried alone and a refused SKU dead-lettered; the rest are done."""
+    for sku in ("OK", "FLAKY"):
+        ebay.add_item(sku)
+    ebay.item_failures["FLAKY"] = (500, 25001)
+    r = await start(start_relay, tmp_path, ebay)
+    await send(r, [("OK", 3), ("FLAKY", 4), ("NOPE", 5)])
+    await r.drain()
+    ebay.item_failures.clear()
+    await settle(r)
+    assert await states(r) == {"OK": "delivered", "FLAKY": "delivered", "NOPE": "dead"}
+    assert "eBay refused NOPE" in (await dead_reasons(r))["NOPE"]
+    assert [sorted(x["sku"] for x in c["requests"]) for c in bulk_calls(ebay)] == [["FLAKY", "NOPE", "OK"], ["FLAKY"]]
+    assert ebay.items == {"OK": 3, "FLAKY": 4}
+
+
+async def test_throttle_429_is_retried_and_slows_the_budget(start_relay, tmp_path: Path, ebay) -> None:
+    """A 429 (errorId 2001) halves the budget and the batch is retried after the Retry-After."""
+    ebay.add_item("A")
+    r = await start(start_relay, tmp_path, ebay)
+    ebay.fail_next(1, 429, {"Retry-After": "0"}, {"errors": [{"errorId": 2001}]}, path="bulk_update")
+    await send(r, [("A", 8)])
+    await settle(r)
+    assert ebay.items["A"] == 8
+    assert r.relay.workers[("main", "ebay")].connector.budget.throttles == 1
+
+
+async def test_expired_user_token_is_refreshed_and_secrets_stay_out(start_relay, tmp_path: Path, ebay) -> None:
+    """A 401 gets one refresh with the stored refresh token; neither token reaches the audit log."""
+    ebay.add_item("A")
+    r = await start(start_relay, tmp_path, ebay)
+    await send(r, [("A", 1)])
+    await settle(r)
+    ebay.tokens.expire_all()
+    await send(r, [("A", 2)], version=2)
+    await settle(r)
+    assert ebay.items["A"] == 2 and ebay.tokens.issued == 2
+    refresh = ebay.calls("oauth2/token")[-1].form
+    assert refresh["grant_type"] == "refresh_token" and "sell.inventory" in refresh["scope"]
+    text = await audit_text(r)
+    assert ebay.refresh_token not in text and ebay.client_secret not in text
+
+
+async def test_revoked_consent_pauses_the_channel(start_relay, tmp_path: Path, ebay) -> None:
+    """An invalid_grant from the token endpoint pauses the channel; nothing is dead-lettered."""
+    ebay.add_item("A")
+    r = await start(start_relay, tmp_path, ebay, refresh="v^1.1#revoked")
+    await send(r, [("A", 1)])
+    await r.drain()
+    worker = r.relay.workers[("main", "ebay")]
+    assert worker.circuit.state != "closed" and "invalid_grant" in worker.circuit.reason
+    assert await states(r) == {"A": "pending"}
+
+
+async def test_offers_are_updated_when_asked(start_relay, tmp_path: Path, ebay) -> None:
+    """With update_offers, each published offer gets availableQuantity so the listing shows the new quantity."""
+    ebay.add_item("A", 1, offer_quantity=1)
+    r = await start(start_relay, tmp_path, ebay, {"update_offers": "yes"})
+    await send(r, [("A", 9)])
+    await settle(r)
+    assert ebay.shown("A") == 9
+    assert bulk_calls(ebay)[0]["requests"][0]["offers"][0]["availableQuantity"] == 9
+
+
+def test_daily_revision_budget_resets_at_pacific_midnight() -> None:
+    """250 revisions per SKU per day; the 251st waits until eBay's next day."""
+    budget = RevisionBudget(limit=2)
+    noon = dt.datetime(2026, 3, 2, 20, 0, tzinfo=dt.UTC)  # 12:00 in Los Angeles
+    budget.spend("A", noon)
+    assert not budget.exhausted("A", noon)
+    budget.spend("A", noon)
+    assert budget.exhausted("A", noon) and not budget.exhausted("B", noon)
+    assert budget.seconds_to_midnight(noon) == pytest.approx(12 * 3600)
+    assert not budget.exhausted("A", noon + dt.timedelta(hours=12, seconds=1))
+
+
+async def test_sku_over_its_revisions_is_held_back(start_relay, tmp_path: Path, ebay) -> None:
+    """A SKU that used its daily revisions is not sent (it would be refused); it waits, its neighbours go."""
+    for sku in ("A", "B"):
+        ebay.add_item(sku)
+    r = await start(start_relay, tmp_path, ebay)
+    connector = r.relay.workers[("main", "ebay")].connector
+    now = dt.datetime.now(dt.UTC)
+    for _ in range(250):
+        connector.revisions.spend("A", now)
+    await send(r, [("A", 5), ("B", 6)])
+    await r.drain()
+    assert [sorted(x["sku"] for x in c["requests"]) for c in bulk_calls(ebay)] == [["B"]]
+    error = await r.count("SELECT last_error FROM deliveries WHERE sku = 'A'")
+    assert "250 revisions" in error
