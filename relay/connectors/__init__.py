@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from ..vault import Vault
 from .base import Connector, ItemResult, TokenAuth, Update
 from .ebay import EbayConnector
+from .etsy import EtsyConnector
 from .sandbox import SandboxConnector
 from .shopify import ShopifyConnector
 from .webhook import WebhookConnector
@@ -18,6 +19,7 @@ REGISTRY: dict[str, type[Connector]] = {
     WebhookConnector.type: WebhookConnector,
     ShopifyConnector.type: ShopifyConnector,
     EbayConnector.type: EbayConnector,
+    EtsyConnector.type: EtsyConnector,
 }
 
 

@@ -1,0 +1,260 @@
+"""A fake Etsy shop: listing inventories as Open API v3 serves them, and Etsy's OAuth refresh.
+
+- ``POST /v3/public/oauth/token``: ``grant_type=refresh_token&client_id=<keystring>&refresh_token=…``
+  → ``{access_token: "<user id>.<token>", expires_in: 3600, refresh_token}``.
+- Every other call needs ``x-api-key: <keystring>:<shared secret>`` and a valid bearer token.
+- ``GET /v3/application/shops/{shop_id}/listings?state&limit&offset`` → listings with their ``skus``.
+- ``GET``/``PUT /v3/application/listings/{listing_id}/inventory``: the PUT replaces every product.
+  It refuses (400) a body without ``products`` or an offering without price/quantity/is_enabled,
+  and different quantities when ``quantity_on_property`` is empty, as Etsy does.
+- ``qps`` per second and ``qpd`` per rolling ``day_seconds``; ``x-limit-per-second``,
+  ``x-remaining-this-second``, ``x-limit-per-day``, ``x-remaining-today`` on every answer; over a
+  limit: 429 with ``retry-after``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aiohttp import web
+
+from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer
+
+DAY = 86400.0
+
+
+class FakeEtsy(FakeMarketplace):
+    def __init__(
+        self,
+        qps: float = 10.0,
+        qpd: int = 10_000,
+        day_seconds: float = DAY,
+        token_lifetime: float = 3600.0,
+        shop_id: int = 5550001,
+    ) -> None:
+        self.second = Bucket(qps, qps)
+        self.day = Window(qpd, day_seconds)
+        self.qps, self.qpd = qps, qpd
+        self.tokens = TokenIssuer(token_lifetime, "87654321")
+        self.keystring = "etsykeystring01"
+        self.shared_secret = "etsysharedsecret01"
+        self.refresh_token = self.tokens.new_refresh_token()
+        self.shop_id = shop_id
+        self.inventories: dict[int, dict[str, Any]] = {}  # listing id → inventory as GET returns it
+        self.states: dict[int, str] = {}
+        self._next_id = 100
+        super().__init__()
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v3/public/oauth/token", self.token)
+        router.add_get("/v3/application/shops/{shop_id}/listings", self.shop_listings)
+        router.add_get("/v3/application/listings/{listing_id}/inventory", self.get_inventory)
+        router.add_put("/v3/application/listings/{listing_id}/inventory", self.put_inventory)
+
+    # --- state for tests and benches ---------------------------------------------------------------
+
+    def _id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def add_listing(
+        self, skus: dict[str, int], quantity_varies: bool = True, state: str = "active", price: int = 1500
+    ) -> int:
+        """A listing whose products are ``skus`` (SKU → quantity), varying by a "Size" property."""
+        listing = self._id()
+        products = []
+        for index, (sku, quantity) in enumerate(skus.items()):
+            products.append(
+                {
+                    "product_id": self._id(),
+                    "sku": sku,
+                    "is_deleted": False,
+                    "offerings": [
+                        {
+                            "offering_id": self._id(),
+                            "quantity": quantity,
+                            "is_enabled": True,
+                            "is_deleted": False,
+                            "price": {"amount": price + index, "divisor": 100, "currency_code": "EUR"},
+                        }
+                    ],
+                    "property_values": [
+                        {
+                            "property_id": 100,
+                            "property_name": "Size",
+                            "scale_id": None,
+                            "scale_name": None,
+                            "value_ids": [1000 + index],
+                            "values": [f"size-{index}"],
+                        }
+                    ]
+                    if len(skus) > 1
+                    else [],
+                }
+            )
+        varies = [100] if len(skus) > 1 and quantity_varies else []
+        self.inventories[listing] = {
+            "products": products,
+            "price_on_property": [100] if len(skus) > 1 else [],
+            "quantity_on_property": varies,
+            "sku_on_property": [100] if len(skus) > 1 else [],
+            "listing": None,
+        }
+        self.states[listing] = state
+        return listing
+
+    def quantity(self, sku: str) -> int | None:
+        for inventory in self.inventories.values():
+            for product in inventory["products"]:
+                if product["sku"] == sku and not product["is_deleted"]:
+                    return int(product["offerings"][0]["quantity"])
+        return None
+
+    def product(self, sku: str) -> dict[str, Any] | None:
+        for inventory in self.inventories.values():
+            for product in inventory["products"]:
+                if product["sku"] == sku:
+                    return product
+        return None
+
+    # --- endpoints ------------------------------------------------------------------------------
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("client_id") != self.keystring:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        if form.get("grant_type") != "refresh_token" or self.tokens.use_refresh(str(form.get("refresh_token"))) is None:
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": "Invalid refresh token"}, status=400
+            )
+        token, lifetime = self.tokens.issue()
+        return web.json_response(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(lifetime),
+                "refresh_token": self.refresh_token,
+            }
+        )
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "x-limit-per-second": str(int(self.qps)),
+            "x-remaining-this-second": str(int(self.second.available)),
+            "x-limit-per-day": str(self.qpd),
+            "x-remaining-today": str(self.day.remaining),
+        }
+
+    def _gate(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("x-api-key") != f"{self.keystring}:{self.shared_secret}":
+            return web.json_response({"error": "Shared secret is required in x-api-key header"}, status=403)
+        if not self.tokens.valid(bearer(request)):
+            return web.json_response({"error": "invalid_token"}, status=401)
+        if self.day.remaining <= 0 or not self.second.take():
+            self.throttled += 1
+            retry = max(1, math.ceil(self.second.seconds_until()))
+            return web.json_response(
+                {"error": "You have exceeded your quota"},
+                status=429,
+                headers={**self._headers(), "retry-after": str(retry)},
+            )
+        self.day.take()
+        return None
+
+    async def shop_listings(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        if request.match_info["shop_id"] != str(self.shop_id):
+            return web.json_response({"error": "Shop not found"}, status=404, headers=self._headers())
+        state = request.query.get("state", "active")
+        limit = min(100, int(request.query.get("limit", "25")))
+        offset = int(request.query.get("offset", "0"))
+        matching = [lid for lid in sorted(self.inventories) if self.states[lid] == state]
+        page = matching[offset : offset + limit]
+        results = [
+            {
+                "listing_id": lid,
+                "shop_id": self.shop_id,
+                "state": state,
+                "skus": [p["sku"] for p in self.inventories[lid]["products"] if not p["is_deleted"]],
+            }
+            for lid in page
+        ]
+        return web.json_response({"count": len(matching), "results": results}, headers=self._headers())
+
+    def _listing(self, request: web.Request) -> int | None:
+        raw = request.match_info["listing_id"]
+        return int(raw) if raw.isdigit() and int(raw) in self.inventories else None
+
+    async def get_inventory(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        listing = self._listing(request)
+        if listing is None:
+            return web.json_response({"error": "Listing not found"}, status=404, headers=self._headers())
+        return web.json_response(self.inventories[listing], headers=self._headers())
+
+    async def put_inventory(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        listing = self._listing(request)
+        if listing is None:
+            return web.json_response({"error": "Listing not found"}, status=404, headers=self._headers())
+        body = await request.json()
+        problem = self._check(body)
+        if problem:
+            return web.json_response({"error": problem}, status=400, headers=self._headers())
+        self.inventories[listing] = self._stored(body)
+        return web.json_response(self.inventories[listing], headers=self._headers())
+
+    def _check(self, body: Any) -> str | None:
+        if not isinstance(body, dict) or not isinstance(body.get("products"), list) or not body["products"]:
+            return "products is required"
+        quantities = set()
+        for product in body["products"]:
+            offerings = product.get("offerings")
+            if not isinstance(offerings, list) or not offerings:
+                return "each product needs offerings"
+            for offering in offerings:
+                if not all(key in offering for key in ("price", "quantity", "is_enabled")):
+                    return "each offering needs price, quantity and is_enabled"
+                if not 0 <= int(offering["quantity"]) <= 999:
+                    return "quantity must be between 0 and 999"
+                quantities.add(int(offering["quantity"]))
+        if len(quantities) > 1 and not body.get("quantity_on_property"):
+            return "quantities differ but quantity_on_property is empty"
+        return None
+
+    def _stored(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What a GET returns after the PUT: new product and offering ids, prices as Money."""
+        products = []
+        for product in body["products"]:
+            products.append(
+                {
+                    "product_id": self._id(),
+                    "sku": product.get("sku"),
+                    "is_deleted": False,
+                    "offerings": [
+                        {
+                            "offering_id": self._id(),
+                            "quantity": int(o["quantity"]),
+                            "is_enabled": bool(o["is_enabled"]),
+                            "is_deleted": False,
+                            "price": {"amount": round(float(o["price"]) * 100), "divisor": 100, "currency_code": "EUR"},
+                        }
+                        for o in product["offerings"]
+                    ],
+                    "property_values": [{**v, "scale_name": None} for v in product.get("property_values") or []],
+                }
+            )
+        return {
+            "products": products,
+            "price_on_property": body.get("price_on_property") or [],
+            "quantity_on_property": body.get("quantity_on_property") or [],
+            "sku_on_property": body.get("sku_on_property") or [],
+            "listing": None,
+        }

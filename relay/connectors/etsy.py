@@ -1,0 +1,237 @@
+"""Etsy: read-modify-write of a listing's whole inventory, one listing per call.
+
+Etsy has no per-SKU quantity call: ``PUT /v3/application/listings/{listing_id}/inventory``
+replaces every product of the listing. So for each listing the connector reads the inventory
+(``GET`` the same path), changes only the offerings of the products whose SKU it was asked to set,
+and writes everything back as read: other variations keep their quantities, prices, property
+values and enabled flags. SKUs of one listing in the same batch share that one read and write.
+
+SKU → listing comes from the shop's listings (``GET /v3/application/shops/{shop_id}/listings``,
+100 per page, their ``skus``), scanned once and cached; a SKU still unknown after a rescan (at most
+every few minutes) is a permanent error naming the shop.
+
+Limits: 10 queries/s and 10,000 per rolling day per app (defaults; the developer portal shows an
+app's own). Every call is charged to the budget, and ``x-remaining-this-second`` /
+``x-remaining-today`` can only lower what it believes is left; a 429 honours ``retry-after``.
+
+Answers: 401 → refresh once, then pause; 403 → pause; 429 and 5xx → retry; 400 and 404 → dead
+letter (a 404 also forgets the cached listing, so a replay looks the SKU up again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+from ..config import ChannelConfig
+from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..vault import Vault
+from . import http
+from .base import Connector, ItemResult, TokenAuth, Update
+
+PAGE = 100
+RESCAN_SECONDS = 300.0
+STATES = ("active", "sold_out", "inactive", "draft", "expired")
+MAX_QUANTITY = 999  # Etsy's largest offering quantity
+
+
+class EtsyConnector(Connector):
+    type = "etsy"
+    account_keys = ("shop_id",)
+
+    def __init__(
+        self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
+    ) -> None:
+        super().__init__(site, config, session, vault)
+        self.base = (config.api_base or "https://api.etsy.com").rstrip("/")
+        self.shop_id = config.account.get("shop_id", "")
+        self.listings: dict[str, int] = {}  # channel SKU → listing id
+        self.scanned_at = float("-inf")
+        self.auth = TokenAuth(self._fetch_token)
+        self._api_key = ""
+        self._secrets: set[str] = set()
+
+    def cost(self, updates: Sequence[Update]) -> float:
+        return 0.0  # a read and a write per listing: push charges each call as it makes it
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        creds = await http.load_credentials(self.credentials, ("keystring", "refresh_token"), "Etsy")
+        self._secrets.update(v for v in creds.values() if v)
+        # Etsy now wants "keystring:shared_secret" in x-api-key; older apps send the keystring alone.
+        secret = creds.get("shared_secret")
+        self._api_key = f"{creds['keystring']}:{secret}" if secret else creds["keystring"]
+        form = {"grant_type": "refresh_token", "client_id": creds["keystring"], "refresh_token": creds["refresh_token"]}
+        doc = await http.token_grant(
+            self.session, f"{self.base}/v3/public/oauth/token", form, what="Etsy", timeout=self.config.timeout_seconds
+        )
+        new_refresh = str(doc.get("refresh_token") or "")
+        if new_refresh and new_refresh != creds["refresh_token"]:
+            self._secrets.add(new_refresh)
+            await self.credentials.save({**creds, "refresh_token": new_refresh})
+        token = str(doc["access_token"])
+        self._secrets.add(token)
+        return token, http.lifetime(doc, 3600.0)
+
+    async def _call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        """One charged call; returns the parsed body of a 2xx or raises the classified error."""
+        await self.budget.acquire(1.0)
+
+        async def call(token: str) -> http.Answer:
+            headers = {"x-api-key": self._api_key, "Authorization": f"Bearer {token}", "Accept": "application/json"}
+            return await http.send(
+                self.session,
+                method,
+                f"{self.base}{path}",
+                timeout=self.config.timeout_seconds,
+                what="Etsy",
+                headers=headers,
+                json_body=body,
+                params=params,
+            )
+
+        answer = await http.with_token(self.auth, call, "Etsy")
+        self._learn(answer)
+        status, snippet = answer.status, http.scrub(answer.text, self._secrets)
+        doc = answer.json()
+        if 200 <= status < 300:
+            self.budget.succeeded()
+            return doc
+        message = str(doc.get("error") or "") if isinstance(doc, dict) else ""
+        if status == 403:
+            raise AuthDeliveryError(
+                f"Etsy refused access (403: {message or 'forbidden'}); check the app's listings_w scope and shop",
+                http_status=status,
+                excerpt=snippet,
+            )
+        if status == 429 or status >= 500:
+            if status == 429:
+                self.budget.throttled(answer.retry_after)
+            raise TransientDeliveryError(
+                f"Etsy answered {status}", answer.retry_after, http_status=status, excerpt=snippet
+            )
+        raise PermanentDeliveryError(
+            f"Etsy refused the request ({status}{': ' + message if message else ''})",
+            http_status=status,
+            excerpt=snippet,
+        )
+
+    def _learn(self, answer: http.Answer) -> None:
+        for name in ("x-remaining-this-second", "x-remaining-today"):
+            value = answer.header(name)
+            if value is not None and value.strip().lstrip("-").isdigit():
+                self.budget.observe_remaining(float(value))
+
+    # --- SKU → listing ------------------------------------------------------------------------
+
+    async def _scan(self) -> None:
+        """Read every listing of the shop, in every state a stocked product can be in, for its SKUs."""
+        self.scanned_at = time.monotonic()
+        for state in STATES:
+            offset = 0
+            while True:
+                params = {"state": state, "limit": str(PAGE), "offset": str(offset)}
+                doc = await self._call("GET", f"/v3/application/shops/{self.shop_id}/listings", params=params)
+                results = (doc or {}).get("results") or []
+                for listing in results:
+                    for sku in listing.get("skus") or []:
+                        self.listings[str(sku)] = int(listing["listing_id"])
+                offset += PAGE
+                if len(results) < PAGE or offset >= int((doc or {}).get("count") or 0):
+                    break
+
+    async def _resolve(self, skus: Sequence[str]) -> None:
+        if any(s not in self.listings for s in skus) and time.monotonic() - self.scanned_at >= RESCAN_SECONDS:
+            await self._scan()
+
+    # --- the write ------------------------------------------------------------------------------
+
+    def inventory_body(self, inventory: Mapping[str, Any], quantities: Mapping[str, int]) -> dict[str, Any]:
+        """The PUT body: the listing's inventory as read, with ``quantities`` (SKU → quantity) applied."""
+        products = []
+        for product in inventory.get("products") or []:
+            if product.get("is_deleted"):
+                continue
+            sku = product.get("sku")
+            offerings = []
+            for offering in product.get("offerings") or []:
+                if offering.get("is_deleted"):
+                    continue
+                price = offering.get("price") or {}
+                quantity = quantities.get(sku, offering.get("quantity", 0)) if sku else offering.get("quantity", 0)
+                offerings.append(
+                    {
+                        "price": price.get("amount", 0) / (price.get("divisor") or 1),
+                        "quantity": min(MAX_QUANTITY, int(quantity)),
+                        "is_enabled": bool(offering.get("is_enabled", True)),
+                    }
+                )
+            values = [
+                {
+                    key: value[key]
+                    for key in ("property_id", "value_ids", "scale_id", "property_name", "values")
+                    if key in value
+                }
+                for value in product.get("property_values") or []
+            ]
+            products.append({"sku": sku, "property_values": values, "offerings": offerings})
+        return {
+            "products": products,
+            "price_on_property": list(inventory.get("price_on_property") or []),
+            "quantity_on_property": list(inventory.get("quantity_on_property") or []),
+            "sku_on_property": list(inventory.get("sku_on_property") or []),
+        }
+
+    async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
+        await self._resolve([u.channel_sku for u in updates])
+        results: dict[str, ItemResult] = {}
+        by_listing: dict[int, list[Update]] = {}
+        for u in updates:
+            listing = self.listings.get(u.channel_sku)
+            if listing is None:
+                error = PermanentDeliveryError(f"SKU {u.channel_sku} is not listed on Etsy shop {self.shop_id}")
+                results[u.sku] = ItemResult(error)
+            else:
+                by_listing.setdefault(listing, []).append(u)
+        for listing, group in by_listing.items():
+            try:
+                await self._write_listing(listing, group)
+                outcome = ItemResult(None, 200)
+                results.update({u.sku: outcome for u in group})
+            except AuthDeliveryError:
+                raise
+            except DeliveryError as exc:
+                results.update({u.sku: ItemResult(exc, exc.http_status, exc.excerpt) for u in group})
+        return results
+
+    async def _write_listing(self, listing: int, group: Sequence[Update]) -> None:
+        path = f"/v3/application/listings/{listing}/inventory"
+        try:
+            inventory = await self._call("GET", path)
+        except PermanentDeliveryError as exc:
+            if exc.http_status == 404:
+                for u in group:
+                    self.listings.pop(u.channel_sku, None)
+            raise
+        if not isinstance(inventory, dict):
+            raise TransientDeliveryError(f"Etsy's inventory of listing {listing} was unreadable")
+        skus = {p.get("sku") for p in inventory.get("products") or [] if not p.get("is_deleted")}
+        absent = [u.channel_sku for u in group if u.channel_sku not in skus]
+        if absent:  # the listing changed since the scan: look again next time
+            for sku in absent:
+                self.listings.pop(sku, None)
+            raise TransientDeliveryError(
+                f"listing {listing} no longer holds SKU {absent[0]}; it will be looked up again"
+            )
+        live = [p for p in inventory.get("products") or [] if not p.get("is_deleted")]
+        if len(live) > 1 and not inventory.get("quantity_on_property"):
+            wanted = {u.quantity for u in group}
+            if len(group) < len(live) or len(wanted) > 1:
+                raise PermanentDeliveryError(
+                    f"Etsy listing {listing} keeps one quantity for all its variations, so SKU {group[0].channel_sku}"
+                    " cannot have its own; turn on 'quantities vary' for the listing on Etsy"
+                )
+        body = self.inventory_body(inventory, {u.channel_sku: u.quantity for u in group})
+        await self._call("PUT", path, body)
