@@ -19,7 +19,14 @@ from . import queue, rules
 from .circuit import HALF_OPEN, CircuitBreaker
 from .config import ChannelConfig, DispatchConfig
 from .connectors.base import Connector, ItemResult, Update
-from .errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, StorageError, TransientDeliveryError
+from .errors import (
+    AuthDeliveryError,
+    DeliveryError,
+    PendingDeliveryError,
+    PermanentDeliveryError,
+    StorageError,
+    TransientDeliveryError,
+)
 from .queue import Claimed, Outcome, RetryPolicy
 from .store import Store
 
@@ -192,7 +199,8 @@ class ChannelWorker:
             elif isinstance(error, PermanentDeliveryError):
                 outcomes.append(Outcome(update.sku, queue.PERMANENT, error=str(error), **common))  # type: ignore[arg-type]
             else:
-                transient += 1
+                # a feed still being processed is the channel working, not failing: it must not open the circuit
+                transient += not isinstance(error, PendingDeliveryError)
                 retry_after = error.retry_after if isinstance(error, TransientDeliveryError) else None
                 outcomes.append(
                     Outcome(update.sku, queue.TRANSIENT, error=str(error), retry_after=retry_after, **common)  # type: ignore[arg-type]
@@ -205,7 +213,7 @@ class ChannelWorker:
             self.last_success = self.now()
         elif transient:
             self.circuit.record_failure(outcomes[-1].error)
-        else:  # every item permanent: the channel itself answered, so it is healthy
+        else:  # every item permanent or pending: the channel itself answered, so it is healthy
             self.circuit.record_success()
         return outcomes
 

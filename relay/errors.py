@@ -7,6 +7,7 @@
     ├── StorageError           SQLite could not commit (disk full, read-only, locked too long)
     └── DeliveryError          raised only at the connector boundary, caught only by the dispatcher
         ├── TransientDeliveryError(retry_after)   retry later; the channel is fine in principle
+        │   └── PendingDeliveryError               taken, still being processed (a feed): check again later
         ├── PermanentDeliveryError                 this item can never succeed as sent: dead-letter it
         └── AuthDeliveryError                      credentials refused: pause the whole channel
 
@@ -74,6 +75,14 @@ class TransientDeliveryError(DeliveryError):
     ) -> None:
         super().__init__(message, http_status=http_status, excerpt=excerpt)
         self.retry_after = retry_after
+
+
+class PendingDeliveryError(TransientDeliveryError):
+    """The channel took the update but has not said yet whether it applied it (an asynchronous feed).
+
+    Settled like a transient failure (the item comes back after ``retry_after`` and the connector
+    checks again), but it is not a failure of the channel: it never opens the circuit.
+    """
 
 
 class PermanentDeliveryError(DeliveryError):

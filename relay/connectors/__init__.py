@@ -7,6 +7,7 @@ import aiohttp
 from ..config import ChannelConfig, Config
 from ..errors import ConfigError
 from ..vault import Vault
+from .amazon import AmazonConnector
 from .base import Connector, ItemResult, TokenAuth, Update
 from .ebay import EbayConnector
 from .etsy import EtsyConnector
@@ -20,6 +21,7 @@ REGISTRY: dict[str, type[Connector]] = {
     ShopifyConnector.type: ShopifyConnector,
     EbayConnector.type: EbayConnector,
     EtsyConnector.type: EtsyConnector,
+    AmazonConnector.type: AmazonConnector,
 }
 
 

@@ -1,0 +1,286 @@
+"""A fake Amazon seller account: Listings Items 2021-08-01, Feeds 2021-06-30 and LWA, as the SP-API models describe.
+
+- ``POST /auth/o2/token`` (LWA, form): ``grant_type=refresh_token&refresh_token&client_id&client_secret``
+  → ``{access_token, token_type, expires_in: 3600, refresh_token}``; ``invalid_grant`` (400) for an unknown
+  refresh token, ``invalid_client`` (401) for a wrong client.
+- Every SP-API call needs ``x-amz-access-token``; a missing or expired one gets 403 ``Unauthorized``.
+- ``PATCH /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=`` → ``{sku, status, submissionId,
+  issues}``: ``ACCEPTED``, or ``INVALID`` for SKUs in ``invalid``. An unknown SKU is ACCEPTED and
+  nothing happens, as sellers report of the real API.
+- Feeds: ``POST /feeds/2021-06-30/documents`` → ``{feedDocumentId, url}`` (a presigned URL on this server
+  that takes one PUT); ``POST /feeds/2021-06-30/feeds`` → 202 ``{feedId}``; ``GET …/feeds/{id}`` goes
+  IN_QUEUE → IN_PROGRESS → DONE over ``feed_seconds`` (or ``end_next_feed_with`` FATAL/CANCELLED), and
+  applies the feed when it is DONE; ``GET …/documents/{id}`` → the gzip processing report's URL.
+- Limits (rate/s, burst), all multiplied by ``speed``: patch 5/5, createFeedDocument 0.5/15,
+  createFeed (JSON_LISTINGS_FEED) 5 per 300 s, getFeed 2/15, getFeedDocument 0.0222/10. Over a limit:
+  429 ``QuotaExceeded`` with no Retry-After; every 2xx carries ``x-amzn-RateLimit-Limit`` (the rate).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .common import Bucket, Clock, FakeMarketplace, TokenIssuer
+
+LIMITS = {
+    "patch": (5.0, 5),
+    "createFeedDocument": (0.5, 15),
+    "createFeed": (5 / 300, 5),
+    "getFeed": (2.0, 15),
+    "getFeedDocument": (0.0222, 10),
+}
+
+
+def sp_error(status: int, code: str, message: str, details: str = "") -> web.Response:
+    return web.json_response({"errors": [{"code": code, "message": message, "details": details}]}, status=status)
+
+
+class FakeAmazon(FakeMarketplace):
+    def __init__(
+        self,
+        speed: float = 1.0,
+        feed_seconds: float = 120.0,
+        seller_id: str = "A2SELLER0001",
+        marketplace_id: str = "ATVPDKIKX0DER",
+        now: Clock = time.monotonic,
+    ) -> None:
+        self.speed = speed
+        self.now = now
+        self.limits = {op: Bucket(rate * speed, burst, now) for op, (rate, burst) in LIMITS.items()}
+        self.feed_seconds = feed_seconds / speed
+        self.seller_id = seller_id
+        self.marketplace_id = marketplace_id
+        self.tokens = TokenIssuer(3600.0, "Atza|fake", now)
+        self.client_id = "amzn1.application-oa2-client.fake01"
+        self.client_secret = "amzn1.oa2-cs.v1.fakeclientsecret01"
+        self.refresh_token = self.tokens.new_refresh_token()
+        self.listings: dict[str, int] = {}  # SKU → seller-fulfilled quantity
+        self.invalid: dict[str, str] = {}  # SKU → why Amazon refuses it
+        self.ignored: list[str] = []  # accepted updates for SKUs the account does not list
+        self.documents: dict[str, bytes | None] = {}  # feed document id → content (None until uploaded)
+        self.feeds: dict[str, dict[str, Any]] = {}
+        self.end_next_feed_with: str | None = None
+        self._seq = 0
+        super().__init__()
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/auth/o2/token", self.token)
+        router.add_patch("/listings/2021-08-01/items/{seller_id}/{sku}", self.patch_item)
+        router.add_post("/feeds/2021-06-30/documents", self.create_document)
+        router.add_post("/feeds/2021-06-30/feeds", self.create_feed)
+        router.add_get("/feeds/2021-06-30/feeds/{feed_id}", self.get_feed)
+        router.add_get("/feeds/2021-06-30/documents/{document_id}", self.get_document)
+        router.add_put("/presigned/{document_id}", self.upload)
+        router.add_get("/presigned/{document_id}", self.download)
+
+    def add_listings(self, quantities: dict[str, int]) -> None:
+        self.listings.update(quantities)
+
+    def _id(self) -> str:
+        self._seq += 1
+        return str(50000 + self._seq)
+
+    # --- LWA ------------------------------------------------------------------------------------------------
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "Client authentication failed"}, status=401
+            )
+        if form.get("grant_type") != "refresh_token" or self.tokens.use_refresh(str(form.get("refresh_token"))) is None:
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": "The request has an invalid grant parameter"},
+                status=400,
+            )
+        token, lifetime = self.tokens.issue()
+        doc = {"access_token": token, "token_type": "bearer", "expires_in": int(lifetime)}
+        return web.json_response({**doc, "refresh_token": form["refresh_token"]})
+
+    # --- gate: token and usage plan ---------------------------------------------------------------------
+
+    def _gate(self, request: web.Request, op: str) -> web.Response | None:
+        if not self.tokens.valid(request.headers.get("x-amz-access-token")):
+            return sp_error(
+                403,
+                "Unauthorized",
+                "Access to requested resource is denied.",
+                "The access token you provided has expired.",
+            )
+        if not self.limits[op].take():
+            self.throttled += 1
+            return sp_error(429, "QuotaExceeded", "You exceeded your quota for the requested resource.")
+        return None
+
+    def _ok(self, op: str, doc: Any, status: int = 200) -> web.Response:
+        headers = {"x-amzn-RateLimit-Limit": f"{self.limits[op].rate:g}", "x-amzn-RequestId": secrets.token_hex(8)}
+        return web.json_response(doc, status=status, headers=headers)
+
+    # --- listings -----------------------------------------------------------------------------------------------
+
+    async def patch_item(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "patch")
+        if refused is not None:
+            return refused
+        sku = request.match_info["sku"]
+        if (
+            request.match_info["seller_id"] != self.seller_id
+            or request.query.get("marketplaceIds") != self.marketplace_id
+        ):
+            return sp_error(400, "InvalidInput", "Invalid sellerId or marketplaceIds.")
+        try:
+            body = await request.json()
+            value = body["patches"][0]["value"][0]
+            quantity = int(value["quantity"])
+            assert body["productType"] and body["patches"][0]["path"] == "/attributes/fulfillment_availability"
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError):
+            return sp_error(400, "InvalidInput", "Request body is not a valid listings item patch.")
+        submission = secrets.token_hex(16)
+        if sku in self.invalid:
+            issue = {
+                "code": "90220",
+                "message": self.invalid[sku],
+                "severity": "ERROR",
+                "attributeNames": ["fulfillment_availability"],
+            }
+            return self._ok("patch", {"sku": sku, "status": "INVALID", "submissionId": submission, "issues": [issue]})
+        self._apply(sku, quantity)
+        return self._ok("patch", {"sku": sku, "status": "ACCEPTED", "submissionId": submission, "issues": []})
+
+    def _apply(self, sku: str, quantity: int) -> None:
+        if sku in self.listings:
+            self.listings[sku] = quantity
+        else:
+            self.ignored.append(sku)
+
+    # --- feeds ----------------------------------------------------------------------------------------------------
+
+    def _presigned(self, request: web.Request, document_id: str) -> str:
+        return f"{self.url}/presigned/{document_id}?X-Amz-Signature={secrets.token_hex(8)}"
+
+    async def create_document(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "createFeedDocument")
+        if refused is not None:
+            return refused
+        body = await request.json()
+        if not isinstance(body, dict) or not body.get("contentType"):
+            return sp_error(400, "InvalidInput", "contentType is required.")
+        document_id = f"amzn1.tortuga.4.na.{secrets.token_hex(6)}"
+        self.documents[document_id] = None
+        return self._ok(
+            "createFeedDocument", {"feedDocumentId": document_id, "url": self._presigned(request, document_id)}, 201
+        )
+
+    async def upload(self, request: web.Request) -> web.Response:
+        document_id = request.match_info["document_id"]
+        if "x-amz-access-token" in request.headers:  # a presigned URL must not be sent the seller's token
+            return web.Response(status=400, text="unexpected x-amz-access-token on a presigned URL")
+        if document_id not in self.documents or self.documents[document_id] is not None:
+            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+        self.documents[document_id] = await request.read()
+        return web.Response(status=200)
+
+    async def download(self, request: web.Request) -> web.Response:
+        content = self.documents.get(request.match_info["document_id"])
+        return web.Response(status=404) if content is None else web.Response(body=content)
+
+    async def create_feed(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "createFeed")
+        if refused is not None:
+            return refused
+        body = await request.json()
+        document = self.documents.get(str(body.get("inputFeedDocumentId")))
+        if body.get("feedType") != "JSON_LISTINGS_FEED" or body.get("marketplaceIds") != [self.marketplace_id]:
+            return sp_error(400, "InvalidInput", "Unsupported feedType or marketplaceIds.")
+        if document is None:
+            return sp_error(400, "InvalidInput", "The feed document was not uploaded.")
+        feed_id = self._id()
+        self.feeds[feed_id] = {
+            "document": json.loads(document),
+            "created": self.now(),
+            "end": self.end_next_feed_with,
+            "status": "IN_QUEUE",
+        }
+        self.end_next_feed_with = None
+        return self._ok("createFeed", {"feedId": feed_id}, 202)
+
+    async def get_feed(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "getFeed")
+        if refused is not None:
+            return refused
+        feed_id = request.match_info["feed_id"]
+        feed = self.feeds.get(feed_id)
+        if feed is None:
+            return sp_error(404, "NotFound", "The requested feed was not found.")
+        self._advance(feed_id, feed)
+        doc: dict[str, Any] = {
+            "feedId": feed_id,
+            "feedType": "JSON_LISTINGS_FEED",
+            "marketplaceIds": [self.marketplace_id],
+            "processingStatus": feed["status"],
+        }
+        if feed.get("report_id"):
+            doc["resultFeedDocumentId"] = feed["report_id"]
+        return self._ok("getFeed", doc)
+
+    def _advance(self, feed_id: str, feed: dict[str, Any]) -> None:
+        if feed["status"] not in ("IN_QUEUE", "IN_PROGRESS"):
+            return
+        age = self.now() - feed["created"]
+        if age < self.feed_seconds:
+            feed["status"] = "IN_QUEUE" if age < self.feed_seconds / 2 else "IN_PROGRESS"
+            return
+        if feed["end"]:
+            feed["status"] = feed["end"]
+            return
+        issues = []
+        header = feed["document"]["header"]
+        for message in feed["document"]["messages"]:
+            sku = message["sku"]
+            if sku in self.invalid:
+                issues.append(
+                    {
+                        "messageId": message["messageId"],
+                        "sku": sku,
+                        "code": "90220",
+                        "severity": "ERROR",
+                        "message": self.invalid[sku],
+                    }
+                )
+                continue
+            self._apply(sku, int(message["patches"][0]["value"][0]["quantity"]))
+        count = len(feed["document"]["messages"])
+        report = {
+            "header": {"sellerId": header["sellerId"], "version": "2.0", "feedId": feed_id},
+            "issues": issues,
+            "summary": {
+                "errors": len(issues),
+                "warnings": 0,
+                "messagesProcessed": count,
+                "messagesAccepted": count - len(issues),
+                "messagesInvalid": len(issues),
+            },
+        }
+        report_id = f"amzn1.tortuga.4.na.report.{secrets.token_hex(6)}"
+        self.documents[report_id] = gzip.compress(json.dumps(report).encode())
+        feed.update(status="DONE", report_id=report_id, report=report)
+
+    async def get_document(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "getFeedDocument")
+        if refused is not None:
+            return refused
+        document_id = request.match_info["document_id"]
+        if self.documents.get(document_id) is None:
+            return sp_error(404, "NotFound", "The requested feed document was not found.")
+        doc = {
+            "feedDocumentId": document_id,
+            "url": self._presigned(request, document_id),
+            "compressionAlgorithm": "GZIP",
+        }
+        return self._ok("getFeedDocument", doc)

@@ -1,0 +1,309 @@
+"""Amazon Selling Partner API: ``patchListingsItem`` per SKU, ``JSON_LISTINGS_FEED`` for backlogs.
+
+Single route: ``PATCH /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=…`` replacing
+``/attributes/fulfillment_availability`` with ``[{fulfillment_channel_code, quantity}]``. Amazon
+answers ``ACCEPTED`` (queued; it applies it shortly after) or ``INVALID`` with issues (dead letter).
+
+Feed route (``feeds.FeedConnector`` decides): createFeedDocument → PUT the document to the
+presigned URL (no token: the URL carries its own authorization) → createFeed → getFeed until
+DONE/FATAL/CANCELLED → getFeedDocument → read the processing report; an ERROR issue on a message
+dead-letters that SKU, a FATAL or CANCELLED feed sends its SKUs again.
+
+Threshold: a batch bigger than 20 s of patches at the current patch rate (100 SKUs at the default
+5/s) goes as a feed, while a JSON_LISTINGS_FEED submission is free (5 per 5 minutes per region, so
+one a minute sustained). Below that, patches finish within the push and answer per SKU; above it,
+one feed replaces hundreds of patches. Amazon also warns that many small feeds queue behind each
+other, which this floor avoids.
+
+Budgets: one per operation, at Amazon's published default (rate/s, burst), each adopting the rate an
+answer's ``x-amzn-RateLimit-Limit`` reports. 429 → slow down and retry; 500/503 → retry; 400, 404,
+413, 415 → dead letter. A 401 or 403 refreshes the LWA token once (Amazon answers 403 for an
+expired token); a second refusal pauses the channel (revoked authorization, missing role, or the
+LWA client secret passed its 180-day rotation).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import yarl
+
+from ..config import ChannelConfig
+from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..ratelimit import RateBudget
+from ..vault import Vault
+from . import http
+from .base import ItemResult, TokenAuth, Update
+from .feeds import Feed, FeedConnector, throttle_wait
+
+LWA_URL = "https://api.amazon.com/auth/o2/token"
+FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
+MAX_FEED_MESSAGES = 25_000
+# Published defaults, (requests per second, burst): feeds_2021-06-30.json and the JSON_LISTINGS_FEED changelog.
+CREATE_DOCUMENT_LIMIT = (0.5, 15)
+CREATE_FEED_LIMIT = (5 / 300, 5)  # JSON_LISTINGS_FEED: 5 submissions per 5 minutes per region
+GET_FEED_LIMIT = (2.0, 15)
+GET_DOCUMENT_LIMIT = (0.0222, 10)
+PERMANENT_STATUS = {400, 404, 413, 415}
+
+
+def patches(quantity: int, channel_code: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": "replace",
+            "path": "/attributes/fulfillment_availability",
+            "value": [{"fulfillment_channel_code": channel_code, "quantity": quantity}],
+        }
+    ]
+
+
+class AmazonConnector(FeedConnector):
+    type = "amazon"
+    account_keys = ("seller_id", "marketplace_id")
+
+    def __init__(
+        self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
+    ) -> None:
+        super().__init__(site, config, session, vault)
+        self.base = (config.api_base or "https://sellingpartnerapi-na.amazon.com").rstrip("/")
+        self.seller_id = config.account.get("seller_id", "")
+        self.marketplace_id = config.account.get("marketplace_id", "")
+        self.product_type = config.account.get("product_type") or "PRODUCT"
+        self.channel_code = config.account.get("fulfillment_channel_code") or "DEFAULT"
+        self.lwa_url = config.account.get("lwa_url") or LWA_URL
+        self.document_budget = RateBudget(*CREATE_DOCUMENT_LIMIT)
+        self.feed_budget = RateBudget(*CREATE_FEED_LIMIT)
+        self.status_budget = RateBudget(*GET_FEED_LIMIT)
+        self.report_budget = RateBudget(*GET_DOCUMENT_LIMIT)
+        self.auth = TokenAuth(self._fetch_token)
+        self._secrets: set[str] = set()
+
+    @property
+    def batch_size(self) -> int:
+        return min(super().batch_size, MAX_FEED_MESSAGES)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        creds = await http.load_credentials(self.credentials, ("client_id", "client_secret", "refresh_token"), "Amazon")
+        self._secrets.update(v for v in creds.values() if v)
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": creds["refresh_token"],
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+        }
+        doc = await http.token_grant(
+            self.session, self.lwa_url, form, what="Amazon", timeout=self.config.timeout_seconds
+        )
+        token = str(doc["access_token"])
+        self._secrets.add(token)
+        return token, http.lifetime(doc, 3600.0)
+
+    # --- one SP-API call ----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        budget: RateBudget,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        charged: bool = False,
+    ) -> Any:
+        """One call charged to ``budget`` (unless the caller ``charged`` it already); returns the parsed body of a
+        2xx or raises the classified error."""
+        if not charged:
+            await budget.acquire(1.0)
+        url = yarl.URL(f"{self.base}{path}", encoded=True)  # the SKU in the path is already percent-encoded
+
+        async def call(token: str) -> http.Answer:
+            headers = {"x-amz-access-token": token, "Accept": "application/json"}
+            return await http.send(
+                self.session,
+                method,
+                str(url),
+                timeout=self.config.timeout_seconds,
+                what="Amazon",
+                headers=headers,
+                json_body=body,
+                params=params,
+            )
+
+        token = await self.auth.token()
+        answer = await call(token)
+        if answer.status in (401, 403):  # Amazon says 403 for an expired token: refresh once
+            self.auth.invalidate(token)
+            answer = await call(await self.auth.token())
+            if answer.status in (401, 403):
+                raise AuthDeliveryError(
+                    f"Amazon refused a fresh access token ({answer.status}: {self._error_text(answer)});"
+                    " check the app's authorization, its Product Listing role and the LWA client secret's rotation",
+                    http_status=answer.status,
+                    excerpt=http.scrub(answer.text, self._secrets),
+                )
+        self._learn(budget, answer)
+        if 200 <= answer.status < 300:
+            budget.succeeded()
+            return answer.json()
+        snippet = http.scrub(answer.text, self._secrets)
+        if answer.status == 429:
+            wait = answer.retry_after or throttle_wait(budget.rate)
+            budget.throttled(wait)
+            raise TransientDeliveryError(
+                f"Amazon throttled {method} /{path.split('/')[1]} (429)", wait, http_status=429, excerpt=snippet
+            )
+        if answer.status in PERMANENT_STATUS:
+            raise PermanentDeliveryError(
+                f"Amazon refused the request ({answer.status}: {self._error_text(answer)})",
+                http_status=answer.status,
+                excerpt=snippet,
+            )
+        raise TransientDeliveryError(f"Amazon answered {answer.status}", http_status=answer.status, excerpt=snippet)
+
+    def _error_text(self, answer: http.Answer) -> str:
+        doc = answer.json()
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            return http.scrub(f"{first.get('code', '')} {first.get('message', '')}".strip(), self._secrets)
+        return "no details"
+
+    def _learn(self, budget: RateBudget, answer: http.Answer) -> None:
+        """``x-amzn-RateLimit-Limit``: the rate Amazon applies to this operation for this account."""
+        value = answer.header("x-amzn-ratelimit-limit")
+        try:
+            rate = float(value) if value else 0.0
+        except ValueError:
+            return
+        if rate > 0:
+            budget.adopt(rate, budget.bucket.burst)
+
+    async def _transfer(self, method: str, url: str, data: bytes | None = None) -> bytes:
+        """Upload to or download from a presigned document URL (its own authorization; never our token)."""
+        headers = {"Content-Type": FEED_CONTENT_TYPE} if data is not None else {}
+        try:
+            async with self.session.request(
+                method,
+                yarl.URL(url, encoded=True),
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=max(self.config.timeout_seconds, 30.0)),
+                allow_redirects=False,
+            ) as response:
+                content = await response.read()
+                status = response.status
+        except TimeoutError:
+            raise TransientDeliveryError("Amazon's document storage did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise TransientDeliveryError(f"could not reach Amazon's document storage: {type(exc).__name__}") from None
+        if not 200 <= status < 300:
+            raise TransientDeliveryError(f"Amazon's document storage answered {status}", http_status=status)
+        return content
+
+    # --- single route -----------------------------------------------------------------------------------
+
+    def patch_body(self, quantity: int) -> dict[str, Any]:
+        return {"productType": self.product_type, "patches": patches(quantity, self.channel_code)}
+
+    async def send_single(self, update: Update) -> ItemResult:
+        path = f"/listings/2021-08-01/items/{quote(self.seller_id, safe='')}/{quote(update.channel_sku, safe='')}"
+        doc = await self._call(
+            self.budget, "PATCH", path, self.patch_body(update.quantity), {"marketplaceIds": self.marketplace_id}
+        )
+        doc = doc if isinstance(doc, dict) else {}
+        status = doc.get("status")
+        if status == "ACCEPTED":
+            return ItemResult(None, 200, f"ACCEPTED {doc.get('submissionId', '')}".strip())
+        issues = [i for i in doc.get("issues") or [] if isinstance(i, dict) and i.get("severity") == "ERROR"]
+        if status == "INVALID" or issues:
+            first = issues[0] if issues else {}
+            reason = f"{first.get('code', '')} {first.get('message', '')}".strip() or "no issue given"
+            error = PermanentDeliveryError(f"Amazon refused SKU {update.channel_sku}: {reason}", http_status=200)
+            return ItemResult(error, 200, http.scrub(reason, self._secrets))
+        return ItemResult(TransientDeliveryError(f"Amazon answered status {status!r}", http_status=200), 200)
+
+    # --- feed route -------------------------------------------------------------------------------------
+
+    def feed_document(self, updates: Sequence[Update]) -> dict[str, Any]:
+        return {
+            "header": {"sellerId": self.seller_id, "version": "2.0", "issueLocale": "en_US"},
+            "messages": [
+                {
+                    "messageId": index + 1,
+                    "sku": u.channel_sku,
+                    "operationType": "PATCH",
+                    "productType": self.product_type,
+                    "patches": patches(u.quantity, self.channel_code),
+                }
+                for index, u in enumerate(updates)
+            ],
+        }
+
+    async def submit_feed(self, updates: Sequence[Update]) -> str:
+        spec = {"contentType": FEED_CONTENT_TYPE}
+        created = await self._call(self.document_budget, "POST", "/feeds/2021-06-30/documents", spec)
+        if not isinstance(created, dict) or not created.get("url") or not created.get("feedDocumentId"):
+            raise TransientDeliveryError("Amazon's createFeedDocument answer had no upload URL")
+        document = json.dumps(self.feed_document(updates), separators=(",", ":")).encode()
+        await self._transfer("PUT", str(created["url"]), document)
+        feed_spec = {
+            "feedType": "JSON_LISTINGS_FEED",
+            "marketplaceIds": [self.marketplace_id],
+            "inputFeedDocumentId": str(created["feedDocumentId"]),
+        }
+        # the caller charged feed_budget already (it chose a feed because a submission was free)
+        answer = await self._call(self.feed_budget, "POST", "/feeds/2021-06-30/feeds", feed_spec, charged=True)
+        feed_id = answer.get("feedId") if isinstance(answer, dict) else None
+        if not feed_id:
+            raise TransientDeliveryError("Amazon's createFeed answer had no feedId")
+        return str(feed_id)
+
+    async def feed_results(self, feed: Feed) -> dict[str, ItemResult] | None:
+        doc = await self._call(self.status_budget, "GET", f"/feeds/2021-06-30/feeds/{quote(feed.feed_id, safe='')}")
+        status = doc.get("processingStatus") if isinstance(doc, dict) else None
+        if status in ("IN_QUEUE", "IN_PROGRESS"):
+            return None
+        if status != "DONE":
+            retry = TransientDeliveryError(f"Amazon feed {feed.feed_id} ended {status}; its SKUs are sent again")
+            return {sku: ItemResult(retry) for sku in feed.quantities}
+        report_id = doc.get("resultFeedDocumentId")
+        if not report_id:
+            return {}
+        if self.report_budget.bucket.wait_time(1.0) > 0:
+            return None  # getFeedDocument allows one call per 45 s after its burst: read the report next round
+        try:
+            report = await self._report(str(report_id))
+        except DeliveryError:
+            return None
+        return self._report_results(feed, report)
+
+    async def _report(self, document_id: str) -> Any:
+        doc = await self._call(self.report_budget, "GET", f"/feeds/2021-06-30/documents/{quote(document_id, safe='')}")
+        if not isinstance(doc, dict) or not doc.get("url"):
+            raise TransientDeliveryError("Amazon's getFeedDocument answer had no URL")
+        content = await self._transfer("GET", str(doc["url"]))
+        if doc.get("compressionAlgorithm") == "GZIP":
+            content = gzip.decompress(content)
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise TransientDeliveryError("Amazon's processing report was not JSON") from None
+
+    def _report_results(self, feed: Feed, report: Any) -> dict[str, ItemResult]:
+        skus = list(feed.quantities)
+        results: dict[str, ItemResult] = {}
+        for issue in (report or {}).get("issues") or []:
+            if not isinstance(issue, dict) or issue.get("severity") != "ERROR":
+                continue
+            index = issue.get("messageId")
+            sku = skus[index - 1] if isinstance(index, int) and 0 < index <= len(skus) else issue.get("sku")
+            if sku not in feed.quantities:
+                continue
+            reason = f"{issue.get('code', '')} {issue.get('message', '')}".strip()
+            error = PermanentDeliveryError(f"Amazon refused SKU {sku} in feed {feed.feed_id}: {reason}")
+            results[sku] = ItemResult(error, 200, http.scrub(reason, self._secrets))
+        return results

@@ -1,0 +1,202 @@
+"""Connectors with two routes to a marketplace: one call per SKU, or an asynchronous bulk feed.
+
+Amazon (``JSON_LISTINGS_FEED``) and Walmart (the bulk inventory feed) both take thousands of SKUs in
+one upload and answer later. The rule for choosing, the same for both:
+
+- A batch that one push can send as single calls within ``SINGLE_WINDOW_SECONDS`` at the current
+  single-call rate goes as single calls: they are answered at once, per SKU.
+- A bigger batch is a backlog. It goes as one feed, if the feed budget has a submission free right
+  now; the single-call budget stays free for what arrives meanwhile. With no feed free, the worker
+  claims only what single calls can send in one window (``batch_size`` shrinks).
+
+A feed is not waited for: push submits it and answers ``PendingDeliveryError`` for its items, which
+come back through the dispatcher's retry schedule; each return asks the marketplace about the feed
+(at most once per ``recheck_seconds``), and once it is done each item gets its own result from the
+report. A newer quantity for a SKU whose feed is still processing waits for that feed, because
+neither marketplace promises to apply a feed and a later single call in order. Feeds live in memory:
+after a restart the items are simply sent again (absolute quantities, so that is harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from ..config import ChannelConfig
+from ..errors import AuthDeliveryError, DeliveryError, PendingDeliveryError, TransientDeliveryError
+from ..ratelimit import RateBudget
+from ..vault import Vault
+from .base import Connector, ItemResult, Update
+
+SINGLE_WINDOW_SECONDS = 20.0  # what one push may spend on single calls: well inside the dispatcher's 30 s limit
+SINGLE_CONCURRENCY = 8  # single calls in flight at once; the rate budget paces them
+
+
+@dataclass
+class Feed:
+    """A submitted feed: what it carries (channel SKU → quantity) and, once processed, each SKU's result."""
+
+    feed_id: str
+    quantities: dict[str, int]
+    submitted: float
+    checked: float = 0.0
+    results: dict[str, ItemResult] | None = None  # None while the marketplace is still processing it
+
+    def recheck_seconds(self, now: float) -> float:
+        """Ask again after a quarter of the feed's age (0.2 s to 60 s): few calls, and a result seen soon after it exists."""
+        return min(60.0, max(0.2, (now - self.submitted) / 4))
+
+
+class FeedConnector(Connector):
+    """A connector with a single-call route and a feed route (see the module docstring)."""
+
+    feed_budget: RateBudget  # feed submissions
+
+    def __init__(
+        self,
+        site: str,
+        config: ChannelConfig,
+        session: aiohttp.ClientSession,
+        vault: Vault | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(site, config, session, vault)
+        self._clock = now
+        self.feeds: dict[str, Feed] = {}  # channel SKU → the feed carrying it
+        self.feeds_submitted = 0
+
+    # --- what a marketplace provides -------------------------------------------------------------
+
+    @abstractmethod
+    async def send_single(self, update: Update) -> ItemResult:
+        """Set one SKU with a single call (charging the single-call budget); per-item errors in the result."""
+
+    @abstractmethod
+    async def submit_feed(self, updates: Sequence[Update]) -> str:
+        """Upload and submit a feed for ``updates``; returns its id. Raises DeliveryError for all of them."""
+
+    @abstractmethod
+    async def feed_results(self, feed: Feed) -> dict[str, ItemResult] | None:
+        """The feed's per-SKU results once processed (a SKU missing from it counts as done), None before."""
+
+    # --- the routing -------------------------------------------------------------------------------
+
+    def single_chunk(self) -> int:
+        return max(1, int(self.budget.rate * SINGLE_WINDOW_SECONDS))
+
+    def feed_free(self) -> bool:
+        return self.feed_budget.bucket.wait_time(1.0) <= 0
+
+    @property
+    def batch_size(self) -> int:
+        if self.feed_free():
+            return self.config.batch_size
+        return min(self.config.batch_size, self.single_chunk())
+
+    def cost(self, updates: Sequence[Update]) -> float:
+        return 0.0  # each route charges its own budget per call as it makes it
+
+    async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
+        results: dict[str, ItemResult] = {}
+        fresh: list[Update] = []
+        waiting: dict[str, list[Update]] = {}
+        for update in updates:
+            feed = self.feeds.get(update.channel_sku)
+            if feed is None:
+                fresh.append(update)
+            else:
+                waiting.setdefault(feed.feed_id, []).append(update)
+        for group in waiting.values():
+            fresh.extend(await self._follow_feed(self.feeds[group[0].channel_sku], group, results))
+        if len(fresh) > self.single_chunk() and self.feed_free():
+            await self._send_feed(fresh, results)
+        else:
+            await self._send_singles(fresh, results)
+        return results
+
+    async def _follow_feed(self, feed: Feed, group: Sequence[Update], results: dict[str, ItemResult]) -> list[Update]:
+        """Results for items of a submitted feed; returns the updates that need sending anew."""
+        now = self._clock()
+        if feed.results is None and now - feed.checked >= feed.recheck_seconds(now):
+            feed.checked = now
+            try:
+                feed.results = await self.feed_results(feed)
+            except AuthDeliveryError:
+                raise
+            except DeliveryError as exc:  # could not ask: the items wait and ask again, whatever the answer was
+                retry_after = exc.retry_after if isinstance(exc, TransientDeliveryError) else None
+                wait = TransientDeliveryError(
+                    f"could not read feed {feed.feed_id}'s status: {exc.message}", retry_after
+                )
+                for u in group:
+                    results[u.sku] = ItemResult(wait, exc.http_status, exc.excerpt)
+                return []
+        resend: list[Update] = []
+        for u in group:
+            if feed.results is None:
+                results[u.sku] = ItemResult(
+                    PendingDeliveryError(f"in feed {feed.feed_id}, which the marketplace is still processing")
+                )
+                continue
+            self._release(feed, u.channel_sku)
+            if feed.quantities[u.channel_sku] != u.quantity:
+                resend.append(u)  # a newer quantity waited for this feed: send it now
+            else:
+                results[u.sku] = feed.results.get(u.channel_sku, ItemResult(None, 200))
+        return resend
+
+    def _release(self, feed: Feed, channel_sku: str) -> None:
+        if self.feeds.get(channel_sku) is feed:
+            del self.feeds[channel_sku]
+
+    async def _send_feed(self, updates: Sequence[Update], results: dict[str, ItemResult]) -> None:
+        try:
+            await self.feed_budget.acquire(1.0)
+            feed_id = await self.submit_feed(updates)
+        except AuthDeliveryError:
+            raise
+        except DeliveryError as exc:
+            results.update({u.sku: ItemResult(exc, exc.http_status, exc.excerpt) for u in updates})
+            return
+        self.feeds_submitted += 1
+        now = self._clock()
+        quantities = {u.channel_sku: u.quantity for u in updates}
+        feed = Feed(feed_id, quantities, submitted=now, checked=now)
+        for u in updates:
+            self.feeds[u.channel_sku] = feed
+            results[u.sku] = ItemResult(PendingDeliveryError(f"submitted in feed {feed_id}"), 202)
+
+    async def _send_singles(self, updates: Sequence[Update], results: dict[str, ItemResult]) -> None:
+        # A push must end within the dispatcher's limit: what single calls cannot send in one window waits
+        # for the next round (only if the feed budget was taken away after the claim, e.g. by a throttle).
+        chunk = self.single_chunk()
+        for u in updates[chunk:]:
+            results[u.sku] = ItemResult(PendingDeliveryError("not sent yet: the single-call budget is spent"))
+        updates = updates[:chunk]
+        gate = asyncio.Semaphore(SINGLE_CONCURRENCY)
+
+        async def one(update: Update) -> None:
+            async with gate:
+                try:
+                    results[update.sku] = await self.send_single(update)
+                except AuthDeliveryError:
+                    raise
+                except DeliveryError as exc:
+                    results[update.sku] = ItemResult(exc, exc.http_status, exc.excerpt)
+
+        tasks = [asyncio.ensure_future(one(u)) for u in updates]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+def throttle_wait(rate: float) -> float:
+    """How long to hold off after a throttle answer that carried no Retry-After: one call's worth, at least 1 s."""
+    return max(1.0, 1.0 / rate) if rate > 0 else 1.0
