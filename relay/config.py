@@ -69,6 +69,7 @@ TYPE_DEFAULTS: dict[str, tuple[int, float, int]] = {
     "ebay": (25, 23.0, 25),  # 25 requests per bulk call; 2,000,000 calls/day ≈ 23/s
     "etsy": (25, 10.0, 10),  # one listing per write, 10 queries/s
     "amazon": (1000, 5.0, 5),  # a feed takes up to 25,000 messages; patchListingsItem 5/s, burst 5
+    "walmart": (1000, 3.3, 10),  # a feed takes thousands; single updates ~200/min (sellers' figure)
 }
 RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
 

@@ -47,8 +47,8 @@ async def start(start_relay, tmp_path: Path, amazon: FakeAmazon, refresh: str | 
 
 
 def feed_channel() -> dict[str, Any]:
-    """A slow patch budget (1/s: 20 SKUs per push window), so a batch of 25 or more goes as a feed."""
-    return {"rate": RateLimit(1, 1), "batch_size": 200}
+    """A slow patch budget (0.1/s: 2 per push window, a feed above 12), so a backlog of 25 goes as a feed."""
+    return {"rate": RateLimit(0.1, 100), "batch_size": 200}
 
 
 async def test_patch_sets_fulfillment_availability_as_the_spec_says(start_relay, tmp_path: Path, amazon) -> None:

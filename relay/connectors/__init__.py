@@ -13,6 +13,7 @@ from .ebay import EbayConnector
 from .etsy import EtsyConnector
 from .sandbox import SandboxConnector
 from .shopify import ShopifyConnector
+from .walmart import WalmartConnector
 from .webhook import WebhookConnector
 
 REGISTRY: dict[str, type[Connector]] = {
@@ -22,6 +23,7 @@ REGISTRY: dict[str, type[Connector]] = {
     EbayConnector.type: EbayConnector,
     EtsyConnector.type: EtsyConnector,
     AmazonConnector.type: AmazonConnector,
+    WalmartConnector.type: WalmartConnector,
 }
 
 

@@ -9,11 +9,12 @@ presigned URL (no token: the URL carries its own authorization) → createFeed �
 DONE/FATAL/CANCELLED → getFeedDocument → read the processing report; an ERROR issue on a message
 dead-letters that SKU, a FATAL or CANCELLED feed sends its SKUs again.
 
-Threshold: a batch bigger than 20 s of patches at the current patch rate (100 SKUs at the default
-5/s) goes as a feed, while a JSON_LISTINGS_FEED submission is free (5 per 5 minutes per region, so
-one a minute sustained). Below that, patches finish within the push and answer per SKU; above it,
-one feed replaces hundreds of patches. Amazon also warns that many small feeds queue behind each
-other, which this floor avoids.
+Threshold: during a backlog, a batch of more than 600 SKUs (two minutes of patches at the default
+5/s, a JSON_LISTINGS_FEED's usual turnaround) goes as one feed, while a submission is free (5 per 5
+minutes per region, one a minute sustained). Its SKUs then wait about as long as they would have
+waited for patches, and the patch budget keeps serving new changes meanwhile. Smaller backlogs go as
+patches, 100 per push, answered per SKU. The floor also keeps feeds large: Amazon processes a
+seller's feeds one after another and warns that many small ones queue behind each other.
 
 Budgets: one per operation, at Amazon's published default (rate/s, burst), each adopting the rate an
 answer's ``x-amzn-RateLimit-Limit`` reports. 429 → slow down and retry; 500/503 → retry; 400, 404,
@@ -65,6 +66,7 @@ def patches(quantity: int, channel_code: str) -> list[dict[str, Any]]:
 class AmazonConnector(FeedConnector):
     type = "amazon"
     account_keys = ("seller_id", "marketplace_id")
+    feed_after_seconds = 120.0
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None

@@ -3,11 +3,13 @@
 Amazon (``JSON_LISTINGS_FEED``) and Walmart (the bulk inventory feed) both take thousands of SKUs in
 one upload and answer later. The rule for choosing, the same for both:
 
-- A batch that one push can send as single calls within ``SINGLE_WINDOW_SECONDS`` at the current
-  single-call rate goes as single calls: they are answered at once, per SKU.
-- A bigger batch is a backlog. It goes as one feed, if the feed budget has a submission free right
-  now; the single-call budget stays free for what arrives meanwhile. With no feed free, the worker
-  claims only what single calls can send in one window (``batch_size`` shrinks).
+- Single calls are answered at once, per SKU, so they are the default. One push sends at most
+  ``SINGLE_WINDOW_SECONDS`` of them at the current single-call rate (the dispatcher cuts a push off at
+  30 s), so the worker claims that many at a time.
+- A push that got a full claim means a backlog: the next claim is as large as the channel's
+  ``batch_size``, and if it holds more SKUs than single calls would send within ``feed_after_seconds``
+  (the marketplace's usual feed turnaround) and a feed submission is free, it goes as one feed. The
+  single-call budget stays free for what arrives meanwhile.
 
 A feed is not waited for: push submits it and answers ``PendingDeliveryError`` for its items, which
 come back through the dispatcher's retry schedule; each return asks the marketplace about the feed
@@ -56,6 +58,7 @@ class FeedConnector(Connector):
     """A connector with a single-call route and a feed route (see the module docstring)."""
 
     feed_budget: RateBudget  # feed submissions
+    feed_after_seconds: float  # a batch worth more single calls than this goes as a feed
 
     def __init__(
         self,
@@ -69,6 +72,7 @@ class FeedConnector(Connector):
         self._clock = now
         self.feeds: dict[str, Feed] = {}  # channel SKU → the feed carrying it
         self.feeds_submitted = 0
+        self._backlog = True  # the last claim was full, so more is waiting (at start: perhaps a backlog)
 
     # --- what a marketplace provides -------------------------------------------------------------
 
@@ -89,12 +93,15 @@ class FeedConnector(Connector):
     def single_chunk(self) -> int:
         return max(1, int(self.budget.rate * SINGLE_WINDOW_SECONDS))
 
+    def feed_threshold(self) -> int:
+        return max(self.single_chunk(), int(self.budget.rate * self.feed_after_seconds))
+
     def feed_free(self) -> bool:
         return self.feed_budget.bucket.wait_time(1.0) <= 0
 
     @property
     def batch_size(self) -> int:
-        if self.feed_free():
+        if self._backlog and self.feed_free():
             return self.config.batch_size
         return min(self.config.batch_size, self.single_chunk())
 
@@ -102,6 +109,7 @@ class FeedConnector(Connector):
         return 0.0  # each route charges its own budget per call as it makes it
 
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
+        self._backlog = len(updates) >= min(self.config.batch_size, self.single_chunk())
         results: dict[str, ItemResult] = {}
         fresh: list[Update] = []
         waiting: dict[str, list[Update]] = {}
@@ -113,7 +121,7 @@ class FeedConnector(Connector):
                 waiting.setdefault(feed.feed_id, []).append(update)
         for group in waiting.values():
             fresh.extend(await self._follow_feed(self.feeds[group[0].channel_sku], group, results))
-        if len(fresh) > self.single_chunk() and self.feed_free():
+        if len(fresh) > self.feed_threshold() and self.feed_free():
             await self._send_feed(fresh, results)
         else:
             await self._send_singles(fresh, results)
@@ -172,8 +180,8 @@ class FeedConnector(Connector):
             results[u.sku] = ItemResult(PendingDeliveryError(f"submitted in feed {feed_id}"), 202)
 
     async def _send_singles(self, updates: Sequence[Update], results: dict[str, ItemResult]) -> None:
-        # A push must end within the dispatcher's limit: what single calls cannot send in one window waits
-        # for the next round (only if the feed budget was taken away after the claim, e.g. by a throttle).
+        # A push must end within the dispatcher's limit: what single calls cannot send in one window waits for
+        # the next round (a large claim that turned out smaller than the feed threshold).
         chunk = self.single_chunk()
         for u in updates[chunk:]:
             results[u.sku] = ItemResult(PendingDeliveryError("not sent yet: the single-call budget is spent"))

@@ -60,15 +60,19 @@ async def send(
     json_body: Any = None,
     form: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
+    data: aiohttp.FormData | bytes | None = None,
 ) -> Answer:
-    """Make one request; a transport failure is a TransientDeliveryError naming ``what`` (e.g. "Etsy")."""
+    """Make one request; a transport failure is a TransientDeliveryError naming ``what`` (e.g. "Etsy").
+
+    ``data`` is a body sent as is (a multipart upload); ``form`` is a urlencoded form.
+    """
     try:
         async with session.request(
             method,
             url,
             headers=dict(headers or {}),
             json=json_body,
-            data=form,
+            data=form if form is not None else data,
             params=params,
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,

@@ -1,0 +1,239 @@
+"""Walmart Marketplace (US): one ``PUT /v3/inventory`` per SKU, the bulk inventory feed for big backlogs.
+
+Single route: ``PUT /v3/inventory?sku={sku}[&shipNode={id}]`` with ``{sku, quantity: {unit: "EACH",
+amount}}``. Feed route (``feeds.FeedConnector`` decides): ``POST /v3/feeds?feedType=inventory``, a
+multipart upload of ``{InventoryHeader: {version: "1.4"}, Inventory: [...]}``, then ``GET
+/v3/feeds/{feedId}?includeDetails=true`` (paged) until ``PROCESSED``, with a status per SKU.
+
+Threshold: Walmart allows 10 feeds an hour and gives each up to 30 minutes to process, so a batch goes
+as a feed only when single updates would take longer than that (``feed_after_seconds``): 6,000 SKUs
+at the ~200 updates a minute sellers report, more than one claim holds. The feed route takes over
+when the account's single-update rate is far lower (learned from throttling, or set in ``rate``).
+
+Auth: client credentials (``POST /v3/token``, Basic client_id:client_secret); the token lasts 15
+minutes and is fetched again a minute before it ends, or on a 401 (once; a second 401 pauses).
+Every call carries ``WM_SEC.ACCESS_TOKEN``, a new ``WM_QOS.CORRELATION_ID`` and ``WM_SVC.NAME``.
+
+Limits: ``x-current-token-count`` (calls left in Walmart's bucket) can only lower the budget; a 429
+waits for ``Retry-After`` or else ``x-next-replenish-time``. Answers: 400, 404 (SKU not on Walmart),
+405, 406, 413, 415 → dead letter; 403 → pause (the key lacks the Inventory API); 423, 429, 5xx → retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+from ..config import ChannelConfig
+from ..errors import AuthDeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..ratelimit import RateBudget
+from ..vault import Vault
+from . import http
+from .base import ItemResult, TokenAuth, Update
+from .feeds import Feed, FeedConnector, throttle_wait
+
+SERVICE_NAME = "Walmart Marketplace"
+FEED_LIMIT = (10 / 3600, 10)  # inventory feeds: 10 calls per hour
+STATUS_LIMIT = (1.0, 5)  # feed status: no published figure; one a second is ample for a few feeds
+STATUS_PAGE = 1000
+PERMANENT_STATUS = {400, 404, 405, 406, 413, 415}
+RETRY_ITEM_STATUS = {"SYSTEM_ERROR", "TIMEOUT_ERROR"}
+
+
+class WalmartConnector(FeedConnector):
+    type = "walmart"
+    account_keys = ()
+    feed_after_seconds = 1800.0
+
+    def __init__(
+        self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
+    ) -> None:
+        super().__init__(site, config, session, vault)
+        self.base = (config.api_base or "https://marketplace.walmartapis.com").rstrip("/")
+        self.ship_node = config.account.get("ship_node", "")
+        self.channel_type = config.account.get("channel_type", "")  # WM_CONSUMER.CHANNEL.TYPE, if Walmart issued one
+        self.feed_budget = RateBudget(*FEED_LIMIT)
+        self.status_budget = RateBudget(*STATUS_LIMIT)
+        self.auth = TokenAuth(self._fetch_token)
+        self._secrets: set[str] = set()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "WM_QOS.CORRELATION_ID": str(uuid.uuid4()),
+            "WM_SVC.NAME": SERVICE_NAME,
+            "Accept": "application/json",
+        }
+        if self.channel_type:
+            headers["WM_CONSUMER.CHANNEL.TYPE"] = self.channel_type
+        return headers
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        creds = await http.load_credentials(self.credentials, ("client_id", "client_secret"), "Walmart")
+        self._secrets.update(v for v in creds.values() if v)
+        basic = base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
+        self._secrets.add(basic)
+        doc = await http.token_grant(
+            self.session,
+            f"{self.base}/v3/token",
+            {"grant_type": "client_credentials"},
+            what="Walmart",
+            timeout=self.config.timeout_seconds,
+            headers={**self._headers(), "Authorization": f"Basic {basic}"},
+        )
+        token = str(doc["access_token"])
+        self._secrets.add(token)
+        return token, http.lifetime(doc, 900.0)
+
+    async def _call(
+        self,
+        budget: RateBudget,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        body: Any = None,
+        upload: bytes | None = None,
+        charged: bool = False,
+    ) -> Any:
+        """One call charged to ``budget`` (unless the caller ``charged`` it already); returns the parsed body of a
+        2xx or raises the classified error."""
+        if not charged:
+            await budget.acquire(1.0)
+
+        async def call(token: str) -> http.Answer:
+            data = None
+            if upload is not None:  # a fresh form each time: a retried call cannot reuse a consumed one
+                data = aiohttp.FormData()
+                data.add_field("file", upload, filename="inventory.json", content_type="application/json")
+            return await http.send(
+                self.session,
+                method,
+                f"{self.base}{path}",
+                timeout=self.config.timeout_seconds,
+                what="Walmart",
+                headers={**self._headers(), "WM_SEC.ACCESS_TOKEN": token},
+                json_body=body,
+                params=params,
+                data=data,
+            )
+
+        answer = await http.with_token(self.auth, call, "Walmart")
+        self._learn(budget, answer)
+        status, snippet = answer.status, http.scrub(answer.text, self._secrets)
+        if 200 <= status < 300:
+            budget.succeeded()
+            return answer.json()
+        reason = self._error_text(answer)
+        if status == 403:
+            raise AuthDeliveryError(
+                f"Walmart refused access (403: {reason}); check that the API key may use the Inventory API",
+                http_status=status,
+                excerpt=snippet,
+            )
+        if status == 429:
+            wait = answer.retry_after or self._replenish_wait(answer) or throttle_wait(budget.rate)
+            budget.throttled(wait)
+            raise TransientDeliveryError("Walmart throttled the call (429)", wait, http_status=status, excerpt=snippet)
+        if status in PERMANENT_STATUS:
+            raise PermanentDeliveryError(
+                f"Walmart refused the request ({status}: {reason})", http_status=status, excerpt=snippet
+            )
+        raise TransientDeliveryError(
+            f"Walmart answered {status}", answer.retry_after, http_status=status, excerpt=snippet
+        )
+
+    def _error_text(self, answer: http.Answer) -> str:
+        doc = answer.json()
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            text = f"{first.get('code', '')} {first.get('message') or first.get('description') or ''}".strip()
+            return http.scrub(text, self._secrets)
+        return "no details"
+
+    def _learn(self, budget: RateBudget, answer: http.Answer) -> None:
+        count = answer.header("x-current-token-count")
+        if count is not None and count.strip().isdigit():
+            budget.observe_remaining(float(count))
+
+    def _replenish_wait(self, answer: http.Answer) -> float | None:
+        """``x-next-replenish-time`` (epoch milliseconds; also spelt x-next-replenishment-time) as seconds from now."""
+        value = answer.header("x-next-replenish-time") or answer.header("x-next-replenishment-time")
+        if not value or not value.strip().isdigit():
+            return None
+        return max(0.0, int(value) / 1000 - time.time())
+
+    # --- single route -----------------------------------------------------------------------------------
+
+    def inventory_body(self, update: Update) -> dict[str, Any]:
+        return {"sku": update.channel_sku, "quantity": {"unit": "EACH", "amount": update.quantity}}
+
+    async def send_single(self, update: Update) -> ItemResult:
+        params = {"sku": update.channel_sku}
+        if self.ship_node:
+            params["shipNode"] = self.ship_node
+        try:
+            await self._call(self.budget, "PUT", "/v3/inventory", params, self.inventory_body(update))
+        except PermanentDeliveryError as exc:
+            if exc.http_status == 404:
+                error = PermanentDeliveryError(
+                    f"SKU {update.channel_sku} is not listed on Walmart", http_status=404, excerpt=exc.excerpt
+                )
+                return ItemResult(error, 404, exc.excerpt)
+            raise
+        return ItemResult(None, 200)
+
+    # --- feed route -------------------------------------------------------------------------------------
+
+    def feed_document(self, updates: Sequence[Update]) -> dict[str, Any]:
+        return {"InventoryHeader": {"version": "1.4"}, "Inventory": [self.inventory_body(u) for u in updates]}
+
+    async def submit_feed(self, updates: Sequence[Update]) -> str:
+        document = json.dumps(self.feed_document(updates), separators=(",", ":")).encode()
+        params = {"feedType": "inventory"}
+        if self.ship_node:
+            params["shipNode"] = self.ship_node
+        # the caller charged feed_budget already (it chose a feed because a submission was free)
+        doc = await self._call(self.feed_budget, "POST", "/v3/feeds", params, upload=document, charged=True)
+        feed_id = doc.get("feedId") if isinstance(doc, dict) else None
+        if not feed_id:
+            raise TransientDeliveryError("Walmart's feed answer had no feedId")
+        return str(feed_id)
+
+    async def feed_results(self, feed: Feed) -> dict[str, ItemResult] | None:
+        results: dict[str, ItemResult] = {}
+        offset = 0
+        while True:
+            params = {"includeDetails": "true", "offset": str(offset), "limit": str(STATUS_PAGE)}
+            doc = await self._call(self.status_budget, "GET", f"/v3/feeds/{feed.feed_id}", params)
+            doc = doc if isinstance(doc, dict) else {}
+            status = doc.get("feedStatus")
+            if status in ("RECEIVED", "INPROGRESS"):
+                return None
+            if status != "PROCESSED":
+                retry = TransientDeliveryError(f"Walmart feed {feed.feed_id} ended {status}; its SKUs are sent again")
+                return {sku: ItemResult(retry) for sku in feed.quantities}
+            items = ((doc.get("itemDetails") or {}).get("itemIngestionStatus")) or []
+            for item in items:
+                if isinstance(item, dict) and item.get("sku") in feed.quantities:
+                    results[str(item["sku"])] = self._item_result(feed, item)
+            offset += STATUS_PAGE
+            if not items or offset >= int(doc.get("itemsReceived") or 0):
+                return results
+
+    def _item_result(self, feed: Feed, item: Mapping[str, Any]) -> ItemResult:
+        status = item.get("ingestionStatus")
+        if status == "SUCCESS":
+            return ItemResult(None, 200)
+        errors = ((item.get("ingestionErrors") or {}).get("ingestionError")) or [{}]
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        reason = http.scrub(f"{first.get('code', '')} {first.get('description', '')}".strip(), self._secrets)
+        if status in RETRY_ITEM_STATUS or status == "INPROGRESS":
+            return ItemResult(TransientDeliveryError(f"Walmart feed {feed.feed_id}: {status} {reason}".strip()))
+        error = PermanentDeliveryError(f"Walmart refused SKU {item.get('sku')} in feed {feed.feed_id}: {reason}")
+        return ItemResult(error, 200, reason)
