@@ -13,6 +13,7 @@ from .ebay import EbayConnector
 from .etsy import EtsyConnector
 from .sandbox import SandboxConnector
 from .shopify import ShopifyConnector
+from .tiktok import TikTokConnector
 from .walmart import WalmartConnector
 from .webhook import WebhookConnector
 
@@ -24,6 +25,7 @@ REGISTRY: dict[str, type[Connector]] = {
     EtsyConnector.type: EtsyConnector,
     AmazonConnector.type: AmazonConnector,
     WalmartConnector.type: WalmartConnector,
+    TikTokConnector.type: TikTokConnector,
 }
 
 

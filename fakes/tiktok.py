@@ -1,0 +1,223 @@
+"""A fake TikTok Shop (Partner API 202309): signed calls, products with SKUs in warehouses, token refresh.
+
+- Signature: every API call's ``sign`` is recomputed here from the request as received (query without
+  ``sign``/``access_token``, sorted; path; raw body; wrapped in the app secret; HMAC-SHA256). A wrong
+  one gets HTTP 401 ``code 106001``; a ``timestamp`` more than 5 minutes off gets the same.
+- ``x-tts-access-token`` missing or expired: HTTP 401 ``code 105002``.
+- ``GET /api/v2/token/refresh?app_key&app_secret&refresh_token&grant_type=refresh_token`` →
+  ``{code: 0, data: {access_token, access_token_expire_in, refresh_token, refresh_token_expire_in}}``,
+  the expiries as Unix timestamps (access: 7 days unless ``token_lifetime`` says otherwise).
+- ``GET /authorization/202309/shops`` → ``{shops: [{id, cipher, ...}]}``.
+- ``POST /product/202309/products/search?page_size&page_token`` and ``GET /product/202309/products/{id}``.
+- ``POST /product/202309/products/{id}/inventory/update``: every SKU must belong to the product and list
+  exactly its warehouses (none missing, none added) with a quantity in [0, 99999], else a per-SKU
+  entry in ``data.errors``; ``sku_errors`` scripts more. The others are applied.
+- Limit: TikTok publishes none; this fake allows ``rate`` calls a second (bucket of ``rate``, times
+  ``speed``) and answers HTTP 429 beyond it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .common import Bucket, Clock, FakeMarketplace, TokenIssuer
+
+SKEW_SECONDS = 300
+
+
+def expected_sign(app_secret: str, path: str, query: dict[str, str], body: bytes) -> str:
+    """TikTok's algorithm, written here independently of the relay's, so a mistake there cannot hide."""
+    pieces = [path] + [k + query[k] for k in sorted(query) if k not in ("sign", "access_token")]
+    wrapped = app_secret.encode() + "".join(pieces).encode() + body + app_secret.encode()
+    return hmac.new(app_secret.encode(), wrapped, hashlib.sha256).hexdigest()
+
+
+def tts(code: int, message: str, data: Any = None, status: int = 200) -> web.Response:
+    body = {"code": code, "message": message, "request_id": secrets.token_hex(10).upper(), "data": data}
+    return web.json_response(body, status=status)
+
+
+class FakeTikTok(FakeMarketplace):
+    def __init__(
+        self, speed: float = 1.0, rate: float = 10.0, token_lifetime: float = 7 * 86400.0, now: Clock = time.monotonic
+    ) -> None:
+        self.limit = Bucket(rate * speed, max(1.0, rate), now)
+        self.tokens = TokenIssuer(token_lifetime, "ROW_fakeaccess", now)
+        self.app_key = "6abcfakeappkey"
+        self.app_secret = "fakeappsecret0123456789abcdef"
+        self.refresh_token = self.tokens.new_refresh_token()
+        self.shop_id = "7495000000000000001"
+        self.shop_cipher = "ROW_fakeshopcipher01"
+        self.products: dict[str, dict[str, Any]] = {}  # product id → {status, skus: [{id, seller_sku, inventory}]}
+        self.sku_errors: dict[str, tuple[int, str]] = {}  # SKU id → (code, message) the next update answers
+        self.bad_signatures = 0
+        self._seq = 0
+        super().__init__()
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/v2/token/refresh", self.refresh)
+        router.add_get("/authorization/202309/shops", self.shops)
+        router.add_post("/product/202309/products/search", self.search)
+        router.add_get("/product/202309/products/{product_id}", self.get_product)
+        router.add_post("/product/202309/products/{product_id}/inventory/update", self.update_inventory)
+
+    # --- state ---------------------------------------------------------------------------------------------
+
+    def _id(self) -> str:
+        self._seq += 1
+        return str(1729000000000000000 + self._seq)
+
+    def add_product(self, skus: dict[str, dict[str, int]], status: str = "ACTIVATE") -> str:
+        """A product whose SKUs (seller SKU → {warehouse id: quantity}) are stocked in those warehouses."""
+        product_id = self._id()
+        self.products[product_id] = {
+            "id": product_id,
+            "status": status,
+            "skus": [
+                {
+                    "id": self._id(),
+                    "seller_sku": seller_sku,
+                    "inventory": [{"warehouse_id": w, "quantity": q} for w, q in warehouses.items()],
+                }
+                for seller_sku, warehouses in skus.items()
+            ],
+        }
+        return product_id
+
+    def _sku(self, seller_sku: str) -> dict[str, Any] | None:
+        for product in self.products.values():
+            for sku in product["skus"]:
+                if sku["seller_sku"] == seller_sku:
+                    return dict(sku)
+        return None
+
+    def stock(self, seller_sku: str) -> dict[str, int] | None:
+        sku = self._sku(seller_sku)
+        return None if sku is None else {i["warehouse_id"]: i["quantity"] for i in sku["inventory"]}
+
+    def sku_id(self, seller_sku: str) -> str:
+        sku = self._sku(seller_sku)
+        assert sku is not None
+        return str(sku["id"])
+
+    # --- auth and signature --------------------------------------------------------------------------------
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        q = request.query
+        if q.get("app_key") != self.app_key or q.get("app_secret") != self.app_secret:
+            return tts(36004003, "app_key or app_secret is invalid")
+        if q.get("grant_type") != "refresh_token" or self.tokens.use_refresh(q.get("refresh_token", "")) is None:
+            return tts(36004004, "refresh_token is invalid or expired")
+        token, lifetime = self.tokens.issue()
+        data = {
+            "access_token": token,
+            "access_token_expire_in": int(time.time() + lifetime),  # Unix timestamps, not durations
+            "refresh_token": q["refresh_token"],
+            "refresh_token_expire_in": int(time.time() + 365 * 86400),
+            "open_id": "fakeopenid",
+            "seller_name": "Fake Seller",
+        }
+        return tts(0, "success", data)
+
+    def _gate(self, request: web.Request, body: bytes, shop_scoped: bool = True) -> web.Response | None:
+        params = dict(request.query)
+        expected = expected_sign(self.app_secret, request.path, params, body)
+        stamp = params.get("timestamp", "")
+        fresh = stamp.isdigit() and abs(int(stamp) - time.time()) <= SKEW_SECONDS
+        if params.get("app_key") != self.app_key or params.get("sign") != expected or not fresh:
+            self.bad_signatures += 1
+            return tts(106001, "Invalid credentials. The 'sign' query parameter is invalid.", status=401)
+        if not self.tokens.valid(request.headers.get("x-tts-access-token")):
+            return tts(105002, "Expired credentials. The access token has expired.", status=401)
+        if shop_scoped and params.get("shop_cipher") != self.shop_cipher:
+            return tts(106011, "Invalid shop_cipher.", status=400)
+        if not self.limit.take():
+            self.throttled += 1
+            return tts(36009003, "Too many requests.", status=429)
+        return None
+
+    # --- API ------------------------------------------------------------------------------------------------------
+
+    async def shops(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, b"", shop_scoped=False)
+        if refused is not None:
+            return refused
+        shop = {
+            "id": self.shop_id,
+            "cipher": self.shop_cipher,
+            "name": "Fake Shop",
+            "region": "GB",
+            "seller_type": "LOCAL",
+        }
+        return tts(0, "Success", {"shops": [shop]})
+
+    async def search(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, await request.read())
+        if refused is not None:
+            return refused
+        size = min(100, int(request.query.get("page_size", "10")))
+        start = int(request.query.get("page_token") or 0)
+        products = list(self.products.values())
+        page = products[start : start + size]
+        token = str(start + size) if start + size < len(products) else ""
+        return tts(0, "Success", {"products": page, "next_page_token": token, "total_count": len(products)})
+
+    async def get_product(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, b"")
+        if refused is not None:
+            return refused
+        product = self.products.get(request.match_info["product_id"])
+        if product is None:
+            return tts(12052048, "Product does not exist.", status=404)
+        return tts(0, "Success", product)
+
+    async def update_inventory(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        refused = self._gate(request, raw)
+        if refused is not None:
+            return refused
+        product = self.products.get(request.match_info["product_id"])
+        if product is None:
+            return tts(12052048, "Product does not exist.", status=404)
+        try:
+            skus = json.loads(raw)["skus"]
+            assert isinstance(skus, list) and skus
+        except (ValueError, KeyError, AssertionError, TypeError):
+            return tts(36009004, "Invalid request body.", status=400)
+        if product["status"] != "ACTIVATE":
+            return tts(12019001, "The product is not in ACTIVATE status.")
+        own = {s["id"]: s for s in product["skus"]}
+        errors = []
+        for entry in skus:
+            sku = own.get(entry.get("id"))
+            problem = self._check(sku, entry)
+            if problem is None and sku is not None and sku["id"] in self.sku_errors:
+                problem = self.sku_errors.pop(sku["id"])
+            if problem is not None:
+                errors.append({"code": problem[0], "message": problem[1], "detail": {"sku_id": entry.get("id")}})
+                continue
+            assert sku is not None
+            for item in entry["inventory"]:
+                for stock in sku["inventory"]:
+                    if stock["warehouse_id"] == item["warehouse_id"]:
+                        stock["quantity"] = item["quantity"]
+        return tts(0, "Success", {"errors": errors} if errors else {})
+
+    def _check(self, sku: dict[str, Any] | None, entry: dict[str, Any]) -> tuple[int, str] | None:
+        if sku is None:
+            return 12052230, "The SKU does not belong to this product."
+        inventory = entry.get("inventory") or []
+        sent = [i.get("warehouse_id") for i in inventory]
+        held = [i["warehouse_id"] for i in sku["inventory"]]
+        if sorted(sent) != sorted(held):
+            return 12052217, "Include all warehouse IDs assigned to this SKU, and no others."
+        if any(not isinstance(i.get("quantity"), int) or not 0 <= i["quantity"] <= 99_999 for i in inventory):
+            return 12052700, "The quantity must be between 0 and 99999."
+        return None
