@@ -69,8 +69,8 @@ def test_sign_with_a_body_matches_an_independent_computation() -> None:
     body = b'{"address":"https://partner.tiktokshop.com","event_type":"PACKAGE_UPDATE"}'
     params = {"timestamp": "1696909648", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "app_key": "68xu9ks5p4i8"}
     text = (
-        "/event/202309/webhooksapp_key68xu9ks5p4i8shop_cipherROW_xkMbgAAAeVAQra0eZWebFQq5aIKtimestamp1696909648"
-    ).encode() + body
+        b"/event/202309/webhooksapp_key68xu9ks5p4i8shop_cipherROW_xkMbgAAAeVAQra0eZWebFQq5aIKtimestamp1696909648"
+    ) + body
     assert string_to_sign("/event/202309/webhooks", params, body) == text
     wrapped = b"e59af819cc" + text + b"e59af819cc"
     assert sign("e59af819cc", "/event/202309/webhooks", params, body) == (
