@@ -27,10 +27,20 @@ if ( defined( 'STOCK_RELAY_VERSION' ) ) {
 define( 'STOCK_RELAY_VERSION', '0.1.0' );
 define( 'STOCK_RELAY_FILE', __FILE__ );
 
-foreach ( array( 'signer', 'payload', 'retry-policy', 'settings-sanitizer', 'outbox', 'delivery', 'capture', 'resend', 'admin', 'plugin' ) as $stock_relay_class ) {
-	require_once __DIR__ . '/src/class-stock-relay-' . $stock_relay_class . '.php';
-}
-unset( $stock_relay_class );
+require_once __DIR__ . '/src/stock-relay-functions.php';
+require_once __DIR__ . '/src/class-stock-relay-plugin.php';
+require_once __DIR__ . '/src/class-stock-relay-capture.php';
+// The other classes load when first used: a shopper's request compiles only what it runs.
+spl_autoload_register(
+	static function ( string $class_name ): void {
+		if ( 0 === strpos( $class_name, 'Stock_Relay_' ) ) {
+			$file = __DIR__ . '/src/class-' . str_replace( '_', '-', strtolower( $class_name ) ) . '.php';
+			if ( is_file( $file ) ) {
+				require_once $file;
+			}
+		}
+	}
+);
 
 register_activation_hook( __FILE__, array( 'Stock_Relay_Plugin', 'activate' ) );
 register_deactivation_hook( __FILE__, array( 'Stock_Relay_Plugin', 'deactivate' ) );

@@ -163,7 +163,7 @@ final class Stock_Relay_Admin {
 	public static function handle_retry_rejected(): void {
 		self::guard( 'stock_relay_retry_rejected' );
 		$count = Stock_Relay_Outbox::retry_rejected();
-		Stock_Relay_Delivery::request_drain();
+		Stock_Relay_Kick::request_drain();
 		/* translators: %d: number of changes */
 		self::back( sprintf( _n( '%d refused change queued again.', '%d refused changes queued again.', $count, 'stock-relay' ), $count ) );
 	}

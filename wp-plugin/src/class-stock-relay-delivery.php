@@ -1,6 +1,7 @@
 <?php
 /**
- * Sends the outbox to the relay: signed, blocking, short timeout, outside the shopper's request.
+ * Sends the outbox to the relay: signed, blocking, short timeout, outside the shopper's request
+ * (Stock_Relay_Kick starts it).
  *
  * @package StockRelay
  */
@@ -13,12 +14,13 @@ declare(strict_types=1);
  */
 final class Stock_Relay_Delivery {
 
-	public const HOOK        = 'stock_relay_drain';
-	public const WATCHDOG    = 'stock_relay_watchdog';
-	public const AJAX_ACTION = 'stock_relay_drain';
+	public const HOOK        = Stock_Relay_Kick::HOOK;
+	public const WATCHDOG    = Stock_Relay_Kick::WATCHDOG;
+	public const AJAX_ACTION = Stock_Relay_Kick::AJAX_ACTION;
 	public const STATE       = 'stock_relay_delivery';
-	public const DUE         = 'stock_relay_due';
+	public const DUE         = Stock_Relay_Kick::DUE;
 	public const TIMEOUT     = 5;
+	public const CHUNK       = 200; // Touched rows turned into events per step.
 
 	/**
 	 * The delivery state (not autoloaded).
@@ -58,121 +60,13 @@ final class Stock_Relay_Delivery {
 		self::save( $state );
 	}
 
-	/**
-	 * Rows were queued in this request: make sure they leave soon, without adding latency here.
-	 *
-	 * 1. Fast: after the response is sent, either in this process (fastcgi_finish_request() under
-	 *    PHP-FPM, litespeed_finish_request() under LiteSpeed) or through a loopback request that this
-	 *    process only writes to a socket and never waits for (about 0.1 ms on the same host).
-	 * 2. Durable: the autoloaded `stock_relay_due` timestamp. While it is due, every request's
-	 *    shutdown kicks a drain (maybe_kick_due), and a one-minute WP-Cron watchdog drains too. Retries
-	 *    after a failure go to Action Scheduler (or WP-Cron) from the drainer, never from a shopper's
-	 *    request: enqueueing an Action Scheduler action costs several queries, so it is kept off the
-	 *    shopper's path.
-	 */
-	public static function request_drain(): void {
-		if ( self::$requested ) {
-			return;
-		}
-		self::$requested = true;
-		if ( 0 === (int) get_option( self::DUE, 0 ) ) {
-			update_option( self::DUE, time(), true );
-		}
-		add_action( 'shutdown', array( self::class, 'after_response' ), PHP_INT_MAX );
-	}
-
-	/** Whether request_drain() ran in this request. */
-	private static bool $requested = false;
-
-	/** Whether this process already finished its response or kicked a drain. */
-	private static bool $kicked = false;
-
-	/**
-	 * On every request's shutdown: if a retry is due (the relay was down, or a kick got lost), kick a
-	 * drain. Costs one read of an autoloaded option; this is what keeps retries going on a site with
-	 * DISABLE_WP_CRON and no system cron, as long as anybody visits.
-	 */
-	public static function maybe_kick_due(): void {
-		if ( self::$requested || self::$kicked ) {
-			return;
-		}
-		$due = (int) get_option( self::DUE, 0 );
-		if ( 0 === $due || $due > time() || doing_action( self::HOOK ) || wp_doing_ajax() && self::AJAX_ACTION === ( $_REQUEST['action'] ?? '' ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- only compares the action name.
-			return;
-		}
-		update_option( self::DUE, time() + 30, true ); // At most one kick per 30 s while nothing answers.
-		self::after_response();
-	}
-
-	/** After the response: drain here when the server lets us finish the response, else kick a loopback. */
-	public static function after_response(): void {
-		if ( self::$kicked ) {
-			return;
-		}
-		self::$kicked = true;
-		if ( function_exists( 'fastcgi_finish_request' ) && 'cli' !== PHP_SAPI ) {
-			fastcgi_finish_request();
-			self::drain( 10 );
-			return;
-		}
-		if ( function_exists( 'litespeed_finish_request' ) ) {
-			litespeed_finish_request();
-			self::drain( 10 );
-			return;
-		}
-		self::kick();
-	}
-
-	/** The secret key of the loopback URL, so strangers cannot make the site drain at will. */
-	public static function kick_key(): string {
-		return substr( hash_hmac( 'sha256', 'stock_relay_drain', wp_salt( 'nonce' ) ), 0, 32 );
-	}
-
-	/**
-	 * A loopback POST to admin-ajax.php that this process writes and does not wait for.
-	 *
-	 * @return bool Whether the request was written.
-	 */
-	public static function kick(): bool {
-		$url   = (string) apply_filters( 'stock_relay_loopback_url', admin_url( 'admin-ajax.php' ) );
-		$parts = wp_parse_url( $url );
-		if ( ! is_array( $parts ) || empty( $parts['host'] ) ) {
-			return false;
-		}
-		$https  = 'https' === ( $parts['scheme'] ?? 'http' );
-		$port   = (int) ( $parts['port'] ?? ( $https ? 443 : 80 ) );
-		$path   = ( $parts['path'] ?? '/' ) . ( isset( $parts['query'] ) ? '?' . $parts['query'] : '' );
-		$body   = 'action=' . self::AJAX_ACTION . '&key=' . self::kick_key();
-		$host   = $parts['host'] . ( isset( $parts['port'] ) ? ':' . $parts['port'] : '' );
-		$target = ( $https ? 'ssl://' : 'tcp://' ) . $parts['host'] . ':' . $port;
-		$ctx    = stream_context_create( array( 'ssl' => array( 'verify_peer' => false, 'verify_peer_name' => false ) ) ); // Our own site: the request carries no secret.
-		$socket = @stream_socket_client( $target, $errno, $errstr, 1.0, STREAM_CLIENT_CONNECT, $ctx ); // phpcs:ignore WordPress.PHP.NoSilencedErrors.Discouraged -- a failed kick is normal (the durable schedule remains).
-		if ( false === $socket ) {
-			return false;
-		}
-		$request = "POST {$path} HTTP/1.1\r\nHost: {$host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " . strlen( $body ) . "\r\nConnection: close\r\nUser-Agent: stock-relay-kick\r\n\r\n" . $body;
-		$written = fwrite( $socket, $request ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_operations_fwrite -- a socket, not a file.
-		fclose( $socket ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_operations_fclose -- a socket, not a file.
-		return strlen( $request ) === $written;
-	}
-
-	/** The loopback endpoint: check the key, then drain even though the caller has hung up. */
-	public static function handle_kick(): void {
-		$key = isset( $_POST['key'] ) ? sanitize_text_field( wp_unslash( $_POST['key'] ) ) : ''; // phpcs:ignore WordPress.Security.NonceVerification.Missing -- authenticated by the HMAC key instead: the caller is this site, with no user session.
-		if ( ! hash_equals( self::kick_key(), $key ) ) {
-			wp_die( '', '', array( 'response' => 403 ) );
-		}
-		ignore_user_abort( true );
-		self::drain( 20 );
-		wp_die( '', '', array( 'response' => 204 ) );
-	}
-
-	/** The watchdog: every minute, drain if anything is due (covers a lost kick on a site without traffic). */
+	/** The watchdog: every minute, drain if a retry is due or rows wait (covers a lost kick). */
 	public static function watchdog(): void {
 		$due = (int) get_option( self::DUE, 0 );
-		if ( 0 !== $due && $due <= time() ) {
-			self::drain( 20 );
+		if ( $due > time() || ( 0 === $due && ! Stock_Relay_Outbox::has_pending() ) ) {
+			return; // Backing off until then (a retry is scheduled), or nothing waits.
 		}
+		self::drain( 20 );
 	}
 
 	/**
@@ -202,8 +96,14 @@ final class Stock_Relay_Delivery {
 		wp_schedule_single_event( time() + max( 0, $delay ), self::HOOK );
 	}
 
-	/** Send what is due, for at most $budget seconds. Safe to run in several processes at once. */
+	/**
+	 * Turn what requests captured into events (even while the relay is down: that needs only the
+	 * database), then send what is due, for at most $budget seconds. Safe to run in several
+	 * processes at once.
+	 */
 	public static function drain( int $budget = 20 ): void {
+		$until = microtime( true ) + $budget;
+		self::materialise( $until );
 		$settings = Stock_Relay_Plugin::settings();
 		if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
 			return;
@@ -215,8 +115,8 @@ final class Stock_Relay_Delivery {
 			return;
 		}
 		$token = Stock_Relay_Signer::new_id( 'clm_' );
-		$until = microtime( true ) + $budget;
 		while ( microtime( true ) < $until ) {
+			self::materialise( $until ); // Changes captured while the last batch was on its way.
 			$rows = Stock_Relay_Outbox::claim( $token, (int) self::state()['max_events'], time() );
 			if ( ! $rows ) {
 				break;
@@ -236,6 +136,17 @@ final class Stock_Relay_Delivery {
 			update_option( self::DUE, time() + 5, true );
 		} else {
 			update_option( self::DUE, 0, true );
+		}
+	}
+
+	/** Turn touched rows into events until none is left or the time is up. */
+	private static function materialise( float $until ): void {
+		try {
+			do {
+				$taken = Stock_Relay_Outbox::materialise( self::CHUNK );
+			} while ( $taken >= self::CHUNK && microtime( true ) < $until );
+		} catch ( Throwable $e ) {
+			self::note_error( $e->getMessage() );
 		}
 	}
 

@@ -11,9 +11,10 @@ declare(strict_types=1);
  * Rows are delivered in id order, acknowledged rows are deleted, rejected rows are kept and shown.
  *
  * Two tables:
- * - `{prefix}stock_relay_outbox`: one row per event. A drainer claims rows by writing its own
- *   `claim_token` and a `claimed_until` lease in one UPDATE whose WHERE clause skips rows another
- *   drainer holds, so two concurrent drainers never send the same rows.
+ * - `{prefix}stock_relay_outbox`: one row per event (`pending`, or `rejected` by the relay), or per
+ *   item a request changed and no drainer has turned into an event yet (`touched`). A drainer claims
+ *   rows by writing its own `claim_token` and a `claimed_until` lease in one UPDATE whose WHERE
+ *   clause skips rows another drainer holds, so two concurrent drainers never send the same rows.
  * - `{prefix}stock_relay_versions`: per id, the last `version` given out (for the id that owns the
  *   stock row) and the hash of the last state queued (for the item itself).
  *
@@ -23,11 +24,12 @@ final class Stock_Relay_Outbox {
 
 	public const SCHEMA_VERSION = 2;
 	public const LEASE          = 60;
+	public const TOUCHED        = 'touched'; // Stock_Relay_Capture::TOUCHED (uninstall.php loads this file alone).
 
 	/** The outbox table name. */
 	public static function table(): string {
 		global $wpdb;
-		return $wpdb->prefix . 'stock_relay_outbox';
+		return $wpdb->prefix . 'stock_relay_outbox'; // Stock_Relay_Capture::TABLE.
 	}
 
 	/** The per-product version and last-hash table name. */
@@ -75,39 +77,147 @@ final class Stock_Relay_Outbox {
 	}
 
 	/**
-	 * Record one item's state, if it differs from the last state queued for it.
+	 * Turn touched rows into events, oldest first; safe to run in several processes at once (each
+	 * claims the rows it works on). Several touches of one item are one event: the state read now,
+	 * with the cause and time of the latest touch.
 	 *
-	 * Order matters for correctness under concurrent requests. In one transaction: (1) bump the
+	 * @return int How many touched rows this call took.
+	 */
+	public static function materialise( int $limit = 200 ): int {
+		global $wpdb;
+		$table = self::table();
+		$now   = time();
+		$token = Stock_Relay_Signer::new_id( 'mat_' );
+		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix, ids cast to int.
+		$ids = $wpdb->get_col( $wpdb->prepare( "SELECT id FROM {$table} WHERE status = %s AND claimed_until <= %d ORDER BY id LIMIT %d", self::TOUCHED, $now, $limit ) );
+		if ( ! $ids ) {
+			return 0;
+		}
+		$in = implode( ',', array_map( 'intval', $ids ) );
+		$wpdb->query( $wpdb->prepare( "UPDATE {$table} SET claim_token = %s, claimed_until = %d WHERE id IN ({$in}) AND status = %s AND claimed_until <= %d", $token, $now + self::LEASE, self::TOUCHED, $now ) );
+		$rows = (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, product_id, payload FROM {$table} WHERE claim_token = %s AND status = %s ORDER BY id", $token, self::TOUCHED ), ARRAY_A );
+		// phpcs:enable
+		$items = array();
+		foreach ( $rows as $row ) {
+			$touch = json_decode( (string) $row['payload'], true );
+			$touch = is_array( $touch ) ? $touch : array();
+			$item  = (int) $row['product_id'];
+			$prev  = $items[ $item ] ?? array(
+				'rows'  => array(),
+				'state' => null,
+			);
+
+			$items[ $item ] = array(
+				'rows'     => array_merge( $prev['rows'], array( (int) $row['id'] ) ),
+				'cause'    => is_array( $touch['cause'] ?? null ) ? $touch['cause'] : array( 'kind' => 'other' ),
+				'at'       => (float) ( $touch['at'] ?? microtime( true ) ),
+				'deleted'  => ! empty( $touch['deleted'] ),
+				'restored' => ! empty( $touch['restored'] ),
+				'state'    => is_array( $touch['state'] ?? null ) ? $touch['state'] : $prev['state'],
+			);
+		}
+		try {
+			$manage = 'yes' === get_option( 'woocommerce_manage_stock', 'yes' );
+			// Who owns each item's stock row (to lock the right version row), and the variations that
+			// share a touched parent's stock: they are listed on the channels under their own SKUs.
+			$owners  = array();
+			$parents = array();
+			foreach ( Stock_Relay_State::read( array_keys( $items ), $manage ) as $id => $state ) {
+				$owners[ $id ] = (int) $state['product_id'];
+				if ( null === $state['variation_id'] && $state['manage_stock'] ) {
+					$parents[] = $id;
+				}
+			}
+			foreach ( Stock_Relay_State::inheriting_variations( $parents, $manage ) as $child => $parent ) {
+				if ( ! isset( $items[ $child ] ) ) {
+					$items[ $child ]  = array(
+						'rows'     => array(),
+						'restored' => false,
+						'state'    => null,
+					) + $items[ $parent ];
+					$owners[ $child ] = $parent;
+				}
+			}
+			foreach ( $items as $item => $touch ) {
+				self::record( (int) $item, $owners[ $item ] ?? (int) ( $touch['state']['product_id'] ?? 0 ), $touch, $manage );
+			}
+		} catch ( Throwable $e ) {
+			// Give the rest back at once: the next drain takes them again.
+			self::release( $token );
+			throw $e;
+		}
+		return count( $rows );
+	}
+
+	/**
+	 * Turn one item's touches into an event, if its state differs from the last state queued for it.
+	 *
+	 * Order matters for correctness under concurrent writers. In one transaction: (1) bump the
 	 * owner's version with a write, which locks that row (InnoDB row lock; SQLite's write lock)
-	 * until commit; (2) only then read the state; (3) compare with the last queued hash and insert.
+	 * until commit; (2) only then read the state; (3) compare with the last queued hash and write.
 	 * Any two records of one product are therefore serialised, and the one with the larger version
 	 * always read the state later, so the newest version carries the newest state. Reading before
 	 * taking the version (or deduping outside the lock) lets a stale read win with a larger version.
 	 *
-	 * @param int                             $item_id  The product or variation id (the hash key).
-	 * @param int                             $owner_id The id that owns the stock row (the version key).
-	 * @param callable(): ?array<string,mixed> $read    Reads the state fresh; null = nothing to send.
-	 * @param callable(array<string,mixed>, int): array<string,mixed> $build Builds the event from state and version.
+	 * @param int                  $item_id  The product or variation id (the hash key).
+	 * @param int                  $owner_id The id that owns the stock row (the version key).
+	 * @param array<string, mixed> $touch    rows (touched row ids), cause, at, deleted, restored, state.
 	 * @return bool Whether an event was queued.
 	 */
-	public static function record( int $item_id, int $owner_id, callable $read, callable $build ): bool {
+	private static function record( int $item_id, int $owner_id, array $touch, bool $manage ): bool {
 		global $wpdb;
+		$rows = array_map( 'intval', $touch['rows'] );
+		if ( $owner_id <= 0 ) {
+			self::remove( $rows ); // Not a product (or gone without a trace): nothing to send.
+			return false;
+		}
 		$wpdb->query( 'START TRANSACTION' );
 		try {
 			$version = self::bump_version( $owner_id );
-			$state   = $read();
-			if ( null !== $state && (int) $state['product_id'] !== $owner_id ) {
+			$fresh   = Stock_Relay_State::read( array( $item_id ), $manage )[ $item_id ] ?? null;
+			$state   = null !== $fresh ? Stock_Relay_State::sendable( $fresh ) : $touch['state'];
+			if ( null === $state ) {
+				self::remove( $rows );
+				$wpdb->query( 'COMMIT' );
+				return false;
+			}
+			// Trashed (or gone, with the state read when it was deleted): channels must show 0.
+			$state['deleted']  = ! empty( $touch['deleted'] ) || null === $fresh || 'trash' === $fresh['post_status'];
+			$state['restored'] = ! empty( $touch['restored'] ) && ! $state['deleted'];
+			if ( (int) $state['product_id'] !== $owner_id ) {
 				// The stock owner changed meanwhile (manage stock toggled): version the real owner.
 				$owner_id = (int) $state['product_id'];
 				$version  = self::bump_version( $owner_id );
 			}
-			$hash = null === $state ? '' : sha1( (string) stock_relay_json( $state ) );
-			if ( null === $state || self::last_hash( $item_id ) === $hash ) {
-				$wpdb->query( 'ROLLBACK' );
+			$hash = sha1( (string) stock_relay_json( $state ) );
+			if ( self::last_hash( $item_id ) === $hash ) {
+				self::remove( $rows );
+				$wpdb->query( 'COMMIT' );
 				return false;
 			}
 			self::set_last_hash( $item_id, $hash );
-			self::add( $build( $state, $version ) );
+			$event = Stock_Relay_Payload::event( $state, $version, (array) $touch['cause'], Stock_Relay_Signer::new_id( 'evt_' ), (float) $touch['at'] );
+			if ( $rows ) {
+				// The event takes the place of the item's first touch (its place in the queue); later
+				// touches are folded into it.
+				$row = (int) array_shift( $rows );
+				$wpdb->update(
+					self::table(),
+					array(
+						'event_id'      => (string) $event['id'],
+						'payload'       => stock_relay_json( $event ),
+						'status'        => 'pending',
+						'claim_token'   => '',
+						'claimed_until' => 0,
+					),
+					array( 'id' => $row ),
+					array( '%s', '%s', '%s', '%s', '%d' ),
+					array( '%d' )
+				);
+				self::remove( $rows );
+			} else {
+				self::add( $event );
+			}
 			$wpdb->query( 'COMMIT' );
 			return true;
 		} catch ( Throwable $e ) {
@@ -316,7 +426,7 @@ final class Stock_Relay_Outbox {
 	/** Whether any row waits to be sent. */
 	public static function has_pending(): bool {
 		global $wpdb;
-		return null !== $wpdb->get_var( 'SELECT id FROM ' . self::table() . " WHERE status = 'pending' LIMIT 1" ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
+		return null !== $wpdb->get_var( 'SELECT id FROM ' . self::table() . " WHERE status IN ('pending', 'touched') LIMIT 1" ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
 	}
 
 	/**
@@ -328,7 +438,7 @@ final class Stock_Relay_Outbox {
 		global $wpdb;
 		$table = self::table();
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-		$row = $wpdb->get_row( "SELECT SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) AS rejected, MIN(CASE WHEN status = 'pending' THEN created_at END) AS oldest FROM {$table}", ARRAY_A );
+		$row = $wpdb->get_row( "SELECT SUM(CASE WHEN status IN ('pending', 'touched') THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) AS rejected, MIN(CASE WHEN status IN ('pending', 'touched') THEN created_at END) AS oldest FROM {$table}", ARRAY_A );
 		return array(
 			'pending'  => (int) ( $row['pending'] ?? 0 ),
 			'rejected' => (int) ( $row['rejected'] ?? 0 ),

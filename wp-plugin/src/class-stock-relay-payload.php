@@ -97,7 +97,7 @@ final class Stock_Relay_Payload {
 			'parent_id'      => $parent_id ? $parent_id : null,
 			'sku'            => (string) ( $own['_sku'] ?? '' ),
 			'manage_stock'   => $managed,
-			'stock_quantity' => $managed && is_numeric( $qty ) ? (int) floor( (float) $qty ) : null,
+			'stock_quantity' => $managed && is_numeric( $qty ) ? (int) (float) $qty : null, // wc_stock_amount(): intval.
 			'stock_status'   => (string) ( $own['_stock_status'] ?? 'instock' ),
 			'backorders'     => $managed ? (string) ( $source['_backorders'] ?? 'no' ) : 'no',
 		);
@@ -180,14 +180,4 @@ final class Stock_Relay_Payload {
 	}
 }
 
-if ( ! function_exists( 'stock_relay_json' ) ) {
-	/**
-	 * JSON with unescaped unicode and slashes (the relay verifies the exact bytes; any valid JSON works).
-	 *
-	 * @param mixed $value Value.
-	 * @return string|false
-	 */
-	function stock_relay_json( $value ) {
-		return json_encode( $value, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_PRESERVE_ZERO_FRACTION ); // phpcs:ignore WordPress.WP.AlternativeFunctions.json_encode_json_encode -- used outside WordPress in tests too.
-	}
-}
+require_once __DIR__ . '/stock-relay-functions.php';

@@ -18,16 +18,17 @@ final class Stock_Relay_Plugin {
 			Stock_Relay_Outbox::install();
 		}
 		Stock_Relay_Capture::register();
-		add_action( Stock_Relay_Delivery::HOOK, array( Stock_Relay_Delivery::class, 'drain' ), 10, 0 );
-		add_action( 'wp_ajax_nopriv_' . Stock_Relay_Delivery::AJAX_ACTION, array( Stock_Relay_Delivery::class, 'handle_kick' ) );
-		add_action( 'wp_ajax_' . Stock_Relay_Delivery::AJAX_ACTION, array( Stock_Relay_Delivery::class, 'handle_kick' ) );
-		add_action( 'shutdown', array( Stock_Relay_Delivery::class, 'maybe_kick_due' ), 1000 );
+		// Only Stock_Relay_Kick (small) is loaded on every request; the classes named by ::class load when called.
+		add_action( Stock_Relay_Kick::HOOK, array( Stock_Relay_Delivery::class, 'drain' ), 10, 0 );
+		add_action( 'wp_ajax_nopriv_' . Stock_Relay_Kick::AJAX_ACTION, array( Stock_Relay_Kick::class, 'handle_kick' ) );
+		add_action( 'wp_ajax_' . Stock_Relay_Kick::AJAX_ACTION, array( Stock_Relay_Kick::class, 'handle_kick' ) );
+		add_action( 'shutdown', array( Stock_Relay_Kick::class, 'maybe_kick_due' ), 1000 );
 		add_filter( 'cron_schedules', array( Stock_Relay_Delivery::class, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.CronSchedulesInterval -- one minute on purpose: it only reads an autoloaded option unless something is due.
-		add_action( Stock_Relay_Delivery::WATCHDOG, array( Stock_Relay_Delivery::class, 'watchdog' ), 10, 0 );
-		if ( ! wp_next_scheduled( Stock_Relay_Delivery::WATCHDOG ) ) {
-			wp_schedule_event( time() + 60, 'stock_relay_minute', Stock_Relay_Delivery::WATCHDOG );
+		add_action( Stock_Relay_Kick::WATCHDOG, array( Stock_Relay_Delivery::class, 'watchdog' ), 10, 0 );
+		if ( ! wp_next_scheduled( Stock_Relay_Kick::WATCHDOG ) ) {
+			wp_schedule_event( time() + 60, 'stock_relay_minute', Stock_Relay_Kick::WATCHDOG );
 		}
-		add_action( Stock_Relay_Resend::HOOK, array( Stock_Relay_Resend::class, 'run_chunk' ), 10, 0 );
+		add_action( 'stock_relay_resend_chunk', array( Stock_Relay_Resend::class, 'run_chunk' ), 10, 0 ); // Stock_Relay_Resend::HOOK, spelled out: the class loads only when a resend runs.
 		if ( is_admin() ) {
 			Stock_Relay_Admin::register();
 		}

@@ -87,14 +87,14 @@ final class Stock_Relay_Resend {
 		}
 		if ( $ids ) {
 			self::queue( $ids );
-			Stock_Relay_Delivery::request_drain();
+			Stock_Relay_Kick::request_drain();
 		}
 		return $next;
 	}
 
 	/**
 	 * Queue the current state of these items: versions first, then one SQL read, then the rows,
-	 * all in one transaction (the same order as Stock_Relay_Outbox::record, for the same reason).
+	 * all in one transaction (the same order as when the outbox turns captured changes into events).
 	 *
 	 * @param int[] $ids Product and variation ids.
 	 */
@@ -106,12 +106,12 @@ final class Stock_Relay_Resend {
 			// One version per item, even for variations sharing their parent's stock row: the relay
 			// gates versions per product_id, so two events of one owner must not carry the same version.
 			$versions = array();
-			foreach ( self::states( $ids, $manage_enabled ) as $item_id => $state ) {
+			foreach ( Stock_Relay_State::read( $ids, $manage_enabled ) as $item_id => $state ) {
 				$versions[ $item_id ] = Stock_Relay_Outbox::bump_version( (int) $state['product_id'] );
 			}
-			foreach ( self::states( $ids, $manage_enabled ) as $item_id => $state ) {
+			foreach ( Stock_Relay_State::read( $ids, $manage_enabled ) as $item_id => $state ) {
 				$ver   = $versions[ $item_id ] ?? Stock_Relay_Outbox::bump_version( (int) $state['product_id'] );
-				$state = $state + array(
+				$state = Stock_Relay_State::sendable( $state ) + array(
 					'deleted'  => false,
 					'restored' => false,
 				);
@@ -122,41 +122,6 @@ final class Stock_Relay_Resend {
 			$wpdb->query( 'ROLLBACK' );
 			Stock_Relay_Delivery::note_error( $e->getMessage() );
 		}
-	}
-
-	/**
-	 * The states of these items from postmeta, in one query (plus their parents' stock rows).
-	 *
-	 * @param int[] $ids Ids.
-	 * @return array<int, array<string, mixed>> Item id => state.
-	 */
-	private static function states( array $ids, bool $manage_enabled ): array {
-		global $wpdb;
-		$in   = implode( ',', array_map( 'intval', $ids ) );
-		$keys = "'_sku','_manage_stock','_stock','_stock_status','_backorders'";
-		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- ids cast to int, keys are constants.
-		$posts = $wpdb->get_results( "SELECT ID, post_type, post_parent FROM {$wpdb->posts} WHERE ID IN ({$in})", ARRAY_A );
-		$all   = array_map( 'intval', $ids );
-		foreach ( $posts as $post ) {
-			if ( (int) $post['post_parent'] > 0 ) {
-				$all[] = (int) $post['post_parent'];
-			}
-		}
-		$in2  = implode( ',', array_unique( $all ) );
-		$rows = $wpdb->get_results( "SELECT post_id, meta_key, meta_value FROM {$wpdb->postmeta} WHERE post_id IN ({$in2}) AND meta_key IN ({$keys})", ARRAY_A );
-		// phpcs:enable
-		$meta = array();
-		foreach ( $rows as $row ) {
-			$meta[ (int) $row['post_id'] ][ (string) $row['meta_key'] ] = (string) $row['meta_value'];
-		}
-		$out = array();
-		foreach ( $posts as $post ) {
-			$id        = (int) $post['ID'];
-			$parent    = 'product_variation' === $post['post_type'] ? (int) $post['post_parent'] : 0;
-			$out[ $id ] = Stock_Relay_Payload::state_from_meta( $id, $parent, $meta[ $id ] ?? array(), $parent ? ( $meta[ $parent ] ?? array() ) : array(), $manage_enabled );
-		}
-		ksort( $out );
-		return $out;
 	}
 
 	/**

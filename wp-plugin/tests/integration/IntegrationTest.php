@@ -132,9 +132,13 @@ final class IntegrationTest extends TestCase {
 		try {
 			foreach ( array( 9, 8, 7 ) as $qty ) {
 				SRT::shop( array( array( 'crud', $a, array( 'stock_quantity' => $qty ) ) ) );
+				// Each change becomes an event although the relay is down (changes that land before
+				// the drainer reads them are sent as one event with the newest state; see the next test).
+				SRT::wait( static fn() => ! in_array( 'touched', array_column( SRT::outbox(), 'status' ), true ), 10.0, 'captured change turned into an event' );
 			}
 			SRT::shop( array( array( 'crud', $b, array( 'stock_quantity' => 1 ) ) ) );
 			SRT::wait( static fn() => (int) SRT::delivery_state()['attempts'] >= 1, 10.0, 'a failed attempt recorded' );
+			SRT::wait( static fn() => ! in_array( 'touched', array_column( SRT::outbox(), 'status' ), true ), 10.0, 'captured change turned into an event' );
 			$state = SRT::delivery_state();
 			$this->assertStringContainsString( 'could not be reached', $state['last_error'] );
 			$this->assertGreaterThan( time(), (int) $state['next_attempt_at'], 'backoff scheduled' );
@@ -155,6 +159,42 @@ final class IntegrationTest extends TestCase {
 		$this->assertTrue( $events[0]['version'] < $events[1]['version'] && $events[1]['version'] < $events[2]['version'] );
 		SRT::wait( static fn() => array() === SRT::outbox(), 5.0, 'outbox empty' );
 		SRT::wait( static fn() => 0 === (int) SRT::delivery_state()['attempts'], 5.0, 'attempts reset after the success' );
+	}
+
+	public function test_the_change_is_durable_before_the_request_ends_for_one_query_and_the_drainer_coalesces(): void {
+		global $wpdb;
+		// Keep the one-minute watchdog (WP-Cron) out of the way: this test drains by hand.
+		wp_clear_scheduled_hook( Stock_Relay_Delivery::WATCHDOG );
+		wp_schedule_event( time() + 3600, 'stock_relay_minute', Stock_Relay_Delivery::WATCHDOG );
+		$id = SRT::product( array( 'sku' => 'HELD', 'qty' => 10 ) );
+		SRT::shop( array( array( 'hold_drain' ), array( 'count_queries' ), array( 'order', 4001, array( $id => 2 ) ), array( 'set_stock', $id, 5 ) ) );
+		$rows = SRT::outbox();
+		$this->assertSame( array( array( (string) $id, 'touched' ) ), array_map( static fn( $r ) => array( $r['product_id'], $r['status'] ), $rows ), 'in the outbox when the response arrives: one row for the item, however many hooks fired' );
+		$this->assertSame( '1', (string) file_get_contents( getenv( 'SRT_WORK' ) . '/queries' ), 'the end of a stock-changing request costs one query (the INSERT)' );
+		$this->assertSame( array(), SRT::events(), 'nothing sent from the request itself' );
+
+		Stock_Relay_Delivery::drain( 5 );
+		$events = SRT::events();
+		$this->assertCount( 1, $events );
+		$this->assertSame( array( 5, array( 'kind' => 'order', 'order_id' => 4001 ) ), array( $events[0]['stock_quantity'], $events[0]['cause'] ) );
+
+		// Two requests before the drainer comes: one event, the newest state, the latest cause.
+		SRT::shop( array( array( 'hold_drain' ), array( 'order', 4002, array( $id => 1 ) ) ) );
+		SRT::shop( array( array( 'hold_drain' ), array( 'as_rest' ), array( 'crud', $id, array( 'stock_quantity' => 3 ) ) ) );
+		$this->assertSame( array( 'touched', 'touched' ), array_column( SRT::outbox(), 'status' ) );
+		Stock_Relay_Delivery::drain( 5 );
+		$events = SRT::events();
+		$this->assertCount( 2, $events );
+		$this->assertSame( array( 3, 'rest' ), array( $events[1]['stock_quantity'], $events[1]['cause']['kind'] ) );
+		$this->assertGreaterThan( $events[0]['version'], $events[1]['version'] );
+		$this->assertSame( array(), SRT::outbox() );
+
+		// A touch whose state the drainer finds unchanged is dropped, not sent.
+		SRT::shop( array( array( 'hold_drain' ), array( 'admin_save', $id, array() ) ) );
+		$this->assertCount( 1, SRT::outbox() );
+		Stock_Relay_Delivery::drain( 5 );
+		$this->assertCount( 2, SRT::events() );
+		$this->assertSame( '0', (string) $wpdb->get_var( 'SELECT COUNT(*) FROM ' . Stock_Relay_Outbox::table() ) );
 	}
 
 	public function test_rejected_events_are_kept_shown_and_the_rest_acknowledged(): void {
@@ -235,7 +275,7 @@ final class IntegrationTest extends TestCase {
 		Stock_Relay_Outbox::release( 'clm_a' );
 		// Four drainers at once, through the real loopback endpoint.
 		for ( $i = 0; $i < 4; $i++ ) {
-			$this->assertTrue( Stock_Relay_Delivery::kick() );
+			$this->assertTrue( Stock_Relay_Kick::kick() );
 		}
 		SRT::wait( static fn() => array() === SRT::outbox(), 20.0, 'all delivered' );
 		$ids = array_column( SRT::events(), 'id' );
@@ -243,6 +283,28 @@ final class IntegrationTest extends TestCase {
 		$this->assertCount( 40, array_unique( $ids ), 'no event sent twice' );
 		$this->assertSame( array_map( static fn( $i ) => "evt_c$i", range( 1, 40 ) ), $ids, 'in outbox order' );
 		$this->assertSame( '0', (string) $wpdb->get_var( 'SELECT COUNT(*) FROM ' . Stock_Relay_Outbox::table() ) );
+	}
+
+	public function test_concurrent_drainers_turn_each_captured_change_into_one_event(): void {
+		$ids = array();
+		for ( $i = 1; $i <= 12; $i++ ) {
+			$ids[] = SRT::product( array( 'sku' => "T$i", 'qty' => $i ) );
+		}
+		// As 12 requests would have left them (two touches for the first product), then four drainers at once.
+		foreach ( $ids as $id ) {
+			$this->assertTrue( Stock_Relay_Capture::write( array( $id => array() ), array( 'kind' => 'other' ), microtime( true ) ) );
+		}
+		$this->assertTrue( Stock_Relay_Capture::write( array( $ids[0] => array() ), array( 'kind' => 'other' ), microtime( true ) ) );
+		for ( $i = 0; $i < 4; $i++ ) {
+			$this->assertTrue( Stock_Relay_Kick::kick() );
+		}
+		SRT::wait( static fn() => array() === SRT::outbox(), 20.0, 'all delivered' );
+		$events = array_column( SRT::events(), null, 'sku' );
+		$this->assertCount( 12, SRT::events(), 'one event per product, none twice' );
+		ksort( $events, SORT_NATURAL );
+		$this->assertSame( array_map( static fn( $i ) => "T$i", range( 1, 12 ) ), array_keys( $events ) );
+		$this->assertSame( range( 1, 12 ), array_column( $events, 'stock_quantity' ) );
+		// Across products the order may vary when drainers split the work; per product, versions rise.
 	}
 
 	public function test_resend_everything_queues_every_product_with_a_sku_from_sql(): void {

@@ -83,6 +83,31 @@ function srt_ops(): void {
 			case 'nothing':
 				$out[] = true;
 				break;
+			case 'hold_drain': // no drain after this response: the test looks at the outbox as the request left it.
+				add_action(
+					'shutdown',
+					static function (): void {
+						remove_action( 'shutdown', array( Stock_Relay_Kick::class, 'after_response' ), PHP_INT_MAX );
+					},
+					21
+				);
+				$out[] = true;
+				break;
+			case 'count_queries': // queries made from shutdown priority 19 to the very end, written to $SRT_WORK/queries.
+				add_action(
+					'shutdown',
+					static function (): void {
+						$GLOBALS['srt_queries'] = $GLOBALS['wpdb']->num_queries;
+						register_shutdown_function(
+							static function (): void {
+								file_put_contents( getenv( 'SRT_WORK' ) . '/queries', (string) ( $GLOBALS['wpdb']->num_queries - $GLOBALS['srt_queries'] ) );
+							}
+						);
+					},
+					19
+				);
+				$out[] = true;
+				break;
 		}
 	}
 	wp_send_json( array( 'ok' => true, 'out' => $out ) );
