@@ -8,13 +8,16 @@ and measures:
 
 1. request cost: the same stock change (wc_update_product_stock, the order path) with the plugin loaded
    and, as the baseline in the same run, with it filtered out of active_plugins; server-side time from
-   the probe's load to the end of the last shutdown callback, and client-side time; alternating samples.
+   the probe's load to the end of the last shutdown callback, and client-side time; alternating samples,
+   each taken once the previous change has reached the receiver (its drain would share the cores).
+   With --compare-ref REF, the plugin as committed at REF (git archive, installed beside it as
+   stock-relay-ref and swapped in per request) is a third column of the same run: before vs after.
 2. hook-to-relay latency (hook fired -> event received) in three conditions: a quiet site, steady
    traffic (page views at --traffic-rps), and DISABLE_WP_CRON with no system cron (set through
    <wp-root>/wp-config-extra.php, which the site's wp-config.php must require if present). The baseline
    is one bare page view of the same site, measured in the same run.
 
-Usage: .venv/bin/python bench/plugin_latency.py --wp-root /tmp/realwc/site --url http://127.0.0.1:8181
+Usage: .venv/bin/python bench/plugin_latency.py --wp-root /tmp/realwc/site --url http://127.0.0.1:8181 [--compare-ref HEAD]
 The last line printed is one JSON object with every figure.
 """
 
@@ -112,7 +115,7 @@ def get(url: str) -> tuple[dict[str, Any], float]:
 
 
 def server_times(log: Path, kind: str) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"on": [], "off": []}
+    out: dict[str, list[float]] = {"on": [], "off": [], "ref": []}
     for line in log.read_text().splitlines() if log.exists() else []:
         name, state, ms = line.split()
         if name == kind:
@@ -120,18 +123,40 @@ def server_times(log: Path, kind: str) -> dict[str, list[float]]:
     return out
 
 
-def request_cost(args: argparse.Namespace, ids: list[int], log: Path) -> dict[str, Any]:
+REF_SLUG = "stock-relay-ref"
+
+
+def install_ref(ref: str, plugins: Path) -> None:
+    """The plugin as committed at REF, beside the installed one (as an unzipped release: no tests)."""
+    target = plugins / REF_SLUG
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", f"{ref}:wp-plugin"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "xf", "-", "-C", str(target)], input=archive, check=True)
+    shutil.rmtree(target / "tests", ignore_errors=True)
+
+
+def request_cost(args: argparse.Namespace, receiver: Receiver, ids: list[int], log: Path) -> dict[str, Any]:
     log.unlink(missing_ok=True)
-    client: dict[str, list[float]] = {"on": [], "off": []}
+    states = ["on", "off"] + (["ref"] if args.compare_ref else [])
+    client: dict[str, list[float]] = {state: [] for state in states}
+    product = {"on": ids[0], "off": ids[1], "ref": ids[-1]}
+    sku = {"on": "BENCH-0", "ref": f"BENCH-{len(ids) - 1}"}
+    extra = {"on": "", "off": "&srb_off=1", "ref": f"&srb_plugin={REF_SLUG}"}
     qty = 5000
     for i in range(args.cost_samples):
-        for state in ("on", "off") if i % 2 == 0 else ("off", "on"):
+        for state in states[i % len(states) :] + states[: i % len(states)]:  # rotated: none always goes first
             qty += 1
-            product = ids[0] if state == "on" else ids[1]
-            off = "&srb_off=1" if state == "off" else ""
-            _, seconds = get(f"{args.url}/?srb=change&id={product}&qty={qty}{off}")
+            _, seconds = get(f"{args.url}/?srb=change&id={product[state]}&qty={qty}{extra[state]}")
             client[state].append(seconds * 1000)
-        time.sleep(0.05)
+            if state in sku:
+                # Let this change's delivery finish first: on two cores the drainer (after the response)
+                # would otherwise slow down whichever request comes next, and that is not this one's cost.
+                receiver.wait((sku[state], qty), 10.0)
+                time.sleep(args.settle)  # the drainer's own bookkeeping after the relay's answer
+            time.sleep(0.02)
     server = server_times(log, "change")
     result: dict[str, Any] = {}
     for name, samples in (("server", server), ("client", client)):
@@ -141,7 +166,25 @@ def request_cost(args: argparse.Namespace, ids: list[int], log: Path) -> dict[st
             "median_off_ms": round(off, 3),
             "added_ms": round(on - off, 3),
             "ratio_on_off": round(on / off, 4),
+            # Samples k of each state come from the same round, seconds apart: the median of the
+            # per-round differences cancels the machine's slower drifts (other load on 2 cores).
+            "paired_added_ms": round(
+                statistics.median(a - b for a, b in zip(samples["on"], samples["off"], strict=True)), 3
+            ),
         }
+        if args.compare_ref:
+            ref = statistics.median(samples["ref"])
+            result[name].update(
+                {
+                    "ref": args.compare_ref,
+                    "median_ref_ms": round(ref, 3),
+                    "ref_added_ms": round(ref - off, 3),
+                    "ratio_ref_off": round(ref / off, 4),
+                    "paired_ref_added_ms": round(
+                        statistics.median(a - b for a, b in zip(samples["ref"], samples["off"], strict=True)), 3
+                    ),
+                }
+            )
     return result
 
 
@@ -179,22 +222,30 @@ def main() -> int:
         type=Path,
         help="a PHP file the site's wp-config.php requires if present (default: WP_ROOT/wp-config-extra.php)",
     )
-    parser.add_argument("--cost-samples", type=int, default=60)
+    parser.add_argument("--cost-samples", type=int, default=100)
+    parser.add_argument("--settle", type=float, default=0.25, help="seconds to wait after a change was delivered")
     parser.add_argument("--changes", type=int, default=20, help="changes per latency condition")
     parser.add_argument("--quiet-gap", type=float, default=3.0, help="seconds between changes on the quiet site")
     parser.add_argument("--traffic-rps", type=float, default=5.0)
     parser.add_argument("--give-up", type=float, default=60.0, help="seconds to wait for one event")
+    parser.add_argument(
+        "--compare-ref",
+        metavar="REF",
+        help="also measure the plugin as committed at this git ref (e.g. HEAD), in the same run",
+    )
     args = parser.parse_args()
     content = args.content_dir or args.wp_root / "wp-content"
     (content / "mu-plugins").mkdir(parents=True, exist_ok=True)
     shutil.copy(PROBE, content / "mu-plugins" / PROBE.name)
+    if args.compare_ref:
+        install_ref(args.compare_ref, content / "plugins")
     extra = args.config_extra or args.wp_root / "wp-config-extra.php"
     extra.unlink(missing_ok=True)
 
     secret = signing.new_secret()
     receiver = Receiver(secret)
     out = subprocess.run(
-        ["php", str(SETUP), str(args.wp_root / "wp-load.php"), receiver.url, secret, "4"],
+        ["php", str(SETUP), str(args.wp_root / "wp-load.php"), receiver.url, secret, "5" if args.compare_ref else "4"],
         capture_output=True,
         text=True,
         check=True,
@@ -205,16 +256,22 @@ def main() -> int:
     baseline_ms = statistics.median(base)
     print(f"baseline: a bare page view of this site takes {baseline_ms:.1f} ms (median of 30)")
 
-    cost = request_cost(args, ids, content / "srb-timings.log")
+    cost = request_cost(args, receiver, ids, content / "srb-timings.log")
     s = cost["server"]
     print(
         f"request cost (server side): plugin on {s['median_on_ms']} ms vs off {s['median_off_ms']} ms median: "
-        f"+{s['added_ms']} ms, ratio {s['ratio_on_off']} (target: +2 ms or less)"
+        f"+{s['added_ms']} ms, ratio {s['ratio_on_off']}; median of per-round differences +{s['paired_added_ms']} ms "
+        "(target: +2 ms or less)"
     )
     c = cost["client"]
     print(
         f"request cost (client side): on {c['median_on_ms']} ms vs off {c['median_off_ms']} ms: +{c['added_ms']} ms, ratio {c['ratio_on_off']}"
     )
+    if args.compare_ref:
+        print(
+            f"request cost at {args.compare_ref} (server side): {s['median_ref_ms']} ms: +{s['ref_added_ms']} ms, "
+            f"ratio {s['ratio_ref_off']}; median of per-round differences +{s['paired_ref_added_ms']} ms"
+        )
 
     results: dict[str, Any] = {}
     results["quiet"] = latency(args, receiver, ids[2], skus[2], args.changes, args.quiet_gap, 10000)
@@ -252,6 +309,8 @@ def main() -> int:
     }
     print(json.dumps(figures, separators=(",", ":")))
     receiver.server.shutdown()
+    if args.compare_ref:
+        shutil.rmtree(content / "plugins" / REF_SLUG, ignore_errors=True)
     return 0
 
 

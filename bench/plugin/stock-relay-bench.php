@@ -3,7 +3,8 @@
  * Plugin Name: Stock Relay bench probe (bench only, never shipped)
  * Description: For bench/plugin_latency.py. `?srb=change&id=N&qty=Q` sets a product's stock through
  * wc_update_product_stock() (the path orders use) and answers with the time the stock hook fired;
- * `&srb_off=1` runs the same request with Stock Relay not loaded (the baseline). Every request's
+ * `&srb_off=1` runs the same request with Stock Relay not loaded (the baseline), `&srb_plugin=SLUG` with
+ * another copy of it (wp-content/plugins/SLUG) loaded instead. Every request's
  * server-side time, from this mu-plugin's load to the end of the last shutdown callback, is appended
  * to wp-content/srb-timings.log. `?srb=ping` is a cheap page view for the "steady traffic" condition.
  *
@@ -15,14 +16,21 @@
 if ( ! isset( $_GET['srb'] ) ) {
 	return;
 }
-$GLOBALS['srb_t0']  = hrtime( true );
-$GLOBALS['srb_off'] = ! empty( $_GET['srb_off'] );
+$GLOBALS['srb_t0']    = hrtime( true );
+$GLOBALS['srb_off']   = ! empty( $_GET['srb_off'] );
+$GLOBALS['srb_state'] = $GLOBALS['srb_off'] ? 'off' : ( empty( $_GET['srb_plugin'] ) ? 'on' : 'ref' );
 
-if ( $GLOBALS['srb_off'] ) {
+if ( 'on' !== $GLOBALS['srb_state'] ) {
 	add_filter(
 		'option_active_plugins',
 		static function ( $plugins ) {
-			return array_values( array_diff( (array) $plugins, array( 'stock-relay/stock-relay.php' ) ) );
+			$plugins = array_values( array_diff( (array) $plugins, array( 'stock-relay/stock-relay.php' ) ) );
+			if ( 'ref' === $GLOBALS['srb_state'] ) {
+				// Another copy of the plugin (bench --compare-ref), in the same place in the load order.
+				$plugins[] = sanitize_key( $_GET['srb_plugin'] ) . '/stock-relay.php';
+				sort( $plugins );
+			}
+			return $plugins;
 		}
 	);
 }
@@ -41,7 +49,7 @@ add_action(
 		register_shutdown_function(
 			static function (): void {
 				$ms = ( hrtime( true ) - $GLOBALS['srb_t0'] ) / 1e6;
-				file_put_contents( WP_CONTENT_DIR . '/srb-timings.log', sprintf( "%s %s %.3f\n", sanitize_key( $_GET['srb'] ), $GLOBALS['srb_off'] ? 'off' : 'on', $ms ), FILE_APPEND | LOCK_EX );
+				file_put_contents( WP_CONTENT_DIR . '/srb-timings.log', sprintf( "%s %s %.3f\n", sanitize_key( $_GET['srb'] ), $GLOBALS['srb_state'], $ms ), FILE_APPEND | LOCK_EX );
 			}
 		);
 	},
