@@ -13,7 +13,7 @@ Threshold: during a backlog, a batch of more than 600 SKUs (two minutes of patch
 5/s, a JSON_LISTINGS_FEED's usual turnaround) goes as one feed, while a submission is free (5 per 5
 minutes per region, one a minute sustained). Its SKUs then wait about as long as they would have
 waited for patches, and the patch budget keeps serving new changes meanwhile. Smaller backlogs go as
-patches, 100 per push, answered per SKU. The floor also keeps feeds large: Amazon processes a
+patches, 25 per push, answered per SKU. The floor also keeps feeds large: Amazon processes a
 seller's feeds one after another and warns that many small ones queue behind each other.
 
 Budgets: one per operation, at Amazon's published default (rate/s, burst), each adopting the rate an
@@ -118,6 +118,7 @@ class AmazonConnector(FeedConnector):
     ) -> Any:
         """One call charged to ``budget`` (unless the caller ``charged`` it already); returns the parsed body of a
         2xx or raises the classified error."""
+        token = await self.auth.token()  # before the budget: a call that waited for a token must not burst
         if not charged:
             await budget.acquire(1.0)
         url = yarl.URL(f"{self.base}{path}", encoded=True)  # the SKU in the path is already percent-encoded
@@ -135,7 +136,6 @@ class AmazonConnector(FeedConnector):
                 params=params,
             )
 
-        token = await self.auth.token()
         answer = await call(token)
         if answer.status in (401, 403):  # Amazon says 403 for an expired token: refresh once
             self.auth.invalidate(token)

@@ -35,7 +35,7 @@ from ..ratelimit import RateBudget
 from ..vault import Vault
 from .base import Connector, ItemResult, Update
 
-SINGLE_WINDOW_SECONDS = 20.0  # what one push may spend on single calls: well inside the dispatcher's 30 s limit
+SINGLE_WINDOW_SECONDS = 5.0  # single calls per push: far inside the dispatcher's 30 s limit, and a claim stays fresh
 SINGLE_CONCURRENCY = 8  # single calls in flight at once; the rate budget paces them
 
 

@@ -130,10 +130,11 @@ class TikTokConnector(Connector):
 
     async def _call(self, method: str, path: str, body: Any = None, query: Mapping[str, str] | None = None) -> Any:
         """One charged, signed call; returns ``data`` of a ``code: 0`` answer or raises the classified error."""
-        await self.budget.acquire(1.0)
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         if not self.shop_cipher and not path.startswith("/authorization/"):
             await self._find_shop_cipher()
+        token = await self.auth.token()  # before the budget: a call that waited for a token must not burst
+        await self.budget.acquire(1.0)
 
         async def call(token: str) -> http.Answer:
             params = {**(query or {}), "app_key": self._app_key, "timestamp": str(int(time.time()))}
@@ -152,7 +153,6 @@ class TikTokConnector(Connector):
                 data=payload if body is not None else None,
             )
 
-        token = await self.auth.token()
         answer = await call(token)
         if answer.status == 401 and self._code(answer) != BAD_SIGNATURE:
             self.auth.invalidate(token)

@@ -102,6 +102,7 @@ class WalmartConnector(FeedConnector):
     ) -> Any:
         """One call charged to ``budget`` (unless the caller ``charged`` it already); returns the parsed body of a
         2xx or raises the classified error."""
+        await self.auth.token()  # before the budget: a call that waited for a token must not burst
         if not charged:
             await budget.acquire(1.0)
 
