@@ -177,6 +177,9 @@ async def read_capped(request: web.Request, limit: int) -> bytes | None:
     declared = request.content_length
     if declared is not None and declared > limit:
         return None
+    if request.content.is_eof():  # a small body arrives whole with the headers: take it without a read loop
+        body = request.content.read_nowait(-1)
+        return body if len(body) <= limit else None
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
@@ -196,9 +199,8 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     msg_id = request.headers["webhook-id"]
     channels = [c.name for c in site.channels]
     now = relay.now()
-    outcome: BatchOutcome = await relay.store.write(
-        lambda conn: ingest.record_batch(conn, site.id, channels, msg_id, events, rejected, now)
-    )
+    # A job object, not a lambda: the writer records the batches of concurrent requests together.
+    outcome: BatchOutcome = await relay.store.write(ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now))
     if outcome.accepted_skus:
         relay.wake(site.id)
     if not outcome.repeated:

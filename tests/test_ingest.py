@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -285,3 +287,95 @@ async def test_method_and_path_errors_are_json(start_relay) -> None:
         assert response.status == 405 and (await response.json())["error"]["code"] == "method_not_allowed"
     async with r.session.post(r.base_url + "/nowhere") as response:
         assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
+
+
+def _batch_jobs() -> list:
+    """Concurrent batches that exercise every judgement: duplicates, stale, repeats, no SKU, two sites."""
+    from relay.ingest import BatchWrite, Rejection, validate_event
+
+    def ev(n: int, product: int, version: int, sku: str) -> object:
+        return validate_event(stock_event(product, sku, n, version, event_id=f"evt_{n}"))
+
+    bad = Rejection("evt_bad", "invalid_quantity", "stock_quantity must be an integer")
+    return [
+        BatchWrite("main", ("a", "b"), "msg_1", (ev(1, 1, 2, "SKU-A"), ev(2, 2, 1, "")), (), 1000.0),
+        BatchWrite("main", ("a", "b"), "msg_2", (ev(1, 1, 2, "SKU-A"), ev(3, 1, 1, "SKU-A"), ev(4, 1, 3, "SKU-A")), (), 1001.5),
+        BatchWrite("main", ("a", "b"), "msg_1", (ev(9, 9, 9, "SKU-Z"),), (), 1002.25),
+        BatchWrite("other", ("c",), "msg_1", (ev(1, 1, 1, "SKU-A"),), (), 1003.0),
+        BatchWrite("main", ("a", "b"), "msg_3", (ev(5, 1, 3, "SKU-A"), ev(6, 3, 1, "SKU-B")), (bad,), 1004.125),
+    ]  # fmt: skip
+
+
+def _dump(path: Path) -> dict[str, list]:
+    with sqlite3.connect(path) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            for table in ("events", "product_versions", "deliveries", "audit", "requests")
+        }
+
+
+async def test_batches_recorded_together_match_one_by_one(tmp_path: Path) -> None:
+    """Batches the writer records in one run get the answers and rows they would get one after the other."""
+    from relay.store import Store
+
+    results = {}
+    for mode in ("together", "one_by_one"):
+        store = Store(tmp_path / f"{mode}.sqlite3")
+        await store.open()
+        before = store.groups_committed
+        if mode == "together":
+            outcomes = await asyncio.gather(*(store.write(job) for job in _batch_jobs()))
+            assert store.groups_committed - before == 1
+        else:
+            outcomes = [await store.write(job) for job in _batch_jobs()]
+        await store.close()
+        results[mode] = (outcomes, _dump(tmp_path / f"{mode}.sqlite3"))
+    assert results["together"] == results["one_by_one"]
+    outcomes, tables = results["together"]
+    answers = [(o.response["accepted"], o.response["duplicates"], o.response["stale"], o.repeated) for o in outcomes]
+    assert answers == [(2, 0, 0, False), (1, 1, 1, False), (2, 0, 0, True), (1, 0, 0, False), (1, 0, 1, False)]
+    assert [o.accepted_skus for o in outcomes] == [2, 2, 0, 1, 2]
+    assert outcomes[4].response["rejected"] == [{"id": "evt_bad", "code": "invalid_quantity", "message": ANY}]
+    assert [(row[1], row[2], row[-1]) for row in tables["events"]] == [
+        ("main", "evt_1", "accepted"), ("main", "evt_2", "accepted"), ("main", "evt_3", "stale"),
+        ("main", "evt_4", "accepted"), ("other", "evt_1", "accepted"), ("main", "evt_5", "stale"),
+        ("main", "evt_6", "accepted"),
+    ]  # fmt: skip
+    assert tables["product_versions"] == [("main", 1, 3), ("main", 2, 1), ("main", 3, 1), ("other", 1, 1)]
+    assert {(d[0], d[1], d[2], d[3]) for d in tables["deliveries"]} == {
+        ("main", "a", "SKU-A", 4), ("main", "b", "SKU-A", 4), ("main", "a", "SKU-B", 7), ("main", "b", "SKU-B", 7),
+        ("other", "c", "SKU-A", 5),
+    }  # fmt: skip
+    since = {(d[0], d[1], d[2]): d[-1] for d in tables["deliveries"]}  # pending_since: the first change waiting
+    assert since[("main", "a", "SKU-A")] == 1000.0 and since[("main", "a", "SKU-B")] == 1004.125
+    assert [row[1] for row in tables["requests"]] == ["msg_1", "msg_2", "msg_3", "msg_1"]
+
+
+async def test_failing_batch_in_a_run_fails_alone(tmp_path: Path) -> None:
+    """When one batch of a run cannot be written, only its caller gets the error; the others commit."""
+    from relay.ingest import BatchWrite, Event
+    from relay.store import Store
+
+    def job(n: int, product_id: int) -> BatchWrite:
+        event = Event(
+            f"evt_{n}", "stock", product_id, None, None, "SKU", True, 1, "instock", "no", 1, "", "other", None
+        )
+        return BatchWrite("main", ("a",), f"msg_{n}", (event,), (), 1000.0)
+
+    store = Store(tmp_path / "db.sqlite3")
+    await store.open()
+    results = await asyncio.gather(
+        store.write(job(1, 1)), store.write(job(2, 2**64)), store.write(job(3, 3)), return_exceptions=True
+    )
+    await store.close()
+    assert isinstance(results[1], OverflowError)
+    assert [r.response["accepted"] for r in (results[0], results[2])] == [1, 1]  # type: ignore[union-attr]
+    assert [row[1] for row in _dump(tmp_path / "db.sqlite3")["requests"]] == ["msg_1", "msg_3"]
+
+
+async def test_sku_that_is_not_text_is_rejected(start_relay) -> None:
+    """A SKU holding a lone UTF-16 surrogate (legal in JSON, not storable as UTF-8) is refused as invalid_sku."""
+    r = await start_relay()
+    status, answer = await r.client.send_events([stock_event(1, "A\ud800", 5, 1), stock_event(2, "OK", 5, 1)])
+    assert status == 202 and answer["accepted"] == 1
+    assert [x["code"] for x in answer["rejected"]] == ["invalid_sku"]
