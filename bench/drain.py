@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -262,6 +263,19 @@ def relay_config(workdir: Path, markets: dict[str, Market], k: float) -> tuple[P
     return path, secret
 
 
+def burst_process(url: str, secret: str, skus: list[str], changes: int, report: Any) -> None:
+    """The poster, in its own process: JSON and HMAC work for 50,000 events must not stall the fakes' loop."""
+
+    async def main() -> tuple[float, float]:
+        async with aiohttp.ClientSession() as session:
+            client = SignedClient(url, "bench", secret, session)
+            started = time.time()
+            await post_burst(client, skus, changes)
+            return started, time.time()
+
+    report.put(asyncio.run(main()))
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     k = args.factor
     skus = [f"SKU-{n:05}" for n in range(args.skus)]
@@ -274,35 +288,44 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     config_path, secret = relay_config(workdir, markets, k)
     relay = ServerProcess([sys.executable, "-m", "relay", "serve", "-c", str(config_path)], workdir / "relay.log")
     relay.start()
+    context = multiprocessing.get_context("spawn")
+    report = context.Queue()
+    poster = context.Process(target=burst_process, args=(relay.url, secret, skus, args.changes, report))
+    converged: dict[str, float] = {}
     try:
-        async with aiohttp.ClientSession() as session:
-            client = SignedClient(relay.url, "bench", secret, session)
-            t0 = time.perf_counter()
-            burst = asyncio.ensure_future(post_burst(client, skus, args.changes))
-            ingest_s: float | None = None
-            while time.perf_counter() - t0 < args.timeout:
-                await asyncio.sleep(0.1)
-                now = time.perf_counter() - t0
-                if ingest_s is None and burst.done():
-                    burst.result()
-                    ingest_s = now
-                for market in markets.values():
-                    if market.converged_at is None:
-                        shown = market.read()
-                        if all(shown.get(s) == q for s, q in final.items()):
-                            market.converged_at = now
-                if ingest_s is not None and all(m.converged_at is not None for m in markets.values()):
-                    break
-            if not burst.done():
-                burst.cancel()
+        poster.start()
+        spawned = time.time()
+        started = ended = None
+        while time.time() - spawned < args.timeout:
+            await asyncio.sleep(0.5)  # reading six fakes' state stalls their loop a little: not too often
+            now = time.time()
+            if ended is None and not report.empty():
+                started, ended = report.get()
+            elif ended is None and not poster.is_alive():
+                raise RuntimeError("the burst poster died")
+            for market in markets.values():
+                if market.name not in converged:
+                    shown = market.read()
+                    if all(shown.get(s) == q for s, q in final.items()):
+                        converged[market.name] = now
+            if ended is not None and len(converged) == len(markets):
+                break
     finally:
+        if poster.is_alive():
+            poster.kill()
+        poster.join()
         relay.terminate()
         for market in markets.values():
             await market.fake.stop()
+    if started is None or ended is None:
+        raise RuntimeError("the burst did not finish in time")
+    ingest_s = ended - started
+    for name, at in converged.items():
+        markets[name].converged_at = at - started
     figures: dict[str, Any] = {}
     for market in markets.values():
         rate_bound = bound_seconds(market, k)
-        bound = max(rate_bound, ingest_s or 0.0)
+        bound = max(rate_bound, ingest_s)
         converged = market.converged_at
         api_calls = [r for r in market.fake.requests if "/presigned/" not in r.path]
         figures[market.name] = {
@@ -319,7 +342,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "factor": k,
         "skus": len(skus),
         "changes_per_sku": args.changes,
-        "ingest_s": None if ingest_s is None else round(ingest_s, 2),
+        "ingest_s": round(ingest_s, 2),
         "marketplaces": figures,
         "left_out": [m for m in MARKETPLACES if m not in markets],
     }

@@ -70,7 +70,7 @@ TYPE_DEFAULTS: dict[str, tuple[int, float, int]] = {
     "etsy": (25, 10.0, 10),  # one listing per write, 10 queries/s
     "amazon": (1000, 5.0, 5),  # a feed takes up to 25,000 messages; patchListingsItem 5/s, burst 5
     "walmart": (1000, 3.3, 10),  # a feed takes thousands; single updates ~200/min (sellers' figure)
-    "tiktok": (100, 10.0, 10),  # one product per call, several products per claim; TikTok publishes no limit
+    "tiktok": (250, 10.0, 10),  # one product per call, several products per claim; TikTok publishes no limit
 }
 RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
 

@@ -179,3 +179,14 @@ async def test_expired_token_is_replaced_and_bad_credentials_pause(start_relay, 
     assert worker.circuit.state != "closed" and "Walmart refused to issue an access token (401" in worker.circuit.reason
     text = await audit_text(r)
     assert "walmart-client-secret-0001" not in text
+
+
+async def test_without_a_feed_in_reach_claims_are_what_one_push_sends(start_relay, tmp_path: Path, walmart) -> None:
+    """At a rate where no claim could go as a feed, the worker claims 5 s of single updates: none waits a round."""
+    skus = [f"C-{n}" for n in range(12)]
+    walmart.add_items(dict.fromkeys(skus, 0))
+    r = await start(start_relay, tmp_path, walmart, rate=RateLimit(2, 20), batch_size=200)
+    await send(r, [(sku, 1) for sku in skus])
+    await settle(r)
+    assert all(walmart.inventory[s] == 1 for s in skus) and walmart.feeds == {}
+    assert "not sent yet" not in await audit_text(r)

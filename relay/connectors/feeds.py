@@ -101,7 +101,8 @@ class FeedConnector(Connector):
 
     @property
     def batch_size(self) -> int:
-        if self._backlog and self.feed_free():
+        # A large claim only when it could go as a feed: otherwise most of it would just wait a round.
+        if self._backlog and self.feed_free() and self.feed_threshold() < self.config.batch_size:
             return self.config.batch_size
         return min(self.config.batch_size, self.single_chunk())
 
