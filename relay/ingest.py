@@ -247,11 +247,11 @@ def _is_timestamp(value: Any) -> bool:
 # --- recording -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BatchOutcome:
+class BatchOutcome(NamedTuple):
     response: dict[str, Any]
     repeated: bool  # the webhook-id was seen before: this is the original answer, nothing was redone
     accepted_skus: int  # deliveries made due by this batch (0 → no dispatcher needs waking)
+    body: str = ""  # ``response`` as JSON, as stored for repeats: the 202's body without encoding it again
 
 
 def record_batch(
@@ -363,7 +363,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
         site, now = job.site, job.now
         seen = answered.get((site, job.msg_id))
         if seen is not None:  # this webhook-id was answered before (maybe earlier in this very group)
-            outcomes.append(BatchOutcome(json.loads(seen), repeated=True, accepted_skus=0))
+            outcomes.append(BatchOutcome(json.loads(seen), repeated=True, accepted_skus=0, body=seen))
             continue
         accepted = duplicates = stale = made_due = 0
         for event in job.events:
@@ -407,7 +407,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
         text = json.dumps(response)
         answered[(site, job.msg_id)] = text
         requests.append((site, job.msg_id, text, now))
-        outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due))
+        outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due, body=text))
     conn.executemany(_INSERT_EVENTS, events)
     conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in gated.items()])
     conn.executemany(_INSERT_DUE, due)

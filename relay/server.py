@@ -206,7 +206,8 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     if not outcome.repeated:
         relay.metrics.count_batch(site.id, outcome.response)
     headers = {"Idempotent-Replayed": "true"} if outcome.repeated else None
-    return web.json_response(outcome.response, status=202, headers=headers)
+    # The body the writer already encoded (what web.json_response would send), not a second json.dumps.
+    return web.Response(text=outcome.body, status=202, headers=headers, content_type="application/json")
 
 
 async def handle_ping(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
