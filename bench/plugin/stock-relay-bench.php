@@ -64,6 +64,12 @@ add_action(
 			wc_update_product_stock( $product, (int) $_GET['qty'], 'set' );
 			wp_send_json( array( 'hook_at' => $GLOBALS['srb_hook_at'] ?? null ) );
 		}
-		wp_send_json( array( 'ok' => true, 'cron_disabled' => defined( 'DISABLE_WP_CRON' ) && DISABLE_WP_CRON ) );
+		wp_send_json(
+			array(
+				'ok'             => true,
+				'cron_disabled'  => defined( 'DISABLE_WP_CRON' ) && DISABLE_WP_CRON,
+				'finish_request' => function_exists( 'fastcgi_finish_request' ) && 'cli' !== PHP_SAPI, // PHP-FPM: the plugin drains in-process after the response.
+			)
+		);
 	}
 );

@@ -23,7 +23,8 @@ final class Stock_Relay_Kick {
 	 *
 	 * 1. Fast: after the response is sent, either in this process (fastcgi_finish_request() under
 	 *    PHP-FPM, litespeed_finish_request() under LiteSpeed) or through a loopback request that this
-	 *    process only writes to a socket and never waits for (about 0.1 ms on the same host).
+	 *    process only writes to a socket and never waits for (0.2-0.5 ms on the bench machine, plus
+	 *    any wait for a CPU that the drainer it wakes is using on a busy two-core machine).
 	 * 2. Durable: the rows are in the outbox already. A one-minute WP-Cron watchdog drains whenever
 	 *    rows wait, and the autoloaded `stock_relay_due` timestamp makes every request's shutdown
 	 *    kick a drain while it is due: the drainer sets it when it backs off after a failure, and
