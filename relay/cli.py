@@ -141,6 +141,11 @@ async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
     except StorageError as exc:
         print(f"stock-relay: cannot start: {exc}", file=sys.stderr)
         return 1
+    # Handlers before anything is announced: a SIGTERM right after "listening" must still stop cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(make_app(cfg, relay), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, shutdown_timeout=cfg.shutdown_grace_seconds)
@@ -163,10 +168,6 @@ async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
     )
     if embedded:
         log.info("no config given: embedded defaults, demo site secret in %s", cfg.state_dir / "demo-site.secret")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("shutting down: refusing new events, finishing deliveries in hand")
     relay.begin_shutdown()
