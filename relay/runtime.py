@@ -104,14 +104,16 @@ class Relay:
             (retention_module.prune_dead_letters, retention),
         ]
         deleted = 0
-        for job, age in jobs:
-            while not self.stopping.is_set():
-                before = self.now() - age
-                count = await self.store.write(lambda conn, job=job, before=before: job(conn, before))  # type: ignore[misc]
-                deleted += count
-                if count < PRUNE_BATCH:
-                    break
-        await self.store.checkpoint()
+        try:
+            for job, age in jobs:
+                while not self.stopping.is_set():
+                    before = self.now() - age
+                    count = await self.store.write(lambda conn, job=job, before=before: job(conn, before))  # type: ignore[misc]
+                    deleted += count
+                    if count < PRUNE_BATCH:
+                        break
+        finally:  # also when a prune failed on a full disk: the checkpoint is what gives the WAL's space back
+            await self.store.checkpoint()
         return deleted
 
     def stalled_workers(self) -> dict[str, str]:
@@ -146,8 +148,14 @@ class Relay:
     def _lock_state_dir(self) -> None:
         """One relay per state directory: the lock is what makes releasing all claims at start-up safe."""
         state = self.config.state_dir
-        state.mkdir(parents=True, exist_ok=True)
-        handle = open(state / "relay.lock", "a+")  # noqa: SIM115 - held open for the life of the relay
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            handle = open(state / "relay.lock", "a+")  # noqa: SIM115 - held open for the life of the relay
+        except OSError as exc:  # a read-only mount or wrong owner: say so, it is not a damaged database
+            raise StorageError(
+                f"cannot write to the state directory {state} ({exc.strerror}); the relay needs it writable:"
+                " check the mount, free space and the owner (the unit's ReadWritePaths=)"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -242,6 +243,7 @@ class Store:
         self.path = path
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._conn: sqlite3.Connection | None = None
+        self._last_full_checkpoint = 0.0  # monotonic time of the last WAL truncation after a full disk
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -257,15 +259,20 @@ class Store:
         self._writer_task = asyncio.create_task(self._writer_loop(), name="sqlite-writer")
 
     def _open_writer(self) -> sqlite3.Connection:
-        existed = self.path.exists() and self.path.stat().st_size > 0
+        if self.path.exists() and self.path.stat().st_size > 0:
+            # check before connect_writer: switching a damaged file to WAL would already write its header
+            with contextlib.closing(sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)) as probe:
+                check_integrity(probe, self.path)
         try:
             conn = connect_writer(self.path)
+        except sqlite3.OperationalError as exc:  # read-only, no space, no permission: the file may be fine
+            raise StorageError(
+                f"cannot open {self.path} for writing ({exc}); check that its disk has space and is writable"
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise StorageError(
                 f"{self.path} is not a usable SQLite database ({exc}); restore it from a backup"
             ) from None
-        if existed:
-            check_integrity(conn, self.path)
         try:
             migrate(conn)
         except sqlite3.DatabaseError as exc:
@@ -310,6 +317,15 @@ class Store:
         """Copy the WAL back into the database and truncate it, outside any transaction, between groups."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._checkpoint)
+
+    def _give_back_wal_space(self) -> None:
+        """After a full disk: a WAL that is never checkpointed keeps every byte it grew to, so once space returns
+        the next writes would fill the disk again and the relay would never recover. Truncating it (at most once a
+        second while the disk stays full) is what lets the relay come back by itself."""
+        now = time.monotonic()
+        if now - self._last_full_checkpoint >= 1.0:
+            self._last_full_checkpoint = now
+            self._checkpoint()
 
     def _checkpoint(self) -> None:
         if self._conn is not None:
@@ -361,6 +377,8 @@ class Store:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                self._give_back_wal_space()
             raise StorageError(f"the database could not commit: {exc}") from None
         self.groups_committed += 1
         return outcomes
