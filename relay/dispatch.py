@@ -53,7 +53,11 @@ class ChannelWorker:
         self.rand = rand or random.Random()
         self.wake = asyncio.Event()
         self.circuit = CircuitBreaker(
-            settings.circuit_failure_threshold, settings.circuit_open_seconds, max(300.0, settings.auth_pause_seconds)
+            settings.circuit_failure_threshold,
+            settings.circuit_open_seconds,
+            max(300.0, settings.auth_pause_seconds),
+            # intervals: monotonic in production; a simulated clock (tests) drives the circuit and the queue alike
+            now=time.monotonic if now is time.time else now,
         )
         self.policy = RetryPolicy(
             settings.backoff_base_seconds, settings.backoff_max_seconds, settings.give_up_after_hours * 3600
