@@ -209,7 +209,9 @@ def test_malformed_truncated_huge_and_mistyped_bodies(relay: Relay, body: bytes,
     headers = relay.signed(None, raw=body) | {"content-type": content_type}
     before = relay.events_stored()
     response = relay.post("/v1/sites/main/events", body, headers)
-    assert response.status_code in (400, 413, 415), response.text[:300]
+    # a well-formed batch whose events are not objects (``"events": [[]]``) is a 202 that accepts nothing
+    refused_whole = response.status_code in (400, 413, 415)
+    assert refused_whole or (response.status_code == 202 and response.json()["accepted"] == 0), response.text[:300]
     check(relay, response, before, accepted=False)
 
 
