@@ -112,3 +112,19 @@ async def test_expired_token_refresh_and_refused_refresh(start_relay, tmp_path: 
     assert etsy.quantity("A") == 2
     text = await audit_text(r)
     assert etsy.refresh_token not in text and etsy.shared_secret not in text
+
+
+async def test_expired_token_is_refreshed_and_the_retry_succeeds(start_relay, tmp_path: Path, etsy) -> None:
+    """An access token that expired between two pushes: the 401 gets one new token and the same update goes through."""
+    etsy.add_listing({"A": 1})
+    r = await start(start_relay, tmp_path, etsy)
+    await send(r, [("A", 2)])
+    await settle(r)
+    issued = etsy.tokens.issued
+    etsy.tokens.expire_all()
+    await send(r, [("A", 5)], version=2)
+    await settle(r)
+    assert etsy.quantity("A") == 5
+    assert etsy.tokens.issued == issued + 1, "exactly one refresh"
+    assert await states(r) == {"A": "delivered"}
+    assert r.relay.workers[("main", "etsy")].circuit.state == "closed"
