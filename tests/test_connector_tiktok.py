@@ -228,3 +228,42 @@ async def test_wrong_app_secret_pauses_with_a_signature_reason(start_relay, tmp_
     worker = r.relay.workers[("main", "tiktok")]
     assert "code 106001" in worker.circuit.reason and "check the app secret" in worker.circuit.reason
     assert tiktok.stock("A") == {"WH1": 1}
+
+
+@pytest.mark.parametrize("old_product", ["deleted", "kept"])
+async def test_a_sku_moved_to_another_product_is_looked_up_again(
+    start_relay, tmp_path: Path, tiktok, old_product
+) -> None:
+    """The seller re-lists a SKU under a new product: the cached mapping is dropped, not the update."""
+    first = tiktok.add_product({"MUG": {"WH1": 1}, "BOWL": {"WH1": 1}})
+    r = await start(start_relay, tmp_path, tiktok)
+    await send(r, [("MUG", 2)])
+    await settle(r)
+    if old_product == "deleted":
+        del tiktok.products[first]
+    else:
+        tiktok.products[first]["skus"] = [s for s in tiktok.products[first]["skus"] if s["seller_sku"] != "MUG"]
+    second = tiktok.add_product({"MUG": {"WH1": 0}})
+    await send(r, [("MUG", 7)], version=2)
+    await settle(r)
+    assert tiktok.stock("MUG") == {"WH1": 7}
+    assert any(second in c.path for c in updates(tiktok))
+    assert await states(r) == {"MUG": "delivered"}
+    assert await dead_reasons(r) == {}
+
+
+async def test_a_sku_refused_again_after_the_lookup_is_dead_lettered(start_relay, tmp_path: Path, tiktok) -> None:
+    """Looking it up again happens once: a SKU TikTok still says is not in its product becomes a dead letter."""
+    product = tiktok.add_product({"PLATE": {"WH1": 1}})
+    r = await start(start_relay, tmp_path, tiktok)
+    await send(r, [("PLATE", 2)])
+    await settle(r)
+    refusal = (12052230, "The SKU does not belong to this product.")
+    tiktok.sku_errors[tiktok.sku_id("PLATE")] = refusal  # the fake answers it to the next update only
+    await send(r, [("PLATE", 3)], version=2)
+    assert await r.relay.workers[("main", "tiktok")].drain_once() == 1  # refused once: looked up again, retried
+    assert await states(r) == {"PLATE": "pending"}
+    tiktok.sku_errors[tiktok.sku_id("PLATE")] = refusal
+    await settle(r)
+    assert product in tiktok.products
+    assert "does not belong to this product" in (await dead_reasons(r))["PLATE"]

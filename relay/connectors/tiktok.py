@@ -8,7 +8,9 @@ the others keep what TikTok shows (read fresh, ``GET /product/202309/products/{i
 
 Seller SKU → (product id, SKU id, warehouses) comes from ``POST /product/202309/products/search``
 (100 products a page), scanned once and cached; a SKU still unknown after a rescan (at most every
-five minutes) is a permanent error naming the shop.
+five minutes) is a permanent error naming the shop. When TikTok says the cached product is gone (12052048)
+or the SKU is not in it (12052230), the seller moved it: the mapping is dropped and the SKU retried after a
+rescan; only a second refusal in a row dead-letters it.
 
 Every call carries ``app_key``, ``timestamp``, ``shop_cipher`` and ``sign`` (tiktok_sign) in the
 query and ``x-tts-access-token``. Tokens: ``GET {auth}/api/v2/token/refresh``; the expiries it returns
@@ -44,7 +46,13 @@ PAGE = 100
 RESCAN_SECONDS = 300.0
 MAX_QUANTITY = 99_999
 BAD_SIGNATURE = 106001
+PRODUCT_GONE = 12052048  # "Product does not exist.": the product our cached mapping names was deleted
+SKU_NOT_IN_PRODUCT = 12052230  # "The SKU does not belong to this product.": the seller moved the SKU
 CONCURRENCY = 8
+
+
+class MovedError(PermanentDeliveryError):
+    """The product a cached mapping points at is gone: permanent for that product id, not for the SKU."""
 
 
 @dataclass
@@ -74,6 +82,7 @@ class TikTokConnector(Connector):
         self._app_key = ""
         self._app_secret = ""
         self._secrets: set[str] = set()
+        self._looked_up_again: set[str] = set()  # seller SKUs whose mapping went stale once and were re-read
 
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # one call per product (and perhaps a read): push charges each as it makes it
@@ -183,7 +192,8 @@ class TikTokConnector(Connector):
                 excerpt=snippet,
             )
         if code != 0:
-            raise PermanentDeliveryError(
+            error = MovedError if code == PRODUCT_GONE else PermanentDeliveryError
+            raise error(
                 f"TikTok Shop refused the request (code {code}: {message})", http_status=answer.status, excerpt=snippet
             )
         self.budget.succeeded()
@@ -257,11 +267,28 @@ class TikTokConnector(Connector):
                     results.update(await self._update_product(product_id, group))
                 except AuthDeliveryError:
                     raise
+                except MovedError as exc:
+                    results.update({u.sku: self._moved(u, str(exc), exc.http_status) for u in group})
                 except DeliveryError as exc:
                     results.update({u.sku: ItemResult(exc, exc.http_status, exc.excerpt) for u in group})
 
         await asyncio.gather(*(one(p, g) for p, g in by_product.items()))
         return results
+
+    def _moved(self, u: Update, reason: str, status: int | None) -> ItemResult:
+        """The cached product of ``u`` is stale (deleted, or the seller moved the SKU to another product): forget
+        it and look it up again on the retry; only a SKU that is still refused after that is dead-lettered."""
+        if u.channel_sku in self._looked_up_again:
+            self._looked_up_again.discard(u.channel_sku)
+            error: DeliveryError = PermanentDeliveryError(f"TikTok Shop refused SKU {u.channel_sku}: {reason}")
+        else:
+            self._looked_up_again.add(u.channel_sku)
+            self.listings.pop(u.channel_sku, None)
+            self.scanned_at = float("-inf")  # the next push rescans, whatever the rescan interval
+            error = TransientDeliveryError(
+                f"SKU {u.channel_sku} is no longer where TikTok Shop had it ({reason}); looking it up again"
+            )
+        return ItemResult(error, status, reason)
 
     def inventory_body(self, group: Sequence[Update]) -> tuple[dict[str, Any], dict[str, str]]:
         """The update body for one product's SKUs, and per shop SKU a reason it cannot be sent (if any)."""
@@ -312,7 +339,10 @@ class TikTokConnector(Connector):
             listing = self.listings[u.channel_sku]
             reason = failed.get(listing.sku_id) or whole or None
             if reason is None:
+                self._looked_up_again.discard(u.channel_sku)
                 results[u.sku] = ItemResult(None, 200)
+            elif reason.startswith(f"{SKU_NOT_IN_PRODUCT}:"):
+                results[u.sku] = self._moved(u, http.scrub(reason, self._secrets), 200)
             else:
                 text = http.scrub(reason, self._secrets)
                 error = PermanentDeliveryError(f"TikTok Shop refused SKU {u.channel_sku}: {text}", http_status=200)
