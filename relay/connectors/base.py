@@ -82,6 +82,22 @@ class Connector(ABC):
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
         """Publish the batch. Return a result per ``Update.sku``, or raise a DeliveryError for all of them."""
 
+    # Read-back (reconciliation): what the channel shows now. A connector that can read sets
+    # ``read_batch_size`` to how many channel SKUs one ``read`` takes; 0 means it cannot be read back.
+    read_batch_size: ClassVar[int] = 0
+
+    def read_cost(self, channel_skus: Sequence[str]) -> float:
+        """API calls ``read`` will make for these SKUs (what the rate budget is charged before it runs)."""
+        return 1.0
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        """The quantity the channel shows for each channel SKU; None where the channel has no such listing.
+
+        Raises a DeliveryError (transient, permanent or auth) when the whole read failed. The caller has
+        already charged the rate budget with ``read_cost``; ``read`` must not spend more calls than that.
+        """
+        raise NotImplementedError(f"the {self.type} connector cannot read back")
+
     async def close(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing of their own
         """Release anything the connector holds open."""
 

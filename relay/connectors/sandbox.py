@@ -22,6 +22,7 @@ from .base import Connector, ItemResult, Update
 
 class SandboxConnector(Connector):
     type = "sandbox"
+    read_batch_size = 250
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -48,3 +49,13 @@ class SandboxConnector(Connector):
             self.listings[update.channel_sku] = update.quantity
         self.budget.succeeded()
         return {u.sku: ItemResult(http_status=200) for u in updates}
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        self.calls += 1
+        await asyncio.sleep(self.config.latency_ms / 1000)
+        if not self._server_limit.try_take():
+            self.throttled_calls += 1
+            self.budget.throttled(1.0)
+            raise TransientDeliveryError("sandbox: too many requests", retry_after=1.0, http_status=429)
+        self.budget.succeeded()
+        return {sku: self.listings.get(sku) for sku in channel_skus}
