@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, operator_cli, signing
+from . import __version__, operator_cli, reconcile_cli, signing
 from . import config as config_module
 from .connectors import check as check_connectors
 from .errors import ConfigError, RelayError, StorageError
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     operator_cli.add_commands(commands)
+    reconcile_cli.add_commands(commands)
 
     creds = commands.add_parser("credentials", help="store, list or re-encrypt marketplace credentials (encrypted)")
     _config_args(creds)
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             return _keygen(args.ed25519, args.vault)
         if args.command in operator_cli.COMMANDS:
             return operator_cli.run(args)
+        if args.command in reconcile_cli.COMMANDS:
+            return reconcile_cli.run(args)
         if args.command == "credentials":
             from .credentials_cli import run_credentials
 

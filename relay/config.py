@@ -44,7 +44,15 @@ TOP_KEYS = {
 }
 LISTEN_KEYS = {"host", "port"}
 LIMIT_KEYS = {"max_body_bytes", "max_batch_events"}
-SITE_KEYS = {"secret", "channels", "max_requests_per_second"}
+SITE_KEYS = {"secret", "channels", "max_requests_per_second", "shop_url", "reconcile"}
+RECONCILE_KEYS = {
+    "incremental_minutes",
+    "full_hour",
+    "page_size",
+    "timeout_seconds",
+    "readback_hours",
+    "readback_share",
+}
 CHANNEL_KEYS = {
     "name",
     "type",
@@ -116,11 +124,26 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
+class ReconcileConfig:
+    """When the relay compares the shop's truth with what it published (see relay/reconcile.py)."""
+
+    incremental_minutes: float = 5.0  # a pass over what changed since the last one; 0: off
+    full_hour: int | None = 3  # local hour of the nightly full pass; None: off
+    page_size: int = 500  # snapshot items per request (the plugin serves at most 500)
+    timeout_seconds: float = 30.0  # per snapshot request
+    readback_hours: float = 24.0  # read every listed SKU back from each channel that can be read, this often; 0: off
+    readback_share: float = 0.2  # at most this share of a channel's rate budget goes to read-back
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     id: str
     secrets: tuple[str, ...] = field(repr=False)
     channels: tuple[ChannelConfig, ...]
     max_requests_per_second: float = 50.0
+    # the WordPress site's address, where the plugin's snapshot route lives; empty: no reconciliation
+    shop_url: str = ""
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
 
 @dataclass(frozen=True)
@@ -292,11 +315,29 @@ def _site(site_id: str, node: _Node) -> SiteConfig:
         if channel.name in seen:
             raise ConfigError(f"{channels_node.path}[{index}].name", f"duplicate channel name {channel.name!r}")
         seen.add(channel.name)
+    shop_url = node.get("shop_url", str) or ""
+    if shop_url and not re.match(r"^https?://[^\s/]+", shop_url):
+        raise ConfigError(f"{node.path}.shop_url", "must be the shop's http:// or https:// address")
     return SiteConfig(
         id=site_id,
         secrets=secrets,
         channels=channels,
         max_requests_per_second=node.number("max_requests_per_second", 50.0, 0, 1_000_000),
+        shop_url=shop_url.rstrip("/"),
+        reconcile=_reconcile(node.child("reconcile", {})),
+    )
+
+
+def _reconcile(node: _Node) -> ReconcileConfig:
+    node.expect_keys(RECONCILE_KEYS)
+    full_hour = node.value.get("full_hour", 3) if isinstance(node.value, Mapping) else 3
+    return ReconcileConfig(
+        incremental_minutes=node.number("incremental_minutes", 5.0, 0, 1440),
+        full_hour=None if full_hour is None else node.int("full_hour", 3, 0, 23),
+        page_size=node.int("page_size", 500, 1, 500),
+        timeout_seconds=node.number("timeout_seconds", 30.0, 1, 600),
+        readback_hours=node.number("readback_hours", 24.0, 0, 8760),
+        readback_share=node.number("readback_share", 0.2, 0.01, 1),
     )
 
 
@@ -504,6 +545,8 @@ def redacted(cfg: Config) -> dict[str, Any]:
             s.id: {
                 "secret": f"<redacted: {len(s.secrets)} active>",
                 "max_requests_per_second": s.max_requests_per_second,
+                "shop_url": s.shop_url,
+                "reconcile": {f.name: getattr(s.reconcile, f.name) for f in fields(ReconcileConfig)},
                 "channels": [channel(c) for c in s.channels],
             }
             for s in cfg.sites

@@ -5,6 +5,7 @@
     ├── SignatureError         a request failed Standard Webhooks verification (has an HTTP `code`)
     ├── PayloadError           a request body or field is unacceptable (has an HTTP `code` and `status`)
     ├── StorageError           SQLite could not commit (disk full, read-only, locked too long)
+    ├── ReconcileError         the shop's snapshot could not be read (unreachable, refused, malformed)
     └── DeliveryError          raised only at the connector boundary, caught only by the dispatcher
         ├── TransientDeliveryError(retry_after)   retry later; the channel is fine in principle
         │   └── PendingDeliveryError               taken, still being processed (a feed): check again later
@@ -52,6 +53,10 @@ class PayloadError(RelayError):
 
 class StorageError(RelayError):
     """The database could not durably commit; the caller must not acknowledge anything."""
+
+
+class ReconcileError(RelayError):
+    """A reconciliation pass could not read the shop's snapshot; nothing of the failed page was applied."""
 
 
 class DeliveryError(RelayError):

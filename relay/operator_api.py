@@ -97,6 +97,7 @@ async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
                 for c, seen in zip(site.channels, known, strict=True)
             ],
             "last_event_at": views.last_event_at(conn, site.id),
+            "reconcile": views.reconcile_status(conn, site.id),
         }
 
     snapshot = await relay.store.query(read)

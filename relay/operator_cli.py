@@ -115,7 +115,14 @@ class Local:
         for row, channel in zip(channels, self.site.channels, strict=True):
             row.update(type=channel.type, circuit=None)
         last = await self.view(lambda conn: views.last_event_at(conn, self.site.id))
-        return {"site": self.site.id, "server_time": now, "last_event_at": last, "channels": channels}
+        reconcile = await self.view(lambda conn: views.reconcile_status(conn, self.site.id))
+        return {
+            "site": self.site.id,
+            "server_time": now,
+            "last_event_at": last,
+            "channels": channels,
+            "reconcile": reconcile,
+        }
 
     async def audit(self, where: views.AuditFilter, limit: int) -> list[dict[str, Any]]:
         return (await self.view(lambda conn: views.audit_page(conn, self.site.id, where, limit)))[0]

@@ -15,17 +15,18 @@ from typing import IO
 
 import aiohttp
 
-from . import __version__, connectors, queue
+from . import __version__, connectors, queue, reconcile
 from . import retention as retention_module
-from .config import Config
+from .config import Config, SiteConfig
 from .dispatch import ChannelWorker
-from .errors import StorageError
+from .errors import ReconcileError, StorageError
 from .metrics import Metrics
 from .store import Store
 from .vault import Vault
 
 log = logging.getLogger("stock_relay")
 HOUSEKEEPING_SECONDS = 60.0
+RECONCILE_POLL_SECONDS = 30.0  # how often a site's reconciliation schedule is looked at
 # PROTOCOL.md asks for at least 2 x the timestamp tolerance; an hour also covers a plugin that resends
 # a batch after a long relay outage (its timestamp is fresh, its webhook-id is the original).
 REQUEST_ID_MIN_KEEP_SECONDS = 3600.0
@@ -79,6 +80,31 @@ class Relay:
             for worker in self.workers.values():
                 self._tasks.append(asyncio.create_task(worker.run(self.stopping), name=f"worker {worker.name}"))
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+            for site in self.config.sites:
+                if site.shop_url and (site.reconcile.incremental_minutes or site.reconcile.full_hour is not None):
+                    self._tasks.append(asyncio.create_task(self._reconciling(site), name=f"reconcile {site.id}"))
+
+    async def _reconciling(self, site: SiteConfig) -> None:
+        """Run the passes the site's schedule asks for (see reconcile.due_kind); a failure waits for the next."""
+        assert self._session is not None
+        client = reconcile.ShopClient(site, self._session, self.now)
+        said = ""
+        while not self.stopping.is_set():
+            try:
+                kind = await self.store.query(lambda conn: reconcile.due_kind(conn, site, self.now()))
+                if kind is not None:
+                    await reconcile.run_pass(
+                        self.store.write, site, client, kind == reconcile.FULL, self.now, lambda _: self.wake(site.id)
+                    )
+                    said = ""
+            except ReconcileError as exc:
+                if str(exc) != said:  # once per distinct cause, not every few minutes while the shop is down
+                    log.warning("%s: reconciliation failed: %s", site.id, exc)
+                said = str(exc)
+            except StorageError as exc:
+                log.warning("%s: reconciliation paused: %s", site.id, exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), RECONCILE_POLL_SECONDS)
 
     async def _housekeeping(self) -> None:
         """Prune old history now and then, and keep the WAL small; see ``housekeep``."""

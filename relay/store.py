@@ -141,6 +141,33 @@ MIGRATIONS: list[str] = [
     UPDATE deliveries SET pending_since = updated_at WHERE state = 'pending';
     CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
     """,
+    # 3: reconciliation. drift: a channel found showing (or last sent) something other than the shop's
+    # quantity, kept for the report until the delivery is next confirmed; reconcile_runs: every pass,
+    # so an incremental one knows where the last good one started.
+    """
+    CREATE TABLE drift (
+        site     TEXT NOT NULL,
+        channel  TEXT NOT NULL,
+        sku      TEXT NOT NULL,
+        expected INTEGER,
+        shown    INTEGER,
+        reason   TEXT NOT NULL,            -- missed_event | behind_hooks | never_sent | last_push_differs | channel_shows | not_listed
+        found_at REAL NOT NULL,
+        PRIMARY KEY (site, channel, sku)
+    ) WITHOUT ROWID;
+    CREATE TABLE reconcile_runs (
+        id          INTEGER PRIMARY KEY,
+        site        TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,      -- full | incremental
+        started_at  REAL    NOT NULL,
+        finished_at REAL,
+        shop_time   TEXT,
+        items       INTEGER NOT NULL DEFAULT 0,
+        corrections INTEGER NOT NULL DEFAULT 0,
+        error       TEXT
+    );
+    CREATE INDEX reconcile_runs_site ON reconcile_runs (site, kind, id);
+    """,
 ]
 
 

@@ -58,7 +58,42 @@ def channel_status(
         "dead_letters": dead,
         "last_success": last_success,
         "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
+        "drift": drift(conn, site, channel),
     }
+
+
+# A drift row stays open until the channel's delivery is confirmed after it was found (or forever, for a
+# SKU the channel does not list): pending and dead deliveries still differ from the shop.
+_OPEN_DRIFT = (
+    " FROM drift f LEFT JOIN deliveries d ON d.site = f.site AND d.channel = f.channel AND d.sku = f.sku"
+    " WHERE f.site = ? AND f.channel = ? AND (d.state IS NULL OR d.state <> 'delivered' OR d.updated_at < f.found_at)"
+)
+
+
+def drift(conn: sqlite3.Connection, site: str, channel: str, examples: int = 5) -> dict[str, Any]:
+    """How many SKUs a channel is known to show wrongly (found by reconciliation or read-back), worst first."""
+    count = conn.execute("SELECT COUNT(*)" + _OPEN_DRIFT, (site, channel)).fetchone()[0]
+    rows = conn.execute(
+        "SELECT f.sku, f.expected, f.shown, f.reason, f.found_at"
+        + _OPEN_DRIFT
+        + " ORDER BY abs(coalesce(f.expected, 0) - coalesce(f.shown, 0)) DESC, f.found_at LIMIT ?",
+        (site, channel, examples),
+    ).fetchall()
+    names = ("sku", "expected", "shown", "reason", "found_at")
+    return {"differ": count, "examples": [dict(zip(names, row, strict=True)) for row in rows]}
+
+
+def last_run(conn: sqlite3.Connection, site: str, kind: str | None = None) -> dict[str, Any] | None:
+    """The newest finished reconciliation pass (of ``kind``, or any), successful or not."""
+    sql = "SELECT kind, started_at, finished_at, shop_time, items, corrections, error FROM reconcile_runs"
+    sql += " WHERE site = ? AND finished_at IS NOT NULL" + (" AND kind = ?" if kind else "") + " ORDER BY id DESC"
+    row = conn.execute(sql + " LIMIT 1", (site, kind) if kind else (site,)).fetchone()
+    names = ("kind", "started_at", "finished_at", "shop_time", "items", "corrections", "error")
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
+def reconcile_status(conn: sqlite3.Connection, site: str) -> dict[str, Any]:
+    return {"last": last_run(conn, site), "last_full": last_run(conn, site, "full")}
 
 
 def last_event_at(conn: sqlite3.Connection, site: str) -> float | None:

@@ -22,6 +22,7 @@ ALL_KEYS = sorted(
     | config.CHANNEL_KEYS
     | config.RATE_KEYS
     | config.RULE_KEYS
+    | config.RECONCILE_KEYS
 )
 
 

@@ -1,0 +1,174 @@
+"""A stand-in for a WooCommerce shop running the Stock Relay plugin: its signed ``snapshot`` route (PROTOCOL.md §3).
+
+It serves the same pages as the plugin (wp-plugin/src/class-stock-relay-snapshot.php, docs/wire-protocol.md):
+items paged by post id, the stock owner's version read before the state, trashed items as ``deleted``,
+items without a SKU left out, ``modified_after`` by modification time or version. It verifies the
+Standard Webhooks signature itself, with a few lines of HMAC, not the relay's code.
+
+A test changes products the two ways a shop does: ``change`` (through the hooks: the version moves and
+an event is returned for the test to post, or to drop) and ``edit_behind_hooks`` (a database edit: the
+state moves, the version does not). ``after_read`` runs after a page was read and before it is sent,
+which is where a change made during a reconciliation lands.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from .common import Clock
+
+
+@dataclass
+class Product:
+    """A product or variation as the plugin reads it (post, stock meta, the owner's version row)."""
+
+    item_id: int
+    sku: str
+    quantity: int | None
+    owner: int  # the post that owns the stock row (a variation inheriting its parent's stock: the parent)
+    variation_id: int | None = None
+    parent_id: int | None = None
+    backorders: str = "no"
+    trashed: bool = False
+    modified: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "instock" if self.quantity is None or self.quantity > 0 else "outofstock"
+
+
+class FakeShop:
+    def __init__(self, site: str, secret: str, clock: Clock = time.time) -> None:
+        self.site = site
+        self.key = base64.b64decode(secret.removeprefix("whsec_"))
+        self.clock = clock
+        self.products: dict[int, Product] = {}
+        self.versions: dict[int, int] = {}  # owner → version; absent: never versioned (version 0)
+        self.after_read: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+        self.pages_served = 0
+        self.refused = 0
+        self.status_override: int | None = None  # answer every request with this status (an outage)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- the shop's data ---
+
+    def add(self, item_id: int, sku: str, quantity: int | None, owner: int | None = None, **extra: Any) -> Product:
+        product = Product(item_id, sku, quantity, owner or item_id, modified=self.clock(), **extra)
+        self.products[item_id] = product
+        return product
+
+    def bump(self, owner: int) -> int:
+        """The plugin's bump_version: larger than before, never below the microsecond clock."""
+        version = max(self.versions.get(owner, 0) + 1, int(self.clock() * 1_000_000))
+        self.versions[owner] = version
+        return version
+
+    def change(self, item_id: int, quantity: int | None, event_id: str) -> dict[str, Any]:
+        """A change through the hooks: state, modification time and version move; returns the event to send."""
+        product = self.products[item_id]
+        product.quantity, product.modified = quantity, self.clock()
+        return self.event(product, self.bump(product.owner), event_id)
+
+    def edit_behind_hooks(self, item_id: int, quantity: int | None) -> None:
+        """A direct database edit: only the stock meta changes."""
+        self.products[item_id].quantity = quantity
+
+    def event(self, product: Product, version: int, event_id: str) -> dict[str, Any]:
+        return {"id": event_id, **self.state(product), "version": version, "cause": {"kind": "admin"}}
+
+    def state(self, product: Product) -> dict[str, Any]:
+        return {
+            "kind": "deleted" if product.trashed else "stock",
+            "product_id": product.owner,
+            "variation_id": product.variation_id,
+            "parent_id": product.parent_id,
+            "sku": product.sku,
+            "manage_stock": product.quantity is not None,
+            "stock_quantity": product.quantity,
+            "stock_status": product.status,
+            "backorders": product.backorders,
+        }
+
+    # --- the route ---
+
+    async def start(self) -> FakeShop:
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_post("/wp-json/stock-relay/v1/snapshot", self.snapshot)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        if self.status_override is not None:
+            return _error(self.status_override, "scripted", "Scripted outage.")
+        body = await request.read()
+        if not self._signed(request, body):
+            self.refused += 1
+            return _error(401, "signature_invalid", "The signature does not match this shop's secret.")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return _error(400, "malformed_json", "The body is not JSON.")
+        if doc.get("type") != "snapshot.page" or doc.get("site") != self.site:
+            return _error(400, "type_mismatch", "This route takes a snapshot.page for this shop's site.")
+        after, limit = int(doc.get("after_id", 0)), int(doc.get("limit", 500))
+        if limit > 500:
+            return _error(400, "batch_too_large", "limit is at most 500.")
+        since = doc.get("modified_after")
+        since_at = None if since is None else datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+        ids = [
+            i
+            for i in sorted(self.products)
+            if i > after and self.products[i].sku and self._changed_since(self.products[i], since_at)
+        ][:limit]
+        # As the plugin does: every version first, then the state.
+        versions = {i: self.versions.get(self.products[i].owner, 0) for i in ids}
+        items = [{"item_id": i, **self.state(self.products[i]), "version": versions[i]} for i in ids]
+        if self.after_read is not None:
+            await self.after_read(items)
+        self.pages_served += 1
+        page = {
+            "type": "snapshot.page",
+            "site": self.site,
+            "server_time": datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "items": items,
+            "next_after_id": ids[-1] if len(ids) == limit else None,
+        }
+        return web.json_response(page)
+
+    def _changed_since(self, product: Product, since: float | None) -> bool:
+        if since is None:
+            return True
+        return product.modified >= since or self.versions.get(product.owner, 0) >= since * 1_000_000
+
+    def _signed(self, request: web.Request, body: bytes) -> bool:
+        msg_id = request.headers.get("webhook-id", "")
+        stamp = request.headers.get("webhook-timestamp", "")
+        if not msg_id or not stamp.isdigit() or abs(time.time() - int(stamp)) > 300:
+            return False
+        mac = hmac.new(self.key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+        expected = "v1," + base64.b64encode(mac).decode()
+        return any(hmac.compare_digest(expected, s) for s in request.headers.get("webhook-signature", "").split())
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)

@@ -1,0 +1,163 @@
+"""``stock-relay reconcile`` and ``stock-relay drift``: a pass on demand, and what it found.
+
+Both work on the relay's database file, with or without the relay running: reconcile writes each page's
+corrections in a short transaction of its own (as replay does), and a running relay's workers pick the
+due deliveries up at their next poll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import aiohttp
+
+from . import __version__, views
+from . import config as config_module
+from .errors import ConfigError, RelayError
+from .operator_cli import Progress, ago, table
+from .reconcile import PassResult, ShopClient, run_pass
+from .store import connect_reader, connect_writer, migrate
+
+T = TypeVar("T")
+COMMANDS = ("reconcile", "drift")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, help_text in (
+        ("reconcile", "compare the shop's snapshot with what each channel was sent, and repair the differences"),
+        ("drift", "how many SKUs each channel is known to show wrongly, worst first"),
+    ):
+        parser = commands.add_parser(name, help=help_text)
+        parser.add_argument("-c", "--config", help="YAML config (default: $STOCK_RELAY_CONFIG, else embedded)")
+        parser.add_argument("--site", help="site id (default: every site with a shop_url / the only site)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "reconcile":
+            parser.add_argument("--full", action="store_true", help="every product, not only those changed since")
+        else:
+            parser.add_argument("--limit", type=int, default=10, help="examples per channel (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_module.load(args.config)
+    if not cfg.database_path.exists():
+        raise RelayError(f"no database at {cfg.database_path}: has the relay run with this state_dir?")
+    if args.command == "drift":
+        return _drift(cfg, _sites(cfg, args.site, need_shop=False), args)
+    return asyncio.run(_reconcile(cfg, _sites(cfg, args.site, need_shop=True), args))
+
+
+def _sites(cfg: config_module.Config, chosen: str | None, need_shop: bool) -> list[config_module.SiteConfig]:
+    if chosen:
+        site = cfg.site(chosen)
+        if site is None:
+            raise ConfigError("--site", f"no site {chosen!r} in the config ({', '.join(s.id for s in cfg.sites)})")
+        if need_shop and not site.shop_url:
+            raise ConfigError(f"sites.{site.id}.shop_url", "set the shop's address to reconcile against it")
+        return [site]
+    sites = [s for s in cfg.sites if s.shop_url or not need_shop]
+    if not sites:
+        raise ConfigError("sites", "no site has a shop_url: set sites.<id>.shop_url to reconcile against the shop")
+    return sites
+
+
+async def _reconcile(cfg: config_module.Config, sites: list[config_module.SiteConfig], args: argparse.Namespace) -> int:
+    conn = connect_writer(cfg.database_path)
+    migrate(conn)
+
+    async def write(job: Callable[[sqlite3.Connection], T]) -> T:
+        def run_job() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = job(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.to_thread(run_job)
+
+    progress = Progress()
+    results: list[dict[str, Any]] = []
+    failed = False
+    try:
+        async with aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"}) as session:
+            for site in sites:
+
+                def show(result: PassResult, site_id: str = site.id) -> None:
+                    c = result.counts
+                    progress.show(
+                        f"{site_id}: {result.kind} pass, {result.pages} pages, {c.items:,} SKUs checked,"
+                        f" {c.corrections:,} corrections ({c.items / max(result.seconds, 1e-9):,.0f} SKUs/s)"
+                    )
+
+                try:
+                    result = await run_pass(write, site, ShopClient(site, session), args.full, progress=show)
+                except RelayError as exc:
+                    progress.done()
+                    print(f"stock-relay: {site.id}: {exc}", file=sys.stderr)
+                    failed = True
+                    continue
+                progress.done()
+                results.append({"site": site.id, **result.as_dict()})
+    finally:
+        conn.close()
+    for row in results:
+        print(json.dumps(row) if args.json else _summary(row))
+    return 1 if failed else 0
+
+
+def _summary(row: dict[str, Any]) -> str:
+    pages = f"{row['pages']} page{'s' if row['pages'] != 1 else ''}"
+    return (
+        f"{row['site']}: {row['kind']} reconcile checked {row['items']:,} SKUs in {pages} ({row['seconds']:.1f} s):"
+        f" {row['missed']:,} missed events, {row['behind_hooks']:,} changed behind the hooks,"
+        f" {row['channel_fixes']:,} channel fixes; {row['deliveries']:,} deliveries made due"
+        f" ({row['relay_newer']:,} skipped: the relay already had a newer version)"
+    )
+
+
+def _drift(cfg: config_module.Config, sites: list[config_module.SiteConfig], args: argparse.Namespace) -> int:
+    conn = connect_reader(cfg.database_path)
+    try:
+        report: list[dict[str, Any]] = [
+            {
+                "site": site.id,
+                "reconcile": views.reconcile_status(conn, site.id),
+                "channels": [
+                    {"name": c.name, **views.drift(conn, site.id, c.name, max(1, min(args.limit, 500)))}
+                    for c in site.channels
+                ],
+            }
+            for site in sites
+        ]
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print("\n\n".join(_format_drift(site, time.time()) for site in report))
+    return 3 if any(c["differ"] for site in report for c in site["channels"]) else 0
+
+
+def _format_drift(site: dict[str, Any], now: float) -> str:
+    last = site["reconcile"]["last"]
+    when = "never reconciled" if last is None else f"last {last['kind']} reconcile {ago(last['finished_at'], now)}"
+    if last is not None and last["error"]:
+        when += f" (failed: {last['error']})"
+    lines = [f"site {site['site']}: {when}"]
+    for channel in site["channels"]:
+        lines.append(f"{channel['name']}: {channel['differ']:,} SKUs differ")
+        if channel["examples"]:
+            rows = [
+                (e["sku"], e["expected"], e["shown"], e["reason"], ago(e["found_at"], now)) for e in channel["examples"]
+            ]
+            lines.append(table(("sku", "shop says", "channel shows / was sent", "found by", "found"), rows))
+    return "\n".join(lines)
