@@ -28,6 +28,7 @@ from .errors import (
     TransientDeliveryError,
 )
 from .queue import Claimed, Outcome, RetryPolicy
+from .readback import ReadBack
 from .store import Store
 
 log = logging.getLogger("stock_relay.dispatch")
@@ -66,6 +67,8 @@ class ChannelWorker:
         self.phase = "starting"
         self.phase_since = time.monotonic()
         self.on_settled: Callable[[Sequence[Claimed], Sequence[Outcome], float], None] | None = None
+        # Reading back what the channel shows (relay/readback.py), only while nothing is due; set by the runtime.
+        self.readback: ReadBack | None = None
         self.last_success: float | None = None  # wall clock of the last item the channel confirmed
 
     def _enter(self, phase: str) -> None:
@@ -97,6 +100,11 @@ class ChannelWorker:
                 await self._sleep(stopping, 1.0)
                 continue
             if worked == 0:
+                if self.readback is not None and self.circuit.seconds_until_probe() == 0 and self.readback.due():
+                    self._enter("reading back")
+                    with contextlib.suppress(StorageError):  # the next claim reports it, and waits
+                        await self.readback.step()
+                    continue  # anything that became due meanwhile goes before the next read
                 await self._sleep(stopping, await self._idle_seconds())
         self._enter("stopped")
 
@@ -224,6 +232,8 @@ class ChannelWorker:
     async def _idle_seconds(self) -> float:
         """Sleep until the next retry is due, a wake-up, or the idle poll, whichever comes first."""
         cap = self.settings.idle_poll_seconds
+        if self.readback is not None and self.readback.round_started is not None:  # mid-round: the next read's turn
+            cap = min(cap, max(0.005, self.readback.not_before - self.readback.clock()))
         wait = self.circuit.seconds_until_probe()
         if wait > 0:
             return min(wait, cap)

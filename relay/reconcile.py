@@ -148,12 +148,14 @@ class ShopClient:
         timeout = aiohttp.ClientTimeout(total=self.site.reconcile.timeout_seconds)
         try:
             async with self.session.post(self.url, data=body, headers=headers, timeout=timeout) as response:
-                data = await response.content.read(MAX_ANSWER_BYTES + 1)
-                if len(data) > MAX_ANSWER_BYTES:
-                    raise ReconcileError(f"the shop's snapshot page is larger than {MAX_ANSWER_BYTES} bytes")
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(65536):
+                    data += chunk
+                    if len(data) > MAX_ANSWER_BYTES:
+                        raise ReconcileError(f"the shop's snapshot page is larger than {MAX_ANSWER_BYTES} bytes")
                 if response.status == 200:
-                    return data
-                raise _refusal(response.status, response.headers.get("retry-after"), data, self.url)
+                    return bytes(data)
+                raise _refusal(response.status, response.headers.get("retry-after"), bytes(data), self.url)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(f"could not reach the shop at {self.url} ({type(exc).__name__})") from None
 

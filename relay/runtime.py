@@ -21,6 +21,7 @@ from .config import Config, SiteConfig
 from .dispatch import ChannelWorker
 from .errors import ReconcileError, StorageError
 from .metrics import Metrics
+from .readback import ReadBack
 from .store import Store
 from .vault import Vault
 
@@ -75,6 +76,8 @@ class Relay:
                 connector = connectors.build(site.id, channel, self._session, vault)
                 worker = ChannelWorker(self.store, site.id, channel, connector, self.config.dispatch, self.now)
                 worker.on_settled = functools.partial(self.metrics.count_settled, site.id, channel.name)
+                if ReadBack.enabled_for(connector, site.reconcile):
+                    worker.readback = ReadBack(self.store, site.id, channel, connector, site.reconcile, self.now)
                 self.workers[(site.id, channel.name)] = worker
         if run_workers:
             for worker in self.workers.values():

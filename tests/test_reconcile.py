@@ -18,9 +18,11 @@ import yaml
 
 from fakes.shop import FakeShop
 from relay import reconcile, views
-from relay.client import new_event_id
-from relay.config import ReconcileConfig, StockRules
+from relay.client import new_event_id, stock_event
+from relay.config import ChannelConfig, RateLimit, ReconcileConfig, StockRules
+from relay.connectors.sandbox import SandboxConnector
 from relay.errors import ReconcileError
+from relay.readback import ReadBack
 from relay.store import connect_reader
 
 from .conftest import SITE_SECRET, Receiver, RunningRelay, StartRelay, make_config, webhook_channel
@@ -344,3 +346,84 @@ async def test_reconcile_and_drift_commands_on_the_database_file(
         assert views.last_run(reader, "main")["error"]  # type: ignore[index]
     finally:
         reader.close()
+
+
+def sandbox_config(tmp_path: Path, readback: ReconcileConfig, **channel: Any) -> Any:
+    cfg = make_config(tmp_path / "state")
+    sandbox = ChannelConfig(name="sandbox", type="sandbox", batch_size=20, rate=RateLimit(200, 200), latency_ms=1)
+    site = replace(cfg.sites[0], channels=(replace(sandbox, **channel),), reconcile=readback)
+    return replace(cfg, sites=(site,))
+
+
+async def wait_for(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_readback_repairs_a_listing_edited_behind_our_back(tmp_path: Path, start_relay: StartRelay) -> None:
+    """A quantity changed by hand on the channel is read back, sent again, audited and reported until fixed."""
+    readback = ReconcileConfig(readback_hours=0.0005, readback_share=1.0)
+    running = await start_relay(sandbox_config(tmp_path, readback), run_workers=True)
+    worker = running.relay.workers[("main", "sandbox")]
+    sandbox = worker.connector
+    assert isinstance(sandbox, SandboxConnector) and worker.readback is not None
+    events = [stock_event(i, f"RB-{i}", i + 5, 1) for i in range(1, 31)]
+    assert (await running.client.send_events(events))[0] == 202
+    await wait_for(lambda: len(sandbox.listings) == 30)
+    sandbox.listings["RB-7"] = 99  # edited on the marketplace
+    del sandbox.listings["RB-9"]  # the listing was removed there
+
+    await wait_for(lambda: sandbox.listings.get("RB-7") == 12)
+    assert "RB-9" not in sandbox.listings, "a SKU the channel does not list is reported, not pushed blindly"
+    assert worker.readback.differences >= 2
+    audit = await running.relay.store.read(
+        "SELECT sku, json_extract(detail, '$.reason'), json_extract(detail, '$.shown') FROM audit"
+        " WHERE action = 'reconcile' ORDER BY id"
+    )
+    assert ("RB-7", "channel_shows", 99) in [tuple(r) for r in audit]
+    assert ("RB-9", "not_listed", None) in [tuple(r) for r in audit]
+    await wait_for(lambda: worker.phase == "idle")
+    report = await running.relay.store.query(lambda conn: views.drift(conn, "main", "sandbox"))
+    assert [(e["sku"], e["reason"]) for e in report["examples"]] == [("RB-9", "not_listed")]
+
+
+async def test_updates_go_before_readback(tmp_path: Path, start_relay: StartRelay) -> None:
+    """No read starts while anything is due: a burst arriving during read-back goes out before the next read."""
+    readback = ReconcileConfig(readback_hours=0.0005, readback_share=1.0)
+    cfg = sandbox_config(tmp_path, readback, batch_size=10, rate=RateLimit(10_000, 100))
+    running = await start_relay(cfg, run_workers=True)
+    sandbox = running.relay.workers[("main", "sandbox")].connector
+    assert isinstance(sandbox, SandboxConnector)
+    setattr(sandbox, "read_batch_size", 1)  # noqa: B010 - a read per SKU: reads would interleave if they could
+    assert (await running.client.send_events([stock_event(i, f"S-{i}", 3, 1) for i in range(1, 101)]))[0] == 202
+    await wait_for(lambda: len(sandbox.listings) == 100)
+    await wait_for(lambda: any(kind == "read" for kind, _ in sandbox.log))
+    start = len(sandbox.log)
+    assert (await running.client.send_events([stock_event(i, f"S-{i}", 4, 2) for i in range(1, 101)]))[0] == 202
+    await wait_for(lambda: all(sandbox.listings[f"S-{i}"] == 4 for i in range(1, 101)))
+    kinds = [kind for kind, _ in sandbox.log[start:]]
+    last_push = len(kinds) - 1 - kinds[::-1].index("push")
+    assert kinds.count("push") == 10, "the burst went out as 10 pushes"
+    assert kinds[:last_push].count("read") <= 1, f"reads came between the burst's pushes: {kinds}"
+
+
+async def test_readback_keeps_to_its_share_of_the_rate(tmp_path: Path, start_relay: StartRelay) -> None:
+    """Reads spend at most readback_share of the channel's rate budget, and a round does get read."""
+    readback = ReconcileConfig(readback_hours=1, readback_share=0.1)
+    cfg = sandbox_config(tmp_path, readback, batch_size=10, rate=RateLimit(100, 10))
+    running = await start_relay(cfg, run_workers=True)
+    worker = running.relay.workers[("main", "sandbox")]
+    sandbox = worker.connector
+    assert isinstance(sandbox, SandboxConnector) and isinstance(worker.readback, ReadBack)
+    setattr(sandbox, "read_batch_size", 1)  # noqa: B010 - one SKU per read, so a round is 40 reads
+    assert (await running.client.send_events([stock_event(i, f"S-{i}", 3, 1) for i in range(1, 41)]))[0] == 202
+    await wait_for(lambda: len(sandbox.listings) == 40)
+    await wait_for(lambda: ("read", 1) in sandbox.log)
+    started, before = time.monotonic(), sandbox.log.count(("read", 1))
+    await asyncio.sleep(1.5)
+    elapsed = time.monotonic() - started
+    reads = sandbox.log.count(("read", 1)) - before
+    assert reads >= 5, "read-back makes progress"
+    assert reads <= 0.1 * 100 * elapsed + 1, f"{reads} reads in {elapsed:.1f} s exceed 10% of 100 calls/s"

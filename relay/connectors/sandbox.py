@@ -32,11 +32,13 @@ class SandboxConnector(Connector):
         self.calls = 0
         self.throttled_calls = 0
         self.failed_calls = 0
+        self.log: list[tuple[str, int]] = []  # ("push" | "read", SKUs): the order the channel was called in
         self._server_limit = TokenBucket(config.rate.per_second, config.rate.burst)
         self._random = random.Random()
 
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
         self.calls += 1
+        self.log.append(("push", len(updates)))
         await asyncio.sleep(self.config.latency_ms / 1000)
         if not self._server_limit.try_take():
             self.throttled_calls += 1
@@ -52,6 +54,7 @@ class SandboxConnector(Connector):
 
     async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
         self.calls += 1
+        self.log.append(("read", len(channel_skus)))
         await asyncio.sleep(self.config.latency_ms / 1000)
         if not self._server_limit.try_take():
             self.throttled_calls += 1
