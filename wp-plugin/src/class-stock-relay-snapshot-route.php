@@ -98,7 +98,7 @@ final class Stock_Relay_Snapshot_Route {
 	 * included, auto-drafts not. With modified_after, only those modified since (the post itself,
 	 * a variation's parent, or the version of the item's stock owner).
 	 *
-	 * @return array<int, array<string, mixed>> Rows: ID, post_type, post_parent.
+	 * @return array<int, array<string, mixed>> Rows: ID, post_type, post_parent (an ID may repeat).
 	 */
 	private static function scan( int $after_id, int $limit, ?int $modified_after ): array {
 		global $wpdb;
@@ -121,7 +121,10 @@ final class Stock_Relay_Snapshot_Route {
 		}
 		$args[] = $limit;
 		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table names from $wpdb, values through prepare().
-		$sql = "SELECT DISTINCT p.ID, p.post_type, p.post_parent FROM {$wpdb->posts} p
+		// No DISTINCT: it makes MariaDB build a temporary table of every row after after_id before the
+		// LIMIT (a page of 50,000 products cost 60 ms instead of 2). A post with two _sku rows is listed
+		// twice; Stock_Relay_Snapshot::page shows it once and still counts both rows for the paging.
+		$sql = "SELECT p.ID, p.post_type, p.post_parent FROM {$wpdb->posts} p
 			INNER JOIN {$wpdb->postmeta} sku ON sku.post_id = p.ID AND sku.meta_key = '_sku' AND sku.meta_value <> ''{$join}
 			WHERE p.post_type IN ('product', 'product_variation') AND p.post_status <> 'auto-draft' AND p.ID > %d{$where}
 			ORDER BY p.ID LIMIT %d";

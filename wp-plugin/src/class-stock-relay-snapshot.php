@@ -151,14 +151,15 @@ final class Stock_Relay_Snapshot {
 	/**
 	 * One page of the answer.
 	 *
-	 * @param int[]                            $scanned  Post ids the id query returned, in id order.
+	 * @param int[]                            $scanned  Post ids the id query returned, in id order (an id may
+	 *                                                   repeat: it is shown once, and counted as scanned).
 	 * @param array<int, array<string, mixed>> $states   Item id => state from Stock_Relay_State::read (with post_status).
 	 * @param array<int, int>                  $versions Owner id => version, read before the states.
 	 * @return array<string, mixed>
 	 */
 	public static function page( string $site, int $limit, array $scanned, array $states, array $versions, int $now ): array {
 		$items = array();
-		foreach ( $scanned as $id ) {
+		foreach ( array_unique( $scanned ) as $id ) {
 			if ( ! isset( $states[ $id ] ) ) {
 				continue; // Deleted for good between the two reads: nothing to show.
 			}

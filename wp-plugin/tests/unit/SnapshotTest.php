@@ -131,6 +131,8 @@ final class SnapshotTest extends TestCase {
 		);
 		$this->assertNull( Stock_Relay_Snapshot::page( 'main', 5, array( 42, 43, 44, 50 ), $states, array(), self::NOW )['next_after_id'], 'fewer than limit: last page' );
 		$this->assertNull( Stock_Relay_Snapshot::page( 'main', 5, array(), array(), array(), self::NOW )['next_after_id'] );
+		$dup = Stock_Relay_Snapshot::page( 'main', 4, array( 42, 42, 43, 50 ), $states, array(), self::NOW );
+		$this->assertSame( array( array( 42, 43, 50 ), 50 ), array( array_column( $dup['items'], 'item_id' ), $dup['next_after_id'] ), 'a post listed twice (two _sku rows) is shown once, and the page still counts as full' );
 		$this->assertSame( '{"type":"snapshot.page","site":"main","server_time":"2026-12-02T03:00:00Z","items":[],"next_after_id":null}', stock_relay_json( Stock_Relay_Snapshot::page( 'main', 5, array(), array(), array(), self::NOW ) ) );
 	}
 
