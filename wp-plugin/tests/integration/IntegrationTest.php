@@ -562,6 +562,28 @@ final class IntegrationTest extends TestCase {
 		$this->assertSame( array( 4, 200, 31 ), $count( 500, '2000-01-01T00:00:00Z' ), 'with modified_after too' );
 	}
 
+	public function test_status_panel_shows_drift_and_last_success_as_a_date_escaped(): void {
+		$checked = time() - 120;
+		SRT::mode(
+			array(
+				'status_body' => array(
+					'type'     => 'status',
+					'channels' => array(
+						array( 'name' => 'ebay', 'pending' => 0, 'dead_letters' => 0, 'circuit' => 'closed', 'last_success' => $checked + 0.25, 'drift' => array( 'differ' => 3, 'checked_at' => $checked, 'examples' => array( array( 'sku' => '<b>X</b>', 'expected' => 5, 'shown' => 7, 'reason' => 'channel_differs' ) ) ) ),
+						array( 'name' => 'etsy', 'last_success' => null ),
+					),
+				),
+			)
+		);
+		$html = $this->render_admin();
+		$this->assertStringContainsString( '3 SKUs differ (checked ' . gmdate( 'Y-m-d H:i', $checked ) . ' UTC (2 min ago))', $html );
+		$this->assertStringContainsString( '&lt;b&gt;X&lt;/b&gt;: expected 5, shown 7 (channel_differs)', $html, 'examples escaped' );
+		$this->assertStringNotContainsString( '<b>X</b>', $html );
+		$this->assertStringContainsString( '<td>' . gmdate( 'Y-m-d H:i', $checked ) . ' UTC (2 min ago)</td>', $html, 'last_success as a date and age, not the raw number' );
+		$this->assertStringNotContainsString( (string) ( $checked + 0.25 ), $html );
+		$this->assertStringContainsString( '<td>never</td>', $html );
+	}
+
 	private function render_admin(): string {
 		require_once ABSPATH . 'wp-admin/includes/admin.php';
 		wp_set_current_user( 1 );
