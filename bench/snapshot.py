@@ -58,7 +58,9 @@ def wp_stop(srt: dict[str, str]) -> None:
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
+    )
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             return response.status, json.loads(response.read())
@@ -112,7 +114,8 @@ def main() -> int:
         real = full_pass(f"{base}/stock-relay/v1/snapshot", secret, args.limit)
         item_ids = [item["item_id"] for item in real["items"]]
         if item_ids != sorted(set(item_ids)) or len(item_ids) != args.products:
-            raise RuntimeError(f"the snapshot gave {len(item_ids)} items ({len(set(item_ids))} distinct), expected {args.products} in id order")
+            distinct = len(set(item_ids))
+            raise RuntimeError(f"{len(item_ids)} items ({distinct} distinct), expected {args.products} in id order")
         deleted = sum(1 for item in real["items"] if item["kind"] == "deleted")
         print(f"snapshot: {len(item_ids)} items in {real['pages']} pages, {real['seconds']:.2f} s", flush=True)
 
