@@ -320,14 +320,15 @@ final class Stock_Relay_Admin {
 			return;
 		}
 		echo '<table class="widefat striped" style="max-width:60em"><thead><tr>';
-		foreach ( array( __( 'Channel', 'stock-relay' ), __( 'Pending', 'stock-relay' ), __( 'Oldest pending', 'stock-relay' ), __( 'Dead letters', 'stock-relay' ), __( 'Circuit', 'stock-relay' ), __( 'Last success', 'stock-relay' ) ) as $head ) {
+		foreach ( array( __( 'Channel', 'stock-relay' ), __( 'Pending', 'stock-relay' ), __( 'Oldest pending', 'stock-relay' ), __( 'Dead letters', 'stock-relay' ), __( 'Circuit', 'stock-relay' ), __( 'Last success', 'stock-relay' ), __( 'Drift (shop vs channel)', 'stock-relay' ) ) as $head ) {
 			echo '<th>' . esc_html( $head ) . '</th>';
 		}
 		echo '</tr></thead><tbody>';
 		foreach ( $view as $row ) {
 			echo '<tr>';
 			foreach ( $row as $cell ) {
-				echo '<td>' . esc_html( $cell ) . '</td>';
+				// A list of lines (drift: the count, then examples), each escaped on its own.
+				echo '<td>' . implode( '<br>', array_map( 'esc_html', (array) $cell ) ) . '</td>';
 			}
 			echo '</tr>';
 		}

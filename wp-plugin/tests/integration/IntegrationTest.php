@@ -350,6 +350,240 @@ final class IntegrationTest extends TestCase {
 		$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $log );
 	}
 
+	/**
+	 * A snapshot request over HTTP to the real route, signed independently of the plugin's signer.
+	 *
+	 * @param array<string, mixed>|string $doc     Body (encoded here unless a string).
+	 * @param array<string, mixed>        $options timestamp, secret, content_type, unsigned, signature.
+	 * @return array{status: int, type: string, body: array<string, mixed>|null, raw: string}
+	 */
+	private function snapshot( $doc, array $options = array() ): array {
+		$body    = is_string( $doc ) ? $doc : json_encode( $doc );
+		$ts      = (string) ( $options['timestamp'] ?? time() );
+		$id      = 'msg_' . bin2hex( random_bytes( 8 ) );
+		$key     = base64_decode( substr( $options['secret'] ?? SRT::SECRET, 6 ) );
+		$sig     = $options['signature'] ?? 'v1,' . base64_encode( hash_hmac( 'sha256', $id . '.' . $ts . '.' . $body, $key, true ) );
+		$headers = array( 'Content-Type: ' . ( $options['content_type'] ?? 'application/json' ) );
+		if ( empty( $options['unsigned'] ) ) {
+			array_push( $headers, "webhook-id: $id", "webhook-timestamp: $ts", "webhook-signature: $sig" );
+		}
+		$ch = curl_init( getenv( 'SRT_WP_URL' ) . '/wp-json/stock-relay/v1/snapshot' );
+		curl_setopt_array( $ch, array( CURLOPT_POST => true, CURLOPT_POSTFIELDS => $body, CURLOPT_HTTPHEADER => $headers, CURLOPT_RETURNTRANSFER => true, CURLOPT_TIMEOUT => 30 ) );
+		$raw    = (string) curl_exec( $ch );
+		$status = (int) curl_getinfo( $ch, CURLINFO_RESPONSE_CODE );
+		$type   = (string) curl_getinfo( $ch, CURLINFO_CONTENT_TYPE );
+		curl_close( $ch );
+		return array( 'status' => $status, 'type' => $type, 'body' => json_decode( $raw, true ), 'raw' => $raw );
+	}
+
+	/** @return array<string, mixed> */
+	private function page_request( int $after_id, int $limit, ?string $modified_after = null ): array {
+		$doc = array( 'type' => 'snapshot.page', 'site' => SRT::SITE, 'after_id' => $after_id, 'limit' => $limit );
+		if ( null !== $modified_after ) {
+			$doc['modified_after'] = $modified_after;
+		}
+		return $doc;
+	}
+
+	/** Every item of a full paged snapshot, and the number of pages it took. @return array{0: array<int, array<string, mixed>>, 1: int} */
+	private function all_pages( int $limit, ?string $modified_after = null, int $after_id = 0 ): array {
+		$items = array();
+		$pages = 0;
+		do {
+			$answer = $this->snapshot( $this->page_request( $after_id, $limit, $modified_after ) );
+			$this->assertSame( 200, $answer['status'], $answer['raw'] );
+			$this->assertStringStartsWith( 'application/json', $answer['type'] );
+			$this->assertSame( array( 'type', 'site', 'server_time', 'items', 'next_after_id' ), array_keys( $answer['body'] ) );
+			$this->assertSame( array( 'snapshot.page', SRT::SITE ), array( $answer['body']['type'], $answer['body']['site'] ) );
+			$this->assertLessThanOrEqual( $limit, count( $answer['body']['items'] ) );
+			$items    = array_merge( $items, $answer['body']['items'] );
+			$after_id = $answer['body']['next_after_id'];
+			++$pages;
+			$this->assertLessThan( 100, $pages, 'paging ends' );
+		} while ( null !== $after_id );
+		return array( $items, $pages );
+	}
+
+	private function versions_checksum(): string {
+		global $wpdb;
+		return md5( (string) json_encode( $wpdb->get_results( 'SELECT * FROM ' . Stock_Relay_Outbox::versions_table() . ' ORDER BY product_id', ARRAY_A ) ) );
+	}
+
+	public function test_snapshot_pages_every_sku_once_in_id_order_with_owner_versions_and_trash_as_deleted(): void {
+		global $wpdb;
+		$wpdb->query( "DELETE FROM {$wpdb->posts} WHERE post_type IN ('product', 'product_variation')" );
+		$ids = array();
+		for ( $i = 1; $i <= 5; $i++ ) {
+			$ids[ "SN-$i" ] = SRT::product( array( 'sku' => "SN-$i", 'qty' => $i ) );
+		}
+		SRT::product( array( 'sku' => '', 'qty' => 9 ) );
+		$parent            = SRT::product( array( 'sku' => 'SN-P', 'qty' => 20, 'variable' => true, 'backorders' => 'notify' ) );
+		$ids['SN-P']       = $parent;
+		$ids['SN-P-RED']   = SRT::product( array( 'sku' => 'SN-P-RED', 'manage' => false, 'parent' => $parent ) );
+		$ids['SN-P-BLUE']  = SRT::product( array( 'sku' => 'SN-P-BLUE', 'qty' => 3, 'parent' => $parent ) );
+		$ids['SN-UNMAN']   = SRT::product( array( 'sku' => 'SN-UNMAN', 'manage' => false, 'status' => 'onbackorder' ) );
+		$ids['SN-TRASH']   = SRT::product( array( 'sku' => 'SN-TRASH', 'qty' => 4 ) );
+		$draft             = SRT::product( array( 'sku' => 'SN-AUTODRAFT', 'qty' => 1 ) );
+		$wpdb->update( $wpdb->posts, array( 'post_status' => 'auto-draft' ), array( 'ID' => $draft ) );
+		SRT::shop( array( array( 'trash', $ids['SN-TRASH'] ) ) );
+		$this->wait_events( 1 ); // The trash's own event (its version bump) is through before the snapshot reads.
+		$wpdb->query( 'DELETE FROM ' . Stock_Relay_Outbox::versions_table() . " WHERE product_id IN ({$ids['SN-1']}, {$ids['SN-P-RED']})" );
+		Stock_Relay_Outbox::bump_version( $parent );
+		Stock_Relay_Outbox::bump_version( $ids['SN-2'] );
+		$versions = array_map( 'intval', array_column( $wpdb->get_results( 'SELECT product_id, version FROM ' . Stock_Relay_Outbox::versions_table(), ARRAY_A ), 'version', 'product_id' ) );
+		$before   = $this->versions_checksum();
+
+		list( $items, $pages ) = $this->all_pages( 3 );
+		$this->assertSame( array_keys( $ids ), array_column( $items, 'sku' ), 'every SKU exactly once, in id order; no SKU-less product, no auto-draft' );
+		$this->assertSame( array_values( $ids ), array_column( $items, 'item_id' ) );
+		$this->assertSame( 4, $pages, '10 items in pages of 3: 3 + 3 + 3 + 1, the last with next_after_id null' );
+		$this->assertSame( $before, $this->versions_checksum(), 'the route writes no version' );
+
+		$by = array_column( $items, null, 'sku' );
+		$this->assertSame(
+			array( 'item_id' => $ids['SN-P-RED'], 'kind' => 'stock', 'product_id' => $parent, 'variation_id' => $ids['SN-P-RED'], 'parent_id' => $parent, 'sku' => 'SN-P-RED', 'manage_stock' => true, 'stock_quantity' => 20, 'stock_status' => 'instock', 'backorders' => 'notify', 'version' => $versions[ $parent ] ),
+			$by['SN-P-RED'],
+			'a variation inheriting stock: product_id and version are the parent\'s'
+		);
+		$this->assertSame( array( $ids['SN-P-BLUE'], $ids['SN-P-BLUE'], $parent, 3, 'no' ), array( $by['SN-P-BLUE']['product_id'], $by['SN-P-BLUE']['variation_id'], $by['SN-P-BLUE']['parent_id'], $by['SN-P-BLUE']['stock_quantity'], $by['SN-P-BLUE']['backorders'] ) );
+		$this->assertSame( array( 'deleted', $ids['SN-TRASH'], 4 ), array( $by['SN-TRASH']['kind'], $by['SN-TRASH']['product_id'], $by['SN-TRASH']['stock_quantity'] ), 'trashed: kind deleted' );
+		$this->assertSame( $versions[ $ids['SN-TRASH'] ], $by['SN-TRASH']['version'] );
+		$this->assertGreaterThan( 0, $by['SN-TRASH']['version'] );
+		$this->assertSame( array( false, null, 'onbackorder' ), array( $by['SN-UNMAN']['manage_stock'], $by['SN-UNMAN']['stock_quantity'], $by['SN-UNMAN']['stock_status'] ) );
+		$this->assertSame( array( 0, $versions[ $ids['SN-2'] ] ), array( $by['SN-1']['version'], $by['SN-2']['version'] ), 'the versions table value, 0 without a row' );
+		$this->assertGreaterThan( 1000000000000000, $by['SN-2']['version'], 'a microsecond-clock version' );
+		foreach ( $items as $item ) {
+			$this->assertSame( array( 'item_id', 'kind', 'product_id', 'variation_id', 'parent_id', 'sku', 'manage_stock', 'stock_quantity', 'stock_status', 'backorders', 'version' ), array_keys( $item ) );
+		}
+
+		list( $exact, $pages ) = $this->all_pages( 5 );
+		$this->assertSame( array( $items, 3 ), array( $exact, $pages ), 'a last page of exactly limit items is followed by an empty one with next_after_id null' );
+		$last = $this->snapshot( $this->page_request( $ids['SN-TRASH'], 500 ) )['body'];
+		$this->assertSame( array( array(), null ), array( $last['items'], $last['next_after_id'] ) );
+		$this->assertSame( $ids['SN-P'], $this->snapshot( $this->page_request( 0, 6 ) )['body']['next_after_id'], 'next_after_id is the last id of the page' );
+		$this->assertSame( $items, $this->all_pages( 500 )[0], 'one page of 500 gives the same' );
+	}
+
+	public function test_snapshot_modified_after_selects_by_post_parent_or_stock_owner_version(): void {
+		global $wpdb;
+		$threshold = time() - 3600;
+		$iso       = gmdate( 'Y-m-d\TH:i:s\Z', $threshold );
+		$old       = gmdate( 'Y-m-d H:i:s', $threshold - 86400 );
+		$start     = (int) $wpdb->get_var( "SELECT MAX(ID) FROM {$wpdb->posts}" );
+		$recent    = SRT::product( array( 'sku' => 'MA-RECENT', 'qty' => 1 ) );
+		$stale     = SRT::product( array( 'sku' => 'MA-STALE', 'qty' => 1 ) );
+		$below     = SRT::product( array( 'sku' => 'MA-VERSION-BELOW', 'qty' => 1 ) );
+		$q         = SRT::product( array( 'sku' => 'MA-Q', 'qty' => 1, 'variable' => true ) );
+		$qv        = SRT::product( array( 'sku' => 'MA-QV', 'qty' => 2, 'parent' => $q ) );
+		$p         = SRT::product( array( 'sku' => 'MA-P', 'qty' => 5, 'variable' => true ) );
+		$pv        = SRT::product( array( 'sku' => 'MA-PV', 'manage' => false, 'parent' => $p ) );
+		$pw        = SRT::product( array( 'sku' => 'MA-PW', 'qty' => 3, 'parent' => $p ) );
+		$all       = array( $recent, $stale, $below, $q, $qv, $p, $pv, $pw );
+		$wpdb->query( "UPDATE {$wpdb->posts} SET post_modified_gmt = '{$old}' WHERE ID IN (" . implode( ',', array_diff( $all, array( $recent, $q ) ) ) . ')' );
+		$wpdb->query( 'DELETE FROM ' . Stock_Relay_Outbox::versions_table() . ' WHERE product_id IN (' . implode( ',', $all ) . ')' );
+		$wpdb->insert( Stock_Relay_Outbox::versions_table(), array( 'product_id' => $below, 'version' => $threshold * 1000000 - 1, 'last_hash' => '' ) );
+		$wpdb->insert( Stock_Relay_Outbox::versions_table(), array( 'product_id' => $p, 'version' => $threshold * 1000000, 'last_hash' => '' ) );
+		$wpdb->insert( Stock_Relay_Outbox::versions_table(), array( 'product_id' => $pw, 'version' => 0, 'last_hash' => 'x' ) );
+
+		list( $items ) = $this->all_pages( 2, $iso, $start );
+		$this->assertSame( array( 'MA-RECENT', 'MA-Q', 'MA-QV', 'MA-P', 'MA-PV' ), array_column( $items, 'sku' ), 'own post modified, parent modified (MA-QV), owner version >= modified_after (MA-P, and MA-PV inheriting its stock); not MA-PW (own stock, old, version 0) nor a version 1 µs too old' );
+		$this->assertSame( $threshold * 1000000, array_column( $items, 'version', 'sku' )['MA-PV'] );
+		list( $none ) = $this->all_pages( 500, gmdate( 'Y-m-d\TH:i:s\Z', time() + 3600 ), $start );
+		$this->assertSame( array(), $none, 'nothing modified in the future' );
+		list( $every ) = $this->all_pages( 500, null, $start );
+		$this->assertCount( 8, $every, 'without modified_after: everything' );
+	}
+
+	public function test_snapshot_refusals_have_the_protocol_status_code_and_body(): void {
+		$good = $this->page_request( 0, 10 );
+		$rows = array(
+			'no signature'       => array( $this->snapshot( $good, array( 'unsigned' => true ) ), 401, 'signature_missing' ),
+			'bad signature'      => array( $this->snapshot( $good, array( 'signature' => 'v1,' . base64_encode( str_repeat( 'x', 32 ) ) ) ), 401, 'signature_invalid' ),
+			'other secret'       => array( $this->snapshot( $good, array( 'secret' => 'whsec_' . base64_encode( str_repeat( 'k', 32 ) ) ) ), 401, 'signature_invalid' ),
+			'old timestamp'      => array( $this->snapshot( $good, array( 'timestamp' => time() - 301 ) ), 401, 'timestamp_out_of_tolerance' ),
+			'wrong type'         => array( $this->snapshot( array( 'type' => 'stock.batch' ) + $good ), 400, 'type_mismatch' ),
+			'wrong site'         => array( $this->snapshot( array( 'site' => 'other-shop' ) + $good ), 400, 'type_mismatch' ),
+			'limit 501'          => array( $this->snapshot( array( 'limit' => 501 ) + $good ), 400, 'batch_too_large' ),
+			'after_id string'    => array( $this->snapshot( array( 'after_id' => '7' ) + $good ), 400, 'malformed_json' ),
+			'bad modified_after' => array( $this->snapshot( array( 'modified_after' => 'yesterday' ) + $good ), 400, 'malformed_json' ),
+			'wrong content type' => array( $this->snapshot( $good, array( 'content_type' => 'text/plain' ) ), 415, 'unsupported_media_type' ),
+			'not json'           => array( $this->snapshot( '{"type": "snapshot.page",' ), 400, 'malformed_json' ),
+			'too large'          => array( $this->snapshot( json_encode( $good + array( 'pad' => str_repeat( 'p', 65536 ) ) ) ), 413, 'body_too_large' ),
+		);
+		foreach ( $rows as $name => list( $answer, $status, $code ) ) {
+			$this->assertSame( array( $status, $code ), array( $answer['status'], $answer['body']['error']['code'] ?? $answer['raw'] ), $name );
+			$this->assertStringStartsWith( 'application/json', $answer['type'], $name );
+			$this->assertSame( array( 'error' ), array_keys( $answer['body'] ), $name );
+			$this->assertIsString( $answer['body']['error']['message'], $name );
+			$this->assertSame( 401 === $status, isset( $answer['body']['error']['server_time'] ), "$name: the shop's clock on a 401" );
+			$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $answer['raw'], "$name: never the secret" );
+		}
+		$this->assertStringContainsString( 'after_id', $rows['after_id string'][0]['body']['error']['message'], 'the message names the field' );
+		$this->assertMatchesRegularExpression( '/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/', $rows['old timestamp'][0]['body']['error']['server_time'] );
+
+		update_option( 'stock_relay_site', '' );
+		try {
+			$answer = $this->snapshot( $good );
+		} finally {
+			update_option( 'stock_relay_site', SRT::SITE );
+		}
+		$this->assertSame( array( 404, 'unknown_site' ), array( $answer['status'], $answer['body']['error']['code'] ?? $answer['raw'] ) );
+		$this->assertSame( 200, $this->snapshot( $good )['status'], 'a repeated webhook-id would simply read again; a fresh one reads fine after the refusals' );
+	}
+
+	public function test_snapshot_page_costs_a_fixed_number_of_queries_whatever_its_size(): void {
+		global $wpdb;
+		$start = (int) $wpdb->get_var( "SELECT MAX(ID) FROM {$wpdb->posts}" );
+		$p     = SRT::product( array( 'sku' => 'QC-P', 'qty' => 50, 'variable' => true ) );
+		for ( $i = 0; $i < 30; $i++ ) {
+			SRT::product( 0 === $i % 3 ? array( 'sku' => "QC-V$i", 'manage' => false, 'parent' => $p ) : array( 'sku' => "QC-$i", 'qty' => $i ) );
+		}
+		Stock_Relay_Outbox::bump_version( $p );
+		$count = function ( int $limit, ?string $modified_after = null ) use ( $start ): array {
+			global $wpdb;
+			$doc     = $this->page_request( $start, $limit, $modified_after );
+			$body    = (string) json_encode( $doc );
+			$ts      = time();
+			$request = new WP_REST_Request( 'POST', '/stock-relay/v1/snapshot' );
+			$request->set_header( 'content-type', 'application/json' );
+			$request->set_header( 'webhook-id', 'msg_q' . $limit );
+			$request->set_header( 'webhook-timestamp', (string) $ts );
+			$request->set_header( 'webhook-signature', 'v1,' . base64_encode( hash_hmac( 'sha256', "msg_q{$limit}.{$ts}.{$body}", base64_decode( substr( SRT::SECRET, 6 ) ), true ) ) );
+			$request->set_body( $body );
+			rest_get_server(); // Routes registered (rest_api_init) before counting.
+			$before   = $wpdb->num_queries;
+			$response = rest_do_request( $request );
+			return array( $wpdb->num_queries - $before, $response->get_status(), count( $response->get_data()['items'] ?? array() ) );
+		};
+		$count( 1 ); // Warm: the non-autoloaded secret is read once per request.
+		$this->assertSame( array( 4, 200, 1 ), $count( 1 ) );
+		$this->assertSame( array( 4, 200, 5 ), $count( 5 ) );
+		$this->assertSame( array( 4, 200, 31 ), $count( 500 ), 'id query, versions, and the state read\'s two: the same for 1 or 31 items' );
+		$this->assertSame( array( 4, 200, 31 ), $count( 500, '2000-01-01T00:00:00Z' ), 'with modified_after too' );
+	}
+
+	public function test_status_panel_shows_drift_and_last_success_as_a_date_escaped(): void {
+		$checked = time() - 120;
+		SRT::mode(
+			array(
+				'status_body' => array(
+					'type'     => 'status',
+					'channels' => array(
+						array( 'name' => 'ebay', 'pending' => 0, 'dead_letters' => 0, 'circuit' => 'closed', 'last_success' => $checked + 0.25, 'drift' => array( 'differ' => 3, 'checked_at' => $checked, 'examples' => array( array( 'sku' => '<b>X</b>', 'expected' => 5, 'shown' => 7, 'reason' => 'channel_differs' ) ) ) ),
+						array( 'name' => 'etsy', 'last_success' => null ),
+					),
+				),
+			)
+		);
+		$html = $this->render_admin();
+		$this->assertStringContainsString( '3 SKUs differ (checked ' . gmdate( 'Y-m-d H:i', $checked ) . ' UTC (2 min ago))', $html );
+		$this->assertStringContainsString( '&lt;b&gt;X&lt;/b&gt;: expected 5, shown 7 (channel_differs)', $html, 'examples escaped' );
+		$this->assertStringNotContainsString( '<b>X</b>', $html );
+		$this->assertStringContainsString( '<td>' . gmdate( 'Y-m-d H:i', $checked ) . ' UTC (2 min ago)</td>', $html, 'last_success as a date and age, not the raw number' );
+		$this->assertStringNotContainsString( (string) ( $checked + 0.25 ), $html );
+		$this->assertStringContainsString( '<td>never</td>', $html );
+	}
+
 	private function render_admin(): string {
 		require_once ABSPATH . 'wp-admin/includes/admin.php';
 		wp_set_current_user( 1 );

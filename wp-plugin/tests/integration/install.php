@@ -18,6 +18,7 @@ if ( is_wp_error( $result ) ) {
 	exit( 1 );
 }
 update_option( 'woocommerce_manage_stock', 'yes' );
+update_option( 'permalink_structure', '/%postname%/' ); // Pretty permalinks, so /wp-json/ routes resolve as on a real shop.
 $activated = activate_plugin( 'stock-relay/stock-relay.php' );
 if ( is_wp_error( $activated ) ) {
 	fwrite( STDERR, 'activation failed: ' . $activated->get_error_message() . "\n" );

@@ -2,7 +2,8 @@
 /**
  * A recording relay for the integration test (router script for `php -S`). It appends every request
  * (path, the webhook-* headers, raw body) to $RECORDER_DIR/requests.jsonl and answers the way
- * $RECORDER_DIR/mode.json says: {"status": 202, "reject_skus": [...], "retry_after": N, "max_events": N}.
+ * $RECORDER_DIR/mode.json says: {"status": 202, "reject_skus": [...], "retry_after": N, "max_events": N,
+ * "status_body": {...} (the 200 answer to status.query)}.
  * It verifies nothing itself: the test checks the signatures with its own few lines of HMAC.
  *
  * @package StockRelay
@@ -36,6 +37,10 @@ header( 'Content-Type: application/json' );
 $doc = json_decode( $body, true );
 if ( preg_match( '#/ping$#', $path ) ) {
 	echo json_encode( array( 'type' => 'pong', 'relay_version' => '9.9.9-recorder', 'server_time' => gmdate( 'Y-m-d\TH:i:s\Z' ), 'channels' => array( array( 'name' => 'sandbox', 'type' => 'sandbox' ) ) ) );
+	return;
+}
+if ( preg_match( '#/status$#', $path ) && isset( $mode['status_body'] ) ) {
+	echo json_encode( $mode['status_body'] );
 	return;
 }
 if ( preg_match( '#/status$#', $path ) ) {

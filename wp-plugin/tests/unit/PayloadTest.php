@@ -109,6 +109,30 @@ final class PayloadTest extends TestCase {
 		$this->assertNull( Stock_Relay_Payload::relay_status_view( 404, array() ) );
 		$this->assertNull( Stock_Relay_Payload::relay_status_view( 200, array( 'status' => 'ok' ) ) );
 		$rows = Stock_Relay_Payload::relay_status_view( 200, array( 'channels' => array( array( 'name' => 'ebay', 'pending' => 3, 'oldest_pending_age' => 12.5, 'dead_letters' => 1, 'circuit' => 'open', 'last_success' => '2026-11-22T10:00:00Z' ), 'junk' ) ) );
-		$this->assertSame( array( array( 'ebay', '3', '12 s', '1', 'open', '2026-11-22T10:00:00Z' ) ), $rows );
+		$this->assertSame( array( array( 'ebay', '3', '12 s', '1', 'open', '2026-11-22T10:00:00Z', '—' ) ), $rows, 'no drift: a dash' );
+	}
+
+	public function test_relay_status_view_shows_last_success_as_a_date_and_drift_with_up_to_five_examples(): void {
+		$now      = 1796180400; // 2026-12-02T03:00:00Z
+		$examples = array();
+		for ( $i = 1; $i <= 7; $i++ ) {
+			$examples[] = array( 'sku' => "A$i", 'expected' => 5, 'shown' => 7, 'reason' => 'channel_differs' );
+		}
+		$examples[2]['shown'] = null;
+		$channels             = array(
+			array( 'name' => 'ebay', 'last_success' => $now - 300.5, 'drift' => array( 'differ' => 7, 'checked_at' => $now - 7200.0, 'examples' => $examples ) ),
+			array( 'name' => 'etsy', 'last_success' => null, 'drift' => array( 'differ' => 1, 'examples' => 'junk' ) ),
+			array( 'name' => 'amazon', 'last_success' => $now - 3 * 86400, 'drift' => array( 'checked_at' => 1 ) ),
+		);
+		$rows = Stock_Relay_Payload::relay_status_view( 200, array( 'channels' => $channels ), $now );
+		$this->assertSame( '2026-12-02 02:54 UTC (5 min ago)', $rows[0][5] );
+		$this->assertSame(
+			array( '7 SKUs differ (checked 2026-12-02 01:00 UTC (2 h ago))', 'A1: expected 5, shown 7 (channel_differs)', 'A2: expected 5, shown 7 (channel_differs)', 'A3: expected 5, shown — (channel_differs)', 'A4: expected 5, shown 7 (channel_differs)', 'A5: expected 5, shown 7 (channel_differs)' ),
+			$rows[0][6]
+		);
+		$this->assertSame( array( 'never', array( '1 SKU differs' ) ), array( $rows[1][5], $rows[1][6] ) );
+		$this->assertSame( array( '2026-11-29 03:00 UTC (3 d ago)', '—' ), array( $rows[2][5], $rows[2][6] ), 'drift without a count is left out' );
+		$this->assertSame( '2026-12-02 03:00 UTC (ahead of this shop\'s clock)', Stock_Relay_Payload::when( $now + 30, $now ) );
+		$this->assertSame( '2026-12-02 02:59 UTC (30 s ago)', Stock_Relay_Payload::when( $now - 30, $now ) );
 	}
 }
