@@ -1,0 +1,149 @@
+"""Read-back (reconciliation): each marketplace connector's ``read`` against its fake, on 127.0.0.1.
+
+Each read is made as the reconciler makes it: the rate budget is charged with ``read_cost`` first,
+then ``read`` runs; the fakes count what the read really spent, which must not exceed that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from fakes.shopify import FakeShopify
+from relay.config import ChannelConfig, RateLimit
+from relay.connectors import build
+from relay.connectors.base import Connector, Update
+from relay.errors import TransientDeliveryError
+from relay.vault import Vault
+
+from .test_specs_shopify_ebay_etsy import check_graphql
+
+VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
+
+Make = Callable[..., Connector]
+
+
+@pytest.fixture
+async def make(tmp_path: Path) -> AsyncIterator[Make]:
+    """Build a real connector for a fake marketplace, its credentials in a real vault."""
+    session = aiohttp.ClientSession()
+    vault = Vault(tmp_path / "vault", [VAULT_KEY])
+
+    def run(kind: str, url: str, account: dict[str, str], creds: dict[str, str]) -> Connector:
+        vault.write(f"main/{kind}", creds)
+        config = ChannelConfig(name=kind, type=kind, api_base=url, account=account, rate=RateLimit(1000, 1000))
+        return build("main", config, session, vault)
+
+    yield run
+    await session.close()
+
+
+def updates(*items: tuple[str, int]) -> list[Update]:
+    return [Update(sku, sku, qty, f"evt-{sku}-{qty}", 1, 1, f"key-{sku}-{qty}") for sku, qty in items]
+
+
+async def read(connector: Connector, skus: Sequence[str]) -> Mapping[str, int | None]:
+    """What the reconciler does: charge ``read_cost``, then read."""
+    assert 0 < len(skus) <= connector.read_batch_size
+    await connector.budget.acquire(connector.read_cost(skus))
+    return await connector.read(skus)
+
+
+async def push(connector: Connector, *items: tuple[str, int]) -> None:
+    results = await connector.push(updates(*items))
+    assert all(r.error is None for r in results.values()), results
+
+
+def graphql_bodies(shop: FakeShopify, field: str) -> list[dict[str, Any]]:
+    return [r.json for r in shop.calls("graphql.json") if field in r.json["query"]]
+
+
+# --- Shopify ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[FakeShopify]:
+    fake = FakeShopify()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def shopify(make: Make, shop: FakeShopify) -> Connector:
+    creds = {"client_id": shop.client_id, "client_secret": shop.client_secret}
+    return make("shopify", shop.url, {"shop": "demo", "location_id": "1"}, creds)
+
+
+async def test_shopify_reads_what_it_pushed_and_an_edit_behind_its_back(make: Make, shop: FakeShopify) -> None:
+    """After a push the read shows the pushed levels; after an admin edit, the edited one; an unknown SKU is None."""
+    for sku in ("A", "B"):
+        shop.add_variant(sku, quantity=1)
+    connector = shopify(make, shop)
+    await push(connector, ("A", 5), ("B", 7))
+    lookups = len(graphql_bodies(shop, "productVariants"))
+    assert await read(connector, ["A", "B"]) == {"A": 5, "B": 7}
+    assert len(graphql_bodies(shop, "productVariants")) == lookups, "the push's SKU → item cache is reused"
+    shop.set_quantity("B", 2)
+    assert await read(connector, ["A", "B", "GHOST"]) == {"A": 5, "B": 2, "GHOST": None}
+    assert len(graphql_bodies(shop, "nodes(")) == 2
+
+
+async def test_shopify_read_spends_no_more_points_than_read_cost(make: Make, shop: FakeShopify) -> None:
+    """A cold read (lookup + level query) and a warm one (level query only) each stay within read_cost."""
+    for sku in ("A", "B", "C"):
+        shop.add_variant(sku, quantity=3)
+    connector = shopify(make, shop)
+    for skus in (["A", "B", "C", "X"], ["A", "B", "C"]):
+        cost, before = connector.read_cost(skus), shop.spent
+        await read(connector, skus)
+        assert 0 < shop.spent - before <= cost
+    assert connector.read_cost(["A", "B", "C"]) < connector.read_cost(["A", "B", "C", "X"])
+
+
+async def test_shopify_not_stocked_at_the_location_is_none(make: Make, shop: FakeShopify) -> None:
+    """An item with no level at the configured location shows nothing there: None."""
+    shop.add_variant("A", quantity=4, stocked=False)
+    shop.add_variant("B", quantity=4)
+    assert await read(shopify(make, shop), ["A", "B"]) == {"A": None, "B": 4}
+
+
+async def test_shopify_read_throttled(make: Make, shop: FakeShopify) -> None:
+    """A 429 with Retry-After and a THROTTLED answer are both transient, with a wait, and slow the budget."""
+    shop.add_variant("A", quantity=1)
+    connector = shopify(make, shop)
+    await read(connector, ["A"])  # warm the cache: the next calls are the level query itself
+    shop.fail_next(1, 429, headers={"Retry-After": "3"}, path="graphql.json")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after == 3.0
+    throttled = {"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]}
+    shop.fail_next(1, 200, body=throttled, path="graphql.json")
+    with pytest.raises(TransientDeliveryError):
+        await connector.read(["A"])
+    assert connector.budget.throttles == 2
+
+
+async def test_shopify_read_refreshes_an_expired_token_once(make: Make, shop: FakeShopify) -> None:
+    """A 401 on an expired token: one new token, then the read succeeds."""
+    shop.add_variant("A", quantity=6)
+    connector = shopify(make, shop)
+    assert await read(connector, ["A"]) == {"A": 6}
+    issued = shop.tokens.issued
+    shop.tokens.expire_all()
+    assert await read(connector, ["A"]) == {"A": 6}
+    assert shop.tokens.issued == issued + 1
+
+
+async def test_shopify_read_query_matches_the_admin_schema(make: Make, shop: FakeShopify) -> None:
+    """The level query validates against Shopify's SDL, with its variables, as sent."""
+    shop.add_variant("A")
+    await read(shopify(make, shop), ["A"])
+    bodies = graphql_bodies(shop, "nodes(")
+    assert len(bodies) == 1
+    check_graphql(bodies[0]["query"], bodies[0]["variables"])
+    with pytest.raises(AssertionError):
+        check_graphql(bodies[0]["query"].replace("quantities(", "quantity("), bodies[0]["variables"])
