@@ -6,6 +6,7 @@ then ``read`` runs; the fakes count what the read really spent, which must not e
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fakes.ebay import FakeEbay
 from fakes.shopify import FakeShopify
 from relay.config import ChannelConfig, RateLimit
 from relay.connectors import build
@@ -20,7 +22,7 @@ from relay.connectors.base import Connector, Update
 from relay.errors import TransientDeliveryError
 from relay.vault import Vault
 
-from .test_specs_shopify_ebay_etsy import check_graphql
+from .test_specs_shopify_ebay_etsy import check_graphql, openapi_validator, request_schema, spec_path
 
 VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
 
@@ -147,3 +149,88 @@ async def test_shopify_read_query_matches_the_admin_schema(make: Make, shop: Fak
     check_graphql(bodies[0]["query"], bodies[0]["variables"])
     with pytest.raises(AssertionError):
         check_graphql(bodies[0]["query"].replace("quantities(", "quantity("), bodies[0]["variables"])
+
+
+# --- eBay ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def ebay() -> AsyncIterator[FakeEbay]:
+    fake = FakeEbay()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def ebay_connector(make: Make, ebay: FakeEbay) -> Connector:
+    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
+    return make("ebay", ebay.url, {}, creds)
+
+
+async def test_ebay_reads_what_it_pushed_and_an_edit_behind_its_back(make: Make, ebay: FakeEbay) -> None:
+    """bulk_get_inventory_item shows the pushed quantities, then a seller's edit; a SKU eBay lacks is None."""
+    ebay.add_item("A", 1)
+    ebay.add_item("B", 1)
+    connector = ebay_connector(make, ebay)
+    await push(connector, ("A", 4), ("B", 9))
+    assert await read(connector, ["A", "B"]) == {"A": 4, "B": 9}
+    ebay.items["A"] = 0  # edited in Seller Hub
+    assert await read(connector, ["A", "B", "GHOST"]) == {"A": 0, "B": 9, "GHOST": None}
+    assert [len(r.json["requests"]) for r in ebay.calls("bulk_get_inventory_item")] == [2, 3]
+
+
+async def test_ebay_read_makes_one_call_per_25_skus(make: Make, ebay: FakeEbay) -> None:
+    """25 SKUs are one call, as read_cost says; a system error on one SKU makes the read transient."""
+    skus = [f"S{i}" for i in range(25)]
+    for sku in skus:
+        ebay.add_item(sku, 2)
+    connector = ebay_connector(make, ebay)
+    assert connector.read_batch_size == 25 and connector.read_cost(skus) == 1.0
+    assert set((await read(connector, skus)).values()) == {2}
+    assert len(ebay.calls("bulk_get_inventory_item")) == 1
+    ebay.item_failures["S3"] = (500, 25001)
+    with pytest.raises(TransientDeliveryError):
+        await read(connector, skus)
+
+
+async def test_ebay_read_throttled(make: Make, ebay: FakeEbay) -> None:
+    """A 429 (errorId 2001) is transient, with Retry-After when eBay sends one and eBay's usual pause otherwise."""
+    ebay.add_item("A", 1)
+    connector = ebay_connector(make, ebay)
+    ebay.fail_next(1, 429, headers={"Retry-After": "7"}, body={"errors": [{"errorId": 2001}]}, path="bulk_get")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after == 7.0
+    ebay.fail_next(1, 429, body={"errors": [{"errorId": 2001}]}, path="bulk_get")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after == 60.0
+    assert connector.budget.throttles == 2
+
+
+async def test_ebay_read_refreshes_an_expired_token_once(make: Make, ebay: FakeEbay) -> None:
+    """An expired user token: one refresh grant, then the read succeeds."""
+    ebay.add_item("A", 3)
+    connector = ebay_connector(make, ebay)
+    assert await read(connector, ["A"]) == {"A": 3}
+    ebay.tokens.expire_all()
+    assert await read(connector, ["A"]) == {"A": 3}
+    assert len(ebay.calls("/oauth2/token")) == 2
+
+
+async def test_ebay_read_matches_the_openapi_schema(make: Make, ebay: FakeEbay) -> None:
+    """The request validates against BulkGetInventoryItem, the fake's answer against BulkGetInventoryItemResponse."""
+    relative = "ebay/sell_inventory_v1_oas3.json"
+    spec = json.loads(spec_path(relative).read_text())
+    request_validator = openapi_validator(relative, request_schema(spec, "/bulk_get_inventory_item", "post"))
+    answer_validator = openapi_validator(relative, {"$ref": "#/components/schemas/BulkGetInventoryItemResponse"})
+    ebay.add_item("A", 5)
+    await read(ebay_connector(make, ebay), ["A", "GHOST"])
+    body = ebay.calls("bulk_get_inventory_item")[0].json
+    token, _ = ebay.tokens.issue()
+    url, headers = f"{ebay.url}/sell/inventory/v1/bulk_get_inventory_item", {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers=headers) as response:
+        answer = await response.json()
+    assert list(request_validator.iter_errors(body)) == []
+    assert list(answer_validator.iter_errors(answer)) == []
+    assert list(request_validator.iter_errors({"requests": [{"sku": 5}]})), "the validator must be able to refuse"
