@@ -14,14 +14,17 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fakes.amazon import FakeAmazon
 from fakes.ebay import FakeEbay
 from fakes.shopify import FakeShopify
 from relay.config import ChannelConfig, RateLimit
 from relay.connectors import build
+from relay.connectors.amazon import AmazonConnector
 from relay.connectors.base import Connector, Update
 from relay.errors import TransientDeliveryError
 from relay.vault import Vault
 
+from .spec_files import load, swagger_validator
 from .test_specs_shopify_ebay_etsy import check_graphql, openapi_validator, request_schema, spec_path
 
 VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
@@ -234,3 +237,103 @@ async def test_ebay_read_matches_the_openapi_schema(make: Make, ebay: FakeEbay) 
     assert list(request_validator.iter_errors(body)) == []
     assert list(answer_validator.iter_errors(answer)) == []
     assert list(request_validator.iter_errors({"requests": [{"sku": 5}]})), "the validator must be able to refuse"
+
+
+# --- Amazon -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def amazon() -> AsyncIterator[FakeAmazon]:
+    fake = FakeAmazon()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def amazon_connector(make: Make, amazon: FakeAmazon) -> Connector:
+    account = {
+        "seller_id": amazon.seller_id,
+        "marketplace_id": amazon.marketplace_id,
+        "lwa_url": f"{amazon.url}/auth/o2/token",
+    }
+    creds = {
+        "client_id": amazon.client_id,
+        "client_secret": amazon.client_secret,
+        "refresh_token": amazon.refresh_token,
+    }
+    return make("amazon", amazon.url, account, creds)
+
+
+def item_reads(amazon: FakeAmazon) -> list[Any]:
+    return amazon.calls("/listings/2021-08-01/items/", method="GET")
+
+
+async def test_amazon_reads_what_it_pushed_and_an_edit_behind_its_back(make: Make, amazon: FakeAmazon) -> None:
+    """getListingsItem shows the patched quantity, then a Seller Central edit; an unlisted SKU (404) is None."""
+    amazon.add_listings({"A": 1, "B/1": 1})
+    connector = amazon_connector(make, amazon)
+    await push(connector, ("A", 6), ("B/1", 2))
+    assert await read(connector, ["A", "B/1"]) == {"A": 6, "B/1": 2}
+    amazon.listings["A"] = 11
+    assert await read(connector, ["A", "B/1", "GHOST"]) == {"A": 11, "B/1": 2, "GHOST": None}
+    calls = item_reads(amazon)
+    assert len(calls) == 5 and {c.query["includedData"] for c in calls} == {"fulfillmentAvailability"}
+    assert "/B%2F1" in str(connector.item_path("B/1"))
+
+
+async def test_amazon_read_is_one_call_per_sku_on_its_own_budget(make: Make, amazon: FakeAmazon) -> None:
+    """read_cost is the number of SKUs, the read makes exactly that many calls, on getListingsItem's budget."""
+    skus = [f"S{i}" for i in range(10)]
+    amazon.add_listings(dict.fromkeys(skus, 3))
+    connector = amazon_connector(make, amazon)
+    assert connector.read_batch_size == 10 and connector.read_cost(skus) == 10.0
+    assert set((await read(connector, skus)).values()) == {3}
+    assert len(item_reads(amazon)) == 10
+    assert isinstance(connector, AmazonConnector)
+    assert connector.listing_budget.bucket.wait_time(1.0) > 0, "the 10 calls were charged to getListingsItem's budget"
+
+
+async def test_amazon_read_throttled(make: Make, amazon: FakeAmazon) -> None:
+    """A 429 QuotaExceeded (no Retry-After) is transient, with a wait, and slows getListingsItem's budget."""
+    amazon.add_listings({"A": 1})
+    connector = amazon_connector(make, amazon)
+    body = {"errors": [{"code": "QuotaExceeded", "message": "You exceeded your quota for the requested resource."}]}
+    amazon.fail_next(1, 429, body=body, path="/listings/", method="GET")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after is not None and caught.value.retry_after > 0
+    assert isinstance(connector, AmazonConnector) and connector.listing_budget.throttles == 1
+
+
+async def test_amazon_read_refreshes_an_expired_token_once(make: Make, amazon: FakeAmazon) -> None:
+    """Amazon's 403 for an expired token: one LWA refresh, then the read succeeds."""
+    amazon.add_listings({"A": 8})
+    connector = amazon_connector(make, amazon)
+    assert await read(connector, ["A"]) == {"A": 8}
+    amazon.tokens.expire_all()
+    assert await read(connector, ["A"]) == {"A": 8}
+    assert len(amazon.calls("/auth/o2/token")) == 2
+
+
+async def test_amazon_read_matches_the_listings_items_model(make: Make, amazon: FakeAmazon) -> None:
+    """The query parameters are getListingsItem's (includedData from its enum); the fake's answer is an Item."""
+    amazon.add_listings({"A": 4})
+    await read(amazon_connector(make, amazon), ["A"])
+    call = item_reads(amazon)[0]
+    operation = load("amazon-sp-api/listingsItems_2021-08-01.json")["paths"][
+        "/listings/2021-08-01/items/{sellerId}/{sku}"
+    ]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert set(call.query) <= set(parameters)
+    assert all(call.query.get(name) for name, p in parameters.items() if p.get("required"))
+    assert set(call.query["includedData"].split(",")) <= set(parameters["includedData"]["items"]["enum"])
+    token, _ = amazon.tokens.issue()
+    url = f"{amazon.url}{call.path}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, params=call.query, headers={"x-amz-access-token": token}) as response,
+    ):
+        answer = await response.json()
+    validator = swagger_validator("amazon-sp-api/listingsItems_2021-08-01.json", "Item")
+    assert list(validator.iter_errors(answer)) == [] and answer["fulfillmentAvailability"][0]["quantity"] == 4
+    assert list(validator.iter_errors({"fulfillmentAvailability": [{"quantity": 1}]})), "must be able to refuse"
