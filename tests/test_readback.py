@@ -17,6 +17,7 @@ import pytest
 from fakes.amazon import FakeAmazon
 from fakes.ebay import FakeEbay
 from fakes.shopify import FakeShopify
+from fakes.walmart import FakeWalmart
 from relay.config import ChannelConfig, RateLimit
 from relay.connectors import build
 from relay.connectors.amazon import AmazonConnector
@@ -337,3 +338,57 @@ async def test_amazon_read_matches_the_listings_items_model(make: Make, amazon: 
     validator = swagger_validator("amazon-sp-api/listingsItems_2021-08-01.json", "Item")
     assert list(validator.iter_errors(answer)) == [] and answer["fulfillmentAvailability"][0]["quantity"] == 4
     assert list(validator.iter_errors({"fulfillmentAvailability": [{"quantity": 1}]})), "must be able to refuse"
+
+
+# --- Walmart ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def walmart() -> AsyncIterator[FakeWalmart]:
+    fake = FakeWalmart()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def walmart_connector(make: Make, walmart: FakeWalmart, account: dict[str, str] | None = None) -> Connector:
+    creds = {"client_id": walmart.client_id, "client_secret": walmart.client_secret}
+    return make("walmart", walmart.url, account or {}, creds)
+
+
+def inventory_reads(walmart: FakeWalmart) -> list[Any]:
+    return walmart.calls("/v3/inventory", method="GET")
+
+
+async def test_walmart_reads_what_it_pushed_and_an_edit_behind_its_back(make: Make, walmart: FakeWalmart) -> None:
+    """GET /v3/inventory shows the pushed amount, then a Seller Center edit; an unlisted SKU (404) is None."""
+    walmart.add_items({"TOY-1": 0, "TOY-2": 0})
+    connector = walmart_connector(make, walmart, {"ship_node": "10001"})
+    await push(connector, ("TOY-1", 12), ("TOY-2", 3))
+    assert await read(connector, ["TOY-1", "TOY-2"]) == {"TOY-1": 12, "TOY-2": 3}
+    walmart.inventory["TOY-2"] = 40
+    assert await read(connector, ["TOY-1", "TOY-2", "GHOST"]) == {"TOY-1": 12, "TOY-2": 40, "GHOST": None}
+    calls = inventory_reads(walmart)
+    assert len(calls) == 5 == 2 + connector.read_cost(["TOY-1", "TOY-2", "GHOST"])
+    assert all(c.query.get("shipNode") == "10001" and c.headers.get("wm_sec.access_token") for c in calls)
+    assert len({c.headers["wm_qos.correlation_id"] for c in calls}) == 5
+
+
+async def test_walmart_read_throttled(make: Make, walmart: FakeWalmart) -> None:
+    """A 429 with Retry-After is transient with that wait and slows the budget."""
+    walmart.add_items({"A": 1})
+    connector = walmart_connector(make, walmart)
+    walmart.fail_next(1, 429, headers={"Retry-After": "4"}, path="/v3/inventory", method="GET")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after == 4.0 and connector.budget.throttles == 1
+
+
+async def test_walmart_read_gets_a_new_token_once_when_it_expired(make: Make, walmart: FakeWalmart) -> None:
+    """A 401 on an expired 15-minute token: one new client-credentials token, then the read succeeds."""
+    walmart.add_items({"A": 5})
+    connector = walmart_connector(make, walmart)
+    assert await read(connector, ["A"]) == {"A": 5}
+    walmart.tokens.expire_all()
+    assert await read(connector, ["A"]) == {"A": 5}
+    assert len(walmart.calls("/v3/token")) == 2
