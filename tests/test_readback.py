@@ -16,6 +16,7 @@ import pytest
 
 from fakes.amazon import FakeAmazon
 from fakes.ebay import FakeEbay
+from fakes.etsy import FakeEtsy
 from fakes.shopify import FakeShopify
 from fakes.walmart import FakeWalmart
 from relay.config import ChannelConfig, RateLimit
@@ -392,3 +393,106 @@ async def test_walmart_read_gets_a_new_token_once_when_it_expired(make: Make, wa
     walmart.tokens.expire_all()
     assert await read(connector, ["A"]) == {"A": 5}
     assert len(walmart.calls("/v3/token")) == 2
+
+
+# --- Etsy ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def etsy() -> AsyncIterator[FakeEtsy]:
+    fake = FakeEtsy(qps=100.0)  # the channel is configured far faster than 10/s: the fake must not be the limit
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def etsy_connector(make: Make, etsy: FakeEtsy) -> Connector:
+    creds = {"keystring": etsy.keystring, "shared_secret": etsy.shared_secret, "refresh_token": etsy.refresh_token}
+    return make("etsy", etsy.url, {"shop_id": str(etsy.shop_id)}, creds)
+
+
+def batch_reads(etsy: FakeEtsy) -> list[Any]:
+    return etsy.calls("/listings/batch/inventory")
+
+
+async def test_etsy_reads_what_it_pushed_and_an_edit_behind_its_back(make: Make, etsy: FakeEtsy) -> None:
+    """One batch read covers both listings and shows the pushed quantities, then a seller's edit; unknown is None."""
+    etsy.add_listing({"S": 1, "M": 2})
+    etsy.add_listing({"MUG": 5})
+    connector = etsy_connector(make, etsy)
+    await push(connector, ("M", 9), ("MUG", 3))
+    scans = len(etsy.calls("/shops/"))
+    assert await read(connector, ["S", "M", "MUG"]) == {"S": 1, "M": 9, "MUG": 3}
+    etsy.set_quantity("S", 0)
+    assert await read(connector, ["S", "M", "MUG", "GHOST"]) == {"S": 0, "M": 9, "MUG": 3, "GHOST": None}
+    assert len(etsy.calls("/shops/")) == scans, "the push's SKU → listing map is reused (no rescan within 5 min)"
+    assert [len(c.query["listing_ids"].split(",")) for c in batch_reads(etsy)] == [2, 2]
+
+
+async def test_etsy_cold_read_stays_within_read_cost(make: Make, etsy: FakeEtsy) -> None:
+    """A first read scans the shop (one page per state) and reads once: no more calls than read_cost said."""
+    etsy.add_listing({"A": 4})
+    connector = etsy_connector(make, etsy)
+    cost = connector.read_cost(["A", "GHOST"])
+    assert await read(connector, ["A", "GHOST"]) == {"A": 4, "GHOST": None}
+    made = len(etsy.calls("/v3/application/"))  # the token grant is on /v3/public/
+    assert made == cost == 6.0
+    assert connector.read_cost(["A"]) == 1.0
+
+
+async def test_etsy_listing_gone_fails_the_read_once_then_it_is_none(make: Make, etsy: FakeEtsy) -> None:
+    """A deleted listing makes Etsy 404 the whole batch: transient; the next read rescans and answers None."""
+    gone = etsy.add_listing({"OLD": 1})
+    etsy.add_listing({"KEEP": 2})
+    connector = etsy_connector(make, etsy)
+    assert await read(connector, ["OLD", "KEEP"]) == {"OLD": 1, "KEEP": 2}
+    del etsy.inventories[gone], etsy.states[gone]
+    with pytest.raises(TransientDeliveryError):
+        await read(connector, ["OLD", "KEEP"])
+    assert await read(connector, ["OLD", "KEEP"]) == {"OLD": None, "KEEP": 2}
+
+
+async def test_etsy_read_throttled(make: Make, etsy: FakeEtsy) -> None:
+    """A 429 with retry-after is transient with that wait and slows the budget."""
+    etsy.add_listing({"A": 4})
+    connector = etsy_connector(make, etsy)
+    await read(connector, ["A"])
+    etsy.fail_next(1, 429, headers={"retry-after": "5"}, body={"error": "quota"}, path="/batch/inventory")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after == 5.0 and connector.budget.throttles == 1
+
+
+async def test_etsy_read_refreshes_an_expired_token_once(make: Make, etsy: FakeEtsy) -> None:
+    """A 401 on an expired token: one refresh grant, then the read succeeds."""
+    etsy.add_listing({"A": 4})
+    connector = etsy_connector(make, etsy)
+    assert await read(connector, ["A"]) == {"A": 4}
+    etsy.tokens.expire_all()
+    assert await read(connector, ["A"]) == {"A": 4}
+    assert len(etsy.calls("/oauth/token")) == 2
+
+
+async def test_etsy_batch_answer_matches_the_openapi_inventory_schema(make: Make, etsy: FakeEtsy) -> None:
+    """The copied spec predates the batch read; each listing's inventory in the answer is a ListingInventory."""
+    relative = "etsy/etsy-v3-openapi.json"
+    spec = json.loads(spec_path(relative).read_text())
+    assert "/v3/application/listings/batch/inventory" not in spec["paths"], (
+        "the spec now has the batch inventory read: check the request's parameters and answer against it"
+    )
+    validator = openapi_validator(relative, {"$ref": "#/components/schemas/ListingInventory"})
+    etsy.add_listing({"S": 1, "M": 2})
+    connector = etsy_connector(make, etsy)
+    await read(connector, ["S"])
+    listing_ids = batch_reads(etsy)[0].query["listing_ids"]
+    token, _ = etsy.tokens.issue()
+    headers = {"x-api-key": f"{etsy.keystring}:{etsy.shared_secret}", "Authorization": f"Bearer {token}"}
+    url = f"{etsy.url}/v3/application/listings/batch/inventory"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, params={"listing_ids": listing_ids}, headers=headers) as response,
+    ):
+        answer = await response.json()
+    for result in answer["results"]:
+        assert list(validator.iter_errors(result["inventory"])) == []
+    assert list(validator.iter_errors({"products": [{"offerings": "x"}]})), "the validator must be able to refuse"
