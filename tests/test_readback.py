@@ -18,6 +18,7 @@ from fakes.amazon import FakeAmazon
 from fakes.ebay import FakeEbay
 from fakes.etsy import FakeEtsy
 from fakes.shopify import FakeShopify
+from fakes.tiktok import FakeTikTok
 from fakes.walmart import FakeWalmart
 from relay.config import ChannelConfig, RateLimit
 from relay.connectors import build
@@ -496,3 +497,100 @@ async def test_etsy_batch_answer_matches_the_openapi_inventory_schema(make: Make
     for result in answer["results"]:
         assert list(validator.iter_errors(result["inventory"])) == []
     assert list(validator.iter_errors({"products": [{"offerings": "x"}]})), "the validator must be able to refuse"
+
+
+# --- TikTok Shop --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def tiktok() -> AsyncIterator[FakeTikTok]:
+    fake = FakeTikTok(rate=1000.0)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def tiktok_connector(make: Make, tiktok: FakeTikTok, **account: str) -> Connector:
+    creds = {"app_key": tiktok.app_key, "app_secret": tiktok.app_secret, "refresh_token": tiktok.refresh_token}
+    base = {"shop_cipher": tiktok.shop_cipher, "auth_base": tiktok.url}
+    return make("tiktok", tiktok.url, {**base, **account}, creds)
+
+
+def product_reads(tiktok: FakeTikTok) -> list[Any]:
+    return tiktok.calls("/product/202309/products/", method="GET")
+
+
+async def test_tiktok_reads_what_it_pushed_and_an_edit_behind_its_back(make: Make, tiktok: FakeTikTok) -> None:
+    """Get Product shows the pushed quantity in the warehouse the push writes, then a Seller Center edit; unknown: None."""
+    tiktok.add_product({"TEE-S": {"W1": 0}, "TEE-M": {"W1": 0, "W2": 5}})
+    tiktok.add_product({"MUG": {"W1": 1}})
+    connector = tiktok_connector(make, tiktok, warehouse_id="W1")
+    await push(connector, ("TEE-S", 4), ("TEE-M", 6), ("MUG", 2))
+    searches = len(tiktok.calls("/products/search"))
+    assert await read(connector, ["TEE-S", "TEE-M", "MUG"]) == {"TEE-S": 4, "TEE-M": 6, "MUG": 2}
+    tiktok.set_stock("TEE-M", "W1", 1)
+    tiktok.set_stock("TEE-M", "W2", 50)  # another warehouse's stock is not the shop's
+    assert await read(connector, ["TEE-S", "TEE-M", "GHOST"]) == {"TEE-S": 4, "TEE-M": 1, "GHOST": None}
+    assert len(tiktok.calls("/products/search")) == searches, "the push's SKU → product mapping is reused"
+    assert len(product_reads(tiktok)) == 1 + 2 + 1  # the push's own read, then one Get Product per product and read
+    assert tiktok.bad_signatures == 0
+
+
+async def test_tiktok_read_calls_stay_within_read_cost(make: Make, tiktok: FakeTikTok) -> None:
+    """Cold (cipher lookup + product search, no Get Product) and warm (one Get Product per product) reads."""
+    tiktok.add_product({"A": {"W1": 3}, "B": {"W1": 4}})
+    tiktok.add_product({"C": {"W1": 5}})
+    connector = tiktok_connector(make, tiktok, shop_cipher="")
+    skus = ["A", "B", "C"]
+    for expected in (2.0, 2.0):
+        cost, before = connector.read_cost(skus), len(tiktok.calls("/20230"))
+        assert cost == expected
+        assert await read(connector, skus) == {"A": 3, "B": 4, "C": 5}
+        assert len(tiktok.calls("/20230")) - before == cost
+    assert len(tiktok.calls("/products/search")) == 1 and len(product_reads(tiktok)) == 2
+
+
+async def test_tiktok_several_warehouses_without_warehouse_id_read_as_their_sum(make: Make, tiktok: FakeTikTok) -> None:
+    """A SKU in two warehouses with no account.warehouse_id (a push refuses it) reads as the total."""
+    tiktok.add_product({"MUG": {"W1": 2, "W2": 3}})
+    assert await read(tiktok_connector(make, tiktok), ["MUG"]) == {"MUG": 5}
+
+
+async def test_tiktok_product_gone_fails_the_read_once_then_it_is_none(make: Make, tiktok: FakeTikTok) -> None:
+    """A deleted product (12052048): transient; the next read rescans and answers None for its SKU."""
+    gone = tiktok.add_product({"OLD": {"W1": 1}})
+    tiktok.add_product({"KEEP": {"W1": 2}})
+    connector = tiktok_connector(make, tiktok)
+    assert await read(connector, ["OLD", "KEEP"]) == {"OLD": 1, "KEEP": 2}
+    assert await read(connector, ["OLD", "KEEP"]) == {"OLD": 1, "KEEP": 2}  # warm: Get Product
+    del tiktok.products[gone]
+    with pytest.raises(TransientDeliveryError):
+        await read(connector, ["OLD", "KEEP"])
+    assert await read(connector, ["OLD", "KEEP"]) == {"OLD": None, "KEEP": 2}
+
+
+async def test_tiktok_read_throttled(make: Make, tiktok: FakeTikTok) -> None:
+    """An HTTP 429 is transient, with Retry-After when sent and a pause otherwise, and slows the budget."""
+    tiktok.add_product({"A": {"W1": 1}})
+    connector = tiktok_connector(make, tiktok)
+    await read(connector, ["A"])
+    body = {"code": 36009003, "message": "Too many requests.", "request_id": "X", "data": None}
+    tiktok.fail_next(1, 429, headers={"Retry-After": "2"}, body=body, path="/products/", method="GET")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after == 2.0
+    tiktok.fail_next(1, 429, body=body, path="/products/", method="GET")
+    with pytest.raises(TransientDeliveryError) as caught:
+        await connector.read(["A"])
+    assert caught.value.retry_after is not None and caught.value.retry_after >= 1.0
+    assert connector.budget.throttles == 2
+
+
+async def test_tiktok_read_refreshes_an_expired_token_once(make: Make, tiktok: FakeTikTok) -> None:
+    """HTTP 401 code 105002 (expired token): one refresh, then the signed read succeeds."""
+    tiktok.add_product({"A": {"W1": 7}})
+    connector = tiktok_connector(make, tiktok)
+    assert await read(connector, ["A"]) == {"A": 7}
+    tiktok.tokens.expire_all()
+    assert await read(connector, ["A"]) == {"A": 7}
+    assert len(tiktok.calls("/api/v2/token/refresh")) == 2 and tiktok.bad_signatures == 0
