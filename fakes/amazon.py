@@ -7,12 +7,16 @@
 - ``PATCH /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=`` → ``{sku, status, submissionId,
   issues}``: ``ACCEPTED``, or ``INVALID`` for SKUs in ``invalid``. An unknown SKU is ACCEPTED and
   nothing happens, as sellers report of the real API.
+- ``GET /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=&includedData=`` (getListingsItem) →
+  ``{sku, summaries}`` plus ``fulfillmentAvailability: [{fulfillmentChannelCode: "DEFAULT", quantity}]``
+  when ``includedData`` asks for it; 404 ``NOT_FOUND`` for a SKU the account does not list.
 - Feeds: ``POST /feeds/2021-06-30/documents`` → ``{feedDocumentId, url}`` (a presigned URL on this server
   that takes one PUT); ``POST /feeds/2021-06-30/feeds`` → 202 ``{feedId}``; ``GET …/feeds/{id}`` goes
   IN_QUEUE → IN_PROGRESS → DONE over ``feed_seconds`` (or ``end_next_feed_with`` FATAL/CANCELLED), and
   applies the feed when it is DONE; ``GET …/documents/{id}`` → the gzip processing report's URL.
 - Limits (rate/s, burst), all multiplied by ``speed``: patch 5/5, createFeedDocument 0.5/15,
-  createFeed (JSON_LISTINGS_FEED) 5 per 300 s, getFeed 2/15, getFeedDocument 0.0222/10. Over a limit:
+  createFeed (JSON_LISTINGS_FEED) 5 per 300 s, getFeed 2/15, getFeedDocument 0.0222/10, getListingsItem 5/10.
+  Over a limit:
   429 ``QuotaExceeded`` with no Retry-After; every 2xx carries ``x-amzn-RateLimit-Limit`` (the rate).
 """
 
@@ -34,7 +38,9 @@ LIMITS = {
     "createFeed": (5 / 300, 5),
     "getFeed": (2.0, 15),
     "getFeedDocument": (0.0222, 10),
+    "getListingsItem": (5.0, 10),
 }
+INCLUDED_DATA = {"summaries", "attributes", "issues", "offers", "fulfillmentAvailability", "procurement"}
 
 
 def sp_error(status: int, code: str, message: str, details: str = "") -> web.Response:
@@ -72,6 +78,7 @@ class FakeAmazon(FakeMarketplace):
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/auth/o2/token", self.token)
         router.add_patch("/listings/2021-08-01/items/{seller_id}/{sku}", self.patch_item)
+        router.add_get("/listings/2021-08-01/items/{seller_id}/{sku}", self.get_item)
         router.add_post("/feeds/2021-06-30/documents", self.create_document)
         router.add_post("/feeds/2021-06-30/feeds", self.create_feed)
         router.add_get("/feeds/2021-06-30/feeds/{feed_id}", self.get_feed)
@@ -152,6 +159,37 @@ class FakeAmazon(FakeMarketplace):
             return self._ok("patch", {"sku": sku, "status": "INVALID", "submissionId": submission, "issues": [issue]})
         self._apply(sku, quantity)
         return self._ok("patch", {"sku": sku, "status": "ACCEPTED", "submissionId": submission, "issues": []})
+
+    async def get_item(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "getListingsItem")
+        if refused is not None:
+            return refused
+        sku = request.match_info["sku"]
+        included = set(request.query.get("includedData", "summaries").split(","))
+        if (
+            request.match_info["seller_id"] != self.seller_id
+            or request.query.get("marketplaceIds") != self.marketplace_id
+            or not included <= INCLUDED_DATA
+        ):
+            return sp_error(400, "InvalidInput", "Invalid sellerId, marketplaceIds or includedData.")
+        if sku not in self.listings:
+            return sp_error(404, "NOT_FOUND", f"SKU '{sku}' not found in marketplace {self.marketplace_id}")
+        doc: dict[str, Any] = {"sku": sku}
+        if "summaries" in included:
+            doc["summaries"] = [
+                {
+                    "marketplaceId": self.marketplace_id,
+                    "asin": "B0FAKE0001",
+                    "productType": "PRODUCT",
+                    "status": ["BUYABLE"],
+                    "itemName": f"Product {sku}",
+                    "createdDate": "2026-01-01T00:00:00Z",
+                    "lastUpdatedDate": "2026-01-01T00:00:00Z",
+                }
+            ]
+        if "fulfillmentAvailability" in included:
+            doc["fulfillmentAvailability"] = [{"fulfillmentChannelCode": "DEFAULT", "quantity": self.listings[sku]}]
+        return self._ok("getListingsItem", doc)
 
     def _apply(self, sku: str, quantity: int) -> None:
         if sku in self.listings:

@@ -5,6 +5,9 @@
 - ``POST /sell/inventory/v1/bulk_update_price_quantity``: ≤25 ``requests``; 200 when every item
   took, 207 with one ``responses[]`` entry per item and per offer when results are mixed.
 - ``GET /sell/inventory/v1/offer?sku=``: the SKU's offers.
+- ``POST /sell/inventory/v1/bulk_get_inventory_item`` (read-back): ≤25 ``requests[{sku}]``, unique;
+  200 when every SKU was found, 207 otherwise, one ``responses[]`` entry per SKU: ``inventoryItem``
+  with ``availability.shipToLocationAvailability.quantity``, or statusCode 404 with errorId 25702.
 - A call budget of ``calls_per_day`` (eBay's default Inventory API quota is 2,000,000/day) spread
   as ``rate`` calls/s with ``burst``; over it: 429 with errorId 2001, as eBay answers.
 - ``revisions_per_day`` per SKU (250); past it the item fails with statusCode 400.
@@ -52,6 +55,7 @@ class FakeEbay(FakeMarketplace):
         router.add_post("/identity/v1/oauth2/token", self.token)
         router.add_post("/sell/inventory/v1/bulk_update_price_quantity", self.bulk_update)
         router.add_get("/sell/inventory/v1/offer", self.get_offers)
+        router.add_post("/sell/inventory/v1/bulk_get_inventory_item", self.bulk_get)
 
     def add_item(self, sku: str, quantity: int = 0, offer_quantity: int | None = None) -> None:
         self.items[sku] = quantity
@@ -102,6 +106,42 @@ class FakeEbay(FakeMarketplace):
         if not offers:
             return web.json_response({"errors": [ebay_error(25713, "This Offer is not available.")]}, status=404)
         return web.json_response({"offers": offers, "total": len(offers)})
+
+    async def bulk_get(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        doc = await request.json()
+        requests = doc.get("requests") if isinstance(doc, dict) else None
+        if not isinstance(requests, list) or not requests or not all(isinstance(r, dict) for r in requests):
+            return web.json_response({"errors": [ebay_error(25709, "Invalid value for requests.")]}, status=400)
+        if len(requests) > 25:
+            error = ebay_error(25727, "The number of InventoryItems in the request cannot exceed 25.")
+            return web.json_response({"errors": [error]}, status=400)
+        skus = [str(r.get("sku")) for r in requests]
+        if len(set(skus)) != len(skus):
+            return web.json_response(
+                {"errors": [ebay_error(25734, "SKU should be unique in the request.")]}, status=400
+            )
+        responses: list[dict[str, Any]] = []
+        for sku in skus:
+            if sku in self.item_failures:
+                code, error_id = self.item_failures[sku]
+                responses.append({"sku": sku, "statusCode": code, "errors": [ebay_error(error_id, "scripted failure")]})
+            elif sku not in self.items:
+                error = ebay_error(25702, f"SKU {sku} is not available in the system")
+                responses.append({"sku": sku, "statusCode": 404, "errors": [error]})
+            else:
+                item = {
+                    "sku": sku,
+                    "locale": "en_US",
+                    "availability": {"shipToLocationAvailability": {"quantity": self.items[sku]}},
+                    "condition": "NEW",
+                    "product": {"title": f"Product {sku}"},
+                }
+                responses.append({"sku": sku, "statusCode": 200, "inventoryItem": item})
+        mixed = any(r["statusCode"] != 200 for r in responses)
+        return web.json_response({"responses": responses}, status=207 if mixed else 200)
 
     async def bulk_update(self, request: web.Request) -> web.Response:
         refused = self._gate(request)

@@ -7,6 +7,9 @@
 - ``GET``/``PUT /v3/application/listings/{listing_id}/inventory``: the PUT replaces every product.
   It refuses (400) a body without ``products`` or an offering without price/quantity/is_enabled,
   and different quantities when ``quantity_on_property`` is empty, as Etsy does.
+- ``GET /v3/application/listings/batch/inventory?listing_ids=1,2,…`` (read-back, ≤100 ids) →
+  ``{count, results: [{listing_id, shop_id, state, inventory}]}``; one unknown id makes the whole
+  call a 404, as Etsy documents; more than 100 ids or none: 400.
 - ``qps`` per second and ``qpd`` per rolling ``day_seconds``; ``x-limit-per-second``,
   ``x-remaining-this-second``, ``x-limit-per-day``, ``x-remaining-today`` on every answer; over a
   limit: 429 with ``retry-after``.
@@ -49,6 +52,7 @@ class FakeEtsy(FakeMarketplace):
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v3/public/oauth/token", self.token)
         router.add_get("/v3/application/shops/{shop_id}/listings", self.shop_listings)
+        router.add_get("/v3/application/listings/batch/inventory", self.batch_inventory)  # before {listing_id}
         router.add_get("/v3/application/listings/{listing_id}/inventory", self.get_inventory)
         router.add_put("/v3/application/listings/{listing_id}/inventory", self.put_inventory)
 
@@ -110,6 +114,12 @@ class FakeEtsy(FakeMarketplace):
                 if product["sku"] == sku and not product["is_deleted"]:
                     return int(product["offerings"][0]["quantity"])
         return None
+
+    def set_quantity(self, sku: str, quantity: int) -> None:
+        """The seller edits one variation's quantity on Etsy.com, behind the relay's back."""
+        product = self.product(sku)
+        assert product is not None
+        product["offerings"][0]["quantity"] = quantity
 
     def product(self, sku: str) -> dict[str, Any] | None:
         for inventory in self.inventories.values():
@@ -196,6 +206,25 @@ class FakeEtsy(FakeMarketplace):
         if listing is None:
             return web.json_response({"error": "Listing not found"}, status=404, headers=self._headers())
         return web.json_response(self.inventories[listing], headers=self._headers())
+
+    async def batch_inventory(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        raw = [part for part in request.query.get("listing_ids", "").split(",") if part]
+        if not raw or len(raw) > 100 or not all(part.strip().isdigit() for part in raw):
+            return web.json_response(
+                {"error": "listing_ids must be 1 to 100 listing ids"}, status=400, headers=self._headers()
+            )
+        ids = [int(part) for part in raw]
+        missing = [i for i in ids if i not in self.inventories]
+        if missing:
+            return web.json_response({"error": f"Listing {missing[0]} not found"}, status=404, headers=self._headers())
+        results = [
+            {"listing_id": i, "shop_id": self.shop_id, "state": self.states[i], "inventory": self.inventories[i]}
+            for i in ids
+        ]
+        return web.json_response({"count": len(results), "results": results}, headers=self._headers())
 
     async def put_inventory(self, request: web.Request) -> web.Response:
         refused = self._gate(request)

@@ -2,7 +2,9 @@
 
 - ``POST /admin/oauth/access_token``: client-credentials and (rotating) refresh-token grants.
 - ``POST /admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``:
-  ``productVariants(first, query: "sku:… OR …")`` and ``inventorySetQuantities``.
+  ``productVariants(first, query: "sku:… OR …")``, ``inventorySetQuantities`` and (read-back)
+  ``nodes(ids:) { … on InventoryItem { id inventoryLevel(locationId:) { quantities(names:) { name quantity } } } }``:
+  a node is null for an unknown id, ``inventoryLevel`` null when the item is not stocked at the location.
 - Cost-based leaky bucket (``restore_rate`` points/s, ``bucket`` points); a query whose requested
   cost is not available answers HTTP 200 with ``errors[].extensions.code = "THROTTLED"`` and no
   data, as Shopify does. Every answer carries ``extensions.cost.throttleStatus``.
@@ -21,12 +23,52 @@ import re
 from typing import Any
 
 from aiohttp import web
-from graphql import FieldNode, OperationDefinitionNode, StringValueNode, parse
+from graphql import (
+    FieldNode,
+    InlineFragmentNode,
+    ListValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    StringValueNode,
+    ValueNode,
+    VariableNode,
+    parse,
+)
 from graphql.error import GraphQLSyntaxError
 
 from .common import Bucket, FakeMarketplace, TokenIssuer
 
 MUTATION_COST = 10.0
+
+
+def value_of(node: ValueNode, variables: dict[str, Any]) -> Any:
+    """An argument's value as the request gives it: a variable, a string or a list of strings."""
+    if isinstance(node, VariableNode):
+        return variables.get(node.name.value)
+    if isinstance(node, StringValueNode):
+        return node.value
+    if isinstance(node, ListValueNode):
+        return [value_of(v, variables) for v in node.values]
+    return None
+
+
+def subfield(selection: SelectionSetNode | None, name: str) -> FieldNode | None:
+    """The field ``name`` in a selection set, looking inside inline fragments too."""
+    for item in selection.selections if selection else ():
+        if isinstance(item, FieldNode) and item.name.value == name:
+            return item
+        if isinstance(item, InlineFragmentNode):
+            found = subfield(item.selection_set, name)
+            if found is not None:
+                return found
+    return None
+
+
+def argument(field: FieldNode, name: str, variables: dict[str, Any]) -> Any:
+    for arg in field.arguments or ():
+        if arg.name.value == name:
+            return value_of(arg.value, variables)
+    return None
 
 
 class FakeShopify(FakeMarketplace):
@@ -48,6 +90,7 @@ class FakeShopify(FakeMarketplace):
         self.not_stocked: set[str] = set()  # items not stocked at the location
         self.idempotency: dict[str, dict[str, Any]] = {}
         self.applied_keys: list[str] = []
+        self.spent = 0.0  # cost points taken by the queries answered (what a read's read_cost must cover)
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -63,6 +106,10 @@ class FakeShopify(FakeMarketplace):
         if not stocked:
             self.not_stocked.add(item)
         return item
+
+    def set_quantity(self, sku: str, quantity: int) -> None:
+        """Someone edits the level in Shopify's admin, behind the relay's back."""
+        self.levels[(self.variants[sku], self.location_id)] = quantity
 
     def quantity(self, sku: str) -> int | None:
         return self.levels.get((self.variants.get(sku, ""), self.location_id))
@@ -121,9 +168,13 @@ class FakeShopify(FakeMarketplace):
         variables = body.get("variables") or {}
         if field.name.value == "productVariants":
             requested = 2.0 + int(variables.get("first", 1)) * 2.0
+        elif field.name.value == "nodes":
+            requested = 1.0 + 3.0 * len(argument(field, "ids", variables) or [])
         else:
             requested = MUTATION_COST
-        if not self.points.take(requested):
+        if self.points.take(requested):
+            self.spent += requested
+        else:
             self.throttled += 1
             return web.json_response(
                 {
@@ -138,6 +189,8 @@ class FakeShopify(FakeMarketplace):
             if "errors" in result:
                 return web.json_response({**result, "extensions": self._cost(requested, requested)})
             data = {"inventorySetQuantities": result}
+        elif field.name.value == "nodes":
+            data = {"nodes": self._nodes(field, variables)}
         else:
             return web.json_response({"errors": [{"message": f"field {field.name.value} not in this fake"}]})
         return web.json_response({"data": data, "extensions": self._cost(requested, requested)})
@@ -147,6 +200,30 @@ class FakeShopify(FakeMarketplace):
         skus = [w.replace('\\"', '"').replace("\\\\", "\\") for w in wanted]
         nodes = [{"sku": s, "inventoryItem": {"id": self.variants[s]}} for s in skus if s in self.variants]
         return {"nodes": nodes[: int(variables.get("first", 1))]}
+
+    def _nodes(self, field: FieldNode, variables: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """InventoryItem nodes with the requested level's quantities (only what the relay's read selects)."""
+        items = set(self.variants.values())
+        level_field = subfield(field.selection_set, "inventoryLevel")
+        location = argument(level_field, "locationId", variables) if level_field else None
+        quantities_field = subfield(level_field.selection_set, "quantities") if level_field else None
+        names = (argument(quantities_field, "names", variables) if quantities_field else None) or []
+        nodes: list[dict[str, Any] | None] = []
+        for item in argument(field, "ids", variables) or []:
+            if item not in items:
+                nodes.append(None)
+                continue
+            node: dict[str, Any] = {"id": item}
+            if level_field is not None:
+                stocked = (item, location) in self.levels and item not in self.not_stocked
+                level = {
+                    "quantities": [
+                        {"name": n, "quantity": self.levels[(item, location)] if n == "available" else 0} for n in names
+                    ]
+                }
+                node["inventoryLevel"] = level if stocked else None
+            nodes.append(node)
+        return nodes
 
     def _set(self, version: str, field: FieldNode, variables: dict[str, Any]) -> dict[str, Any]:
         modern = version >= "2026-04"

@@ -8,7 +8,9 @@
   ``{code: 0, data: {access_token, access_token_expire_in, refresh_token, refresh_token_expire_in}}``,
   the expiries as Unix timestamps (access: 7 days unless ``token_lifetime`` says otherwise).
 - ``GET /authorization/202309/shops`` → ``{shops: [{id, cipher, ...}]}``.
-- ``POST /product/202309/products/search?page_size&page_token`` and ``GET /product/202309/products/{id}``.
+- ``POST /product/202309/products/search?page_size&page_token`` and ``GET /product/202309/products/{id}``
+  (Get Product: the product with its SKUs' ``inventory[{warehouse_id, quantity}]``; HTTP 404 ``code 12052048``
+  for one that does not exist), both answering the live state, so ``set_stock`` shows in the next read.
 - ``POST /product/202309/products/{id}/inventory/update``: every SKU must belong to the product and list
   exactly its warehouses (none missing, none added) with a quantity in [0, 99999], else a per-SKU
   entry in ``data.errors``; ``sku_errors`` scripts more. The others are applied.
@@ -101,6 +103,17 @@ class FakeTikTok(FakeMarketplace):
     def stock(self, seller_sku: str) -> dict[str, int] | None:
         sku = self._sku(seller_sku)
         return None if sku is None else {i["warehouse_id"]: i["quantity"] for i in sku["inventory"]}
+
+    def set_stock(self, seller_sku: str, warehouse_id: str, quantity: int) -> None:
+        """The seller edits a SKU's stock in one warehouse in Seller Center, behind the relay's back."""
+        for product in self.products.values():
+            for sku in product["skus"]:
+                if sku["seller_sku"] == seller_sku:
+                    for stock in sku["inventory"]:
+                        if stock["warehouse_id"] == warehouse_id:
+                            stock["quantity"] = quantity
+                            return
+        raise KeyError((seller_sku, warehouse_id))
 
     def sku_id(self, seller_sku: str) -> str:
         sku = self._sku(seller_sku)

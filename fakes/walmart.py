@@ -6,6 +6,9 @@
   ``WM_SVC.NAME`` and a ``WM_QOS.CORRELATION_ID`` (else 400 ``INVALID_REQUEST_HEADER``).
 - ``PUT /v3/inventory?sku=[&shipNode=]`` with ``{sku, quantity: {unit: "EACH", amount}}`` → the body
   back; 404 ``CONTENT_NOT_FOUND`` for a SKU the seller does not list; 400 for a malformed body.
+- ``GET /v3/inventory?sku=[&shipNode=]`` (read-back) → ``{sku, quantity: {unit: "EACH", amount}}``; 404
+  ``CONTENT_NOT_FOUND`` for a SKU the seller does not list; 400 without ``sku``. Its own bucket, with
+  the single update's figures (Walmart limits per API).
 - ``POST /v3/feeds?feedType=inventory`` (multipart ``file``: ``{InventoryHeader: {version: "1.4"},
   Inventory: [...]}``) → ``{feedId}``; ``GET /v3/feeds/{id}?includeDetails=true&offset&limit`` goes
   RECEIVED → INPROGRESS → PROCESSED over ``feed_seconds`` (or ``end_next_feed_with`` = ERROR) and
@@ -58,6 +61,7 @@ class FakeWalmart(FakeMarketplace):
         self.now = now
         self.single = Bucket(SINGLE_LIMIT[0] * speed, SINGLE_LIMIT[1], now)
         self.feed_limit = Bucket(FEED_LIMIT[0] * speed, FEED_LIMIT[1], now)
+        self.read_limit = Bucket(SINGLE_LIMIT[0] * speed, SINGLE_LIMIT[1], now)
         self.feed_seconds = feed_seconds / speed
         self.tokens = TokenIssuer(900.0, "eyJraWQiOiJmYWtl", now)
         self.client_id = "walmart-client-0001"
@@ -71,6 +75,7 @@ class FakeWalmart(FakeMarketplace):
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v3/token", self.token)
         router.add_put("/v3/inventory", self.update_inventory)
+        router.add_get("/v3/inventory", self.get_inventory)
         router.add_post("/v3/feeds", self.create_feed)
         router.add_get("/v3/feeds/{feed_id}", self.feed_status)
 
@@ -144,6 +149,18 @@ class FakeWalmart(FakeMarketplace):
             return wm_error(404, "CONTENT_NOT_FOUND.GMP_INVENTORY_API", f"Item not found for sku {sku}")
         self.inventory[sku] = amount
         return web.json_response(body, headers=self._limit_headers(self.single))
+
+    async def get_inventory(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, self.read_limit)
+        if refused is not None:
+            return refused
+        sku = request.query.get("sku", "")
+        if not sku:
+            return wm_error(400, "MISSING_REQUEST_PARAM", "sku is required")
+        if sku not in self.inventory:
+            return wm_error(404, "CONTENT_NOT_FOUND.GMP_INVENTORY_API", f"Item not found for sku {sku}")
+        body = {"sku": sku, "quantity": {"unit": "EACH", "amount": self.inventory[sku]}}
+        return web.json_response(body, headers=self._limit_headers(self.read_limit))
 
     # --- feeds ---------------------------------------------------------------------------------------------------
 

@@ -21,10 +21,17 @@ answer's ``x-amzn-RateLimit-Limit`` reports. 429 → slow down and retry; 500/50
 413, 415 → dead letter. A 401 or 403 refreshes the LWA token once (Amazon answers 403 for an
 expired token); a second refusal pauses the channel (revoked authorization, missing role, or the
 LWA client secret passed its 180-day rotation).
+
+Read-back: ``getListingsItem`` (``GET /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=…
+&includedData=fulfillmentAvailability``), one SKU per call, 10 SKUs per read (the operation's burst),
+charged to its own budget (5/s, burst 10) as each call is made. The quantity is the
+``fulfillmentAvailability`` entry of the channel's ``fulfillment_channel_code``; a listing without
+one shows 0. None: Amazon answers 404 (no listing with that SKU for the seller).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from collections.abc import Mapping, Sequence
@@ -40,7 +47,7 @@ from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update
-from .feeds import Feed, FeedConnector, throttle_wait
+from .feeds import SINGLE_CONCURRENCY, Feed, FeedConnector, throttle_wait
 
 LWA_URL = "https://api.amazon.com/auth/o2/token"
 FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
@@ -50,6 +57,7 @@ CREATE_DOCUMENT_LIMIT = (0.5, 15)
 CREATE_FEED_LIMIT = (5 / 300, 5)  # JSON_LISTINGS_FEED: 5 submissions per 5 minutes per region
 GET_FEED_LIMIT = (2.0, 15)
 GET_DOCUMENT_LIMIT = (0.0222, 10)
+GET_LISTING_LIMIT = (5.0, 10)  # getListingsItem: listingsItems_2021-08-01.json
 PERMANENT_STATUS = {400, 404, 413, 415}
 
 
@@ -67,6 +75,7 @@ class AmazonConnector(FeedConnector):
     type = "amazon"
     account_keys = ("seller_id", "marketplace_id")
     feed_after_seconds = 120.0
+    read_batch_size = GET_LISTING_LIMIT[1]
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -82,6 +91,7 @@ class AmazonConnector(FeedConnector):
         self.feed_budget = RateBudget(*CREATE_FEED_LIMIT)
         self.status_budget = RateBudget(*GET_FEED_LIMIT)
         self.report_budget = RateBudget(*GET_DOCUMENT_LIMIT)
+        self.listing_budget = RateBudget(*GET_LISTING_LIMIT)
         self.auth = TokenAuth(self._fetch_token)
         self._secrets: set[str] = set()
 
@@ -211,8 +221,11 @@ class AmazonConnector(FeedConnector):
     def patch_body(self, quantity: int) -> dict[str, Any]:
         return {"productType": self.product_type, "patches": patches(quantity, self.channel_code)}
 
+    def item_path(self, channel_sku: str) -> str:
+        return f"/listings/2021-08-01/items/{quote(self.seller_id, safe='')}/{quote(channel_sku, safe='')}"
+
     async def send_single(self, update: Update) -> ItemResult:
-        path = f"/listings/2021-08-01/items/{quote(self.seller_id, safe='')}/{quote(update.channel_sku, safe='')}"
+        path = self.item_path(update.channel_sku)
         doc = await self._call(
             self.budget, "PATCH", path, self.patch_body(update.quantity), {"marketplaceIds": self.marketplace_id}
         )
@@ -227,6 +240,41 @@ class AmazonConnector(FeedConnector):
             error = PermanentDeliveryError(f"Amazon refused SKU {update.channel_sku}: {reason}", http_status=200)
             return ItemResult(error, 200, http.scrub(reason, self._secrets))
         return ItemResult(TransientDeliveryError(f"Amazon answered status {status!r}", http_status=200), 200)
+
+    # --- read-back -----------------------------------------------------------------------------------
+
+    def read_cost(self, channel_skus: Sequence[str]) -> float:
+        return float(len(set(channel_skus)))  # one getListingsItem per SKU
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        gate = asyncio.Semaphore(SINGLE_CONCURRENCY)
+        shown: dict[str, int | None] = {}
+
+        async def one(sku: str) -> None:
+            async with gate:
+                shown[sku] = await self._read_one(sku)
+
+        tasks = [asyncio.ensure_future(one(s)) for s in dict.fromkeys(channel_skus)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return {sku: shown[sku] for sku in channel_skus}
+
+    async def _read_one(self, channel_sku: str) -> int | None:
+        params = {"marketplaceIds": self.marketplace_id, "includedData": "fulfillmentAvailability"}
+        try:
+            doc = await self._call(self.listing_budget, "GET", self.item_path(channel_sku), params=params)
+        except PermanentDeliveryError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        entries = doc.get("fulfillmentAvailability") if isinstance(doc, dict) else None
+        for entry in entries or []:
+            if isinstance(entry, dict) and entry.get("fulfillmentChannelCode") == self.channel_code:
+                return int(entry.get("quantity") or 0)
+        return 0
 
     # --- feed route -------------------------------------------------------------------------------------
 

@@ -16,12 +16,17 @@ newest quantity) instead of letting eBay refuse it.
 
 Answers: 401 → refresh the user token once, then pause; 403 (scope) → pause; 429 (errorId 2001),
 5xx and errorId 25001 → retry; other 4xx → dead letter.
+
+Read-back: ``POST /bulk_get_inventory_item`` with up to 25 SKUs, one call; each SKU's
+``inventoryItem.availability.shipToLocationAvailability.quantity``. None: eBay answers that SKU
+with a 404 (or a 4xx naming it unknown or invalid). Offer caps (``availableQuantity``) are not read.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -79,6 +84,7 @@ class RevisionBudget:
 class EbayConnector(Connector):
     type = "ebay"
     account_keys = ()
+    read_batch_size = MAX_BATCH
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -197,6 +203,52 @@ class EbayConnector(Connector):
             self.revisions.spend(u.channel_sku, now)
         results.update(self._judge(ready, answer))
         return results
+
+    # --- read-back -------------------------------------------------------------------------------
+
+    def read_cost(self, channel_skus: Sequence[str]) -> float:
+        return float(math.ceil(len(set(channel_skus)) / MAX_BATCH))
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        unique = list(dict.fromkeys(channel_skus))
+        shown: dict[str, int | None] = {}
+        for start in range(0, len(unique), MAX_BATCH):
+            chunk = unique[start : start + MAX_BATCH]
+            answer = await self._call("POST", "/bulk_get_inventory_item", {"requests": [{"sku": s} for s in chunk]})
+            shown.update(self._read_answer(chunk, answer))
+        return {sku: shown.get(sku) for sku in channel_skus}
+
+    def _read_answer(self, chunk: Sequence[str], answer: http.Answer) -> dict[str, int | None]:
+        status, snippet = answer.status, http.scrub(answer.text, self._secrets)
+        doc = answer.json()
+        responses = doc.get("responses") if isinstance(doc, dict) else None
+        if status not in (200, 207) or not isinstance(responses, list):
+            raise PermanentDeliveryError(
+                f"eBay refused the inventory read ({status}): {_messages(doc)}", http_status=status, excerpt=snippet
+            )
+        self.budget.succeeded()
+        shown: dict[str, int | None] = {}
+        for entry in responses:
+            if not isinstance(entry, dict) or str(entry.get("sku")) not in chunk:
+                continue
+            code = int(entry.get("statusCode") or 0)
+            ids = {int(e.get("errorId") or 0) for e in entry.get("errors") or [] if isinstance(e, dict)}
+            if code >= 500 or code == 429 or ids & RETRYABLE_ERRORS:
+                raise TransientDeliveryError(
+                    f"eBay could not read SKU {entry.get('sku')} now: {_messages(entry)}", http_status=code
+                )
+            if code != 200:
+                shown[str(entry["sku"])] = None  # 404 / 25702: eBay has no inventory item with this SKU
+                continue
+            item = entry.get("inventoryItem") or {}
+            ship = ((item.get("availability") or {}).get("shipToLocationAvailability")) or {}
+            shown[str(entry["sku"])] = int(ship.get("quantity") or 0)
+        missing = [s for s in chunk if s not in shown]
+        if missing:
+            raise TransientDeliveryError(
+                f"eBay's inventory read had no result for SKU {missing[0]}", http_status=status
+            )
+        return shown
 
     def _judge(self, ready: Sequence[Update], answer: http.Answer) -> dict[str, ItemResult]:
         status, snippet = answer.status, http.scrub(answer.text, self._secrets)

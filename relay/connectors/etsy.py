@@ -16,10 +16,19 @@ app's own). Every call is charged to the budget, and ``x-remaining-this-second``
 
 Answers: 401 → refresh once, then pause; 403 → pause; 429 and 5xx → retry; 400 and 404 → dead
 letter (a 404 also forgets the cached listing, so a replay looks the SKU up again).
+
+Read-back: ``GET /v3/application/listings/batch/inventory?listing_ids=…`` (up to 100 listings, one
+call) for the listings of the cached SKU → listing map, each SKU's offering ``quantity``; 100 SKUs
+per read. A SKU not in the map triggers the same rescan as a push (at most every few minutes); its
+pages are in ``read_cost`` and, as in a push, wait for the budget as they go. None: no listing of the
+shop has the SKU. Etsy answers 404 for the whole batch when one listing is gone, and a listing may no
+longer hold a SKU: both drop the stale mappings and fail the read as transient, so the next read
+rescans and answers.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,11 +45,13 @@ PAGE = 100
 RESCAN_SECONDS = 300.0
 STATES = ("active", "sold_out", "inactive", "draft", "expired")
 MAX_QUANTITY = 999  # Etsy's largest offering quantity
+BATCH_READ = 100  # listing ids per batch inventory read
 
 
 class EtsyConnector(Connector):
     type = "etsy"
     account_keys = ("shop_id",)
+    read_batch_size = BATCH_READ
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -50,6 +61,7 @@ class EtsyConnector(Connector):
         self.shop_id = config.account.get("shop_id", "")
         self.listings: dict[str, int] = {}  # channel SKU → listing id
         self.scanned_at = float("-inf")
+        self.scan_pages = len(STATES)  # pages the last scan read: what a read expects the next one to take
         self.auth = TokenAuth(self._fetch_token)
         self._api_key = ""
         self._secrets: set[str] = set()
@@ -75,9 +87,18 @@ class EtsyConnector(Connector):
         self._secrets.add(token)
         return token, http.lifetime(doc, 3600.0)
 
-    async def _call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
-        """One charged call; returns the parsed body of a 2xx or raises the classified error."""
-        await self.budget.acquire(1.0)
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        charged: bool = False,
+    ) -> Any:
+        """One call, charged unless the caller ``charged`` it already; returns the parsed body of a 2xx or raises
+        the classified error."""
+        if not charged:
+            await self.budget.acquire(1.0)
 
         async def call(token: str) -> http.Answer:
             headers = {"x-api-key": self._api_key, "Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -102,7 +123,8 @@ class EtsyConnector(Connector):
         message = str(doc.get("error") or "") if isinstance(doc, dict) else ""
         if status == 403:
             raise AuthDeliveryError(
-                f"Etsy refused access (403: {message or 'forbidden'}); check the app's listings_w scope and shop",
+                f"Etsy refused access (403: {message or 'forbidden'});"
+                " check the app's listings_r and listings_w scopes and shop",
                 http_status=status,
                 excerpt=snippet,
             )
@@ -129,10 +151,12 @@ class EtsyConnector(Connector):
     async def _scan(self) -> None:
         """Read every listing of the shop, in every state a stocked product can be in, for its SKUs."""
         self.scanned_at = time.monotonic()
+        pages = 0
         for state in STATES:
             offset = 0
             while True:
                 params = {"state": state, "limit": str(PAGE), "offset": str(offset)}
+                pages += 1
                 doc = await self._call("GET", f"/v3/application/shops/{self.shop_id}/listings", params=params)
                 results = (doc or {}).get("results") or []
                 for listing in results:
@@ -141,9 +165,13 @@ class EtsyConnector(Connector):
                 offset += PAGE
                 if len(results) < PAGE or offset >= int((doc or {}).get("count") or 0):
                     break
+        self.scan_pages = pages
+
+    def _scan_due(self, skus: Sequence[str]) -> bool:
+        return any(s not in self.listings for s in skus) and time.monotonic() - self.scanned_at >= RESCAN_SECONDS
 
     async def _resolve(self, skus: Sequence[str]) -> None:
-        if any(s not in self.listings for s in skus) and time.monotonic() - self.scanned_at >= RESCAN_SECONDS:
+        if self._scan_due(skus):
             await self._scan()
 
     # --- the write ------------------------------------------------------------------------------
@@ -235,3 +263,53 @@ class EtsyConnector(Connector):
                 )
         body = self.inventory_body(inventory, {u.channel_sku: u.quantity for u in group})
         await self._call("PUT", path, body)
+
+    # --- read-back -------------------------------------------------------------------------------------
+
+    def read_cost(self, channel_skus: Sequence[str]) -> float:
+        """One batch read per 100 listings (a listing per SKU at most), plus a rescan's pages when one is due."""
+        reads = math.ceil(len(set(channel_skus)) / BATCH_READ)
+        return float(reads + (self.scan_pages if self._scan_due(channel_skus) else 0))
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        await self._resolve(channel_skus)
+        listings = sorted({self.listings[s] for s in channel_skus if s in self.listings})
+        shown: dict[tuple[int, str], int] = {}
+        for start in range(0, len(listings), BATCH_READ):
+            chunk = listings[start : start + BATCH_READ]
+            shown.update(await self._read_listings(chunk, channel_skus))
+        stale = [s for s in channel_skus if s in self.listings and (self.listings[s], s) not in shown]
+        if stale:  # the listing no longer holds the SKU: look again on the next read
+            self._forget(stale)
+            raise TransientDeliveryError(f"Etsy listing no longer holds SKU {stale[0]}; it will be looked up again")
+        return {s: shown.get((self.listings[s], s)) if s in self.listings else None for s in channel_skus}
+
+    async def _read_listings(self, chunk: Sequence[int], skus: Sequence[str]) -> dict[tuple[int, str], int]:
+        """(listing, SKU) → the quantity of its offering, for the listings of ``chunk`` (one batch call)."""
+        params = {"listing_ids": ",".join(str(listing) for listing in chunk)}
+        try:
+            doc = await self._call("GET", "/v3/application/listings/batch/inventory", params=params, charged=True)
+        except PermanentDeliveryError as exc:
+            if exc.http_status != 404:
+                raise
+            self._forget([s for s in skus if self.listings.get(s) in chunk])
+            raise TransientDeliveryError(
+                "one of the Etsy listings read is gone (404 for the whole batch); they will be looked up again",
+                http_status=404,
+                excerpt=exc.excerpt,
+            ) from None
+        shown: dict[tuple[int, str], int] = {}
+        for result in (doc or {}).get("results") or []:
+            if not isinstance(result, dict) or result.get("listing_id") is None:
+                continue
+            for product in (result.get("inventory") or {}).get("products") or []:
+                offerings = [o for o in product.get("offerings") or [] if not o.get("is_deleted")]
+                if product.get("is_deleted") or not product.get("sku") or not offerings:
+                    continue
+                shown[(int(result["listing_id"]), str(product["sku"]))] = int(offerings[0].get("quantity") or 0)
+        return shown
+
+    def _forget(self, skus: Sequence[str]) -> None:
+        for sku in skus:
+            self.listings.pop(sku, None)
+        self.scanned_at = float("-inf")  # the next read (or push) rescans, whatever the rescan interval

@@ -17,6 +17,11 @@ Answers: 401 → refresh once then pause; 403 (missing scope) → pause; 429, 5x
 error → retry; other 4xx and ``MAX_COST_EXCEEDED`` → dead letter. ``userErrors`` point at one entry
 (``["input", "quantities", "3", …]``) and fail only that SKU; the mutation is all-or-nothing, so
 the entries it did not apply because of another's error are retried without it.
+
+Read-back: ``nodes(ids:)`` on the cached inventory items, each item's ``inventoryLevel(locationId:)``
+``quantities(names: ["available"])``; up to 100 SKUs per query. SKUs not cached yet are resolved
+first with the same lookup the push uses (its cost is part of ``read_cost``). None: no variant has
+the SKU, several do, or the item is not stocked at the location.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ API_VERSION = "2026-04"
 MAX_BATCH = 250  # every GraphQL input array is capped at 250 items
 SET_COST = 10.0  # a mutation's requested cost
 LOOKUP_CHUNK = 50  # SKUs per productVariants search
+READ_BATCH = 100  # SKUs per read: 100 items × 3 objects ≈ 300 points, well under a query's 1,000
 NEVER_EXPIRES = 10 * 365 * 86400.0
 STALE = {"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"}
 PAUSE_CODES = {"ACCESS_DENIED", "UNAUTHORIZED", "FORBIDDEN"}
@@ -53,6 +59,16 @@ SET_MUTATION = """mutation StockRelaySet($input: InventorySetQuantitiesInput!) {
 LOOKUP_QUERY = """query StockRelayVariants($first: Int!, $query: String!) {
   productVariants(first: $first, query: $query) {
     nodes { sku inventoryItem { id } }
+  }
+}"""
+
+
+READ_QUERY = """query StockRelayLevels($ids: [ID!]!, $locationId: ID!) {
+  nodes(ids: $ids) {
+    ... on InventoryItem {
+      id
+      inventoryLevel(locationId: $locationId) { quantities(names: ["available"]) { name quantity } }
+    }
   }
 }"""
 
@@ -73,6 +89,11 @@ def lookup_cost(first: int) -> float:
     return 2.0 + first * 2.0
 
 
+def read_query_cost(items: int) -> float:
+    """Requested cost of READ_QUERY: one point per object (item, level, quantity) per item, plus the query."""
+    return 1.0 + items * 3.0
+
+
 def search_term(sku: str) -> str:
     return 'sku:"' + sku.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -80,6 +101,7 @@ def search_term(sku: str) -> str:
 class ShopifyConnector(Connector):
     type = "shopify"
     account_keys = ("shop", "location_id")
+    read_batch_size = READ_BATCH
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -233,14 +255,19 @@ class ShopifyConnector(Connector):
 
     # --- SKU resolution ------------------------------------------------------------------------
 
-    async def _resolve(self, skus: Sequence[str]) -> dict[str, str]:
-        """Fill the cache for ``skus``; returns a readable reason for each SKU that cannot be set."""
-        problems: dict[str, str] = {}
+    def _lookups(self, skus: Sequence[str]) -> list[list[str]]:
+        """The uncached SKUs of ``skus``, in the chunks one lookup query each resolves."""
         missing = [s for s in dict.fromkeys(skus) if s not in self.items]
-        for start in range(0, len(missing), LOOKUP_CHUNK):
-            chunk = missing[start : start + LOOKUP_CHUNK]
+        return [missing[start : start + LOOKUP_CHUNK] for start in range(0, len(missing), LOOKUP_CHUNK)]
+
+    async def _resolve(self, skus: Sequence[str], charged: bool = False) -> dict[str, str]:
+        """Fill the cache for ``skus`` (each lookup charged unless the caller ``charged`` it already); returns a
+        readable reason for each SKU that cannot be set."""
+        problems: dict[str, str] = {}
+        for chunk in self._lookups(skus):
             first = min(MAX_BATCH, 2 * len(chunk))
-            await self.budget.acquire(lookup_cost(first))
+            if not charged:
+                await self.budget.acquire(lookup_cost(first))
             query = " OR ".join(search_term(s) for s in chunk)
             data = await self._graphql(LOOKUP_QUERY, {"first": first, "query": query})
             found: dict[str, list[str]] = {}
@@ -304,6 +331,36 @@ class ShopifyConnector(Connector):
         outcome = (data or {}).get("inventorySetQuantities") or {}
         results.update(self._judge(ready, outcome))
         return results
+
+    # --- read-back -------------------------------------------------------------------------------
+
+    def read_cost(self, channel_skus: Sequence[str]) -> float:
+        """Points: the lookups of uncached SKUs, then one level query for all of them."""
+        lookups = sum(lookup_cost(min(MAX_BATCH, 2 * len(chunk))) for chunk in self._lookups(channel_skus))
+        unique = len(set(channel_skus))
+        return lookups + sum(read_query_cost(min(READ_BATCH, unique - start)) for start in range(0, unique, READ_BATCH))
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        await self._resolve(channel_skus, charged=True)
+        items = sorted({self.items[s] for s in channel_skus if s in self.items})
+        available: dict[str, int] = {}
+        for start in range(0, len(items), READ_BATCH):
+            ids = items[start : start + READ_BATCH]
+            data = await self._graphql(READ_QUERY, {"ids": ids, "locationId": self.location})
+            self.budget.succeeded()
+            nodes = (data or {}).get("nodes") or []
+            found = set()
+            for node in nodes:
+                if not isinstance(node, dict) or not node.get("id"):
+                    continue
+                found.add(str(node["id"]))
+                level = node.get("inventoryLevel") or {}
+                for quantity in level.get("quantities") or []:
+                    if isinstance(quantity, dict) and quantity.get("name") == "available":
+                        available[str(node["id"])] = int(quantity.get("quantity") or 0)
+            for sku in [s for s in channel_skus if self.items.get(s) in ids and self.items[s] not in found]:
+                self.items.pop(sku, None)  # the item is gone: resolve the SKU again next time
+        return {sku: available.get(self.items.get(sku, "")) for sku in channel_skus}
 
     def _judge(self, ready: Sequence[Update], outcome: Mapping[str, Any]) -> dict[str, ItemResult]:
         errors: dict[int, DeliveryError] = {}

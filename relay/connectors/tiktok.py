@@ -21,6 +21,15 @@ Answers (body ``{code, message, request_id, data}``; ``code`` 0 is success): HTT
 token once, then pause (code 106001, a bad signature, pauses at once: wrong app secret or clock);
 HTTP 429 → retry slower; 5xx → retry; any other non-zero ``code`` → dead letter for the product's
 SKUs in the call; ``data.errors`` with a ``sku_id`` → dead letter for that SKU only.
+
+Read-back: Get Product (``GET /product/202309/products/{id}``, signed) once per product of the cached
+SKUs, 50 SKUs per read. The quantity is the one a push writes: the SKU's only warehouse, or
+``account.warehouse_id`` when it is stocked in several; the sum over its warehouses only when it is in
+several and no ``warehouse_id`` is set (a push refuses such a SKU). When a SKU is not cached and a rescan
+is due, the rescan itself (product search, its pages in ``read_cost``, waiting for the budget as they
+go) gives every quantity, with no Get Product. None: no product of the shop has the seller SKU. A
+product gone (12052048) or no longer holding the SKU drops the mapping and fails the read as transient;
+the next read rescans.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ BAD_SIGNATURE = 106001
 PRODUCT_GONE = 12052048  # "Product does not exist.": the product our cached mapping names was deleted
 SKU_NOT_IN_PRODUCT = 12052230  # "The SKU does not belong to this product.": the seller moved the SKU
 CONCURRENCY = 8
+READ_BATCH = 50  # seller SKUs per read: at most one Get Product each
 
 
 class MovedError(PermanentDeliveryError):
@@ -67,6 +77,7 @@ class Listing:
 class TikTokConnector(Connector):
     type = "tiktok"
     account_keys = ()
+    read_batch_size = READ_BATCH
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -78,6 +89,7 @@ class TikTokConnector(Connector):
         self.warehouse_id = config.account.get("warehouse_id", "")
         self.listings: dict[str, Listing] = {}
         self.scanned_at = float("-inf")
+        self.scan_pages = 1  # pages the last product search read: what a read expects the next one to take
         self.auth = TokenAuth(self._fetch_token)
         self._app_key = ""
         self._app_secret = ""
@@ -137,13 +149,22 @@ class TikTokConnector(Connector):
 
     # --- one signed call ----------------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, body: Any = None, query: Mapping[str, str] | None = None) -> Any:
-        """One charged, signed call; returns ``data`` of a ``code: 0`` answer or raises the classified error."""
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        charged: bool = False,
+    ) -> Any:
+        """One signed call, charged unless the caller ``charged`` it already; returns ``data`` of a ``code: 0``
+        answer or raises the classified error."""
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         if not self.shop_cipher and not path.startswith("/authorization/"):
             await self._find_shop_cipher()
         token = await self.auth.token()  # before the budget: a call that waited for a token must not burst
-        await self.budget.acquire(1.0)
+        if not charged:
+            await self.budget.acquire(1.0)
 
         async def call(token: str) -> http.Answer:
             params = {**(query or {}), "app_key": self._app_key, "timestamp": str(int(time.time()))}
@@ -219,27 +240,40 @@ class TikTokConnector(Connector):
 
     # --- seller SKU → TikTok ids -----------------------------------------------------------------------------
 
-    async def _scan(self) -> None:
+    async def _scan(self) -> set[str]:
+        """Read every product of the shop into the mapping; returns the seller SKUs seen."""
         self.scanned_at = time.monotonic()
         token = ""
+        seen: set[str] = set()
+        pages = 0
         while True:
             query = {"page_size": str(PAGE), **({"page_token": token} if token else {})}
+            pages += 1
             data = await self._call("POST", "/product/202309/products/search", {}, query)
             for product in data.get("products") or []:
-                self._remember(product)
+                seen.update(self._remember(product))
             token = str(data.get("next_page_token") or "")
             if not token:
                 break
+        self.scan_pages = pages
+        return seen
 
-    def _remember(self, product: Mapping[str, Any]) -> None:
+    def _remember(self, product: Mapping[str, Any]) -> list[str]:
+        """Map the product's seller SKUs (with their warehouses' quantities); returns them."""
+        remembered = []
         for sku in product.get("skus") or []:
             seller_sku = sku.get("seller_sku")
             if seller_sku:
                 warehouses = {str(i["warehouse_id"]): int(i.get("quantity") or 0) for i in sku.get("inventory") or []}
                 self.listings[str(seller_sku)] = Listing(str(product["id"]), str(sku["id"]), warehouses)
+                remembered.append(str(seller_sku))
+        return remembered
+
+    def _scan_due(self, skus: Sequence[str]) -> bool:
+        return any(s not in self.listings for s in skus) and time.monotonic() - self.scanned_at >= RESCAN_SECONDS
 
     async def _resolve(self, skus: Sequence[str]) -> None:
-        if any(s not in self.listings for s in skus) and time.monotonic() - self.scanned_at >= RESCAN_SECONDS:
+        if self._scan_due(skus):
             await self._scan()
 
     # --- the write -----------------------------------------------------------------------------------------------
@@ -290,6 +324,12 @@ class TikTokConnector(Connector):
             )
         return ItemResult(error, status, reason)
 
+    def _target(self, warehouses: Mapping[str, int]) -> str | None:
+        """The warehouse a push writes the shop's quantity to: the only one, or account.warehouse_id among several."""
+        if len(warehouses) <= 1:
+            return next(iter(warehouses), self.warehouse_id)
+        return self.warehouse_id if self.warehouse_id in warehouses else None
+
     def inventory_body(self, group: Sequence[Update]) -> tuple[dict[str, Any], dict[str, str]]:
         """The update body for one product's SKUs, and per shop SKU a reason it cannot be sent (if any)."""
         skus, refused = [], {}
@@ -297,11 +337,8 @@ class TikTokConnector(Connector):
             listing = self.listings[u.channel_sku]
             quantity = max(0, min(MAX_QUANTITY, u.quantity))
             warehouses = listing.warehouses
-            if len(warehouses) <= 1:
-                target = next(iter(warehouses), self.warehouse_id)
-            elif self.warehouse_id in warehouses:
-                target = self.warehouse_id
-            else:
+            target = self._target(warehouses)
+            if target is None:
                 refused[u.sku] = (
                     f"SKU {u.channel_sku} is stocked in {len(warehouses)} TikTok warehouses; set account.warehouse_id"
                     " to the one the shop's stock is in"
@@ -348,3 +385,63 @@ class TikTokConnector(Connector):
                 error = PermanentDeliveryError(f"TikTok Shop refused SKU {u.channel_sku}: {text}", http_status=200)
                 results[u.sku] = ItemResult(error, 200, text)
         return results
+
+    # --- read-back -------------------------------------------------------------------------------------------
+
+    def read_cost(self, channel_skus: Sequence[str]) -> float:
+        """The shop cipher lookup if not known yet, then a rescan's pages when one is due, else a Get Product per
+        product of the cached SKUs."""
+        lookups = 0 if self.shop_cipher else 1
+        if self._scan_due(channel_skus):
+            return float(lookups + self.scan_pages)
+        return float(lookups + len({self.listings[s].product_id for s in channel_skus if s in self.listings}))
+
+    def shown(self, listing: Listing) -> int:
+        """What a read reports: the quantity in the warehouse a push writes (the sum when a push has none)."""
+        target = self._target(listing.warehouses)
+        return sum(listing.warehouses.values()) if target is None else listing.warehouses.get(target, 0)
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        if not self._app_secret:
+            await self.auth.token()  # loads the app key and secret the signature needs
+        if self._scan_due(channel_skus):
+            seen = await self._scan()  # every product's SKUs and warehouses, fresh: nothing more to read
+            for sku in channel_skus:
+                if sku not in seen:
+                    self.listings.pop(sku, None)
+        else:
+            await self._read_products(channel_skus)
+        return {s: self.shown(self.listings[s]) if s in self.listings else None for s in channel_skus}
+
+    async def _read_products(self, channel_skus: Sequence[str]) -> None:
+        """Get Product for each product of the cached SKUs (charged by the caller), refreshing their mapping."""
+        by_product: dict[str, list[str]] = {}
+        for sku in dict.fromkeys(channel_skus):
+            if sku in self.listings:
+                by_product.setdefault(self.listings[sku].product_id, []).append(sku)
+        gate = asyncio.Semaphore(CONCURRENCY)
+        stale: list[str] = []
+
+        async def one(product_id: str, skus: list[str]) -> None:
+            async with gate:
+                try:
+                    product = await self._call("GET", f"/product/202309/products/{product_id}", charged=True)
+                except MovedError:
+                    stale.extend(skus)
+                    return
+                held = self._remember({**product, "id": product_id})
+                stale.extend(s for s in skus if s not in held)
+
+        tasks = [asyncio.ensure_future(one(p, g)) for p, g in by_product.items()]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        if stale:
+            for sku in stale:
+                self.listings.pop(sku, None)
+            self.scanned_at = float("-inf")  # the next read (or push) rescans, whatever the rescan interval
+            raise TransientDeliveryError(
+                f"SKU {stale[0]} is no longer where TikTok Shop had it; it will be looked up again"
+            )

@@ -17,10 +17,15 @@ Every call carries ``WM_SEC.ACCESS_TOKEN``, a new ``WM_QOS.CORRELATION_ID`` and 
 Limits: ``x-current-token-count`` (calls left in Walmart's bucket) can only lower the budget; a 429
 waits for ``Retry-After`` or else ``x-next-replenish-time``. Answers: 400, 404 (SKU not on Walmart),
 405, 406, 413, 415 → dead letter; 403 → pause (the key lacks the Inventory API); 423, 429, 5xx → retry.
+
+Read-back: ``GET /v3/inventory?sku={sku}[&shipNode={id}]`` → ``{sku, quantity: {unit, amount}}``, one
+SKU per call, 20 SKUs per read, on the single-call budget (the caller charges it). None: Walmart
+answers 404 (the seller has no item with that SKU).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -36,7 +41,7 @@ from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update
-from .feeds import Feed, FeedConnector, throttle_wait
+from .feeds import SINGLE_CONCURRENCY, Feed, FeedConnector, throttle_wait
 
 SERVICE_NAME = "Walmart Marketplace"
 FEED_LIMIT = (10 / 3600, 10)  # inventory feeds: 10 calls per hour
@@ -44,12 +49,14 @@ STATUS_LIMIT = (1.0, 5)  # feed status: no published figure; one a second is amp
 STATUS_PAGE = 1000
 PERMANENT_STATUS = {400, 404, 405, 406, 413, 415}
 RETRY_ITEM_STATUS = {"SYSTEM_ERROR", "TIMEOUT_ERROR"}
+READ_BATCH = 20  # SKUs per read: one GET each
 
 
 class WalmartConnector(FeedConnector):
     type = "walmart"
     account_keys = ()
     feed_after_seconds = 1800.0
+    read_batch_size = READ_BATCH
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -174,10 +181,14 @@ class WalmartConnector(FeedConnector):
     def inventory_body(self, update: Update) -> dict[str, Any]:
         return {"sku": update.channel_sku, "quantity": {"unit": "EACH", "amount": update.quantity}}
 
-    async def send_single(self, update: Update) -> ItemResult:
-        params = {"sku": update.channel_sku}
+    def _sku_params(self, channel_sku: str) -> dict[str, str]:
+        params = {"sku": channel_sku}
         if self.ship_node:
             params["shipNode"] = self.ship_node
+        return params
+
+    async def send_single(self, update: Update) -> ItemResult:
+        params = self._sku_params(update.channel_sku)
         try:
             await self._call(self.budget, "PUT", "/v3/inventory", params, self.inventory_body(update))
         except PermanentDeliveryError as exc:
@@ -188,6 +199,39 @@ class WalmartConnector(FeedConnector):
                 return ItemResult(error, 404, exc.excerpt)
             raise
         return ItemResult(None, 200)
+
+    # --- read-back -----------------------------------------------------------------------------------
+
+    def read_cost(self, channel_skus: Sequence[str]) -> float:
+        return float(len(set(channel_skus)))  # one GET per SKU
+
+    async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
+        gate = asyncio.Semaphore(SINGLE_CONCURRENCY)
+        shown: dict[str, int | None] = {}
+
+        async def one(sku: str) -> None:
+            async with gate:
+                shown[sku] = await self._read_one(sku)
+
+        tasks = [asyncio.ensure_future(one(s)) for s in dict.fromkeys(channel_skus)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return {sku: shown[sku] for sku in channel_skus}
+
+    async def _read_one(self, channel_sku: str) -> int | None:
+        try:
+            doc = await self._call(self.budget, "GET", "/v3/inventory", self._sku_params(channel_sku), charged=True)
+        except PermanentDeliveryError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        quantity = doc.get("quantity") if isinstance(doc, dict) else None
+        if not isinstance(quantity, dict) or not isinstance(quantity.get("amount"), int | float):
+            raise TransientDeliveryError(f"Walmart's inventory answer for SKU {channel_sku} had no quantity")
+        return int(quantity["amount"])
 
     # --- feed route -------------------------------------------------------------------------------------
 
