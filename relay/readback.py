@@ -88,7 +88,7 @@ class ReadBack:
         if not sent:
             return 0
         cost = self.connector.read_cost(list(sent))
-        await self.connector.budget.acquire(cost)
+        await self.connector.read_budget.acquire(cost)
         self.not_before = self.clock() + cost / (self.settings.readback_share * self.channel.rate.per_second)
         try:
             shown = await self.connector.read(list(sent))

@@ -57,7 +57,7 @@ def updates(*items: tuple[str, int]) -> list[Update]:
 async def read(connector: Connector, skus: Sequence[str]) -> Mapping[str, int | None]:
     """What the reconciler does: charge ``read_cost``, then read."""
     assert 0 < len(skus) <= connector.read_batch_size
-    await connector.budget.acquire(connector.read_cost(skus))
+    await connector.read_budget.acquire(connector.read_cost(skus))
     return await connector.read(skus)
 
 
@@ -294,6 +294,7 @@ async def test_amazon_read_is_one_call_per_sku_on_its_own_budget(make: Make, ama
     assert len(item_reads(amazon)) == 10
     assert isinstance(connector, AmazonConnector)
     assert connector.listing_budget.bucket.wait_time(1.0) > 0, "the 10 calls were charged to getListingsItem's budget"
+    assert connector.budget.bucket.wait_time(1.0) == 0, "and none to the patches' budget"
 
 
 async def test_amazon_read_throttled(make: Make, amazon: FakeAmazon) -> None:

@@ -24,7 +24,7 @@ LWA client secret passed its 180-day rotation).
 
 Read-back: ``getListingsItem`` (``GET /listings/2021-08-01/items/{sellerId}/{sku}?marketplaceIds=…
 &includedData=fulfillmentAvailability``), one SKU per call, 10 SKUs per read (the operation's burst),
-charged to its own budget (5/s, burst 10) as each call is made. The quantity is the
+charged up front to its own budget (5/s, burst 10: ``read_budget``), never to the patches' one. The quantity is the
 ``fulfillmentAvailability`` entry of the channel's ``fulfillment_channel_code``; a listing without
 one shows 0. None: Amazon answers 404 (no listing with that SKU for the seller).
 """
@@ -243,6 +243,10 @@ class AmazonConnector(FeedConnector):
 
     # --- read-back -----------------------------------------------------------------------------------
 
+    @property
+    def read_budget(self) -> RateBudget:
+        return self.listing_budget  # getListingsItem has its own limit: reads never spend the patches' budget
+
     def read_cost(self, channel_skus: Sequence[str]) -> float:
         return float(len(set(channel_skus)))  # one getListingsItem per SKU
 
@@ -265,7 +269,8 @@ class AmazonConnector(FeedConnector):
     async def _read_one(self, channel_sku: str) -> int | None:
         params = {"marketplaceIds": self.marketplace_id, "includedData": "fulfillmentAvailability"}
         try:
-            doc = await self._call(self.listing_budget, "GET", self.item_path(channel_sku), params=params)
+            # charged: the caller took read_cost from read_budget before the read
+            doc = await self._call(self.listing_budget, "GET", self.item_path(channel_sku), params=params, charged=True)
         except PermanentDeliveryError as exc:
             if exc.http_status == 404:
                 return None

@@ -86,6 +86,11 @@ class Connector(ABC):
     # ``read_batch_size`` to how many channel SKUs one ``read`` takes; 0 means it cannot be read back.
     read_batch_size: ClassVar[int] = 0
 
+    @property
+    def read_budget(self) -> RateBudget:
+        """The budget ``read_cost`` is charged to: the push's, unless the API limits reads on their own."""
+        return self.budget
+
     def read_cost(self, channel_skus: Sequence[str]) -> float:
         """API calls ``read`` will make for these SKUs (what the rate budget is charged before it runs)."""
         return 1.0
@@ -94,7 +99,7 @@ class Connector(ABC):
         """The quantity the channel shows for each channel SKU; None where the channel has no such listing.
 
         Raises a DeliveryError (transient, permanent or auth) when the whole read failed. The caller has
-        already charged the rate budget with ``read_cost``; ``read`` must not spend more calls than that.
+        already charged ``read_budget`` with ``read_cost``; ``read`` must not spend more calls than that.
         """
         raise NotImplementedError(f"the {self.type} connector cannot read back")
 
