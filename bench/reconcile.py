@@ -43,7 +43,7 @@ from relay.runtime import Relay
 
 
 def shop_quantity(index: int) -> int:
-    return (index * 11) % 300 + 1
+    return (index * 11) % 300 + 1  # drift adds 500: within Etsy's 999
 
 
 async def timed_pass(relay: Relay, client: reconcile.ShopClient) -> tuple[float, reconcile.PassResult]:
@@ -101,7 +101,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             marked = await relay.store.write(mark_all_delivered)
             nightly_s, nightly = await timed_pass(relay, client)
             print(f"in sync: {nightly_s:.2f} s, {nightly.counts.corrections} corrections", file=sys.stderr)
-            drifted = {skus[i]: shop_quantity(i + 1) + 1000 for i in range(0, len(skus), len(skus) // args.drift)}
+            drifted = {skus[i]: shop_quantity(i + 1) + 500 for i in range(0, len(skus), len(skus) // args.drift)}
             for index, sku in enumerate(skus, start=1):
                 if sku in drifted:
                     shop.edit_behind_hooks(index, drifted[sku])

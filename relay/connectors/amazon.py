@@ -31,7 +31,6 @@ one shows 0. None: Amazon answers 404 (no listing with that SKU for the seller).
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, T
 from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
-from .base import ItemResult, TokenAuth, Update
+from .base import ItemResult, TokenAuth, Update, read_each
 from .feeds import SINGLE_CONCURRENCY, Feed, FeedConnector, throttle_wait
 
 LWA_URL = "https://api.amazon.com/auth/o2/token"
@@ -251,20 +250,7 @@ class AmazonConnector(FeedConnector):
         return float(len(set(channel_skus)))  # one getListingsItem per SKU
 
     async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
-        gate = asyncio.Semaphore(SINGLE_CONCURRENCY)
-        shown: dict[str, int | None] = {}
-
-        async def one(sku: str) -> None:
-            async with gate:
-                shown[sku] = await self._read_one(sku)
-
-        tasks = [asyncio.ensure_future(one(s)) for s in dict.fromkeys(channel_skus)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-        return {sku: shown[sku] for sku in channel_skus}
+        return await read_each(channel_skus, self._read_one, SINGLE_CONCURRENCY)
 
     async def _read_one(self, channel_sku: str) -> int | None:
         params = {"marketplaceIds": self.marketplace_id, "includedData": "fulfillmentAvailability"}

@@ -144,3 +144,23 @@ class TokenAuth:
         """The remote refused ``token`` (401): the next caller refreshes, once."""
         if token == self._token:
             self._token = None
+
+
+async def read_each(
+    channel_skus: Sequence[str], read_one: Callable[[str], Awaitable[int | None]], concurrency: int
+) -> dict[str, int | None]:
+    """A read for APIs with one SKU per call: each SKU once, ``concurrency`` calls at a time, in the caller's order."""
+    gate = asyncio.Semaphore(concurrency)
+    shown: dict[str, int | None] = {}
+
+    async def one(sku: str) -> None:
+        async with gate:
+            shown[sku] = await read_one(sku)
+
+    tasks = [asyncio.ensure_future(one(s)) for s in dict.fromkeys(channel_skus)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+    return {sku: shown[sku] for sku in channel_skus}

@@ -25,7 +25,6 @@ answers 404 (the seller has no item with that SKU).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -40,7 +39,7 @@ from ..errors import AuthDeliveryError, PermanentDeliveryError, TransientDeliver
 from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
-from .base import ItemResult, TokenAuth, Update
+from .base import ItemResult, TokenAuth, Update, read_each
 from .feeds import SINGLE_CONCURRENCY, Feed, FeedConnector, throttle_wait
 
 SERVICE_NAME = "Walmart Marketplace"
@@ -206,20 +205,7 @@ class WalmartConnector(FeedConnector):
         return float(len(set(channel_skus)))  # one GET per SKU
 
     async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
-        gate = asyncio.Semaphore(SINGLE_CONCURRENCY)
-        shown: dict[str, int | None] = {}
-
-        async def one(sku: str) -> None:
-            async with gate:
-                shown[sku] = await self._read_one(sku)
-
-        tasks = [asyncio.ensure_future(one(s)) for s in dict.fromkeys(channel_skus)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-        return {sku: shown[sku] for sku in channel_skus}
+        return await read_each(channel_skus, self._read_one, SINGLE_CONCURRENCY)
 
     async def _read_one(self, channel_sku: str) -> int | None:
         try:
