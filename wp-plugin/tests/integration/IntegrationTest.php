@@ -592,6 +592,7 @@ final class IntegrationTest extends TestCase {
 		global $wpdb;
 		$python = dirname( __DIR__, 3 ) . '/.venv/bin/python';
 		if ( ! is_executable( $python ) ) {
+			fwrite( STDERR, "\n!!! SKIPPED the end-to-end reconcile test: no relay virtualenv at $python (scripts/test creates it) !!!\n" );
 			$this->markTestSkipped( "!!! NO RELAY VIRTUALENV at $python: the end-to-end reconcile test did not run. Create it with scripts/test (or python3 -m venv .venv && .venv/bin/pip install -e '.[test]') !!!" );
 		}
 		$wpdb->query( "DELETE FROM {$wpdb->posts} WHERE post_type IN ('product', 'product_variation')" );
