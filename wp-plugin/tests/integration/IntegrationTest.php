@@ -584,6 +584,131 @@ final class IntegrationTest extends TestCase {
 		$this->assertStringContainsString( '<td>never</td>', $html );
 	}
 
+	/**
+	 * End to end: the real relay process reads this WordPress's signed snapshot route (`reconcile --full`),
+	 * adopts what it never received, and delivers it to a webhook channel (the recorder's /channel).
+	 */
+	public function test_relay_full_reconcile_reads_the_real_snapshot_route_and_delivers_every_sku_to_a_channel(): void {
+		global $wpdb;
+		$python = dirname( __DIR__, 3 ) . '/.venv/bin/python';
+		if ( ! is_executable( $python ) ) {
+			fwrite( STDERR, "\n!!! SKIPPED the end-to-end reconcile test: no relay virtualenv at $python (scripts/test creates it) !!!\n" );
+			$this->markTestSkipped( "!!! NO RELAY VIRTUALENV at $python: the end-to-end reconcile test did not run. Create it with scripts/test (or python3 -m venv .venv && .venv/bin/pip install -e '.[test]') !!!" );
+		}
+		$wpdb->query( "DELETE FROM {$wpdb->posts} WHERE post_type IN ('product', 'product_variation')" );
+		$simple  = SRT::product( array( 'sku' => 'E2E-A', 'qty' => 7 ) );
+		$parent  = SRT::product( array( 'sku' => 'E2E-P', 'qty' => 20, 'variable' => true ) );
+		SRT::product( array( 'sku' => 'E2E-P-RED', 'manage' => false, 'parent' => $parent ) );
+		$trashed = SRT::product( array( 'sku' => 'E2E-TRASH', 'qty' => 4 ) );
+		$wpdb->update( $wpdb->posts, array( 'post_status' => 'trash' ), array( 'ID' => $trashed ) ); // No hooks: the relay never heard of it.
+		SRT::product( array( 'sku' => '', 'qty' => 9 ) );
+		$expected = array( 'E2E-A' => 7, 'E2E-P' => 20, 'E2E-P-RED' => 20, 'E2E-TRASH' => 0 );
+
+		$dir = getenv( 'SRT_WORK' ) . '/relay-' . uniqid();
+		mkdir( $dir . '/state', 0777, true );
+		$config = $dir . '/relay.yaml'; // JSON is YAML.
+		$doc    = array(
+			'state_dir' => $dir . '/state',
+			'listen'    => array( 'port' => 0 ),
+			'sites'     => array(
+				SRT::SITE => array(
+					'secret'    => 'env:SRT_RELAY_SECRET',
+					'shop_url'  => getenv( 'SRT_WP_URL' ),
+					'reconcile' => array( 'incremental_minutes' => 0, 'full_hour' => null, 'readback_hours' => 0 ),
+					'channels'  => array( array( 'name' => 'rec', 'type' => 'webhook', 'url' => 'http://127.0.0.1:' . SRT::$recorder_port . '/channel', 'secret' => 'env:SRT_RELAY_SECRET' ) ),
+				),
+			),
+		);
+		file_put_contents( $config, json_encode( $doc, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES ) );
+		$env                      = getenv();
+		$env['SRT_RELAY_SECRET']  = SRT::SECRET;
+		$env['PYTHONUNBUFFERED']  = '1';
+		$root                     = dirname( __DIR__, 3 );
+		$log                      = $dir . '/serve.log';
+		$relay                    = proc_open( array( $python, '-m', 'relay', 'serve', '-c', $config ), array( 0 => array( 'file', '/dev/null', 'r' ), 1 => array( 'file', $log, 'a' ), 2 => array( 'file', $log, 'a' ) ), $pipes, $root, $env );
+		$this->assertIsResource( $relay );
+		try {
+			SRT::wait(
+				static function () use ( $relay, $log ): bool {
+					if ( ! proc_get_status( $relay )['running'] ) {
+						throw new RuntimeException( 'the relay exited: ' . file_get_contents( $log ) );
+					}
+					return false !== strpos( (string) file_get_contents( $log ), 'listening' );
+				},
+				10.0,
+				'the relay listening'
+			);
+
+			list( $code, $out, $err ) = $this->run_relay( $python, array( 'reconcile', '--full', '-c', $config ), $root, $env );
+			$this->assertSame( 0, $code, "reconcile failed:\n$out\n$err\n" . file_get_contents( $log ) );
+			$this->assertStringContainsString( 'test-shop: full reconcile checked 4 SKUs in 1 page', $out, 'the SKU-less product is not checked; the trashed one is' );
+			$this->assertStringContainsString( ': 4 missed events,', $out, $out );
+
+			$shown = array();
+			$seen  = static function () use ( &$shown ): array {
+				$shown = array();
+				foreach ( SRT::requests( '/channel' ) as $req ) {
+					foreach ( json_decode( $req['body'], true )['updates'] as $u ) {
+						$shown[ $u['sku'] ] = $u['quantity'];
+					}
+				}
+				ksort( $shown );
+				return $shown;
+			};
+			try {
+				SRT::wait( static fn() => $seen() === $expected, 10.0, 'every SKU at the channel' );
+			} catch ( RuntimeException $e ) {
+				$this->fail( $e->getMessage() . ': got ' . json_encode( $seen() ) . "\n" . file_get_contents( $log ) );
+			}
+			$reqs = SRT::requests( '/channel' );
+			foreach ( $reqs as $req ) {
+				$this->assertTrue( SRT::signature_ok( $req['headers'], $req['body'] ), 'the channel POST is signed with the channel secret' );
+				$body = json_decode( $req['body'], true );
+				$this->assertSame( array( 'stock.update', SRT::SITE, 'rec' ), array( $body['type'], $body['site'], $body['channel'] ) );
+				foreach ( $body['updates'] as $u ) {
+					$owner = array( 'E2E-A' => $simple, 'E2E-P' => $parent, 'E2E-P-RED' => $parent, 'E2E-TRASH' => $trashed )[ $u['sku'] ];
+					$this->assertSame( $owner, $u['product_id'], "{$u['sku']}: keyed by its stock owner" );
+				}
+			}
+
+			// Drift: the deliveries are confirmed, so nothing differs (wait briefly for the confirmation to be written).
+			$drift = null;
+			SRT::wait(
+				function () use ( $python, $config, $root, $env, &$drift ): bool {
+					list( $code, $out ) = $this->run_relay( $python, array( 'drift', '-c', $config, '--json' ), $root, $env );
+					$drift = array( $code, $out );
+					return 0 === $code;
+				},
+				5.0,
+				'drift 0'
+			);
+			$report   = json_decode( $drift[1], true );
+			$channels = array_column( $report[0]['channels'], null, 'name' );
+			$this->assertSame( array( SRT::SITE, 0 ), array( $report[0]['site'], $channels['rec']['differ'] ), $drift[1] );
+			$this->assertSame( 'full', $report[0]['reconcile']['last']['kind'] ?? null, $drift[1] );
+		} finally {
+			proc_terminate( $relay );
+			$until = microtime( true ) + 5;
+			while ( proc_get_status( $relay )['running'] && microtime( true ) < $until ) {
+				usleep( 50000 );
+			}
+			if ( proc_get_status( $relay )['running'] ) {
+				proc_terminate( $relay, SIGKILL );
+			}
+			proc_close( $relay );
+		}
+	}
+
+	/** Run `python -m relay ARGS`; returns [exit code, stdout, stderr]. @param array<int, string> $args @param array<string, string> $env */
+	private function run_relay( string $python, array $args, string $cwd, array $env ): array {
+		$proc = proc_open( array_merge( array( $python, '-m', 'relay' ), $args ), array( 0 => array( 'file', '/dev/null', 'r' ), 1 => array( 'pipe', 'w' ), 2 => array( 'pipe', 'w' ) ), $pipes, $cwd, $env );
+		$out  = (string) stream_get_contents( $pipes[1] );
+		$err  = (string) stream_get_contents( $pipes[2] );
+		fclose( $pipes[1] );
+		fclose( $pipes[2] );
+		return array( proc_close( $proc ), $out, $err );
+	}
+
 	private function render_admin(): string {
 		require_once ABSPATH . 'wp-admin/includes/admin.php';
 		wp_set_current_user( 1 );
