@@ -23,7 +23,7 @@ final class Stock_Relay_Admin {
 		add_action( 'admin_init', array( self::class, 'settings' ) );
 		// options.php asks for manage_options unless the group says otherwise: shop managers may configure this.
 		add_filter( 'option_page_capability_' . self::GROUP, array( self::class, 'capability' ) );
-		foreach ( array( 'ping', 'resend', 'retry_rejected', 'clear_rejected' ) as $action ) {
+		foreach ( array( 'ping', 'resend', 'replay_dead', 'retry_rejected', 'clear_rejected' ) as $action ) {
 			add_action( 'admin_post_stock_relay_' . $action, array( self::class, 'handle_' . $action ) );
 		}
 		add_action( 'wp_ajax_stock_relay_resend_step', array( self::class, 'ajax_resend_step' ) );
@@ -157,6 +157,31 @@ final class Stock_Relay_Admin {
 		self::guard( 'stock_relay_resend' );
 		Stock_Relay_Resend::start();
 		self::back( __( 'Resending the current state of every product with a SKU: progress is shown below.', 'stock-relay' ) );
+	}
+
+	/** Replay dead letters: the relay sends every channel's dead letters again, with the shop's current quantity. */
+	public static function handle_replay_dead(): void {
+		self::guard( 'stock_relay_replay_dead' );
+		self::back( self::replay_dead( Stock_Relay_Plugin::settings() ) );
+	}
+
+	/**
+	 * Ask the relay (signed replay.request, scope dead) and say what it did, in plain words.
+	 *
+	 * @param array<string, mixed> $settings Settings.
+	 */
+	public static function replay_dead( array $settings ): string {
+		if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
+			return __( 'Enter the relay URL, the site id and the secret first.', 'stock-relay' );
+		}
+		$body   = (string) stock_relay_json( array( 'type' => 'replay.request', 'site' => $settings['site'], 'scope' => 'dead' ) );
+		$answer = Stock_Relay_Delivery::post( $settings, 'replay', $body );
+		if ( 200 !== $answer['status'] || ! isset( $answer['body']['scheduled'] ) ) {
+			return Stock_Relay_Retry_Policy::explain( $answer['status'], $answer['code'], $answer['message'] );
+		}
+		$count = (int) $answer['body']['scheduled'];
+		/* translators: %d: number of deliveries */
+		return sprintf( _n( 'The relay is sending %d dead letter again, with the current quantity.', 'The relay is sending %d dead letters again, with the current quantity.', $count, 'stock-relay' ), $count );
 	}
 
 	/** Put refused changes back in the queue. */
@@ -349,12 +374,13 @@ final class Stock_Relay_Admin {
 		echo '</tbody></table>';
 	}
 
-	/** Buttons: test connection, resend everything, retry or clear refused changes. */
+	/** Buttons: test connection, resend everything, replay dead letters, retry or clear refused changes. */
 	private static function render_actions(): void {
 		echo '<p>';
 		$actions = array(
 			'ping'           => __( 'Test connection', 'stock-relay' ),
 			'resend'         => __( 'Resend everything', 'stock-relay' ),
+			'replay_dead'    => __( 'Replay dead letters', 'stock-relay' ),
 			'retry_rejected' => __( 'Queue refused changes again', 'stock-relay' ),
 			'clear_rejected' => __( 'Remove refused changes', 'stock-relay' ),
 		);

@@ -709,6 +709,19 @@ final class IntegrationTest extends TestCase {
 		return array( proc_close( $proc ), $out, $err );
 	}
 
+	public function test_replay_dead_letters_button_asks_the_relay_signed_and_says_what_it_did(): void {
+		SRT::mode( array( 'replay_scheduled' => 3 ) );
+		$notice = Stock_Relay_Admin::replay_dead( Stock_Relay_Plugin::settings() );
+		$this->assertSame( 'The relay is sending 3 dead letters again, with the current quantity.', $notice );
+		$req = SRT::requests( '/replay' )[0];
+		$this->assertTrue( SRT::signature_ok( $req['headers'], $req['body'] ) );
+		$this->assertSame( array( 'type' => 'replay.request', 'site' => SRT::SITE, 'scope' => 'dead' ), json_decode( $req['body'], true ) );
+		SRT::mode( array( 'status' => 401 ) );
+		$this->assertStringContainsString( 'secret', Stock_Relay_Admin::replay_dead( Stock_Relay_Plugin::settings() ), 'a refusal in plain words' );
+		$this->assertStringContainsString( 'Replay dead letters', $this->render_admin() );
+		$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $notice );
+	}
+
 	private function render_admin(): string {
 		require_once ABSPATH . 'wp-admin/includes/admin.php';
 		wp_set_current_user( 1 );
