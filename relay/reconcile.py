@@ -49,6 +49,7 @@ MAX_ANSWER_BYTES = 8 * 1024 * 1024
 # little further than the previous pass's start so nothing falls between two incremental passes.
 INCREMENTAL_OVERLAP_SECONDS = 300.0
 FULL, INCREMENTAL = "full", "incremental"
+UNVERSIONED_SETTLE_SECONDS = 60.0
 
 
 # --- the shop's snapshot pages ---------------------------------------------------------------------
@@ -245,13 +246,13 @@ def apply_page(
         known = conn.execute(
             "SELECT version FROM product_versions WHERE site = ? AND product_id = ?", (site, event.product_id)
         ).fetchone()
-        if known is not None and event.version < known[0]:
+        held = None if newest is None else conn.execute(
+            f"SELECT {', '.join(_STATE)}, received_at FROM events WHERE seq = ?", (newest,)
+        ).fetchone()  # fmt: skip
+        if known is not None and event.version < known[0] and not _unversioned_and_settled(event, held, now):
             counts.relay_newer += 1
             continue
-        held = None if newest is None else conn.execute(
-            f"SELECT {', '.join(_STATE)} FROM events WHERE seq = ?", (newest,)
-        ).fetchone()  # fmt: skip
-        if held is None or _state(held) != _state([getattr(event, name) for name in _STATE]):
+        if held is None or _state(held[:-1]) != _state([getattr(event, name) for name in _STATE]):
             reason = "missed_event" if held is None or known is None or event.version > known[0] else "behind_hooks"
             if reason == "missed_event":
                 counts.missed += 1
@@ -288,6 +289,14 @@ def apply_page(
 
 def _apply_now(conn: sqlite3.Connection, site: SiteConfig, items: Sequence[Item], now: Callable[[], float]) -> Counts:
     return apply_page(conn, site.id, site.channels, items, now())
+
+
+def _unversioned_and_settled(event: Event, held: Sequence[Any] | None, now: float) -> bool:
+    """Version 0: the plugin has no version row for the product (never changed since it was installed, or
+    reinstalled, which drops the table). Its state is then judged like an equal version, but only against
+    an event older than UNVERSIONED_SETTLE_SECONDS: a first change racing the page would otherwise let the
+    page's older read win until the next pass."""
+    return event.version == 0 and held is not None and now - float(held[-1]) > UNVERSIONED_SETTLE_SECONDS
 
 
 def _state(row: Sequence[Any]) -> tuple[Any, ...]:

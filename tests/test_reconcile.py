@@ -112,6 +112,31 @@ async def test_a_change_behind_the_hooks_keeps_its_version_and_is_adopted(
     assert receiver.quantities["/a"]["SKU-2"] == 6
 
 
+async def test_after_a_reinstall_an_unversioned_product_is_judged_by_its_state(
+    tmp_path: Path, shop: FakeShop, receiver: Receiver, start_relay: StartRelay
+) -> None:
+    """Version 0 (the plugin lost its versions table): a state edited meanwhile is adopted once the relay's own
+    event has settled, never while it may be racing the page; the gate stays where it was."""
+    running = await start_relay(shop_config(tmp_path, shop, receiver))
+    await stock_the_shop(shop, running, 2)
+    gate = shop.versions[1]
+    shop.versions.clear()  # uninstall.php dropped the table; the plugin was installed again
+    shop.edit_behind_hooks(1, 3)
+    site = running.relay.config.sites[0]
+    client = reconcile.ShopClient(site, running.session, retry_wait=0.01)
+
+    fresh = await reconcile.run_pass(running.relay.store.write, site, client, True)
+    assert (fresh.counts.relay_newer, fresh.counts.behind_hooks) == (2, 0), "a fresh event may be racing the page"
+    # Two minutes on: the relay's events settled (aged in place: the workers run on the real clock).
+    await running.relay.store.write(lambda conn: conn.execute("UPDATE events SET received_at = received_at - 120"))
+    later = await reconcile.run_pass(running.relay.store.write, site, client, True)
+    await running.drain()
+
+    assert (later.counts.behind_hooks, later.counts.relay_newer) == (1, 0)
+    assert receiver.quantities["/a"]["SKU-1"] == 3
+    assert await running.count("SELECT version FROM product_versions WHERE product_id = 1") == gate
+
+
 async def test_a_product_changed_while_a_reconcile_runs_keeps_the_newer_value(
     tmp_path: Path, shop: FakeShop, receiver: Receiver, start_relay: StartRelay
 ) -> None:
