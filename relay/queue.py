@@ -17,6 +17,13 @@ OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permane
 MAX_RETRY_AFTER = 86_400.0  # a remote asking for more than a day is misbehaving; retry after a day anyway
 
 
+# Runs on every confirmed delivery: it must find the SKU's open dead letter through an index
+# (dead_letters_open_sku), never by reading all of the channel's open ones.
+RESOLVE_DEAD_LETTER = (
+    "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND channel = ? AND sku = ? AND resolved_at IS NULL"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A due delivery with the event it must publish (always the newest for its SKU)."""
@@ -117,11 +124,7 @@ def settle(
                 (out.quantity, now, now, now, *key),
             )
             if cursor.rowcount:
-                conn.execute(
-                    "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND channel = ? AND sku = ?"
-                    " AND resolved_at IS NULL",
-                    (now, site, channel, out.sku),
-                )
+                conn.execute(RESOLVE_DEAD_LETTER, (now, site, channel, out.sku))
         elif out.status == AUTH:
             cursor = conn.execute(
                 "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?"
@@ -217,10 +220,7 @@ def _dead_letter(
     if cursor.rowcount:
         site, channel, sku, _ = key
         # One open dead letter per delivery: an older one for the same SKU is superseded by this one.
-        conn.execute(
-            "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND channel = ? AND sku = ? AND resolved_at IS NULL",
-            (now, site, channel, sku),
-        )
+        conn.execute(RESOLVE_DEAD_LETTER, (now, site, channel, sku))
         conn.execute(
             "INSERT INTO dead_letters (site, channel, sku, event_seq, quantity, reason, created_at)"
             " VALUES (?,?,?,?,?,?,?)",

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from relay import queue, retention
 from relay.errors import StorageError
 from relay.runtime import Relay
-from relay.store import MIGRATIONS, Store
+from relay.store import MIGRATIONS, Store, migrate
 
 from .conftest import make_config
 
@@ -116,3 +117,25 @@ async def test_one_relay_per_state_directory(tmp_path: Path) -> None:
     again = Relay(cfg)
     await again.start(run_workers=False)
     await again.stop()
+
+
+def _plan(conn: sqlite3.Connection, sql: str) -> list[str]:
+    params = (None,) * sql.count("?")
+    return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+def test_open_dead_letters_are_found_by_index_not_by_reading_them_all(tmp_path: Path) -> None:
+    """Every confirmed delivery resolves its SKU's open dead letter, and pruning asks of every old event whether
+    an open dead letter holds it. Both must be index lookups: as scans, a channel with 20,000 open dead letters
+    made each delivery ~100x dearer for the one writer every channel and ingest share."""
+    conn = sqlite3.connect(tmp_path / "db.sqlite3")
+    migrate(conn)
+    assert any("USING INDEX dead_letters_open_sku" in step for step in _plan(conn, queue.RESOLVE_DEAD_LETTER))
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    retention.prune_events(conn, 0.0, ["sandbox"])
+    conn.set_trace_callback(None)
+    (prune,) = [sql for sql in statements if "dead_letters" in sql]
+    plan = _plan(conn, prune)
+    assert any("USING INDEX dead_letters_open_event" in step for step in plan), plan
+    assert not any(step.startswith("SCAN l") for step in plan), plan
