@@ -22,6 +22,7 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry
         self.events = Counter(
             "stock_relay_events", "Events received, by how they were judged", ["site", "result"], registry=r
@@ -66,25 +67,45 @@ class Metrics:
             registry=r,
         )  # fmt: skip
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: labels() costs a lock and a dict walk on every call, and the
+        hot paths (every request, every settled batch) ask for the same few children again and again. The
+        label values are bounded (see the module docstring), so this cache is too."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def count_batch(self, site: str, response: Mapping[str, Any]) -> None:
         for result, key in (("accepted", "accepted"), ("duplicate", "duplicates"), ("stale", "stale")):
             if response.get(key):
-                self.events.labels(site, result).inc(response[key])
+                self._child(self.events, site, result).inc(response[key])
         if response.get("rejected"):
-            self.events.labels(site, "rejected").inc(len(response["rejected"]))
+            self._child(self.events, site, "rejected").inc(len(response["rejected"]))
+
+    def count_error(self, code: str) -> None:
+        self._child(self.request_errors, code).inc()
 
     def count_settled(
         self, site: str, channel: str, claimed: Sequence[Claimed], outcomes: Sequence[Outcome], now: float
     ) -> None:
         received = {c.sku: c.received_at for c in claimed}
+        by_outcome: dict[str, int] = {}
+        by_class: dict[str, int] = {}
+        latency = self._child(self.latency, site, channel)
         for out in outcomes:
-            self.deliveries.labels(site, channel, out.status).inc()
+            by_outcome[out.status] = by_outcome.get(out.status, 0) + 1
             if out.status == "skipped":
                 continue
             status_class = f"{out.http_status // 100}xx" if out.http_status else "none"
-            self.attempts.labels(site, channel, status_class).inc()
+            by_class[status_class] = by_class.get(status_class, 0) + 1
             if out.status == "ok" and out.sku in received:
-                self.latency.labels(site, channel).observe(max(0.0, now - received[out.sku]))
+                latency.observe(max(0.0, now - received[out.sku]))
+        for status, count in by_outcome.items():
+            self._child(self.deliveries, site, channel, status).inc(count)
+        for status_class, count in by_class.items():
+            self._child(self.attempts, site, channel, status_class).inc(count)
 
     def set_queues(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Gauges from a status snapshot: one row per channel with site, name, pending, age, dead, circuit."""

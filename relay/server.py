@@ -53,7 +53,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     response = await _answer(request, handler)
     code = response.get(ERROR_CODE)
     if code is not None:
-        request.app[RELAY].metrics.request_errors.labels(code).inc()
+        request.app[RELAY].metrics.count_error(code)
     return response
 
 
