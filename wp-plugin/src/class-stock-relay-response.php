@@ -29,6 +29,12 @@ final class Stock_Relay_Response {
 	/** The name PHP gives the buffer's handler (ob_list_handlers()). */
 	private const HANDLER = self::class . '::pass';
 
+	/**
+	 * At most this many bytes are held: a bigger response (an export, say) flushes on its own and is
+	 * sent as usual, so memory stays bounded.
+	 */
+	private const MAX_HELD = 4194304;
+
 	/** Whether hold() already ran in this request. */
 	private static bool $tried = false;
 
@@ -48,7 +54,7 @@ final class Stock_Relay_Response {
 			return;
 		}
 		self::$tried = true;
-		if ( ! self::can_hold() || ! ob_start( array( self::class, 'pass' ) ) ) {
+		if ( ! self::can_hold() || ! ob_start( array( self::class, 'pass' ), self::MAX_HELD ) ) {
 			return;
 		}
 		self::$level = ob_get_level();
@@ -68,8 +74,10 @@ final class Stock_Relay_Response {
 		if ( isset( $_SERVER['REQUEST_METHOD'] ) && 'HEAD' === $_SERVER['REQUEST_METHOD'] ) { // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- compared, never used.
 			return false;
 		}
+		// Only PHP's own output_buffering buffer (bytes unchanged) may be below ours. This also means a stock
+		// hook fired from inside another buffer's handler never gets here: ob_start() there is a fatal error.
 		foreach ( ob_list_handlers() as $handler ) {
-			if ( 'default output handler' !== $handler ) { // PHP's output_buffering: passes bytes through unchanged.
+			if ( 'default output handler' !== $handler ) {
 				return false;
 			}
 		}

@@ -226,8 +226,12 @@ final class IntegrationTest extends TestCase {
 		$r = SRT::shop_http( array( array( 'set_stock', $id, 5 ), array( 'send_headers_now' ) ) );
 		$this->assertSame( array( '1', false ), array( $r['headers']['x-srt-streamed'] ?? null, isset( $r['headers']['content-length'] ) ) );
 		$this->assertSame( array( true, 5 ), array( $r['doc']['ok'], $r['doc']['out'][0] ) );
-		$events = $this->wait_events( 2 );
-		$this->assertSame( array( 6, 5 ), array_column( $events, 'stock_quantity' ), 'both delivered' );
+		$this->wait_events( 2 );
+		$r = SRT::shop_http( array( array( 'set_stock', $id, 4 ), array( 'big', 5 * 1024 * 1024 ) ) );
+		$this->assertArrayNotHasKey( 'content-length', $r['headers'], 'over 4 MiB the buffer flushes on its own: memory stays bounded' );
+		$this->assertSame( 5 * 1024 * 1024, strlen( $r['doc']['out'][1] ) );
+		$events = $this->wait_events( 3 );
+		$this->assertSame( array( 6, 5, 4 ), array_column( $events, 'stock_quantity' ), 'all delivered' );
 	}
 
 	public function test_rejected_events_are_kept_shown_and_the_rest_acknowledged(): void {

@@ -111,6 +111,9 @@ function srt_ops(): void {
 				);
 				$out[] = true;
 				break;
+			case 'big': // a large answer ($op[0] bytes of JSON string).
+				$out[] = str_repeat( 'x', (int) $op[0] );
+				break;
 			case 'send_headers_now': // the headers leave before the response is done (a page that streams).
 				header( 'X-Srt-Streamed: 1' );
 				ob_flush();
