@@ -170,6 +170,8 @@ final class IntegrationTest extends TestCase {
 		SRT::shop( array( array( 'hold_drain' ), array( 'count_queries' ), array( 'order', 4001, array( $id => 2 ) ), array( 'set_stock', $id, 5 ) ) );
 		$rows = SRT::outbox();
 		$this->assertSame( array( array( (string) $id, 'touched' ) ), array_map( static fn( $r ) => array( $r['product_id'], $r['status'] ), $rows ), 'in the outbox when the response arrives: one row for the item, however many hooks fired' );
+		// The count is written by the request's very last shutdown function, after the response is complete.
+		SRT::wait( static fn() => '' !== (string) @file_get_contents( getenv( 'SRT_WORK' ) . '/queries' ), 5.0, 'the query count written' );
 		$this->assertSame( '1', (string) file_get_contents( getenv( 'SRT_WORK' ) . '/queries' ), 'the end of a stock-changing request costs one query (the INSERT)' );
 		$this->assertSame( array(), SRT::events(), 'nothing sent from the request itself' );
 
