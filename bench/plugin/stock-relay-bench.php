@@ -6,7 +6,9 @@
  * `&srb_off=1` runs the same request with Stock Relay not loaded (the baseline), `&srb_plugin=SLUG` with
  * another copy of it (wp-content/plugins/SLUG) loaded instead. Every request's
  * server-side time, from this mu-plugin's load to the end of the last shutdown callback, is appended
- * to wp-content/srb-timings.log. `?srb=ping` is a cheap page view for the "steady traffic" condition.
+ * to wp-content/srb-timings.log, with the time until the response was complete when the plugin sent it
+ * with its length before the end (what the client waits for then). `?srb=ping` is a cheap page view for
+ * the "steady traffic" condition.
  *
  * @package StockRelay
  */
@@ -49,7 +51,9 @@ add_action(
 		register_shutdown_function(
 			static function (): void {
 				$ms = ( hrtime( true ) - $GLOBALS['srb_t0'] ) / 1e6;
-				file_put_contents( WP_CONTENT_DIR . '/srb-timings.log', sprintf( "%s %s %.3f\n", sanitize_key( $_GET['srb'] ), $GLOBALS['srb_state'], $ms ), FILE_APPEND | LOCK_EX );
+				// Until the response was complete: when the plugin sent it with its length before kicking, that moment; else the end.
+				$done = isset( $GLOBALS['srb_complete'] ) ? ( $GLOBALS['srb_complete'] - $GLOBALS['srb_t0'] ) / 1e6 : $ms;
+				file_put_contents( WP_CONTENT_DIR . '/srb-timings.log', sprintf( "%s %s %.3f %.3f\n", sanitize_key( $_GET['srb'] ), $GLOBALS['srb_state'], $ms, $done ), FILE_APPEND | LOCK_EX );
 			}
 		);
 	},
@@ -62,6 +66,17 @@ add_action(
 		if ( 'change' === $_GET['srb'] ) {
 			$product = wc_get_product( (int) $_GET['id'] );
 			wc_update_product_stock( $product, (int) $_GET['qty'], 'set' );
+			// Added after the stock hooks ran, so on shutdown it runs after the plugin's own last action that
+			// finishes a held response (added at the first stock hook) and before its kick (added at priority 20).
+			add_action(
+				'shutdown',
+				static function (): void {
+					if ( headers_sent() && preg_grep( '/^content-length:/i', headers_list() ) ) {
+						$GLOBALS['srb_complete'] = hrtime( true );
+					}
+				},
+				PHP_INT_MAX
+			);
 			wp_send_json( array( 'hook_at' => $GLOBALS['srb_hook_at'] ?? null ) );
 		}
 		wp_send_json(

@@ -160,6 +160,7 @@ final class Stock_Relay_Capture {
 			'deleted' => true,
 			'state'   => Stock_Relay_State::sendable( $state ),
 		);
+		Stock_Relay_Response::hold();
 	}
 
 	/**
@@ -170,6 +171,7 @@ final class Stock_Relay_Capture {
 	public static function on_untrash( $post_id ): void {
 		if ( self::is_product_type( get_post_type( (int) $post_id ) ) ) {
 			self::$touched[ (int) $post_id ] = array( 'restored' => true );
+			Stock_Relay_Response::hold();
 		}
 	}
 
@@ -177,6 +179,7 @@ final class Stock_Relay_Capture {
 	private static function touch( int $id ): void {
 		if ( $id > 0 && ! isset( self::$touched[ $id ] ) ) {
 			self::$touched[ $id ] = array();
+			Stock_Relay_Response::hold();
 		}
 	}
 

@@ -170,6 +170,8 @@ final class IntegrationTest extends TestCase {
 		SRT::shop( array( array( 'hold_drain' ), array( 'count_queries' ), array( 'order', 4001, array( $id => 2 ) ), array( 'set_stock', $id, 5 ) ) );
 		$rows = SRT::outbox();
 		$this->assertSame( array( array( (string) $id, 'touched' ) ), array_map( static fn( $r ) => array( $r['product_id'], $r['status'] ), $rows ), 'in the outbox when the response arrives: one row for the item, however many hooks fired' );
+		// The count is written by the request's very last shutdown function, after the response is complete.
+		SRT::wait( static fn() => '' !== (string) @file_get_contents( getenv( 'SRT_WORK' ) . '/queries' ), 5.0, 'the query count written' );
 		$this->assertSame( '1', (string) file_get_contents( getenv( 'SRT_WORK' ) . '/queries' ), 'the end of a stock-changing request costs one query (the INSERT)' );
 		$this->assertSame( array(), SRT::events(), 'nothing sent from the request itself' );
 
@@ -195,6 +197,43 @@ final class IntegrationTest extends TestCase {
 		Stock_Relay_Delivery::drain( 5 );
 		$this->assertCount( 2, SRT::events() );
 		$this->assertSame( '0', (string) $wpdb->get_var( 'SELECT COUNT(*) FROM ' . Stock_Relay_Outbox::table() ) );
+	}
+
+	public function test_a_stock_changing_response_is_complete_after_the_outbox_write_and_before_the_shutdown_ends(): void {
+		$id = SRT::product( array( 'sku' => 'EARLY', 'qty' => 10 ) );
+		// Control: a request that changes no stock is left alone, and PHP's server closes the connection only after a slow shutdown function.
+		$plain = SRT::shop_http( array( array( 'slow_end', 1500 ), array( 'nothing' ) ) );
+		$this->assertGreaterThanOrEqual( 1.4, $plain['seconds'], 'without a length the client waits for the last shutdown function' );
+		$this->assertArrayNotHasKey( 'content-length', $plain['headers'] );
+
+		$r = SRT::shop_http( array( array( 'hold_drain' ), array( 'slow_end', 1500 ), array( 'set_stock', $id, 4 ) ) );
+		$this->assertLessThan( 1.0, $r['seconds'], 'the client had the whole response before the slow shutdown function ended' );
+		$this->assertSame( (string) strlen( $r['body'] ), $r['headers']['content-length'] ?? null, 'sent with its exact length' );
+		$this->assertSame( array( true, array( true, true, 4 ) ), array( $r['doc']['ok'], $r['doc']['out'] ), 'the body as WordPress produced it' );
+		$this->assertSame( array( array( (string) $id, 'touched' ) ), array_map( static fn( $row ) => array( $row['product_id'], $row['status'] ), SRT::outbox() ), 'durable before the response was complete' );
+		usleep( 1000000 ); // Let the slow request end.
+
+		// Kicked after the response: delivered as ever.
+		SRT::shop( array( array( 'set_stock', $id, 3 ) ) );
+		SRT::wait( static fn() => in_array( 3, array_column( SRT::events(), 'stock_quantity' ), true ), 10.0, 'the change at the relay' );
+	}
+
+	public function test_a_response_that_another_buffer_may_change_or_that_already_streams_is_left_alone(): void {
+		$id = SRT::product( array( 'sku' => 'ALONE', 'qty' => 10 ) );
+		$r  = SRT::shop_http( array( array( 'outer_buffer' ), array( 'set_stock', $id, 6 ) ) );
+		$this->assertArrayNotHasKey( 'content-length', $r['headers'], 'a buffer below ours may change the length: no length of ours' );
+		$this->assertStringEndsWith( "\n", $r['body'], 'that buffer still had its say' );
+		$this->assertSame( array( true, 6 ), array( $r['doc']['ok'], $r['doc']['out'][1] ) );
+		$this->wait_events( 1 );
+		$r = SRT::shop_http( array( array( 'set_stock', $id, 5 ), array( 'send_headers_now' ) ) );
+		$this->assertSame( array( '1', false ), array( $r['headers']['x-srt-streamed'] ?? null, isset( $r['headers']['content-length'] ) ) );
+		$this->assertSame( array( true, 5 ), array( $r['doc']['ok'], $r['doc']['out'][0] ) );
+		$this->wait_events( 2 );
+		$r = SRT::shop_http( array( array( 'set_stock', $id, 4 ), array( 'big', 5 * 1024 * 1024 ) ) );
+		$this->assertArrayNotHasKey( 'content-length', $r['headers'], 'over 4 MiB the buffer flushes on its own: memory stays bounded' );
+		$this->assertSame( 5 * 1024 * 1024, strlen( $r['doc']['out'][1] ) );
+		$events = $this->wait_events( 3 );
+		$this->assertSame( array( 6, 5, 4 ), array_column( $events, 'stock_quantity' ), 'all delivered' );
 	}
 
 	public function test_rejected_events_are_kept_shown_and_the_rest_acknowledged(): void {

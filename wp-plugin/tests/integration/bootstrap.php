@@ -86,16 +86,44 @@ final class SRT {
 
 	/** One shop request through the stand-ins; returns the decoded answer. @param array<int, array<int, mixed>> $ops */
 	public static function shop( array $ops ): array {
-		$ch = curl_init( getenv( 'SRT_WP_URL' ) . '/wp-admin/admin-ajax.php' );
-		curl_setopt_array( $ch, array( CURLOPT_POST => true, CURLOPT_POSTFIELDS => http_build_query( array( 'action' => 'srt_ops', 'ops' => json_encode( $ops ) ) ), CURLOPT_RETURNTRANSFER => true, CURLOPT_TIMEOUT => 30 ) );
-		$body = (string) curl_exec( $ch );
-		$code = (int) curl_getinfo( $ch, CURLINFO_RESPONSE_CODE );
+		return self::shop_http( $ops )['doc'];
+	}
+
+	/**
+	 * One shop request, with what the client saw: the headers (lower-case names), the body, and the
+	 * seconds until curl had the whole response (which, with a Content-Length, can be before the
+	 * server closes the connection). @param array<int, array<int, mixed>> $ops
+	 * @return array{doc: array<string, mixed>, headers: array<string, string>, body: string, seconds: float}
+	 */
+	public static function shop_http( array $ops ): array {
+		$headers = array();
+		$ch      = curl_init( getenv( 'SRT_WP_URL' ) . '/wp-admin/admin-ajax.php' );
+		curl_setopt_array(
+			$ch,
+			array(
+				CURLOPT_POST           => true,
+				CURLOPT_POSTFIELDS     => http_build_query( array( 'action' => 'srt_ops', 'ops' => json_encode( $ops ) ) ),
+				CURLOPT_RETURNTRANSFER => true,
+				CURLOPT_TIMEOUT        => 30,
+				CURLOPT_HEADERFUNCTION => static function ( $ch, string $line ) use ( &$headers ): int {
+					$parts = explode( ':', $line, 2 );
+					if ( 2 === count( $parts ) ) {
+						$headers[ strtolower( trim( $parts[0] ) ) ] = trim( $parts[1] );
+					}
+					return strlen( $line );
+				},
+			)
+		);
+		$start   = microtime( true );
+		$body    = (string) curl_exec( $ch );
+		$seconds = microtime( true ) - $start;
+		$code    = (int) curl_getinfo( $ch, CURLINFO_RESPONSE_CODE );
 		curl_close( $ch );
 		$doc = json_decode( $body, true );
 		if ( 200 !== $code || ! is_array( $doc ) ) {
 			throw new RuntimeException( "shop request failed: HTTP $code: " . substr( $body, 0, 500 ) );
 		}
-		return $doc;
+		return array( 'doc' => $doc, 'headers' => $headers, 'body' => $body, 'seconds' => $seconds );
 	}
 
 	public static function wait( callable $cond, float $seconds, string $what ): void {

@@ -93,6 +93,33 @@ function srt_ops(): void {
 				);
 				$out[] = true;
 				break;
+			case 'slow_end': // a shutdown function that runs after every shutdown action and takes $op[0] ms.
+				add_action(
+					'shutdown',
+					static function () use ( $op ): void {
+						register_shutdown_function( 'usleep', 1000 * (int) $op[0] );
+					},
+					21
+				);
+				$out[] = true;
+				break;
+			case 'outer_buffer': // an output buffer that changes the bytes (as a page cache or minifier may), opened before any stock hook.
+				ob_start(
+					static function ( $buffer ) {
+						return $buffer . "\n";
+					}
+				);
+				$out[] = true;
+				break;
+			case 'big': // a large answer ($op[0] bytes of JSON string).
+				$out[] = str_repeat( 'x', (int) $op[0] );
+				break;
+			case 'send_headers_now': // the headers leave before the response is done (a page that streams).
+				header( 'X-Srt-Streamed: 1' );
+				ob_flush();
+				flush();
+				$out[] = true;
+				break;
 			case 'count_queries': // queries made from shutdown priority 19 to the very end, written to $SRT_WORK/queries.
 				add_action(
 					'shutdown',
