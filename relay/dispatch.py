@@ -19,6 +19,7 @@ from . import queue, rules
 from .circuit import HALF_OPEN, CircuitBreaker
 from .config import ChannelConfig, DispatchConfig
 from .connectors.base import Connector, ItemResult, Update
+from .connectors.quota import QuotaHold
 from .errors import (
     AuthDeliveryError,
     DeliveryError,
@@ -113,6 +114,10 @@ class ChannelWorker:
         wait = self.circuit.seconds_until_probe()
         if wait > 0:
             return 0
+        held = self.connector.hold()
+        if held is not None:  # found outside a push (read-back): claim nothing until the quota returns
+            self._hold(held)
+            return 0
         probing = self.circuit.state == HALF_OPEN
         limit = 1 if probing else self.connector.batch_size
         token = secrets.token_hex(16)
@@ -194,6 +199,7 @@ class ChannelWorker:
         outcomes = []
         successes = transient = 0
         auth_error: AuthDeliveryError | None = None
+        held: QuotaHold | None = None
         for update in updates:
             result = results.get(update.sku) or ItemResult(
                 TransientDeliveryError("the channel gave no answer for this item")
@@ -205,6 +211,11 @@ class ChannelWorker:
             if error is None:
                 successes += 1
                 outcomes.append(Outcome(update.sku, queue.OK, **common))  # type: ignore[arg-type]
+            elif isinstance(error, QuotaHold):
+                # Settled as a pause, like a refused credential: the claim is released and the item keeps its
+                # attempts and first failure, so however long the quota takes to return it is never given up.
+                held = error
+                outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]
             elif isinstance(error, AuthDeliveryError):
                 auth_error = error
                 outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]
@@ -217,17 +228,28 @@ class ChannelWorker:
                 outcomes.append(
                     Outcome(update.sku, queue.TRANSIENT, error=str(error), retry_after=retry_after, **common)  # type: ignore[arg-type]
                 )
+        if successes:
+            self.last_success = self.now()
         if auth_error is not None:
             self.circuit.trip(self.settings.auth_pause_seconds, str(auth_error))
             log.error("%s: paused for %.0f s: %s", self.name, self.settings.auth_pause_seconds, auth_error)
+        elif held is not None:
+            self._hold(held)
         elif successes:
             self.circuit.record_success()
-            self.last_success = self.now()
         elif transient:
             self.circuit.record_failure(outcomes[-1].error)
         else:  # every item permanent or pending: the channel itself answered, so it is healthy
             self.circuit.record_success()
         return outcomes
+
+    def _hold(self, held: QuotaHold) -> None:
+        """Open the circuit for as long as the quota is spent: the reason shows in status, and when it is over
+        the usual probe (one item) finds out whether the quota really returned."""
+        seconds = max(held.retry_after or 0.0, 0.001)
+        if self.circuit.reason != held.message:  # the hold is extended by each probe it refuses: say so once
+            log.warning("%s: held for %.0f s: %s", self.name, seconds, held)
+        self.circuit.trip(seconds, held.message)
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next retry is due, a wake-up, or the idle poll, whichever comes first."""

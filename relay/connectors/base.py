@@ -21,6 +21,7 @@ from ..config import ChannelConfig
 from ..errors import AuthDeliveryError, ConfigError, DeliveryError
 from ..ratelimit import RateBudget
 from ..vault import Credentials, Vault
+from .quota import QuotaHold
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,13 @@ class Connector(ABC):
     def cost(self, updates: Sequence[Update]) -> float:
         """API calls ``push`` will make for this batch (what the rate budget is charged)."""
         return 1.0
+
+    def hold(self) -> QuotaHold | None:
+        """The hold in force while the marketplace's quota for a long window is spent (``relay/connectors/quota.py``).
+
+        The dispatcher claims nothing while there is one, so a hold found by read-back stops pushes too.
+        """
+        return None
 
     @abstractmethod
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
