@@ -12,6 +12,7 @@ import hashlib
 import logging
 import random
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -71,6 +72,7 @@ class ChannelWorker:
         # Reading back what the channel shows (relay/readback.py), only while nothing is due; set by the runtime.
         self.readback: ReadBack | None = None
         self.last_success: float | None = None  # wall clock of the last item the channel confirmed
+        self._state_restored = False  # the connector's saved state is read once, before the first push
 
     def _enter(self, phase: str) -> None:
         self.phase, self.phase_since = phase, time.monotonic()
@@ -118,6 +120,9 @@ class ChannelWorker:
         if held is not None:  # found outside a push (read-back): claim nothing until the quota returns
             self._hold(held)
             return 0
+        if not self._state_restored:
+            self.connector.restore_state(await self.store.query(self.connector.read_state))
+            self._state_restored = True
         probing = self.circuit.state == HALF_OPEN
         limit = 1 if probing else self.connector.batch_size
         token = secrets.token_hex(16)
@@ -132,11 +137,17 @@ class ChannelWorker:
         outcomes = await self._publish(claimed)
         now = self.now()
         self._enter("settling")
-        settled = await self.store.write(
-            lambda conn: queue.settle(
+        # What the connector must remember (eBay's revision counts) rides in the settle's own transaction.
+        save_state = self.connector.state_saver()
+
+        def settle(conn: sqlite3.Connection) -> int:
+            if save_state is not None:
+                save_state(conn)
+            return queue.settle(
                 conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand
             )
-        )
+
+        settled = await self.store.write(settle)
         if self.on_settled is not None:
             self.on_settled(claimed, outcomes, now)
         return settled

@@ -168,6 +168,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX reconcile_runs_site ON reconcile_runs (site, kind, id);
     """,
+    # 4: eBay's revisions per listing per calendar day (250 allowed), counted by the connector
+    # (relay/connectors/revisions.py) so a restarted relay still holds back a SKU that used them all.
+    # One row per SKU: a new day's count replaces the old one.
+    """
+    CREATE TABLE revisions (
+        site      TEXT    NOT NULL,
+        channel   TEXT    NOT NULL,
+        sku       TEXT    NOT NULL,        -- the channel's SKU
+        day       TEXT    NOT NULL,        -- the marketplace's calendar day (eBay: Pacific time), ISO date
+        revisions INTEGER NOT NULL,
+        PRIMARY KEY (site, channel, sku)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

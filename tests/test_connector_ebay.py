@@ -141,3 +141,45 @@ async def test_sku_over_its_revisions_is_held_back(start_relay, tmp_path: Path, 
     assert [sorted(x["sku"] for x in c["requests"]) for c in bulk_calls(ebay)] == [["B"]]
     error = await r.count("SELECT last_error FROM deliveries WHERE sku = 'A'")
     assert "250 revisions" in error
+
+
+async def test_revision_budget_survives_a_restart(start_relay, tmp_path: Path, ebay) -> None:
+    """The day's revision counts are in SQLite: a relay started again on the same file still holds back a SKU
+    that used its 250, while a SKU with revisions left goes out."""
+    for sku in ("A", "B"):
+        ebay.add_item(sku)
+    r = await start(start_relay, tmp_path, ebay)
+    connector = r.relay.workers[("main", "ebay")].connector
+    now = dt.datetime.now(dt.UTC)
+    for _ in range(249):  # revisions made earlier today; the push below makes the 250th, for real
+        connector.revisions.spend("A", now)
+    await send(r, [("A", 5), ("B", 6)])
+    await settle(r)
+    assert ebay.items == {"A": 5, "B": 6}
+    saved = await r.relay.store.read("SELECT sku, day, revisions FROM revisions ORDER BY sku", ())
+    day = connector.revisions.today(now).isoformat()
+    assert [tuple(row) for row in saved] == [("A", day, 250), ("B", day, 1)]
+    await r.relay.stop()
+
+    again = await start_relay(r.relay.config)  # a new relay, a new connector, the same SQLite file
+    await send(again, [("A", 7), ("B", 8)], version=2)
+    await again.drain()
+    assert [sorted(x["sku"] for x in c["requests"]) for c in bulk_calls(ebay)][-1] == ["B"]
+    assert ebay.items == {"A": 5, "B": 8}
+    assert await states(again) == {"A": "pending", "B": "delivered"}
+    assert "250 revisions" in await again.count("SELECT last_error FROM deliveries WHERE sku = 'A'")
+    assert await again.count("SELECT revisions FROM revisions WHERE sku = 'B'") == 2
+
+
+def test_revision_counts_of_an_earlier_day_are_not_restored() -> None:
+    """Yesterday's counts in the database do not hold anything back today; a count made since loading stays."""
+    budget = RevisionBudget(limit=2)
+    noon = dt.datetime(2026, 3, 2, 20, 0, tzinfo=dt.UTC)
+    budget.spend("A", noon)
+    budget.restore(budget.today(noon), {"A": 0, "B": 2})
+    assert not budget.exhausted("A", noon) and budget.exhausted("B", noon)
+    assert budget.take_unsaved() == (budget.today(noon), {"A": 1}) and budget.take_unsaved() is None
+    tomorrow = noon + dt.timedelta(days=1)
+    assert not budget.exhausted("B", tomorrow)
+    budget.restore(budget.today(noon), {"B": 2})  # a load for a day already over changes nothing
+    assert not budget.exhausted("B", tomorrow)

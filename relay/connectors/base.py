@@ -9,11 +9,12 @@ marketplace connectors need: a batch size, a rate budget that learns from thrott
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -78,6 +79,19 @@ class Connector(ABC):
     def cost(self, updates: Sequence[Update]) -> float:
         """API calls ``push`` will make for this batch (what the rate budget is charged)."""
         return 1.0
+
+    # What a connector keeps across restarts (eBay's revision counts). The worker reads it once, before the
+    # first push, and writes what changed inside the transaction that settles the batch that changed it.
+    def read_state(self, conn: sqlite3.Connection) -> Any:
+        """Read the connector's saved state (on a read-only connection, off the event loop); return it as data."""
+        return None
+
+    def restore_state(self, state: Any) -> None:  # noqa: B027 - optional hook, like close
+        """Adopt what ``read_state`` returned (on the event loop)."""
+
+    def state_saver(self) -> Callable[[sqlite3.Connection], None] | None:
+        """A write job for what changed since the last call, or None when nothing did."""
+        return None
 
     def hold(self) -> QuotaHold | None:
         """The hold in force while the marketplace's quota for a long window is spent (``relay/connectors/quota.py``).

@@ -12,7 +12,8 @@ offers are then looked up once (``GET /offer?sku=``, one call per SKU, cached) a
 
 Each listing may be revised at most 250 times per calendar day (Pacific time). The connector
 counts the revisions it makes per SKU and holds a SKU back (a retry after midnight, coalesced to its
-newest quantity) instead of letting eBay refuse it.
+newest quantity) instead of letting eBay refuse it. The counts are kept in SQLite too
+(``revisions.py``), so a restart still knows what today has used.
 
 Answers: 401 → refresh the user token once, then pause; 403 (scope) → pause; 429 (errorId 2001),
 5xx and errorId 25001 → retry; other 4xx → dead letter.
@@ -27,58 +28,23 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 
 from ..config import ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
-from . import http
+from . import http, revisions
 from .base import Connector, ItemResult, TokenAuth, Update
+from .revisions import DAILY_REVISIONS, RevisionBudget
 
 MAX_BATCH = 25
-DAILY_REVISIONS = 250
 SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
 RETRYABLE_ERRORS = {25001, 2001}  # system error; too many requests
 THROTTLE_WAIT = 60.0  # eBay's 429 usually carries no Retry-After
-
-
-def pacific() -> dt.tzinfo:
-    try:
-        return ZoneInfo("America/Los_Angeles")
-    except ZoneInfoNotFoundError:  # a system without tzdata: standard time is close enough
-        return dt.timezone(dt.timedelta(hours=-8))
-
-
-class RevisionBudget:
-    """Revisions made per SKU today (eBay's day, Pacific time); 250 per listing per day."""
-
-    def __init__(self, limit: int = DAILY_REVISIONS) -> None:
-        self.limit = limit
-        self.zone = pacific()
-        self._day: dt.date | None = None
-        self._counts: dict[str, int] = {}
-
-    def _today(self, now: dt.datetime) -> None:
-        day = now.astimezone(self.zone).date()
-        if day != self._day:
-            self._day, self._counts = day, {}
-
-    def exhausted(self, sku: str, now: dt.datetime) -> bool:
-        self._today(now)
-        return self._counts.get(sku, 0) >= self.limit
-
-    def spend(self, sku: str, now: dt.datetime) -> None:
-        self._today(now)
-        self._counts[sku] = self._counts.get(sku, 0) + 1
-
-    def seconds_to_midnight(self, now: dt.datetime) -> float:
-        local = now.astimezone(self.zone)
-        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), local.tzinfo)
-        return max(1.0, (midnight - local).total_seconds())
 
 
 class EbayConnector(Connector):
@@ -100,6 +66,18 @@ class EbayConnector(Connector):
     @property
     def batch_size(self) -> int:
         return min(self.config.batch_size, MAX_BATCH)
+
+    def read_state(self, conn: sqlite3.Connection) -> Any:
+        day = self.revisions.today(dt.datetime.now(dt.UTC))
+        return day, revisions.load(conn, self.site, self.name, day)
+
+    def restore_state(self, state: Any) -> None:
+        day, counts = state
+        self.revisions.restore(day, counts)
+
+    def state_saver(self) -> Callable[[sqlite3.Connection], None] | None:
+        unsaved = self.revisions.take_unsaved()
+        return None if unsaved is None else revisions.saver(self.site, self.name, *unsaved)
 
     async def _fetch_token(self) -> tuple[str, float]:
         creds = await http.load_credentials(self.credentials, ("client_id", "client_secret", "refresh_token"), "eBay")
