@@ -24,6 +24,8 @@ from ..ratelimit import RateBudget
 from ..vault import Credentials, Vault
 from .quota import QuotaHold
 
+MAX_CLAIM = 1000  # SKUs a claim grown with the rate holds at most: the largest batch_size the config allows
+
 
 @dataclass(frozen=True, slots=True)
 class Update:
@@ -75,6 +77,17 @@ class Connector(ABC):
     @property
     def batch_size(self) -> int:
         return self.config.batch_size
+
+    def rate_scaled_batch(self, default_rate: float) -> int:
+        """``batch_size`` for a connector whose claim is sized for the marketplace's default rate: a budget k times
+        faster (an upgraded app, a marketplace's dynamic limit) claims k times as many SKUs, at most ``MAX_CLAIM``.
+
+        Each claim and each settle is a database commit whatever its size, and while the shop sends a burst
+        each waits behind ingest's commits; a claim that holds a fixed number of SKUs holds ever fewer seconds
+        of calls as the rate grows, until the worker spends more time committing than calling.
+        """
+        faster = max(1.0, self.budget.rate / default_rate) if default_rate > 0 else 1.0
+        return max(1, min(max(MAX_CLAIM, self.config.batch_size), int(self.config.batch_size * faster)))
 
     def cost(self, updates: Sequence[Update]) -> float:
         """API calls ``push`` will make for this batch (what the rate budget is charged)."""

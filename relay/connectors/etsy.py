@@ -40,7 +40,7 @@ from typing import Any
 
 import aiohttp
 
-from ..config import ChannelConfig
+from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
 from . import http
@@ -52,6 +52,7 @@ RESCAN_SECONDS = 300.0
 STATES = ("active", "sold_out", "inactive", "draft", "expired")
 MAX_QUANTITY = 999  # Etsy's largest offering quantity
 BATCH_READ = 100  # listing ids per batch inventory read
+DEFAULT_RATE = TYPE_DEFAULTS["etsy"][1]  # the rate batch_size is sized for (see Connector.rate_scaled_batch)
 QPS_WINDOW = 1.0  # the per-second limit's retry-after is at most this; a longer one means the day's quota
 QUOTA_PROBE_SECONDS = 60.0  # how long to hold when a success spent the day's quota (Etsy says no retry-after then)
 
@@ -78,6 +79,10 @@ class EtsyConnector(Connector):
 
     def hold(self) -> QuotaHold | None:
         return self.quota.active()
+
+    @property
+    def batch_size(self) -> int:
+        return self.rate_scaled_batch(DEFAULT_RATE)
 
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # a read and a write per listing: push charges each call as it makes it
