@@ -205,3 +205,24 @@ def test_revision_counts_of_an_earlier_day_are_not_restored() -> None:
     assert not budget.exhausted("B", tomorrow)
     budget.restore(budget.today(noon), {"B": 2})  # a load for a day already over changes nothing
     assert not budget.exhausted("B", tomorrow)
+
+
+async def test_a_backlog_costs_one_commit_per_batch(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
+    """While there is more to send, the settle of one batch claims the next in the same commit: after the first
+    batch, two more cost two settles and the claim that finds nothing (three commits, not five), and nothing is
+    left claimed afterwards."""
+    skus = [f"S{i:02d}" for i in range(15)]
+    for sku in skus:
+        ebay.add_item(sku)
+    config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, batch_size=5, rate=RateLimit(1, 3)))
+    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
+    store_credentials(config, "main/ebay", creds)
+    r = await start_relay(config)
+    await send(r, [(sku, i + 1) for i, sku in enumerate(skus)])
+    worker = r.relay.workers[("main", "ebay")]
+    await worker.drain_once()  # the first claim also reads the saved revision counts: not part of what is counted
+    before = r.relay.store.groups_committed
+    assert await worker.drain() == 10
+    assert r.relay.store.groups_committed - before == 3  # two settles (each claiming the next) and an empty claim
+    assert all(ebay.items[sku] == i + 1 for i, sku in enumerate(skus))
+    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == 0
