@@ -180,9 +180,9 @@ def test_old_request_ids_are_pruned(tmp_path: Path) -> None:
 
 
 async def test_claims_grow_with_the_rate_they_are_sized_for() -> None:
-    """Etsy's and TikTok's batch_size holds about 5 s of calls at the default rate: a budget 15 times faster
-    claims 15 times as many SKUs (at most 1,000), one slowed by a throttle no fewer than batch_size. eBay claims a
-    second of calls, 25 SKUs each. Amazon keeps no more single calls in flight than its burst."""
+    """Etsy's batch_size holds about 5 s of calls at the default rate: a budget 15 times faster claims 15 times as
+    many SKUs (at most 1,000), one slowed by a throttle no fewer than batch_size; TikTok's stays as configured.
+    Amazon keeps no more single calls in flight than its burst."""
 
     def make(kind: str, batch: int, rate: float, burst: int, account: dict[str, str]) -> Any:
         config = ChannelConfig(name=kind, type=kind, batch_size=batch, rate=RateLimit(rate, burst), account=account)
@@ -195,10 +195,7 @@ async def test_claims_grow_with_the_rate_they_are_sized_for() -> None:
         assert etsy.batch_size == 375
         etsy.budget.throttled()
         assert etsy.batch_size == 187
-        assert make("tiktok", 250, 150.0, 5, {}).batch_size == 1000
-        assert make("tiktok", 250, 10.0, 10, {}).batch_size == 250
-        assert make("ebay", 25, 23.0, 25, {}).batch_size == 575
-        assert make("ebay", 10, 0.5, 1, {}).batch_size == 10
+        assert make("tiktok", 250, 150.0, 5, {}).batch_size == 250
         amazon = {"seller_id": "A1", "marketplace_id": "M1"}
         assert make("amazon", 1000, 75.0, 2, amazon).single_concurrency() == 2
         assert make("amazon", 1000, 5.0, 50, amazon).single_concurrency() == 8

@@ -52,27 +52,6 @@ async def test_packs_25_skus_per_call(start_relay, tmp_path: Path, ebay: FakeEba
     assert ebay.calls("bulk_update")[0].headers["authorization"].startswith("Bearer ")
 
 
-async def test_one_claim_holds_a_second_of_calls(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
-    """A claim is about a second of calls at the budget's rate, not one call: at 2 calls/s the first claim (one
-    claim, one settle) takes 50 of 60 SKUs, sent as 25 + 25; after a throttle halves the rate, one call's 25."""
-    skus = [f"S{i:02d}" for i in range(60)]
-    for sku in skus:
-        ebay.add_item(sku, 1)
-    config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, batch_size=25, rate=RateLimit(2, 25)))
-    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
-    store_credentials(config, "main/ebay", creds)
-    r = await start_relay(config)
-    worker = r.relay.workers[("main", "ebay")]
-    await send(r, [(sku, i) for i, sku in enumerate(skus)])
-    assert worker.connector.batch_size == 50
-    assert await worker.drain_once() == 50
-    worker.connector.budget.throttled()  # halves the rate: 1 call/s
-    assert worker.connector.batch_size == 25
-    await settle(r)
-    assert sorted(len(c["requests"]) for c in bulk_calls(ebay)) == [10, 25, 25]
-    assert all(ebay.items[sku] == i for i, sku in enumerate(skus))
-
-
 async def test_207_retries_transient_items_and_dead_letters_permanent(start_relay, tmp_path: Path, ebay) -> None:
     """In a 207, a 25001 system error is retried alone and a refused SKU dead-lettered; the rest are done."""
     for sku in ("OK", "FLAKY"):

@@ -5,11 +5,6 @@ One call carries up to 25 ``requests``, one per SKU, each setting
 SKU's offers). eBay answers 200 when every item took and 207 when results are mixed, with one
 ``responses[]`` entry per item or offer; only the failed SKUs are retried or dead-lettered.
 
-A claim holds about a second of calls at the budget's rate (``calls_per_push``), sent a few at a
-time and each charged as it goes: claiming and settling cost the worker two database round trips,
-and while the shop sends a burst each of those waits behind ingest's commits, so a claim of one
-call's 25 SKUs left eBay's budget mostly unused exactly when there was most to send.
-
 Offers: the listing shows the smaller of the item's quantity and an offer's ``availableQuantity``.
 A seller who caps offers that way sets ``account.update_offers: "yes"``; the SKU's published
 offers are then looked up once (``GET /offer?sku=``, one call per SKU, cached) and each gets
@@ -30,7 +25,6 @@ with a 404 (or a 4xx naming it unknown or invalid). Offer caps (``availableQuant
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import math
@@ -48,9 +42,6 @@ from .base import Connector, ItemResult, TokenAuth, Update
 from .revisions import DAILY_REVISIONS, RevisionBudget
 
 MAX_BATCH = 25
-PUSH_SECONDS = 1.0  # calls per claim: this long at the budget's rate (a claim's values are never older than that)
-MAX_CLAIM = 1000  # SKUs per claim at most: the relay's largest claim (the batch_size ceiling)
-CONCURRENCY = 4  # calls in flight at once; the budget paces them
 SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
 RETRYABLE_ERRORS = {25001, 2001}  # system error; too many requests
 THROTTLE_WAIT = 60.0  # eBay's 429 usually carries no Retry-After
@@ -73,18 +64,8 @@ class EbayConnector(Connector):
         self._secrets: set[str] = set()
 
     @property
-    def per_call(self) -> int:
-        """SKUs per bulk call: the channel's ``batch_size``, at most eBay's 25."""
-        return min(self.config.batch_size, MAX_BATCH)
-
-    @property
     def batch_size(self) -> int:
-        """SKUs per claim: ``PUSH_SECONDS`` of calls at the budget's current rate (slower after a throttle)."""
-        calls = max(1, int(self.budget.rate * PUSH_SECONDS))
-        return max(self.per_call, min(MAX_CLAIM, calls * self.per_call))
-
-    def cost(self, updates: Sequence[Update]) -> float:
-        return 0.0  # a claim is several calls: push charges each as it makes it
+        return min(self.config.batch_size, MAX_BATCH)
 
     def read_state(self, conn: sqlite3.Connection) -> Any:
         day = self.revisions.today(dt.datetime.now(dt.UTC))
@@ -193,30 +174,12 @@ class EbayConnector(Connector):
                 results[u.sku] = ItemResult(error)
             else:
                 ready.append(u)
-        gate = asyncio.Semaphore(CONCURRENCY)
-
-        async def one(chunk: Sequence[Update]) -> None:
-            async with gate:
-                body = await self.body(chunk)
-                await self.budget.acquire(1.0)
-                try:
-                    answer = await self._call("POST", "/bulk_update_price_quantity", body)
-                except AuthDeliveryError:
-                    raise
-                except DeliveryError as exc:  # 429, 5xx, no answer: this call's SKUs are retried
-                    results.update({u.sku: ItemResult(exc, exc.http_status, exc.excerpt) for u in chunk})
-                    return
-                for u in chunk:
-                    self.revisions.spend(u.channel_sku, now)
-                results.update(self._judge(chunk, answer))
-
-        chunks = [ready[start : start + self.per_call] for start in range(0, len(ready), self.per_call)]
-        tasks = [asyncio.ensure_future(one(chunk)) for chunk in chunks]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
+        if not ready:
+            return results
+        answer = await self._call("POST", "/bulk_update_price_quantity", await self.body(ready))
+        for u in ready:
+            self.revisions.spend(u.channel_sku, now)
+        results.update(self._judge(ready, answer))
         return results
 
     # --- read-back -------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from ..config import TYPE_DEFAULTS, ChannelConfig
+from ..config import ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
 from . import http
@@ -55,7 +55,6 @@ MAX_QUANTITY = 99_999
 SKU_NOT_IN_PRODUCT = 12052230  # "The SKU does not belong to this product.": the seller moved the SKU
 CONCURRENCY = 8
 READ_BATCH = 50  # seller SKUs per read: at most one Get Product each
-DEFAULT_RATE = TYPE_DEFAULTS["tiktok"][1]  # the rate batch_size is sized for (see Connector.rate_scaled_batch)
 
 
 @dataclass
@@ -91,10 +90,6 @@ class TikTokConnector(Connector):
     @property
     def shop_cipher(self) -> str:
         return self.api.shop_cipher
-
-    @property
-    def batch_size(self) -> int:
-        return self.rate_scaled_batch(DEFAULT_RATE)
 
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # one call per product (and perhaps a read): push charges each as it makes it
