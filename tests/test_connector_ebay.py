@@ -52,6 +52,30 @@ async def test_packs_25_skus_per_call(start_relay, tmp_path: Path, ebay: FakeEba
     assert ebay.calls("bulk_update")[0].headers["authorization"].startswith("Bearer ")
 
 
+async def test_a_claim_holds_up_to_four_calls(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
+    """A claim is up to 4 bulk calls (100 SKUs) sent one after another, never more than a second of the budget (at
+    2 calls/s, 50 SKUs); a call that fails (503) gives its SKUs and the rest of the claim back, uncalled."""
+    skus = [f"S{i:03d}" for i in range(120)]
+    for sku in skus:
+        ebay.add_item(sku, 1)
+    config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, batch_size=25, rate=RateLimit(2, 25)))
+    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
+    store_credentials(config, "main/ebay", creds)
+    r = await start_relay(config)
+    worker = r.relay.workers[("main", "ebay")]
+    assert worker.connector.batch_size == 50
+    worker.connector.budget.adopt(100, 25)
+    assert worker.connector.batch_size == 100
+    await send(r, [(sku, i) for i, sku in enumerate(skus)])
+    ebay.fail_next(1, 503, path="bulk_update", body={"errors": []})
+    assert await worker.drain_once() == 100
+    assert [len(c["requests"]) for c in bulk_calls(ebay)] == [25]  # the first call failed: nothing more was sent
+    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE last_error LIKE 'eBay answered 503%'") == 100
+    await settle(r)
+    assert all(ebay.items[sku] == i for i, sku in enumerate(skus))
+    assert max(len(c["requests"]) for c in bulk_calls(ebay)) == 25
+
+
 async def test_207_retries_transient_items_and_dead_letters_permanent(start_relay, tmp_path: Path, ebay) -> None:
     """In a 207, a 25001 system error is retried alone and a refused SKU dead-lettered; the rest are done."""
     for sku in ("OK", "FLAKY"):
