@@ -53,7 +53,7 @@ PAGE = 100
 RESCAN_SECONDS = 300.0
 MAX_QUANTITY = 99_999
 SKU_NOT_IN_PRODUCT = 12052230  # "The SKU does not belong to this product.": the seller moved the SKU
-CONCURRENCY = 8
+CONCURRENCY = 8  # products updated (or read) at once at most; never more than the budget's burst
 READ_BATCH = 50  # seller SKUs per read: at most one Get Product each
 
 
@@ -90,6 +90,11 @@ class TikTokConnector(Connector):
     @property
     def shop_cipher(self) -> str:
         return self.api.shop_cipher
+
+    def concurrency(self) -> int:
+        """Calls in flight at once, held to the budget's burst: calls that pile up while TikTok is slow to answer
+        arrive together, and more than its burst at once are throttled (as Amazon's, ``feeds.single_concurrency``)."""
+        return max(1, min(CONCURRENCY, int(self.budget.bucket.burst)))
 
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # one call per product (and perhaps a read): push charges each as it makes it
@@ -148,7 +153,7 @@ class TikTokConnector(Connector):
                 )
             else:
                 by_product.setdefault(listing.product_id, []).append(u)
-        gate = asyncio.Semaphore(CONCURRENCY)
+        gate = asyncio.Semaphore(self.concurrency())
 
         async def one(product_id: str, group: list[Update]) -> None:
             async with gate:
@@ -273,7 +278,7 @@ class TikTokConnector(Connector):
         for sku in dict.fromkeys(channel_skus):
             if sku in self.listings:
                 by_product.setdefault(self.listings[sku].product_id, []).append(sku)
-        gate = asyncio.Semaphore(CONCURRENCY)
+        gate = asyncio.Semaphore(self.concurrency())
         stale: list[str] = []
 
         async def one(product_id: str, skus: list[str]) -> None:
