@@ -8,7 +8,8 @@ process (fakes/), so every fake's state is read on the same clock as the burst. 
 its marketplace's real default limits, and every limit (rates) and clock (feed processing, backoff)
 is scaled by the same ``--factor``; the relay's channels get the same scaled limits. The burst posts
 the SKUs in windows of 2,000 (the relay's budgets keep part of each per-call marketplace's burst
-as slack for arrival jitter: Amazon 2 of 5, TikTok 5 of 10, Walmart 10 of 200): each window's SKUs get their 5 changes one after another (500 events
+as slack for arrival jitter: Amazon 2 of 5, TikTok 5 of 10, Walmart 10 of 200, eBay 15 of 25, since a claim
+now holds several of its calls): each window's SKUs get their 5 changes one after another (500 events
 per signed batch, 4 batches in flight), so a SKU's changes arrive within about a second of each other.
 
 Per marketplace it reports:
@@ -16,7 +17,8 @@ Per marketplace it reports:
   minimum possible: distinct SKUs ÷ the largest batch the route takes (Shopify 250, eBay 25, Etsy one
   listing of 5 SKUs, TikTok one product of 5 SKUs, Amazon and Walmart one SKU per call: see below);
 - throttle answers the fake sent (target 0);
-- time to converge, from the first POST until the fake shows every SKU's final quantity, vs the lower
+- time to converge, from the first POST until the fake shows every SKU's final quantity (the arrival of the
+  last write before the poll that saw it: polls are 0.5 s apart), vs the lower
   bound: the later of the burst's last acknowledgement and the time the marketplace's limit allows
   for the work the relay did ((units − burst) ÷ rate). Target ≤ 1.15×.
 
@@ -114,7 +116,7 @@ def build(k: float, skus: list[str]) -> dict[str, Market]:
     markets["ebay"] = Market(
         "ebay",
         ebay,
-        {"rate": {"per_second": 2_000_000 / 86400 * k, "burst": 25}},
+        {"rate": {"per_second": 2_000_000 / 86400 * k, "burst": 15}},
         {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token},
     )
     markets["ebay"].read = lambda: dict(ebay.items)
@@ -197,6 +199,21 @@ def bound_seconds(market: Market, k: float) -> float:
     if market.name == "walmart":
         return max(0.0, (len(fake.calls("/v3/inventory", method="PUT")) - 200) / (200 / 60 * k))
     return max(0.0, (len(api) - 10) / (10 * k))
+
+
+def converged_at(market: Market, polled: float) -> float:
+    """When the fake started showing every final quantity: the arrival of the last write before the poll that saw it.
+
+    The poll itself runs every 0.5 s, so its time alone would be up to half a second late, a sixth of a
+    burst's ingest time. A write changes the fake's state as it is handled, so the last one before the
+    poll is when the state became final (or later, if no-op writes followed). Feeds change the state
+    when they are processed, after their write: then the poll's time stands.
+    """
+    writes = write_calls(market.name, market.fake)
+    if not writes or any("/feeds" in r.path for r in writes):
+        return polled
+    wall_offset = time.time() - time.monotonic()  # the fakes stamp requests with the monotonic clock
+    return min(polled, max(r.at for r in writes) + wall_offset)
 
 
 def minimum_calls(name: str, n: int) -> int:
@@ -307,7 +324,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 if market.name not in converged:
                     shown = market.read()
                     if all(shown.get(s) == q for s, q in final.items()):
-                        converged[market.name] = now
+                        converged[market.name] = converged_at(market, now)
             if ended is not None and len(converged) == len(markets):
                 break
     finally:

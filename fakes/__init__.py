@@ -15,7 +15,9 @@ Real default limits, and how a benchmark scales them by one factor ``k`` (rates 
 - ``etsy.FakeEtsy(qps=10.0, qpd=10_000, day_seconds=86400.0, token_lifetime=3600.0)``: calls; a
   read and a write per listing changed. Seed with ``add_listing({sku: qty, ...})`` (several SKUs per
   listing model variations); credentials ``{"keystring", "shared_secret", "refresh_token"}``,
-  account ``{"shop_id": str(fake.shop_id)}``.
+  account ``{"shop_id": str(fake.shop_id)}``. The day's quota is a rolling window of ``day_seconds``:
+  ``x-remaining-today`` on every success, a 429 with the window's ``retry-after`` once it is spent
+  (counted in ``day_refusals``).
 
 Each fake counts the throttle answers it sent in ``throttled`` (a benchmark's target is 0).
 """

@@ -22,6 +22,7 @@ import json
 import secrets
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -125,12 +126,19 @@ class Window:
         self.limit = limit
         self.seconds = seconds
         self._now = now
-        self._stamps: list[float] = []
+        self._stamps: deque[float] = deque()
 
     def _trim(self) -> None:
         cutoff = self._now() - self.seconds
         while self._stamps and self._stamps[0] <= cutoff:
-            self._stamps.pop(0)
+            self._stamps.popleft()
+
+    def seconds_until_free(self) -> float:
+        """How long until the window has room for one more (0 if it has now): when its oldest use ages out."""
+        self._trim()
+        if len(self._stamps) < self.limit:
+            return 0.0
+        return max(0.0, self._stamps[len(self._stamps) - self.limit] + self.seconds - self._now())
 
     @property
     def remaining(self) -> int:

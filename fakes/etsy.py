@@ -10,9 +10,12 @@
 - ``GET /v3/application/listings/batch/inventory?listing_ids=1,2,…`` (read-back, ≤100 ids) →
   ``{count, results: [{listing_id, shop_id, state, inventory}]}``; one unknown id makes the whole
   call a 404, as Etsy documents; more than 100 ids or none: 400.
-- ``qps`` per second and ``qpd`` per rolling ``day_seconds``; ``x-limit-per-second``,
-  ``x-remaining-this-second``, ``x-limit-per-day``, ``x-remaining-today`` on every answer; over a
-  limit: 429 with ``retry-after``.
+- ``qps`` per second and ``qpd`` per rolling ``day_seconds`` (Etsy's "rolling 24 h sliding window"):
+  ``x-limit-per-second``, ``x-remaining-this-second``, ``x-limit-per-day``, ``x-remaining-today`` on
+  every answer that was not refused for a limit (the call that spends the day's last one says
+  ``x-remaining-today: 0``). The second is checked first; over it: 429 with ``retry-after: 1``. The
+  day's quota spent: 429 with ``retry-after`` the whole seconds until the oldest call counted ages
+  out of the window (up to 86400), as Etsy answers; refused calls are not counted against the day.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class FakeEtsy(FakeMarketplace):
         self.inventories: dict[int, dict[str, Any]] = {}  # listing id → inventory as GET returns it
         self.states: dict[int, str] = {}
         self._next_id = 100
+        self.day_refusals = 0  # 429s for the day's quota (``throttled`` counts every 429)
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -161,16 +165,24 @@ class FakeEtsy(FakeMarketplace):
             return web.json_response({"error": "Shared secret is required in x-api-key header"}, status=403)
         if not self.tokens.valid(bearer(request)):
             return web.json_response({"error": "invalid_token"}, status=401)
-        if self.day.remaining <= 0 or not self.second.take():
-            self.throttled += 1
-            retry = max(1, math.ceil(self.second.seconds_until()))
-            return web.json_response(
-                {"error": "You have exceeded your quota"},
-                status=429,
-                headers={**self._headers(), "retry-after": str(retry)},
-            )
-        self.day.take()
+        # Etsy checks the per-second limit first; a request over it is refused whatever the day's count.
+        if not self.second.take():
+            return self._refuse(max(1, math.ceil(self.second.seconds_until())), "second")
+        if not self.day.take():
+            self.day_refusals += 1
+            # The day is a rolling window: room comes back when the oldest call counted in it ages out.
+            return self._refuse(min(int(DAY), max(1, math.ceil(self.day.seconds_until_free()))), "day")
         return None
+
+    def _refuse(self, retry_after: int, window: str) -> web.Response:
+        """A 429: ``retry-after`` in whole seconds, and the limits (what is left is only told on a success)."""
+        self.throttled += 1
+        limits = {"x-limit-per-second": str(int(self.qps)), "x-limit-per-day": str(self.qpd)}
+        return web.json_response(
+            {"error": f"You have exceeded your {'daily ' if window == 'day' else ''}quota"},
+            status=429,
+            headers={**limits, "retry-after": str(retry_after)},
+        )
 
     async def shop_listings(self, request: web.Request) -> web.Response:
         refused = self._gate(request)

@@ -12,13 +12,15 @@ import hashlib
 import logging
 import random
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 from . import queue, rules
-from .circuit import HALF_OPEN, CircuitBreaker
+from .circuit import CLOSED, HALF_OPEN, CircuitBreaker
 from .config import ChannelConfig, DispatchConfig
 from .connectors.base import Connector, ItemResult, Update
+from .connectors.quota import QuotaHold
 from .errors import (
     AuthDeliveryError,
     DeliveryError,
@@ -70,6 +72,8 @@ class ChannelWorker:
         # Reading back what the channel shows (relay/readback.py), only while nothing is due; set by the runtime.
         self.readback: ReadBack | None = None
         self.last_success: float | None = None  # wall clock of the last item the channel confirmed
+        self._state_restored = False  # the connector's saved state is read once, before the first push
+        self._next: tuple[str, list[Claimed]] | None = None  # (token, rows) the last settle claimed for the next push
 
     def _enter(self, phase: str) -> None:
         self.phase, self.phase_since = phase, time.monotonic()
@@ -106,20 +110,33 @@ class ChannelWorker:
                         await self.readback.step()
                     continue  # anything that became due meanwhile goes before the next read
                 await self._sleep(stopping, await self._idle_seconds())
+        with contextlib.suppress(StorageError):  # what the last settle claimed is due again at once
+            await self._release_next()
         self._enter("stopped")
 
     async def drain_once(self) -> int:
         """Claim and publish at most one batch; returns how many deliveries it settled (0: nothing due)."""
         wait = self.circuit.seconds_until_probe()
-        if wait > 0:
+        held = self.connector.hold()
+        if wait > 0 or held is not None:
+            await self._release_next()
+            if held is not None and wait <= 0:  # found outside a push (read-back): claim nothing until it is over
+                self._hold(held)
             return 0
+        if not self._state_restored:
+            self.connector.restore_state(await self.store.query(self.connector.read_state))
+            self._state_restored = True
         probing = self.circuit.state == HALF_OPEN
-        limit = 1 if probing else self.connector.batch_size
-        token = secrets.token_hex(16)
         lease = self.settings.lease_seconds
-        claimed = await self.store.write(
-            lambda conn: queue.claim(conn, self.site, self.channel.name, limit, token, lease, self.now())
-        )
+        if self._next is not None:  # claimed by the last settle, in the same commit
+            token, claimed = self._next
+            self._next = None
+        else:
+            limit = 1 if probing else self.connector.batch_size
+            token = secrets.token_hex(16)
+            claimed = await self.store.write(
+                lambda conn: queue.claim(conn, self.site, self.channel.name, limit, token, lease, self.now())
+            )
         if not claimed:
             return 0
         if probing:
@@ -127,11 +144,25 @@ class ChannelWorker:
         outcomes = await self._publish(claimed)
         now = self.now()
         self._enter("settling")
-        settled = await self.store.write(
-            lambda conn: queue.settle(
+        # What the connector must remember (eBay's revision counts) rides in the settle's own transaction.
+        save_state = self.connector.state_saver()
+        # So does the next claim while the channel is healthy: a commit is the worker's dearest step (during a
+        # burst each waits behind ingest's), and claiming in its own commit doubled what each batch waited.
+        next_limit = self.connector.batch_size if self.circuit.state == CLOSED and not self.connector.hold() else 0
+        next_token = secrets.token_hex(16)
+
+        def settle(conn: sqlite3.Connection) -> tuple[int, list[Claimed]]:
+            if save_state is not None:
+                save_state(conn)
+            settled = queue.settle(
                 conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand
             )
-        )
+            if not next_limit:
+                return settled, []
+            return settled, queue.claim(conn, self.site, self.channel.name, next_limit, next_token, lease, now)
+
+        settled, following = await self.store.write(settle)
+        self._next = (next_token, following) if following else None
         if self.on_settled is not None:
             self.on_settled(claimed, outcomes, now)
         return settled
@@ -194,6 +225,7 @@ class ChannelWorker:
         outcomes = []
         successes = transient = 0
         auth_error: AuthDeliveryError | None = None
+        held: QuotaHold | None = None
         for update in updates:
             result = results.get(update.sku) or ItemResult(
                 TransientDeliveryError("the channel gave no answer for this item")
@@ -205,6 +237,11 @@ class ChannelWorker:
             if error is None:
                 successes += 1
                 outcomes.append(Outcome(update.sku, queue.OK, **common))  # type: ignore[arg-type]
+            elif isinstance(error, QuotaHold):
+                # Settled as a pause, like a refused credential: the claim is released and the item keeps its
+                # attempts and first failure, so however long the quota takes to return it is never given up.
+                held = error
+                outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]
             elif isinstance(error, AuthDeliveryError):
                 auth_error = error
                 outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]
@@ -217,17 +254,35 @@ class ChannelWorker:
                 outcomes.append(
                     Outcome(update.sku, queue.TRANSIENT, error=str(error), retry_after=retry_after, **common)  # type: ignore[arg-type]
                 )
+        if successes:
+            self.last_success = self.now()
         if auth_error is not None:
             self.circuit.trip(self.settings.auth_pause_seconds, str(auth_error))
             log.error("%s: paused for %.0f s: %s", self.name, self.settings.auth_pause_seconds, auth_error)
+        elif held is not None:
+            self._hold(held)
         elif successes:
             self.circuit.record_success()
-            self.last_success = self.now()
         elif transient:
             self.circuit.record_failure(outcomes[-1].error)
         else:  # every item permanent or pending: the channel itself answered, so it is healthy
             self.circuit.record_success()
         return outcomes
+
+    async def _release_next(self) -> None:
+        """Give back a claim made for a push that is not going to happen now (the channel was paused since)."""
+        if self._next is not None:
+            token, _ = self._next
+            self._next = None
+            await self.store.write(lambda conn: queue.release(conn, [token]))
+
+    def _hold(self, held: QuotaHold) -> None:
+        """Open the circuit for as long as the quota is spent: the reason shows in status, and when it is over
+        the usual probe (one item) finds out whether the quota really returned."""
+        seconds = max(held.retry_after or 0.0, 0.001)
+        if self.circuit.reason != held.message:  # the hold is extended by each probe it refuses: say so once
+            log.warning("%s: held for %.0f s: %s", self.name, seconds, held)
+        self.circuit.trip(seconds, held.message)
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next retry is due, a wake-up, or the idle poll, whichever comes first."""

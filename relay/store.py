@@ -176,6 +176,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX dead_letters_open_sku ON dead_letters (site, sku, channel) WHERE resolved_at IS NULL;
     CREATE INDEX dead_letters_open_event ON dead_letters (event_seq) WHERE resolved_at IS NULL;
     """,
+    # 5: eBay's revisions per listing per calendar day (250 allowed), counted by the connector
+    # (relay/connectors/revisions.py) so a restarted relay still holds back a SKU that used them all.
+    # One row per SKU: a new day's count replaces the old one.
+    """
+    CREATE TABLE revisions (
+        site      TEXT    NOT NULL,
+        channel   TEXT    NOT NULL,
+        sku       TEXT    NOT NULL,        -- the channel's SKU
+        day       TEXT    NOT NULL,        -- the marketplace's calendar day (eBay: Pacific time), ISO date
+        revisions INTEGER NOT NULL,
+        PRIMARY KEY (site, channel, sku)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

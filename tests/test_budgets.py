@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from relay import connectors
 from relay.circuit import CircuitBreaker
+from relay.config import ChannelConfig, RateLimit
 from relay.connectors.base import TokenAuth
 from relay.connectors.webhook import retry_after_seconds
 from relay.errors import AuthDeliveryError
@@ -174,3 +177,27 @@ def test_old_request_ids_are_pruned(tmp_path: Path) -> None:
     conn.executemany("INSERT INTO requests VALUES ('s', ?, '{}', ?)", [(f"m{i}", float(i)) for i in range(10)])
     assert prune_request_ids(conn, older_than=6.0) == 6
     assert [r[0] for r in conn.execute("SELECT msg_id FROM requests ORDER BY received_at")] == ["m6", "m7", "m8", "m9"]
+
+
+async def test_claims_grow_with_the_rate_they_are_sized_for() -> None:
+    """Etsy's batch_size holds about 5 s of calls at the default rate: a budget 15 times faster claims 15 times as
+    many SKUs (at most 1,000), one slowed by a throttle no fewer than batch_size; TikTok's stays as configured.
+    Amazon and TikTok keep no more calls in flight than their burst."""
+
+    def make(kind: str, batch: int, rate: float, burst: int, account: dict[str, str]) -> Any:
+        config = ChannelConfig(name=kind, type=kind, batch_size=batch, rate=RateLimit(rate, burst), account=account)
+        return connectors.build("main", config, session)
+
+    async with aiohttp.ClientSession() as session:
+        etsy = make("etsy", 25, 10.0, 10, {"shop_id": "1"})
+        assert etsy.batch_size == 25
+        etsy = make("etsy", 25, 150.0, 150, {"shop_id": "1"})
+        assert etsy.batch_size == 375
+        etsy.budget.throttled()
+        assert etsy.batch_size == 187
+        assert make("tiktok", 250, 150.0, 5, {}).batch_size == 250
+        assert make("tiktok", 250, 150.0, 5, {}).concurrency() == 5
+        assert make("tiktok", 250, 10.0, 10, {}).concurrency() == 8
+        amazon = {"seller_id": "A1", "marketplace_id": "M1"}
+        assert make("amazon", 1000, 75.0, 2, amazon).single_concurrency() == 2
+        assert make("amazon", 1000, 5.0, 50, amazon).single_concurrency() == 8

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fakes.ebay import FakeEbay
+from relay.config import RateLimit
 from relay.connectors.ebay import RevisionBudget
 
 from .marketplaces import audit_text, channel, dead_reasons, marketplace_config, send, settle, states, store_credentials
@@ -45,10 +46,34 @@ async def test_packs_25_skus_per_call(start_relay, tmp_path: Path, ebay: FakeEba
     r = await start(start_relay, tmp_path, ebay)
     await send(r, [(sku, i) for i, sku in enumerate(skus)])
     await settle(r)
-    assert [len(c["requests"]) for c in bulk_calls(ebay)] == [25, 5]
+    assert sorted(len(c["requests"]) for c in bulk_calls(ebay)) == [5, 25]
     assert all(ebay.items[sku] == i for i, sku in enumerate(skus))
     assert bulk_calls(ebay)[0]["requests"][0] == {"sku": "S00", "shipToLocationAvailability": {"quantity": 0}}
     assert ebay.calls("bulk_update")[0].headers["authorization"].startswith("Bearer ")
+
+
+async def test_a_claim_holds_up_to_four_calls(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
+    """A claim is up to 4 bulk calls (100 SKUs) sent one after another, never more than a second of the budget (at
+    2 calls/s, 50 SKUs); a call that fails (503) gives its SKUs and the rest of the claim back, uncalled."""
+    skus = [f"S{i:03d}" for i in range(120)]
+    for sku in skus:
+        ebay.add_item(sku, 1)
+    config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, batch_size=25, rate=RateLimit(2, 25)))
+    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
+    store_credentials(config, "main/ebay", creds)
+    r = await start_relay(config)
+    worker = r.relay.workers[("main", "ebay")]
+    assert worker.connector.batch_size == 50
+    worker.connector.budget.adopt(100, 25)
+    assert worker.connector.batch_size == 100
+    await send(r, [(sku, i) for i, sku in enumerate(skus)])
+    ebay.fail_next(1, 503, path="bulk_update", body={"errors": []})
+    assert await worker.drain_once() == 100
+    assert [len(c["requests"]) for c in bulk_calls(ebay)] == [25]  # the first call failed: nothing more was sent
+    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE last_error LIKE 'eBay answered 503%'") == 100
+    await settle(r)
+    assert all(ebay.items[sku] == i for i, sku in enumerate(skus))
+    assert max(len(c["requests"]) for c in bulk_calls(ebay)) == 25
 
 
 async def test_207_retries_transient_items_and_dead_letters_permanent(start_relay, tmp_path: Path, ebay) -> None:
@@ -141,3 +166,66 @@ async def test_sku_over_its_revisions_is_held_back(start_relay, tmp_path: Path, 
     assert [sorted(x["sku"] for x in c["requests"]) for c in bulk_calls(ebay)] == [["B"]]
     error = await r.count("SELECT last_error FROM deliveries WHERE sku = 'A'")
     assert "250 revisions" in error
+
+
+async def test_revision_budget_survives_a_restart(start_relay, tmp_path: Path, ebay) -> None:
+    """The day's revision counts are in SQLite: a relay started again on the same file still holds back a SKU
+    that used its 250, while a SKU with revisions left goes out."""
+    for sku in ("A", "B"):
+        ebay.add_item(sku)
+    r = await start(start_relay, tmp_path, ebay)
+    connector = r.relay.workers[("main", "ebay")].connector
+    now = dt.datetime.now(dt.UTC)
+    for _ in range(249):  # revisions made earlier today; the push below makes the 250th, for real
+        connector.revisions.spend("A", now)
+    await send(r, [("A", 5), ("B", 6)])
+    await settle(r)
+    assert ebay.items == {"A": 5, "B": 6}
+    saved = await r.relay.store.read("SELECT sku, day, revisions FROM revisions ORDER BY sku", ())
+    day = connector.revisions.today(now).isoformat()
+    assert [tuple(row) for row in saved] == [("A", day, 250), ("B", day, 1)]
+    await r.relay.stop()
+
+    again = await start_relay(r.relay.config)  # a new relay, a new connector, the same SQLite file
+    await send(again, [("A", 7), ("B", 8)], version=2)
+    await again.drain()
+    assert [sorted(x["sku"] for x in c["requests"]) for c in bulk_calls(ebay)][-1] == ["B"]
+    assert ebay.items == {"A": 5, "B": 8}
+    assert await states(again) == {"A": "pending", "B": "delivered"}
+    assert "250 revisions" in await again.count("SELECT last_error FROM deliveries WHERE sku = 'A'")
+    assert await again.count("SELECT revisions FROM revisions WHERE sku = 'B'") == 2
+
+
+def test_revision_counts_of_an_earlier_day_are_not_restored() -> None:
+    """Yesterday's counts in the database do not hold anything back today; a count made since loading stays."""
+    budget = RevisionBudget(limit=2)
+    noon = dt.datetime(2026, 3, 2, 20, 0, tzinfo=dt.UTC)
+    budget.spend("A", noon)
+    budget.restore(budget.today(noon), {"A": 0, "B": 2})
+    assert not budget.exhausted("A", noon) and budget.exhausted("B", noon)
+    assert budget.take_unsaved() == (budget.today(noon), {"A": 1}) and budget.take_unsaved() is None
+    tomorrow = noon + dt.timedelta(days=1)
+    assert not budget.exhausted("B", tomorrow)
+    budget.restore(budget.today(noon), {"B": 2})  # a load for a day already over changes nothing
+    assert not budget.exhausted("B", tomorrow)
+
+
+async def test_a_backlog_costs_one_commit_per_batch(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
+    """While there is more to send, the settle of one batch claims the next in the same commit: after the first
+    batch, two more cost two settles and the claim that finds nothing (three commits, not five), and nothing is
+    left claimed afterwards."""
+    skus = [f"S{i:02d}" for i in range(15)]
+    for sku in skus:
+        ebay.add_item(sku)
+    config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, batch_size=5, rate=RateLimit(1, 3)))
+    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
+    store_credentials(config, "main/ebay", creds)
+    r = await start_relay(config)
+    await send(r, [(sku, i + 1) for i, sku in enumerate(skus)])
+    worker = r.relay.workers[("main", "ebay")]
+    await worker.drain_once()  # the first claim also reads the saved revision counts: not part of what is counted
+    before = r.relay.store.groups_committed
+    assert await worker.drain() == 10
+    assert r.relay.store.groups_committed - before == 3  # two settles (each claiming the next) and an empty claim
+    assert all(ebay.items[sku] == i + 1 for i, sku in enumerate(skus))
+    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from fakes.etsy import FakeEtsy
+from relay.operator_api import site_status
 
 from .marketplaces import audit_text, channel, dead_reasons, marketplace_config, send, settle, states, store_credentials
 
@@ -128,3 +131,101 @@ async def test_expired_token_is_refreshed_and_the_retry_succeeds(start_relay, tm
     assert etsy.tokens.issued == issued + 1, "exactly one refresh"
     assert await states(r) == {"A": "delivered"}
     assert r.relay.workers[("main", "etsy")].circuit.state == "closed"
+
+
+# --- the day's quota -------------------------------------------------------------------------------
+
+
+async def wait_delivered(r, rounds: int = 300) -> None:
+    """Drain until nothing is pending, waiting out a quota hold (bounded by rounds of 50 ms, not a deadline)."""
+    for _ in range(rounds):
+        await r.drain()
+        if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("deliveries still pending")
+
+
+async def test_fake_etsy_counts_a_rolling_day() -> None:
+    """The fake's contract: x-remaining-today on every success, down to 0; then 429 with the retry-after of the
+    oldest call leaving the window; room again once it has."""
+    fake = FakeEtsy(qpd=3, day_seconds=1.0)
+    listing = fake.add_listing({"A": 1})
+    await fake.start()
+    try:
+        token, _ = fake.tokens.issue()
+        headers = {"x-api-key": f"{fake.keystring}:{fake.shared_secret}", "Authorization": f"Bearer {token}"}
+        url = f"{fake.url}/v3/application/listings/{listing}/inventory"
+        async with aiohttp.ClientSession() as session:
+
+            async def get() -> tuple[int, dict[str, str]]:
+                async with session.get(url, headers=headers) as response:
+                    return response.status, {k.lower(): v for k, v in response.headers.items()}
+
+            answers = [await get() for _ in range(4)]
+            assert [a[0] for a in answers] == [200, 200, 200, 429]
+            assert [a[1]["x-remaining-today"] for a in answers[:3]] == ["2", "1", "0"]
+            assert answers[3][1]["retry-after"] == "1" and "x-remaining-today" not in answers[3][1]
+            await asyncio.sleep(1.05)
+            status, after = await get()
+            assert status == 200 and after["x-remaining-today"] == "2"  # the refused call was not counted
+    finally:
+        await fake.stop()
+    assert fake.day_refusals == 1
+
+
+async def test_spent_daily_quota_holds_the_channel_and_it_resumes_by_itself(start_relay, tmp_path: Path) -> None:
+    """x-remaining-today: 0 holds the channel: no call until the quota returns, the reason in status, the held
+    items pending with no attempt counted; then it resumes alone and delivers everything, nothing dead-lettered."""
+    etsy = FakeEtsy(qpd=8, day_seconds=1.5)  # the scan (5 pages) and listing A (2) leave one call: B's read
+    await etsy.start()
+    try:
+        for sku in ("A", "B", "C"):
+            etsy.add_listing({sku: 1})
+        r = await start(start_relay, tmp_path, etsy)
+        worker = r.relay.workers[("main", "etsy")]
+        worker.connector.quota_probe_seconds = 0.3  # a minute in production; the window here is 1.5 s
+        await send(r, [("A", 4), ("B", 5), ("C", 6)])
+        await r.drain()
+        assert await states(r) == {"A": "delivered", "B": "pending", "C": "pending"}
+        assert etsy.quantity("A") == 4 and etsy.quantity("B") == 1
+        calls = len(etsy.requests)
+        assert etsy.day_refusals == 0 and len(etsy.calls("/v3/application/")) == 8, "held before being refused"
+        status = await site_status(r.relay, r.relay.config.sites[0])
+        row = status["channels"][0]
+        assert row["circuit"] == "open" and "daily quota" in row["circuit_reason"]
+        assert row["circuit_retry_in"] is not None and row["circuit_retry_in"] > 0
+        held = await r.relay.store.read("SELECT attempts, last_error FROM deliveries WHERE sku IN ('B', 'C')", ())
+        assert all(attempts == 0 and "daily quota" in error for attempts, error in held)
+        await r.drain()
+        assert len(etsy.requests) == calls, "no call while held"
+        await wait_delivered(r)
+    finally:
+        await etsy.stop()
+    assert [etsy.quantity(s) for s in ("A", "B", "C")] == [4, 5, 6]
+    assert await dead_reasons(r) == {}
+    assert etsy.day_refusals <= 1, "at most the probe is refused; then the 429's retry-after is waited out"
+    assert worker.circuit.state == "closed" and worker.connector.budget.throttles == 0
+
+
+async def test_429_for_the_day_holds_for_its_retry_after(start_relay, tmp_path: Path) -> None:
+    """Another app of the same key spent the day: the first call's 429 (retry-after 2 s) holds the channel that
+    long, without halving its per-second budget or retrying item by item; then the update goes through."""
+    etsy = FakeEtsy(qpd=8, day_seconds=2.0)  # room, once the day returns, for the scan (5), a read and a write
+    await etsy.start()
+    try:
+        etsy.add_listing({"A": 1})
+        for _ in range(8):
+            etsy.day.take()
+        r = await start(start_relay, tmp_path, etsy)
+        worker = r.relay.workers[("main", "etsy")]
+        await send(r, [("A", 7)])
+        await r.drain()
+        assert etsy.day_refusals == 1 and await states(r) == {"A": "pending"}
+        assert "retry-after 2 s" in worker.circuit.reason and worker.circuit.seconds_until_probe() > 1.0
+        assert worker.connector.budget.throttles == 0 and worker.connector.budget.rate == worker.channel.rate.per_second
+        await wait_delivered(r)
+    finally:
+        await etsy.stop()
+    assert etsy.quantity("A") == 7 and etsy.day_refusals == 1
+    assert await dead_reasons(r) == {}

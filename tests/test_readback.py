@@ -24,6 +24,7 @@ from relay.config import ChannelConfig, RateLimit
 from relay.connectors import build
 from relay.connectors.amazon import AmazonConnector
 from relay.connectors.base import Connector, Update
+from relay.connectors.quota import QuotaHold
 from relay.errors import TransientDeliveryError
 from relay.vault import Vault
 
@@ -455,14 +456,24 @@ async def test_etsy_listing_gone_fails_the_read_once_then_it_is_none(make: Make,
 
 
 async def test_etsy_read_throttled(make: Make, etsy: FakeEtsy) -> None:
-    """A 429 with retry-after is transient with that wait and slows the budget."""
+    """A 429 for the second (retry-after 1) is transient with that wait and slows the budget; one for the day
+    (retry-after an hour) holds the connector instead: the budget keeps its rate, and nothing is called meanwhile."""
     etsy.add_listing({"A": 4})
     connector = etsy_connector(make, etsy)
     await read(connector, ["A"])
-    etsy.fail_next(1, 429, headers={"retry-after": "5"}, body={"error": "quota"}, path="/batch/inventory")
+    etsy.fail_next(1, 429, headers={"retry-after": "1"}, body={"error": "quota"}, path="/batch/inventory")
     with pytest.raises(TransientDeliveryError) as caught:
         await connector.read(["A"])
-    assert caught.value.retry_after == 5.0 and connector.budget.throttles == 1
+    assert caught.value.retry_after == 1.0 and connector.budget.throttles == 1
+    assert connector.hold() is None
+    etsy.fail_next(1, 429, headers={"retry-after": "3600"}, body={"error": "daily quota"}, path="/batch/inventory")
+    with pytest.raises(QuotaHold) as held:
+        await connector.read(["A"])
+    assert 3590 < (held.value.retry_after or 0) <= 3600 and connector.budget.throttles == 1
+    calls = len(etsy.requests)
+    with pytest.raises(QuotaHold):
+        await connector.read(["A"])
+    assert len(etsy.requests) == calls and connector.hold() is not None
 
 
 async def test_etsy_read_refreshes_an_expired_token_once(make: Make, etsy: FakeEtsy) -> None:

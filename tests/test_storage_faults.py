@@ -71,11 +71,12 @@ def write_config(tmp_path: Path, state_dir: Path, receiver_url: str) -> Path:
 def fill(disk: Path) -> Path:
     """Fill the filesystem to the last byte with one file; deleting it gives the space back."""
     filler = disk / "filler"
-    with open(filler, "wb") as out:
+    # Unbuffered: a buffered writer keeps the part of the last write that did not fit and fails again at
+    # close, which made this depend on whether the free space happened to be a multiple of the chunk.
+    with open(filler, "wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * 65536)
-                out.flush()
         except OSError:
             pass
     return filler

@@ -9,11 +9,12 @@ marketplace connectors need: a batch size, a rate budget that learns from thrott
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -21,6 +22,9 @@ from ..config import ChannelConfig
 from ..errors import AuthDeliveryError, ConfigError, DeliveryError
 from ..ratelimit import RateBudget
 from ..vault import Credentials, Vault
+from .quota import QuotaHold
+
+MAX_CLAIM = 1000  # SKUs a claim grown with the rate holds at most: the largest batch_size the config allows
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +78,40 @@ class Connector(ABC):
     def batch_size(self) -> int:
         return self.config.batch_size
 
+    def rate_scaled_batch(self, default_rate: float) -> int:
+        """``batch_size`` for a connector whose claim is sized for the marketplace's default rate: a budget k times
+        faster (an upgraded app, a marketplace's dynamic limit) claims k times as many SKUs, at most ``MAX_CLAIM``.
+
+        Each claim and each settle is a database commit whatever its size, and while the shop sends a burst
+        each waits behind ingest's commits; a claim that holds a fixed number of SKUs holds ever fewer seconds
+        of calls as the rate grows, until the worker spends more time committing than calling.
+        """
+        faster = max(1.0, self.budget.rate / default_rate) if default_rate > 0 else 1.0
+        return max(1, min(max(MAX_CLAIM, self.config.batch_size), int(self.config.batch_size * faster)))
+
     def cost(self, updates: Sequence[Update]) -> float:
         """API calls ``push`` will make for this batch (what the rate budget is charged)."""
         return 1.0
+
+    # What a connector keeps across restarts (eBay's revision counts). The worker reads it once, before the
+    # first push, and writes what changed inside the transaction that settles the batch that changed it.
+    def read_state(self, conn: sqlite3.Connection) -> Any:
+        """Read the connector's saved state (on a read-only connection, off the event loop); return it as data."""
+        return None
+
+    def restore_state(self, state: Any) -> None:  # noqa: B027 - optional hook, like close
+        """Adopt what ``read_state`` returned (on the event loop)."""
+
+    def state_saver(self) -> Callable[[sqlite3.Connection], None] | None:
+        """A write job for what changed since the last call, or None when nothing did."""
+        return None
+
+    def hold(self) -> QuotaHold | None:
+        """The hold in force while the marketplace's quota for a long window is spent (``relay/connectors/quota.py``).
+
+        The dispatcher claims nothing while there is one, so a hold found by read-back stops pushes too.
+        """
+        return None
 
     @abstractmethod
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:

@@ -13,6 +13,11 @@ every few minutes) is a permanent error naming the shop.
 Limits: 10 queries/s and 10,000 per rolling day per app (defaults; the developer portal shows an
 app's own). Every call is charged to the budget, and ``x-remaining-this-second`` /
 ``x-remaining-today`` can only lower what it believes is left; a 429 honours ``retry-after``.
+The day's quota spent (a success saying ``x-remaining-today: 0``, or a 429 whose ``retry-after`` is
+longer than the one-second window the per-second limit works in) holds the whole channel
+(``quota.py``): no call until the quota returns, the items stay pending. Etsy's day is a rolling
+window, so after a success that spent it the relay cannot know when it returns: it probes once a
+minute, and the 429 that probe gets says exactly how long to wait.
 
 Answers: 401 → refresh once, then pause; 403 → pause; 429 and 5xx → retry; 400 and 404 → dead
 letter (a 404 also forgets the cached listing, so a replay looks the SKU up again).
@@ -35,17 +40,21 @@ from typing import Any
 
 import aiohttp
 
-from ..config import ChannelConfig
+from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, TokenAuth, Update
+from .quota import QuotaGate, QuotaHold
 
 PAGE = 100
 RESCAN_SECONDS = 300.0
 STATES = ("active", "sold_out", "inactive", "draft", "expired")
 MAX_QUANTITY = 999  # Etsy's largest offering quantity
 BATCH_READ = 100  # listing ids per batch inventory read
+DEFAULT_RATE = TYPE_DEFAULTS["etsy"][1]  # the rate batch_size is sized for (see Connector.rate_scaled_batch)
+QPS_WINDOW = 1.0  # the per-second limit's retry-after is at most this; a longer one means the day's quota
+QUOTA_PROBE_SECONDS = 60.0  # how long to hold when a success spent the day's quota (Etsy says no retry-after then)
 
 
 class EtsyConnector(Connector):
@@ -65,6 +74,15 @@ class EtsyConnector(Connector):
         self.auth = TokenAuth(self._fetch_token)
         self._api_key = ""
         self._secrets: set[str] = set()
+        self.quota = QuotaGate()
+        self.quota_probe_seconds = QUOTA_PROBE_SECONDS
+
+    def hold(self) -> QuotaHold | None:
+        return self.quota.active()
+
+    @property
+    def batch_size(self) -> int:
+        return self.rate_scaled_batch(DEFAULT_RATE)
 
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # a read and a write per listing: push charges each call as it makes it
@@ -97,8 +115,10 @@ class EtsyConnector(Connector):
     ) -> Any:
         """One call, charged unless the caller ``charged`` it already; returns the parsed body of a 2xx or raises
         the classified error."""
+        self.quota.check()  # the day's quota is spent: a call now would only be refused
         if not charged:
             await self.budget.acquire(1.0)
+            self.quota.check()  # spent by a concurrent call while this one waited for the budget
 
         async def call(token: str) -> http.Answer:
             headers = {"x-api-key": self._api_key, "Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -119,6 +139,12 @@ class EtsyConnector(Connector):
         doc = answer.json()
         if 200 <= status < 300:
             self.budget.succeeded()
+            if _remaining_today(answer) == 0:  # this call took the last one: hold before the next is refused
+                self.quota.hold(
+                    self.quota_probe_seconds,
+                    "Etsy's daily quota of API calls is spent (x-remaining-today: 0); the channel is held and"
+                    f" tries again in {self.quota_probe_seconds:g} s, nothing is lost",
+                )
             return doc
         message = str(doc.get("error") or "") if isinstance(doc, dict) else ""
         if status == 403:
@@ -127,6 +153,13 @@ class EtsyConnector(Connector):
                 " check the app's listings_r and listings_w scopes and shop",
                 http_status=status,
                 excerpt=snippet,
+            )
+        if status == 429 and _daily_quota_spent(answer):
+            wait = answer.retry_after or self.quota_probe_seconds
+            raise self.quota.hold(
+                wait,
+                f"Etsy's daily quota of API calls is spent (429, retry-after {wait:g} s); the channel is held"
+                " until it returns, nothing is lost",
             )
         if status == 429 or status >= 500:
             if status == 429:
@@ -149,8 +182,12 @@ class EtsyConnector(Connector):
     # --- SKU → listing ------------------------------------------------------------------------
 
     async def _scan(self) -> None:
-        """Read every listing of the shop, in every state a stocked product can be in, for its SKUs."""
-        self.scanned_at = time.monotonic()
+        """Read every listing of the shop, in every state a stocked product can be in, for its SKUs.
+
+        Only a scan that read every page counts as done: one cut short (a 429, a quota hold) must not stop the
+        next push from scanning again, or the SKUs it did not reach would be dead-lettered as not listed.
+        """
+        started = time.monotonic()
         pages = 0
         for state in STATES:
             offset = 0
@@ -165,6 +202,7 @@ class EtsyConnector(Connector):
                 offset += PAGE
                 if len(results) < PAGE or offset >= int((doc or {}).get("count") or 0):
                     break
+        self.scanned_at = started
         self.scan_pages = pages
 
     def _scan_due(self, skus: Sequence[str]) -> bool:
@@ -313,3 +351,14 @@ class EtsyConnector(Connector):
         for sku in skus:
             self.listings.pop(sku, None)
         self.scanned_at = float("-inf")  # the next read (or push) rescans, whatever the rescan interval
+
+
+def _remaining_today(answer: http.Answer) -> int | None:
+    value = (answer.header("x-remaining-today") or "").strip()
+    return int(value) if value.lstrip("-").isdigit() else None
+
+
+def _daily_quota_spent(answer: http.Answer) -> bool:
+    """A 429 for the day's quota rather than the second's: Etsy checks the second first, and its pause ends
+    within a second; the day's is "up to 86400" s. A 429 that also says nothing is left today is the day's too."""
+    return (answer.retry_after or 0.0) > QPS_WINDOW or _remaining_today(answer) == 0

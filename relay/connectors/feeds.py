@@ -96,6 +96,16 @@ class FeedConnector(Connector):
     def feed_threshold(self) -> int:
         return max(self.single_chunk(), int(self.budget.rate * self.feed_after_seconds))
 
+    def single_concurrency(self) -> int:
+        """Single calls in flight at once: never more than the budget's burst.
+
+        The budget paces when calls leave, but the marketplace counts them when they arrive. Calls in flight
+        while the marketplace is slow to answer arrive together when it catches up, and more of them than the
+        burst it allows are throttled (seen in the drain bench: three 429s at once after a stall). Held to the
+        burst, a pile-up is at most what the marketplace's bucket takes at once.
+        """
+        return max(1, min(SINGLE_CONCURRENCY, int(self.budget.bucket.burst)))
+
     def feed_free(self) -> bool:
         return self.feed_budget.bucket.wait_time(1.0) <= 0
 
@@ -187,7 +197,7 @@ class FeedConnector(Connector):
         for u in updates[chunk:]:
             results[u.sku] = ItemResult(PendingDeliveryError("not sent yet: the single-call budget is spent"))
         updates = updates[:chunk]
-        gate = asyncio.Semaphore(SINGLE_CONCURRENCY)
+        gate = asyncio.Semaphore(self.single_concurrency())
 
         async def one(update: Update) -> None:
             async with gate:

@@ -8,6 +8,8 @@ key is derived from the batch's idempotency keys, so a retry of the same batch i
 Shopify instead of applied twice. Versions before 2026-01 get ``ignoreCompareQuantity: true``.
 
 SKU → inventory item is resolved with ``productVariants(query: "sku:…")`` in bulk and cached.
+The exchange itself (tokens, sending a query, judging its answer, learning the bucket) is
+``shopify_api.ShopifyAdmin``.
 
 Budget: Shopify limits by *cost points* per app and store (Standard plan 100 points/s), so this
 channel's ``rate`` is in points. Every answer's ``extensions.cost.throttleStatus`` tells the real
@@ -34,20 +36,17 @@ from typing import Any
 import aiohttp
 
 from ..config import ChannelConfig
-from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
-from . import http
-from .base import Connector, ItemResult, TokenAuth, Update
+from .base import Connector, ItemResult, Update
+from .shopify_api import SET_COST, ShopifyAdmin
 from .webhook import excerpt
 
 API_VERSION = "2026-04"
 MAX_BATCH = 250  # every GraphQL input array is capped at 250 items
-SET_COST = 10.0  # a mutation's requested cost
 LOOKUP_CHUNK = 50  # SKUs per productVariants search
 READ_BATCH = 100  # SKUs per read: 100 items × 3 objects ≈ 300 points, well under a query's 1,000
-NEVER_EXPIRES = 10 * 365 * 86400.0
 STALE = {"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"}
-PAUSE_CODES = {"ACCESS_DENIED", "UNAUTHORIZED", "FORBIDDEN"}
 
 SET_MUTATION = """mutation StockRelaySet($input: InventorySetQuantitiesInput!) {
   inventorySetQuantities(input: $input)%s {
@@ -112,8 +111,9 @@ class ShopifyConnector(Connector):
         self.version = config.account.get("api_version") or API_VERSION
         self.location = gid("Location", config.account.get("location_id", ""))
         self.items: dict[str, str] = {}  # channel SKU → inventory item GID
-        self.auth = TokenAuth(self._fetch_token)
-        self._secrets: set[str] = set()
+        timeout = config.timeout_seconds
+        self.api = ShopifyAdmin(session, self.base, self.version, self.credentials, self.budget, timeout)
+        self.auth = self.api.auth
 
     @property
     def batch_size(self) -> int:
@@ -124,134 +124,7 @@ class ShopifyConnector(Connector):
 
     @property
     def graphql_url(self) -> str:
-        return f"{self.base}/admin/api/{self.version}/graphql.json"
-
-    # --- auth ----------------------------------------------------------------------------------
-
-    async def _fetch_token(self) -> tuple[str, float]:
-        """A legacy ``access_token`` never expires; a client-credentials or rotating refresh grant does."""
-        creds = await http.load_credentials(self.credentials, (), "Shopify")
-        self._secrets.update(v for v in creds.values() if v)
-        url = f"{self.base}/admin/oauth/access_token"
-        timeout = self.config.timeout_seconds
-        if creds.get("refresh_token"):
-            form = {
-                "client_id": creds.get("client_id", ""),
-                "client_secret": creds.get("client_secret", ""),
-                "grant_type": "refresh_token",
-                "refresh_token": creds["refresh_token"],
-            }
-            doc = await http.token_grant(self.session, url, form, what="Shopify", timeout=timeout)
-            # The refresh token rotates on every use: persist the new one before using the access token.
-            if doc.get("refresh_token"):
-                self._secrets.add(str(doc["refresh_token"]))
-                await self.credentials.save({**creds, "refresh_token": str(doc["refresh_token"])})
-        elif creds.get("client_id") and creds.get("client_secret"):
-            form = {
-                "client_id": creds["client_id"],
-                "client_secret": creds["client_secret"],
-                "grant_type": "client_credentials",
-            }
-            doc = await http.token_grant(self.session, url, form, what="Shopify", timeout=timeout)
-        elif creds.get("access_token"):
-            return creds["access_token"], NEVER_EXPIRES
-        else:
-            raise AuthDeliveryError(
-                f"the Shopify credentials {self.credentials.name} need access_token,"
-                " or client_id and client_secret (and refresh_token for expiring offline tokens)"
-            )
-        token = str(doc["access_token"])
-        self._secrets.add(token)
-        return token, http.lifetime(doc, 3600.0)
-
-    # --- one GraphQL call ----------------------------------------------------------------------
-
-    async def _graphql(self, query: str, variables: Mapping[str, Any]) -> Any:
-        body = {"query": query, "variables": dict(variables)}
-
-        async def call(token: str) -> http.Answer:
-            headers = {"X-Shopify-Access-Token": token, "Content-Type": "application/json"}
-            return await http.send(
-                self.session,
-                "POST",
-                self.graphql_url,
-                timeout=self.config.timeout_seconds,
-                what="Shopify",
-                headers=headers,
-                json_body=body,
-            )
-
-        answer = await http.with_token(self.auth, call, "Shopify")
-        snippet = http.scrub(answer.text, self._secrets)
-        status = answer.status
-        if status == 403:
-            raise AuthDeliveryError(
-                "Shopify refused the app (403): a scope is missing (write_inventory, read_products);"
-                " re-authorize the app",
-                http_status=status,
-                excerpt=snippet,
-            )
-        if status == 429 or status >= 500:
-            if status == 429:
-                self.budget.throttled(answer.retry_after)
-            raise TransientDeliveryError(
-                f"Shopify answered {status}", answer.retry_after, http_status=status, excerpt=snippet
-            )
-        if status >= 400:
-            raise PermanentDeliveryError(
-                f"Shopify rejected the request ({status})", http_status=status, excerpt=snippet
-            )
-        doc = answer.json()
-        if not isinstance(doc, dict):
-            raise TransientDeliveryError("Shopify's answer was not JSON", http_status=status, excerpt=snippet)
-        wait = self._learn(doc.get("extensions"))
-        errors = doc.get("errors")
-        if errors:
-            self._raise_for_errors(errors, wait, status, snippet)
-        if doc.get("data") is None:
-            raise TransientDeliveryError("Shopify's answer held no data", http_status=status, excerpt=snippet)
-        return doc["data"]
-
-    def _learn(self, extensions: Any) -> float | None:
-        """Adopt the real bucket from ``throttleStatus``; returns how long the last query's cost takes to restore."""
-        cost = extensions.get("cost") if isinstance(extensions, dict) else None
-        status = cost.get("throttleStatus") if isinstance(cost, dict) else None
-        if not isinstance(status, dict):
-            return None
-        try:
-            maximum = float(status["maximumAvailable"])
-            available = float(status["currentlyAvailable"])
-            restore = float(status["restoreRate"])
-            requested = float(cost.get("requestedQueryCost") or SET_COST) if isinstance(cost, dict) else SET_COST
-        except (KeyError, TypeError, ValueError):
-            return None
-        if restore <= 0 or maximum <= 0:
-            return None
-        self.budget.adopt(restore, maximum)
-        self.budget.observe_remaining(available)
-        return max(0.0, (requested - available) / restore)
-
-    def _raise_for_errors(self, errors: Any, wait: float | None, status: int, snippet: str) -> None:
-        codes = set()
-        for error in errors if isinstance(errors, list) else [errors]:
-            ext = error.get("extensions") if isinstance(error, dict) else None
-            codes.add(str(ext.get("code")) if isinstance(ext, dict) else "")
-        if "THROTTLED" in codes:
-            self.budget.throttled(wait)
-            raise TransientDeliveryError(
-                "Shopify throttled the call (THROTTLED)", wait, http_status=status, excerpt=snippet
-            )
-        if codes & PAUSE_CODES:
-            raise AuthDeliveryError(
-                "Shopify denied access; check the app's scopes", http_status=status, excerpt=snippet
-            )
-        if "INTERNAL_SERVER_ERROR" in codes:
-            raise TransientDeliveryError("Shopify had an internal error", http_status=status, excerpt=snippet)
-        raise PermanentDeliveryError(
-            f"Shopify refused the query ({', '.join(sorted(c for c in codes if c)) or 'error'})",
-            http_status=status,
-            excerpt=snippet,
-        )
+        return self.api.graphql_url
 
     # --- SKU resolution ------------------------------------------------------------------------
 
@@ -269,7 +142,7 @@ class ShopifyConnector(Connector):
             if not charged:
                 await self.budget.acquire(lookup_cost(first))
             query = " OR ".join(search_term(s) for s in chunk)
-            data = await self._graphql(LOOKUP_QUERY, {"first": first, "query": query})
+            data = await self.api.graphql(LOOKUP_QUERY, {"first": first, "query": query})
             found: dict[str, list[str]] = {}
             nodes = ((data or {}).get("productVariants") or {}).get("nodes") or []
             for node in nodes:
@@ -326,7 +199,7 @@ class ShopifyConnector(Connector):
         if not ready:
             return results
         query, variables = self.mutation(ready)
-        data = await self._graphql(query, variables)
+        data = await self.api.graphql(query, variables)
         self.budget.succeeded()
         outcome = (data or {}).get("inventorySetQuantities") or {}
         results.update(self._judge(ready, outcome))
@@ -346,7 +219,7 @@ class ShopifyConnector(Connector):
         available: dict[str, int] = {}
         for start in range(0, len(items), READ_BATCH):
             ids = items[start : start + READ_BATCH]
-            data = await self._graphql(READ_QUERY, {"ids": ids, "locationId": self.location})
+            data = await self.api.graphql(READ_QUERY, {"ids": ids, "locationId": self.location})
             self.budget.succeeded()
             nodes = (data or {}).get("nodes") or []
             found = set()

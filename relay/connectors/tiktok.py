@@ -12,10 +12,9 @@ five minutes) is a permanent error naming the shop. When TikTok says the cached 
 or the SKU is not in it (12052230), the seller moved it: the mapping is dropped and the SKU retried after a
 rescan; only a second refusal in a row dead-letters it.
 
-Every call carries ``app_key``, ``timestamp``, ``shop_cipher`` and ``sign`` (tiktok_sign) in the
-query and ``x-tts-access-token``. Tokens: ``GET {auth}/api/v2/token/refresh``; the expiries it returns
-are Unix timestamps, not durations. TikTok publishes no rate limit: the budget starts at ``rate``
-(default 10/s) and halves on a throttle.
+Every call is signed (``app_key``, ``timestamp``, ``shop_cipher``, ``sign``) and sent by
+``tiktok_api.TikTokApi``, which also refreshes the token and judges each answer. TikTok publishes no
+rate limit: the budget starts at ``rate`` (default 10/s) and halves on a throttle.
 
 Answers (body ``{code, message, request_id, data}``; ``code`` 0 is success): HTTP 401 → refresh the
 token once, then pause (code 106001, a bad signature, pauses at once: wrong app secret or clock);
@@ -35,7 +34,6 @@ the next read rescans.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,22 +45,16 @@ from ..config import ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
 from . import http
-from .base import Connector, ItemResult, TokenAuth, Update
-from .tiktok_sign import sign
+from .base import Connector, ItemResult, Update
+from .tiktok_api import MovedError, TikTokApi
 
 AUTH_BASE = "https://auth.tiktok-shops.com"
 PAGE = 100
 RESCAN_SECONDS = 300.0
 MAX_QUANTITY = 99_999
-BAD_SIGNATURE = 106001
-PRODUCT_GONE = 12052048  # "Product does not exist.": the product our cached mapping names was deleted
 SKU_NOT_IN_PRODUCT = 12052230  # "The SKU does not belong to this product.": the seller moved the SKU
-CONCURRENCY = 8
+CONCURRENCY = 8  # products updated (or read) at once at most; never more than the budget's burst
 READ_BATCH = 50  # seller SKUs per read: at most one Get Product each
-
-
-class MovedError(PermanentDeliveryError):
-    """The product a cached mapping points at is gone: permanent for that product id, not for the SKU."""
 
 
 @dataclass
@@ -85,158 +77,27 @@ class TikTokConnector(Connector):
         super().__init__(site, config, session, vault)
         self.base = (config.api_base or "https://open-api.tiktokglobalshop.com").rstrip("/")
         self.auth_base = (config.account.get("auth_base") or AUTH_BASE).rstrip("/")
-        self.shop_cipher = config.account.get("shop_cipher", "")
         self.warehouse_id = config.account.get("warehouse_id", "")
         self.listings: dict[str, Listing] = {}
         self.scanned_at = float("-inf")
         self.scan_pages = 1  # pages the last product search read: what a read expects the next one to take
-        self.auth = TokenAuth(self._fetch_token)
-        self._app_key = ""
-        self._app_secret = ""
-        self._secrets: set[str] = set()
+        self.api = TikTokApi(
+            session, self.base, self.auth_base, config.account, self.credentials, self.budget, config.timeout_seconds
+        )
+        self.auth = self.api.auth
         self._looked_up_again: set[str] = set()  # seller SKUs whose mapping went stale once and were re-read
+
+    @property
+    def shop_cipher(self) -> str:
+        return self.api.shop_cipher
+
+    def concurrency(self) -> int:
+        """Calls in flight at once, held to the budget's burst: calls that pile up while TikTok is slow to answer
+        arrive together, and more than its burst at once are throttled (as Amazon's, ``feeds.single_concurrency``)."""
+        return max(1, min(CONCURRENCY, int(self.budget.bucket.burst)))
 
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # one call per product (and perhaps a read): push charges each as it makes it
-
-    # --- auth -----------------------------------------------------------------------------------------------
-
-    async def _fetch_token(self) -> tuple[str, float]:
-        creds = await http.load_credentials(self.credentials, ("app_key", "app_secret", "refresh_token"), "TikTok Shop")
-        self._secrets.update(v for v in creds.values() if v)
-        self._app_key, self._app_secret = creds["app_key"], creds["app_secret"]
-        params = {
-            "app_key": creds["app_key"],
-            "app_secret": creds["app_secret"],
-            "refresh_token": creds["refresh_token"],
-            "grant_type": "refresh_token",
-        }
-        answer = await http.send(
-            self.session,
-            "GET",
-            f"{self.auth_base}/api/v2/token/refresh",
-            timeout=self.config.timeout_seconds,
-            what="TikTok Shop's token endpoint",
-            params=params,
-        )
-        doc = answer.json() if isinstance(answer.json(), dict) else {}
-        data = doc.get("data") or {}
-        snippet = http.scrub(answer.text, self._secrets)
-        if answer.status == 429 or answer.status >= 500:
-            raise TransientDeliveryError(
-                f"TikTok Shop's token endpoint answered {answer.status}", answer.retry_after, http_status=answer.status
-            )
-        if answer.status != 200 or doc.get("code") != 0 or not data.get("access_token"):
-            raise AuthDeliveryError(
-                f"TikTok Shop refused to refresh the access token (code {doc.get('code')}:"
-                f" {http.scrub(str(doc.get('message') or answer.status), self._secrets)});"
-                " authorize the shop again and store the new refresh token (stock-relay credentials set)",
-                http_status=answer.status,
-                excerpt=snippet,
-            )
-        token = str(data["access_token"])
-        self._secrets.add(token)
-        new_refresh = str(data.get("refresh_token") or "")
-        if new_refresh and new_refresh != creds["refresh_token"]:
-            self._secrets.add(new_refresh)
-            await self.credentials.save({**creds, "refresh_token": new_refresh})
-        try:  # a Unix timestamp, not a duration
-            expires_at = float(data.get("access_token_expire_in") or 0)
-        except (TypeError, ValueError):
-            expires_at = 0.0
-        lifetime = expires_at - time.time() if expires_at > 0 else 3600.0
-        return token, max(lifetime, 60.0)
-
-    # --- one signed call ----------------------------------------------------------------------------------
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: Mapping[str, str] | None = None,
-        charged: bool = False,
-    ) -> Any:
-        """One signed call, charged unless the caller ``charged`` it already; returns ``data`` of a ``code: 0``
-        answer or raises the classified error."""
-        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-        if not self.shop_cipher and not path.startswith("/authorization/"):
-            await self._find_shop_cipher()
-        token = await self.auth.token()  # before the budget: a call that waited for a token must not burst
-        if not charged:
-            await self.budget.acquire(1.0)
-
-        async def call(token: str) -> http.Answer:
-            params = {**(query or {}), "app_key": self._app_key, "timestamp": str(int(time.time()))}
-            if self.shop_cipher and not path.startswith("/authorization/"):
-                params["shop_cipher"] = self.shop_cipher
-            params["sign"] = sign(self._app_secret, path, params, payload)
-            headers = {"x-tts-access-token": token, "Content-Type": "application/json"}
-            return await http.send(
-                self.session,
-                method,
-                f"{self.base}{path}",
-                timeout=self.config.timeout_seconds,
-                what="TikTok Shop",
-                headers=headers,
-                params=params,
-                data=payload if body is not None else None,
-            )
-
-        answer = await call(token)
-        if answer.status == 401 and self._code(answer) != BAD_SIGNATURE:
-            self.auth.invalidate(token)
-            answer = await call(await self.auth.token())
-        doc = answer.json() if isinstance(answer.json(), dict) else {}
-        code, message = doc.get("code"), http.scrub(str(doc.get("message") or ""), self._secrets)
-        snippet = http.scrub(answer.text, self._secrets)
-        if answer.status == 401:
-            hint = (
-                "check the app secret and the server's clock" if code == BAD_SIGNATURE else "authorize the shop again"
-            )
-            raise AuthDeliveryError(
-                f"TikTok Shop refused the request (401, code {code}: {message}); {hint}",
-                http_status=401,
-                excerpt=snippet,
-            )
-        if answer.status == 429:
-            wait = answer.retry_after or max(1.0, 1.0 / self.budget.rate)
-            self.budget.throttled(wait)
-            raise TransientDeliveryError(
-                f"TikTok Shop throttled the call (429, code {code})", wait, http_status=429, excerpt=snippet
-            )
-        if answer.status >= 500 or not doc:
-            raise TransientDeliveryError(
-                f"TikTok Shop answered {answer.status} (code {code})",
-                answer.retry_after,
-                http_status=answer.status,
-                excerpt=snippet,
-            )
-        if code != 0:
-            error = MovedError if code == PRODUCT_GONE else PermanentDeliveryError
-            raise error(
-                f"TikTok Shop refused the request (code {code}: {message})", http_status=answer.status, excerpt=snippet
-            )
-        self.budget.succeeded()
-        return doc.get("data") or {}
-
-    @staticmethod
-    def _code(answer: http.Answer) -> Any:
-        doc = answer.json()
-        return doc.get("code") if isinstance(doc, dict) else None
-
-    async def _find_shop_cipher(self) -> None:
-        """``account.shop_cipher`` left out: take it from the authorized shops (``shop_id`` picks one of several)."""
-        data = await self._call("GET", "/authorization/202309/shops")
-        shops = [s for s in data.get("shops") or [] if isinstance(s, dict)]
-        wanted = self.config.account.get("shop_id")
-        chosen = [s for s in shops if not wanted or str(s.get("id")) == wanted]
-        if len(chosen) != 1 or not chosen[0].get("cipher"):
-            raise AuthDeliveryError(
-                f"TikTok Shop authorized {len(shops)} shop(s) for this app; set account.shop_cipher"
-                " (or account.shop_id) to the one to update"
-            )
-        self.shop_cipher = str(chosen[0]["cipher"])
 
     # --- seller SKU → TikTok ids -----------------------------------------------------------------------------
 
@@ -249,7 +110,7 @@ class TikTokConnector(Connector):
         while True:
             query = {"page_size": str(PAGE), **({"page_token": token} if token else {})}
             pages += 1
-            data = await self._call("POST", "/product/202309/products/search", {}, query)
+            data = await self.api.call("POST", "/product/202309/products/search", {}, query)
             for product in data.get("products") or []:
                 seen.update(self._remember(product))
             token = str(data.get("next_page_token") or "")
@@ -279,8 +140,7 @@ class TikTokConnector(Connector):
     # --- the write -----------------------------------------------------------------------------------------------
 
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
-        if not self._app_secret:
-            await self.auth.token()  # loads the app key and secret the signature needs
+        await self.api.ready()
         await self._resolve([u.channel_sku for u in updates])
         results: dict[str, ItemResult] = {}
         by_product: dict[str, list[Update]] = {}
@@ -293,7 +153,7 @@ class TikTokConnector(Connector):
                 )
             else:
                 by_product.setdefault(listing.product_id, []).append(u)
-        gate = asyncio.Semaphore(CONCURRENCY)
+        gate = asyncio.Semaphore(self.concurrency())
 
         async def one(product_id: str, group: list[Update]) -> None:
             async with gate:
@@ -352,13 +212,13 @@ class TikTokConnector(Connector):
 
     async def _update_product(self, product_id: str, group: list[Update]) -> dict[str, ItemResult]:
         if any(len(self.listings[u.channel_sku].warehouses) > 1 for u in group):
-            product = await self._call("GET", f"/product/202309/products/{product_id}")
+            product = await self.api.call("GET", f"/product/202309/products/{product_id}")
             self._remember({**product, "id": product_id})  # the other warehouses' quantities, fresh
         body, refused = self.inventory_body(group)
         results = {sku: ItemResult(PermanentDeliveryError(reason)) for sku, reason in refused.items()}
         if not body["skus"]:
             return results
-        data = await self._call("POST", f"/product/202309/products/{product_id}/inventory/update", body)
+        data = await self.api.call("POST", f"/product/202309/products/{product_id}/inventory/update", body)
         failed: dict[str, str] = {}
         whole = ""  # an error naming no SKU is about all of them
         for error in data.get("errors") or []:
@@ -379,9 +239,9 @@ class TikTokConnector(Connector):
                 self._looked_up_again.discard(u.channel_sku)
                 results[u.sku] = ItemResult(None, 200)
             elif reason.startswith(f"{SKU_NOT_IN_PRODUCT}:"):
-                results[u.sku] = self._moved(u, http.scrub(reason, self._secrets), 200)
+                results[u.sku] = self._moved(u, http.scrub(reason, self.api.secrets), 200)
             else:
-                text = http.scrub(reason, self._secrets)
+                text = http.scrub(reason, self.api.secrets)
                 error = PermanentDeliveryError(f"TikTok Shop refused SKU {u.channel_sku}: {text}", http_status=200)
                 results[u.sku] = ItemResult(error, 200, text)
         return results
@@ -402,8 +262,7 @@ class TikTokConnector(Connector):
         return sum(listing.warehouses.values()) if target is None else listing.warehouses.get(target, 0)
 
     async def read(self, channel_skus: Sequence[str]) -> Mapping[str, int | None]:
-        if not self._app_secret:
-            await self.auth.token()  # loads the app key and secret the signature needs
+        await self.api.ready()
         if self._scan_due(channel_skus):
             seen = await self._scan()  # every product's SKUs and warehouses, fresh: nothing more to read
             for sku in channel_skus:
@@ -419,13 +278,13 @@ class TikTokConnector(Connector):
         for sku in dict.fromkeys(channel_skus):
             if sku in self.listings:
                 by_product.setdefault(self.listings[sku].product_id, []).append(sku)
-        gate = asyncio.Semaphore(CONCURRENCY)
+        gate = asyncio.Semaphore(self.concurrency())
         stale: list[str] = []
 
         async def one(product_id: str, skus: list[str]) -> None:
             async with gate:
                 try:
-                    product = await self._call("GET", f"/product/202309/products/{product_id}", charged=True)
+                    product = await self.api.call("GET", f"/product/202309/products/{product_id}", charged=True)
                 except MovedError:
                     stale.extend(skus)
                     return
