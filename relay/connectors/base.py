@@ -89,6 +89,16 @@ class Connector(ABC):
         faster = max(1.0, self.budget.rate / default_rate) if default_rate > 0 else 1.0
         return max(1, min(max(MAX_CLAIM, self.config.batch_size), int(self.config.batch_size * faster)))
 
+    def in_flight(self, most: int) -> int:
+        """Calls to have in flight at once: ``most``, but never more than the budget's burst.
+
+        The budget paces when calls leave, but the marketplace counts them when they arrive. Calls in flight
+        while the marketplace is slow to answer arrive together when it catches up, and more of them than the
+        burst it allows are throttled (seen in the drain bench: three 429s at once after a stall). Held to the
+        burst, a pile-up is at most what the marketplace's bucket takes at once.
+        """
+        return max(1, min(most, int(self.budget.bucket.burst)))
+
     def cost(self, updates: Sequence[Update]) -> float:
         """API calls ``push`` will make for this batch (what the rate budget is charged)."""
         return 1.0

@@ -90,21 +90,15 @@ class FeedConnector(Connector):
 
     # --- the routing -------------------------------------------------------------------------------
 
+    def single_concurrency(self) -> int:
+        """Single calls in flight at once (``Connector.in_flight``)."""
+        return self.in_flight(SINGLE_CONCURRENCY)
+
     def single_chunk(self) -> int:
         return max(1, int(self.budget.rate * SINGLE_WINDOW_SECONDS))
 
     def feed_threshold(self) -> int:
         return max(self.single_chunk(), int(self.budget.rate * self.feed_after_seconds))
-
-    def single_concurrency(self) -> int:
-        """Single calls in flight at once: never more than the budget's burst.
-
-        The budget paces when calls leave, but the marketplace counts them when they arrive. Calls in flight
-        while the marketplace is slow to answer arrive together when it catches up, and more of them than the
-        burst it allows are throttled (seen in the drain bench: three 429s at once after a stall). Held to the
-        burst, a pile-up is at most what the marketplace's bucket takes at once.
-        """
-        return max(1, min(SINGLE_CONCURRENCY, int(self.budget.bucket.burst)))
 
     def feed_free(self) -> bool:
         return self.feed_budget.bucket.wait_time(1.0) <= 0

@@ -92,9 +92,8 @@ class TikTokConnector(Connector):
         return self.api.shop_cipher
 
     def concurrency(self) -> int:
-        """Calls in flight at once, held to the budget's burst: calls that pile up while TikTok is slow to answer
-        arrive together, and more than its burst at once are throttled (as Amazon's, ``feeds.single_concurrency``)."""
-        return max(1, min(CONCURRENCY, int(self.budget.bucket.burst)))
+        """Product calls in flight at once (``Connector.in_flight``)."""
+        return self.in_flight(CONCURRENCY)
 
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # one call per product (and perhaps a read): push charges each as it makes it
