@@ -25,7 +25,8 @@ Per marketplace it reports:
 Amazon and Walmart use their single-call routes here: the relay's own time constants (the 5 s push
 window, Amazon's 120 s feed turnaround, Walmart's 30 minutes) are not scaled by ``--factor``, so at
 15× their feed thresholds lie beyond one claim (see docs/connectors.md); the feed routes are covered
-by the tests. The last line of stdout is one JSON object with the figures.
+by the tests. Nor is eBay's ``coalesce_seconds`` (1 s, its default): it is measured against how far
+apart the shop's changes to one SKU arrive, and the burst is posted at full speed, unscaled. The last line of stdout is one JSON object with the figures.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ CHANNEL_KEYS = {
     "batch_size",
     "rate",
     "timeout_seconds",
+    "coalesce_seconds",
     "rules",
     "url",
     "signing",
@@ -80,6 +81,9 @@ TYPE_DEFAULTS: dict[str, tuple[int, float, int]] = {
     "walmart": (1000, 3.3, 10),  # a feed takes thousands; single updates ~200/min (sellers' figure)
     "tiktok": (250, 10.0, 10),  # one product per call, several products per claim; TikTok publishes no limit
 }
+# How long a change waits for further changes to the same SKU before it is sent, where a marketplace charges per
+# update beyond its call rate: eBay counts each as one of a listing's 250 daily revisions (docs/connectors.md).
+COALESCE_DEFAULTS: dict[str, float] = {"ebay": 1.0}
 RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
 
 
@@ -107,6 +111,8 @@ class ChannelConfig:
     batch_size: int = 50
     rate: RateLimit = field(default_factory=RateLimit)
     timeout_seconds: float = 10.0
+    # a change waits this long before it is due, so the same SKU's changes meanwhile go out as one update
+    coalesce_seconds: float = 0.0
     rules: StockRules = field(default_factory=StockRules)
     # webhook
     url: str = ""
@@ -144,6 +150,11 @@ class SiteConfig:
     # the WordPress site's address, where the plugin's snapshot route lives; empty: no reconciliation
     shop_url: str = ""
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+
+    @property
+    def coalesce(self) -> dict[str, float]:
+        """Each channel's ``coalesce_seconds`` where it has one: what ingest hands ``record_batch``."""
+        return {c.name: c.coalesce_seconds for c in self.channels if c.coalesce_seconds > 0}
 
 
 @dataclass(frozen=True)
@@ -363,6 +374,7 @@ def _channel(node: _Node) -> ChannelConfig:
             burst=rate.int("burst", defaults[2], 1, 100_000),
         ),
         timeout_seconds=node.number("timeout_seconds", 10.0, 0.1, 300),
+        coalesce_seconds=node.number("coalesce_seconds", COALESCE_DEFAULTS.get(kind, 0.0), 0, 60),
         rules=_rules(node.child("rules", {})),
         latency_ms=node.number("latency_ms", 5.0, 0, 60_000),
         failure_rate=node.number("failure_rate", 0.0, 0, 1),
@@ -516,6 +528,7 @@ def redacted(cfg: Config) -> dict[str, Any]:
             "batch_size": c.batch_size,
             "rate": {"per_second": c.rate.per_second, "burst": c.rate.burst},
             "timeout_seconds": c.timeout_seconds,
+            "coalesce_seconds": c.coalesce_seconds,
             "rules": {
                 "buffer": c.rules.buffer,
                 "buffer_per_sku": dict(c.rules.buffer_per_sku),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -262,9 +262,14 @@ def record_batch(
     events: Sequence[Event],
     rejected: Sequence[Rejection],
     now: float,
+    coalesce: Mapping[str, float] | None = None,
 ) -> BatchOutcome:
-    """Write job: store the batch's events, version-gate them, make their deliveries due, remember msg_id."""
-    return _record(conn, [BatchWrite(site, channels, msg_id, events, rejected, now)])[0]
+    """Write job: store the batch's events, version-gate them, make their deliveries due, remember msg_id.
+
+    ``coalesce``: seconds by channel that a change waits before it is due (``coalesce_seconds``), so that the
+    same SKU's further changes meanwhile go out with it as one update; channels not named: due at once.
+    """
+    return _record(conn, [BatchWrite(site, channels, msg_id, events, rejected, now, coalesce or {})])[0]
 
 
 @dataclass(slots=True, eq=False)
@@ -277,6 +282,7 @@ class BatchWrite(MergeableJob):
     events: Sequence[Event]
     rejected: Sequence[Rejection]
     now: float
+    coalesce: Mapping[str, float] = field(default_factory=dict)  # as for record_batch
 
     @classmethod
     def run_many(cls, conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
@@ -305,7 +311,8 @@ _INSERT_VERSIONS = (
     " ON CONFLICT (site, product_id) DO UPDATE SET version = excluded.version"
     " WHERE excluded.version > product_versions.version"
 )
-# Coalescing (see make_due): a row already pending keeps its backoff; a delivered or dead one is due now.
+# Coalescing (see make_due): a row already pending keeps its backoff (or its coalescing wait); a delivered or dead
+# one is due now, or after its channel's coalesce_seconds.
 _INSERT_DUE = (
     "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at, pending_since)"
     " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
@@ -396,7 +403,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
                 audit.append((now, site, None, "", event.id, event.version, "skipped", None, note))
                 continue
             for channel in job.channels:
-                due.append((site, channel, event.sku, seq, now, now, now))
+                due.append((site, channel, event.sku, seq, now + job.coalesce.get(channel, 0.0), now, now))
                 made_due += 1
         response = {
             "accepted": accepted,

@@ -200,7 +200,9 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     channels = [c.name for c in site.channels]
     now = relay.now()
     # A job object, not a lambda: the writer records the batches of concurrent requests together.
-    outcome: BatchOutcome = await relay.store.write(ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now))
+    outcome: BatchOutcome = await relay.store.write(
+        ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now, site.coalesce)
+    )
     if outcome.accepted_skus:
         relay.wake(site.id)
     if not outcome.repeated:

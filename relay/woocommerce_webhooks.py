@@ -126,7 +126,7 @@ async def handle(request: web.Request, site: SiteConfig, body: bytes, relay: Any
         raise PayloadError(checked.code, checked.message)
     channels = [c.name for c in site.channels]
     outcome = await relay.store.write(
-        lambda conn: ingest.record_batch(conn, site.id, channels, event_id, [checked], [], now)
+        lambda conn: ingest.record_batch(conn, site.id, channels, event_id, [checked], [], now, site.coalesce)
     )
     if outcome.accepted_skus:
         relay.wake(site.id)

@@ -11,8 +11,10 @@ import pytest
 
 from relay import config, signing
 from relay.errors import ConfigError
+from relay.vault import new_key
 
 SECRET = signing.new_secret()
+VAULT_KEY = new_key()
 
 
 def minimal(**site: Any) -> dict[str, Any]:
@@ -153,3 +155,22 @@ def test_yes_no_sku_key_is_refused(tmp_path: Path) -> None:
     raw["sites"]["main"]["channels"][0]["rules"] = {"sku_map": {True: "X"}}
     with pytest.raises(ConfigError, match="in quotes"):
         config.parse(raw, ENV, tmp_path)
+
+
+def test_ebay_changes_wait_a_second_to_coalesce_by_default(tmp_path: Path) -> None:
+    """eBay charges a revision per update, so its changes wait 1 s for more of the same SKU; other channels send at
+    once unless told otherwise, and the value is bounded."""
+    raw = minimal()
+    raw["vault_key"] = "env:VAULT_KEY"
+    raw["sites"]["main"]["channels"] += [
+        {"name": "ebay", "type": "ebay"},
+        {"name": "etsy", "type": "etsy", "account": {"shop_id": "1"}, "coalesce_seconds": 2.5},
+    ]
+    cfg = config.parse(raw, ENV | {"VAULT_KEY": VAULT_KEY}, tmp_path)
+    assert [c.coalesce_seconds for c in cfg.sites[0].channels] == [0.0, 1.0, 2.5]
+    assert cfg.sites[0].coalesce == {"ebay": 1.0, "etsy": 2.5}
+    assert config.redacted(cfg)["sites"]["main"]["channels"][1]["coalesce_seconds"] == 1.0
+    raw["sites"]["main"]["channels"][1]["coalesce_seconds"] = 61
+    with pytest.raises(ConfigError) as info:
+        config.parse(raw, ENV | {"VAULT_KEY": VAULT_KEY}, tmp_path)
+    assert info.value.path == "sites.main.channels[1].coalesce_seconds" and "0 to 60" in str(info.value)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from fakes.common import Bucket
 from fakes.ebay import FakeEbay
+from relay.client import stock_event
 from relay.config import RateLimit
 from relay.connectors.ebay import RevisionBudget
 
@@ -52,28 +55,61 @@ async def test_packs_25_skus_per_call(start_relay, tmp_path: Path, ebay: FakeEba
     assert ebay.calls("bulk_update")[0].headers["authorization"].startswith("Bearer ")
 
 
-async def test_a_claim_holds_up_to_four_calls(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
-    """A claim is up to 4 bulk calls (100 SKUs) sent one after another, never more than a second of the budget (at
-    2 calls/s, 50 SKUs); a call that fails (503) gives its SKUs and the rest of the claim back, uncalled."""
-    skus = [f"S{i:03d}" for i in range(120)]
+async def test_a_claim_holds_a_second_of_calls(start_relay, tmp_path: Path, ebay: FakeEbay) -> None:
+    """A claim is a second of bulk calls at the budget's rate (at 2 calls/s, 50 SKUs), at most 40 calls (1,000
+    SKUs), sent one after another; a call that fails (503) gives its SKUs and the rest of the claim back, uncalled."""
+    skus = [f"S{i:04d}" for i in range(1200)]
     for sku in skus:
         ebay.add_item(sku, 1)
+    ebay.calls_bucket = Bucket(100, 25)  # an account whose call quota was raised, as the budget below assumes
     config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, batch_size=25, rate=RateLimit(2, 25)))
     creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
     store_credentials(config, "main/ebay", creds)
     r = await start_relay(config)
     worker = r.relay.workers[("main", "ebay")]
     assert worker.connector.batch_size == 50
+    worker.connector.budget.adopt(8, 25)
+    assert worker.connector.batch_size == 200
     worker.connector.budget.adopt(100, 25)
-    assert worker.connector.batch_size == 100
-    await send(r, [(sku, i) for i, sku in enumerate(skus)])
+    assert worker.connector.batch_size == 1000
+    for start in range(0, len(skus), 500):  # a signed batch holds at most 500 events
+        events = [stock_event(i + 1, sku, i, 1) for i, sku in enumerate(skus[start : start + 500], start)]
+        assert (await r.client.send_events(events))[0] == 202
     ebay.fail_next(1, 503, path="bulk_update", body={"errors": []})
-    assert await worker.drain_once() == 100
+    assert await worker.drain_once() == 1000
     assert [len(c["requests"]) for c in bulk_calls(ebay)] == [25]  # the first call failed: nothing more was sent
-    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE last_error LIKE 'eBay answered 503%'") == 100
+    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE last_error LIKE 'eBay answered 503%'") == 1000
     await settle(r)
     assert all(ebay.items[sku] == i for i, sku in enumerate(skus))
     assert max(len(c["requests"]) for c in bulk_calls(ebay)) == 25
+
+
+async def test_changes_within_coalesce_seconds_cost_one_revision(start_relay, tmp_path: Path, ebay) -> None:
+    """With coalesce_seconds, a change is due that long after it arrived, and the SKU's later changes meanwhile go
+    out with it: one call, one revision, the newest quantity. The wait runs from the first change (a SKU that keeps
+    changing is not put off for ever), and a change after the push waits afresh."""
+    for sku in ("A", "B"):
+        ebay.add_item(sku)
+    offset = [0.0]
+    config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, coalesce_seconds=1.0))
+    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
+    store_credentials(config, "main/ebay", creds)
+    r = await start_relay(config, now=lambda: time.time() + offset[0])
+    await send(r, [("A", 1), ("B", 5)])
+    assert await r.drain() == 0  # waiting for more changes
+    offset[0] += 0.6
+    await send(r, [("A", 2)], version=2)
+    assert await r.drain() == 0  # still within A's first second: the wait does not restart
+    offset[0] += 0.5
+    assert await r.drain() == 2
+    assert [
+        sorted((x["sku"], x["shipToLocationAvailability"]["quantity"]) for x in c["requests"]) for c in bulk_calls(ebay)
+    ] == [[("A", 2), ("B", 5)]]
+    assert await r.count("SELECT revisions FROM revisions WHERE sku = 'A'") == 1
+    await send(r, [("A", 3)], version=3)
+    assert await r.drain() == 0
+    offset[0] += 1.0
+    assert await r.drain() == 1 and ebay.items["A"] == 3
 
 
 async def test_207_retries_transient_items_and_dead_letters_permanent(start_relay, tmp_path: Path, ebay) -> None:
