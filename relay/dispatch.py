@@ -7,6 +7,7 @@ a slow or failing channel delays nobody else. Only this module catches DeliveryE
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -73,7 +74,9 @@ class ChannelWorker:
         self.readback: ReadBack | None = None
         self.last_success: float | None = None  # wall clock of the last item the channel confirmed
         self._state_restored = False  # the connector's saved state is read once, before the first push
-        self._next: tuple[str, list[Claimed]] | None = None  # (token, rows) the last settle claimed for the next push
+        # (token, rows) claimed by a settle for the pushes to come, and the settle left committing (overlapped)
+        self._ahead: collections.deque[tuple[str, list[Claimed]]] = collections.deque()
+        self._settling: asyncio.Future[int] | None = None
 
     def _enter(self, phase: str) -> None:
         self.phase, self.phase_since = phase, time.monotonic()
@@ -97,29 +100,38 @@ class ChannelWorker:
             # Clear before claiming: a wake-up that lands while we work must not be lost.
             self.wake.clear()
             try:
-                worked = await self.drain_once()
+                worked = await self.drain_once(overlap=True)
             except StorageError as exc:
                 log.warning("%s: database unavailable, pausing: %s", self.name, exc)
                 worked = 0
                 await self._sleep(stopping, 1.0)
                 continue
             if worked == 0:
-                if self.readback is not None and self.circuit.seconds_until_probe() == 0 and self.readback.due():
+                try:
+                    due = await self._next_due()
+                except StorageError:
+                    due = None  # the next claim reports it, and waits
+                if self._may_read_back(due):
+                    assert self.readback is not None
                     self._enter("reading back")
                     with contextlib.suppress(StorageError):  # the next claim reports it, and waits
                         await self.readback.step()
                     continue  # anything that became due meanwhile goes before the next read
-                await self._sleep(stopping, await self._idle_seconds())
+                await self._sleep(stopping, self._idle_seconds(due))
         with contextlib.suppress(StorageError):  # what the last settle claimed is due again at once
-            await self._release_next()
+            await self._release_claims()
         self._enter("stopped")
 
-    async def drain_once(self) -> int:
-        """Claim and publish at most one batch; returns how many deliveries it settled (0: nothing due)."""
+    async def drain_once(self, overlap: bool = False) -> int:
+        """Claim and publish at most one batch; returns how many deliveries it settled (0: nothing due).
+
+        With ``overlap`` (the running worker), the batch's settle is left committing while the next batch is pushed:
+        the call returns once its push is done and its settle is under way, and counts the batch it pushed.
+        """
         wait = self.circuit.seconds_until_probe()
         held = self.connector.hold()
         if wait > 0 or held is not None:
-            await self._release_next()
+            await self._release_claims()
             if held is not None and wait <= 0:  # found outside a push (read-back): claim nothing until it is over
                 self._hold(held)
             return 0
@@ -127,28 +139,51 @@ class ChannelWorker:
             self.connector.restore_state(await self.store.query(self.connector.read_state))
             self._state_restored = True
         probing = self.circuit.state == HALF_OPEN
-        lease = self.settings.lease_seconds
-        if self._next is not None:  # claimed by the last settle, in the same commit
-            token, claimed = self._next
-            self._next = None
+        if not self._ahead:
+            await self._finish_settle()  # whatever it claimed is the next batch
+        if self._ahead:  # claimed by an earlier settle, in the same commit
+            token, claimed = self._ahead.popleft()
         else:
-            limit = 1 if probing else self.connector.batch_size
-            token = secrets.token_hex(16)
-            claimed = await self.store.write(
-                lambda conn: queue.claim(conn, self.site, self.channel.name, limit, token, lease, self.now())
-            )
-        if not claimed:
-            return 0
+            # Overlapping, claim two batches: one to push now, one to push while this one's settle commits.
+            claims = await self._claim(1 if probing else self.connector.batch_size, 1 if probing or not overlap else 2)
+            if not claims:
+                return 0
+            (token, claimed), *rest = claims
+            self._ahead.extend(rest)
         if probing:
             self.circuit.begin_probe()
         outcomes = await self._publish(claimed)
-        now = self.now()
+        # The next claim rides in the settle's commit while the channel is healthy: a commit is the worker's dearest
+        # step (during a burst each waits behind ingest's), and claiming in its own commit doubled what each batch
+        # waited. Overlapping, the next push does not wait for it either: it was claimed a settle earlier.
+        claim_next = self.circuit.state == CLOSED and not self.connector.hold()
+        settling = asyncio.ensure_future(self._settle(token, claimed, outcomes, self.now(), claim_next))
         self._enter("settling")
-        # What the connector must remember (eBay's revision counts) rides in the settle's own transaction.
-        save_state = self.connector.state_saver()
-        # So does the next claim while the channel is healthy: a commit is the worker's dearest step (during a
-        # burst each waits behind ingest's), and claiming in its own commit doubled what each batch waited.
-        next_limit = self.connector.batch_size if self.circuit.state == CLOSED and not self.connector.hold() else 0
+        try:
+            settled = await self._finish_settle()  # the previous batch's: it committed while this one was pushed
+        finally:
+            self._settling = settling
+        if overlap:
+            return len(claimed)
+        return settled + await self._finish_settle()
+
+    async def _claim(self, limit: int, batches: int) -> list[tuple[str, list[Claimed]]]:
+        """Claim up to ``batches`` batches of ``limit`` in one commit, each under its own token; the empty ones left out."""
+        lease, now = self.settings.lease_seconds, self.now()
+        tokens = [secrets.token_hex(16) for _ in range(batches)]
+
+        def claim(conn: sqlite3.Connection) -> list[tuple[str, list[Claimed]]]:
+            claims = [(t, queue.claim(conn, self.site, self.channel.name, limit, t, lease, now)) for t in tokens]
+            return [(t, rows) for t, rows in claims if rows]
+
+        return await self.store.write(claim)
+
+    async def _settle(
+        self, token: str, claimed: Sequence[Claimed], outcomes: Sequence[Outcome], now: float, claim_next: bool
+    ) -> int:
+        """Record a pushed batch's outcomes, and claim the batch after the ones already claimed, in one commit."""
+        save_state = self.connector.state_saver()  # eBay's revision counts ride in the same transaction
+        limit = self.connector.batch_size if claim_next else 0
         next_token = secrets.token_hex(16)
 
         def settle(conn: sqlite3.Connection) -> tuple[int, list[Claimed]]:
@@ -157,15 +192,23 @@ class ChannelWorker:
             settled = queue.settle(
                 conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand
             )
-            if not next_limit:
+            if not limit:
                 return settled, []
-            return settled, queue.claim(conn, self.site, self.channel.name, next_limit, next_token, lease, now)
+            return settled, queue.claim(
+                conn, self.site, self.channel.name, limit, next_token, self.settings.lease_seconds, now
+            )
 
         settled, following = await self.store.write(settle)
-        self._next = (next_token, following) if following else None
+        if following:
+            self._ahead.append((next_token, following))
         if self.on_settled is not None:
             self.on_settled(claimed, outcomes, now)
         return settled
+
+    async def _finish_settle(self) -> int:
+        """Wait for the settle left committing, if any; returns how many deliveries it settled."""
+        settling, self._settling = self._settling, None
+        return 0 if settling is None else await settling
 
     async def drain(self, max_batches: int = 1_000_000) -> int:
         """Burst mode for tests and tools: publish everything due now, then return the count."""
@@ -269,12 +312,15 @@ class ChannelWorker:
             self.circuit.record_success()
         return outcomes
 
-    async def _release_next(self) -> None:
-        """Give back a claim made for a push that is not going to happen now (the channel was paused since)."""
-        if self._next is not None:
-            token, _ = self._next
-            self._next = None
-            await self.store.write(lambda conn: queue.release(conn, [token]))
+    async def _release_claims(self) -> None:
+        """Give back the batches claimed for pushes that are not going to happen now (stopping, or paused since)."""
+        try:
+            await self._finish_settle()
+        finally:
+            tokens = [token for token, _ in self._ahead]
+            self._ahead.clear()
+            if tokens:
+                await self.store.write(lambda conn: queue.release(conn, tokens))
 
     def _hold(self, held: QuotaHold) -> None:
         """Open the circuit for as long as the quota is spent: the reason shows in status, and when it is over
@@ -284,22 +330,36 @@ class ChannelWorker:
             log.warning("%s: held for %.0f s: %s", self.name, seconds, held)
         self.circuit.trip(seconds, held.message)
 
-    async def _idle_seconds(self) -> float:
-        """Sleep until the next retry is due, a wake-up, or the idle poll, whichever comes first."""
+    async def _next_due(self) -> float | None:
+        """When the channel's next pending delivery is due (wall clock), or None when nothing is pending."""
+        rows = await self.store.read(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
+            (self.site, self.channel.name),
+        )
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def _may_read_back(self, due: float | None) -> bool:
+        """Read back only while no update is on its way: updates go first.
+
+        A change still waiting out the channel's ``coalesce_seconds`` is on its way, so a delivery due within that
+        time keeps read-back waiting too (otherwise, all through a burst of shop changes, the waits between claims
+        went to reading back quantities about to change). A retry due later does not.
+        """
+        if self.readback is None or self.circuit.seconds_until_probe() > 0 or not self.readback.due():
+            return False
+        return due is None or due - self.now() > self.channel.coalesce_seconds
+
+    def _idle_seconds(self, due: float | None) -> float:
+        """Sleep until the next delivery is ``due``, a wake-up, or the idle poll, whichever comes first."""
         cap = self.settings.idle_poll_seconds
         if self.readback is not None and self.readback.round_started is not None:  # mid-round: the next read's turn
             cap = min(cap, max(0.005, self.readback.not_before - self.readback.clock()))
         wait = self.circuit.seconds_until_probe()
         if wait > 0:
             return min(wait, cap)
-        rows = await self.store.read(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
-            (self.site, self.channel.name),
-        )
-        due = rows[0][0] if rows and rows[0][0] is not None else None
         if due is None:
             return cap
-        return min(cap, max(0.005, float(due) - self.now()))
+        return min(cap, max(0.005, due - self.now()))
 
     async def _sleep(self, stopping: asyncio.Event, seconds: float) -> None:
         self._enter("idle")

@@ -61,7 +61,7 @@ async def test_a_claim_holds_a_second_of_calls(start_relay, tmp_path: Path, ebay
     skus = [f"S{i:04d}" for i in range(1200)]
     for sku in skus:
         ebay.add_item(sku, 1)
-    ebay.calls_bucket = Bucket(100, 25)  # an account whose call quota was raised, as the budget below assumes
+    ebay.calls_bucket = Bucket(1000, 1000)  # an account whose call quota was raised, beyond the budget below
     config = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, batch_size=25, rate=RateLimit(2, 25)))
     creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
     store_credentials(config, "main/ebay", creds)

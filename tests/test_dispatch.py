@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +56,45 @@ async def test_newer_value_during_flight_is_sent_next(start_relay, tmp_path: Pat
             break
         await asyncio.sleep(0.01)
     assert [x.doc["updates"][0]["quantity"] for x in receiver.for_path("/a")] == [10, 8]
+
+
+async def test_running_worker_pushes_the_next_batch_while_a_settle_commits(
+    start_relay, tmp_path: Path, receiver
+) -> None:
+    """The running worker overlaps: while the one database writer is held (as during a burst of shop changes) a
+    batch's settle waits, but the next batch, claimed a commit earlier, is pushed meanwhile. Once the writer moves,
+    everything settles, each update sent once, and stopping leaves nothing claimed."""
+    channel = webhook_channel("a", receiver.url("/a"), batch_size=2)
+    r = await start_relay(make_config(tmp_path / "s", (channel,)))
+    await r.client.send_events([stock_event(i, f"S{i}", i, 1) for i in range(1, 7)])
+    worker = r.relay.workers[("main", "a")]
+    assert await worker.drain_once(overlap=True) == 2  # claimed two batches in one commit, pushed the first
+    await asyncio.sleep(0.2)  # its settle commits and claims the third batch
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_the_writer(conn: sqlite3.Connection) -> None:
+        entered.set()
+        release.wait(10)
+
+    held = asyncio.ensure_future(r.relay.store.write(hold_the_writer))
+    await asyncio.to_thread(entered.wait, 5)
+    try:
+        assert await asyncio.wait_for(worker.drain_once(overlap=True), 5) == 2  # pushed with its settle held
+        assert [sorted(u["sku"] for u in x.doc["updates"]) for x in receiver.for_path("/a")] == [
+            ["S1", "S2"],
+            ["S3", "S4"],
+        ]
+        assert await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 2
+    finally:
+        release.set()
+    await held
+    assert await worker.drain_once(overlap=True) == 2
+    stopping = asyncio.Event()
+    stopping.set()
+    await worker.run(stopping)  # stops at once: finishes the settle in hand and gives back what it claimed
+    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 6
+    assert await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == 0
+    assert len(receiver.for_path("/a")) == 3 and receiver.quantities["/a"] == {f"S{i}": i for i in range(1, 7)}
 
 
 def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:

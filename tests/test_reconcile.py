@@ -434,6 +434,25 @@ async def test_updates_go_before_readback(tmp_path: Path, start_relay: StartRela
     assert kinds[:last_push].count("read") <= 1, f"reads came between the burst's pushes: {kinds}"
 
 
+async def test_changes_waiting_to_coalesce_keep_readback_waiting(tmp_path: Path, start_relay: StartRelay) -> None:
+    """A change waiting out the channel's coalesce_seconds is an update on its way: read-back, which otherwise fills
+    any moment nothing is due, stops from its arrival until it is sent."""
+    readback = ReconcileConfig(readback_hours=0.0005, readback_share=1.0)
+    cfg = sandbox_config(tmp_path, readback, batch_size=10, rate=RateLimit(10_000, 100), coalesce_seconds=0.5)
+    running = await start_relay(cfg, run_workers=True)
+    sandbox = running.relay.workers[("main", "sandbox")].connector
+    assert isinstance(sandbox, SandboxConnector)
+    setattr(sandbox, "read_batch_size", 1)  # noqa: B010 - a read per SKU, so read-back is busy all the time
+    assert (await running.client.send_events([stock_event(i, f"S-{i}", 3, 1) for i in range(1, 41)]))[0] == 202
+    await wait_for(lambda: len(sandbox.listings) == 40)
+    await wait_for(lambda: sandbox.log.count(("read", 1)) >= 3)
+    start = len(sandbox.log)
+    assert (await running.client.send_events([stock_event(1, "S-1", 4, 2)]))[0] == 202
+    await wait_for(lambda: sandbox.listings["S-1"] == 4)
+    kinds = [kind for kind, _ in sandbox.log[start:]]
+    assert kinds.index("push") <= 1, f"reads went on while the change waited: {kinds}"
+
+
 async def test_readback_keeps_to_its_share_of_the_rate(tmp_path: Path, start_relay: StartRelay) -> None:
     """Reads spend at most readback_share of the channel's rate budget, and a round does get read."""
     readback = ReconcileConfig(readback_hours=1, readback_share=0.1)
