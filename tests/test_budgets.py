@@ -180,9 +180,9 @@ def test_old_request_ids_are_pruned(tmp_path: Path) -> None:
 
 
 async def test_claims_grow_with_the_rate_they_are_sized_for() -> None:
-    """Etsy's batch_size holds about 5 s of calls at the default rate: a budget 15 times faster claims 15 times as
-    many SKUs (at most 1,000), one slowed by a throttle no fewer than batch_size; TikTok's stays as configured.
-    Amazon and TikTok keep no more calls in flight than their burst."""
+    """Etsy's and TikTok's batch_size hold about 5 s of calls at the default rate: a budget 15 times faster claims 15
+    times as many SKUs (at most 1,000), one slowed by a throttle no fewer than batch_size. Amazon and TikTok keep no
+    more calls in flight than their burst."""
 
     def make(kind: str, batch: int, rate: float, burst: int, account: dict[str, str]) -> Any:
         config = ChannelConfig(name=kind, type=kind, batch_size=batch, rate=RateLimit(rate, burst), account=account)
@@ -195,7 +195,9 @@ async def test_claims_grow_with_the_rate_they_are_sized_for() -> None:
         assert etsy.batch_size == 375
         etsy.budget.throttled()
         assert etsy.batch_size == 187
-        assert make("tiktok", 250, 150.0, 5, {}).batch_size == 250
+        assert make("tiktok", 250, 10.0, 10, {}).batch_size == 250
+        assert make("tiktok", 250, 30.0, 10, {}).batch_size == 750
+        assert make("tiktok", 250, 150.0, 5, {}).batch_size == 1000
         assert make("tiktok", 250, 150.0, 5, {}).concurrency() == 5
         assert make("tiktok", 250, 10.0, 10, {}).concurrency() == 8
         amazon = {"seller_id": "A1", "marketplace_id": "M1"}

@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from ..config import ChannelConfig
+from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
 from . import http
@@ -53,6 +53,7 @@ PAGE = 100
 RESCAN_SECONDS = 300.0
 MAX_QUANTITY = 99_999
 SKU_NOT_IN_PRODUCT = 12052230  # "The SKU does not belong to this product.": the seller moved the SKU
+DEFAULT_RATE = TYPE_DEFAULTS["tiktok"][1]  # the rate batch_size is sized for (see Connector.rate_scaled_batch)
 CONCURRENCY = 8  # products updated (or read) at once at most; never more than the budget's burst
 READ_BATCH = 50  # seller SKUs per read: at most one Get Product each
 
@@ -90,6 +91,10 @@ class TikTokConnector(Connector):
     @property
     def shop_cipher(self) -> str:
         return self.api.shop_cipher
+
+    @property
+    def batch_size(self) -> int:
+        return self.rate_scaled_batch(DEFAULT_RATE)
 
     def concurrency(self) -> int:
         """Product calls in flight at once (``Connector.in_flight``)."""
