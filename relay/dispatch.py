@@ -100,7 +100,7 @@ class ChannelWorker:
             # Clear before claiming: a wake-up that lands while we work must not be lost.
             self.wake.clear()
             try:
-                worked = await self.drain_once(overlap=True)
+                worked = await self.drain_once(overlap=self.connector.claims_ahead)
             except StorageError as exc:
                 log.warning("%s: database unavailable, pausing: %s", self.name, exc)
                 worked = 0

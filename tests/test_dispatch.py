@@ -10,6 +10,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from relay import queue, signing
 from relay.client import stock_event
 from relay.config import StockRules
@@ -95,6 +97,37 @@ async def test_running_worker_pushes_the_next_batch_while_a_settle_commits(
     assert await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 6
     assert await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == 0
     assert len(receiver.for_path("/a")) == 3 and receiver.quantities["/a"] == {f"S{i}": i for i in range(1, 7)}
+
+
+@pytest.mark.parametrize(("claims_ahead", "claimed"), [(True, 4), (False, 2)])
+async def test_a_batch_is_claimed_ahead_only_where_the_connector_wants_it(
+    start_relay, tmp_path: Path, receiver, claims_ahead: bool, claimed: int
+) -> None:
+    """While its first push is in flight, a running worker holds two batches claimed, or one where the connector
+    says no (Amazon and Walmart, whose claims hold 5 s of calls): a batch claimed ahead waits a whole push."""
+    receiver.on("/a", Reply(delay=0.5))
+    channel = webhook_channel("a", receiver.url("/a"), batch_size=2)
+    r = await start_relay(make_config(tmp_path / "s", (channel,)))
+    worker = r.relay.workers[("main", "a")]
+    worker.connector.claims_ahead = claims_ahead  # type: ignore[misc]
+    await r.client.send_events([stock_event(i, f"S{i}", i, 1) for i in range(1, 7)])
+    stopping = asyncio.Event()
+    running = asyncio.ensure_future(worker.run(stopping))
+    try:
+        for _ in range(200):
+            if receiver.for_path("/a"):
+                break
+            await asyncio.sleep(0.01)
+        assert await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == claimed
+        for _ in range(300):
+            if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 6:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        stopping.set()
+        worker.wake.set()
+        await running
+    assert receiver.quantities["/a"] == {f"S{i}": i for i in range(1, 7)}
 
 
 def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
