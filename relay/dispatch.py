@@ -284,7 +284,7 @@ class ChannelWorker:
                 # Settled as a pause, like a refused credential: the claim is released and the item keeps its
                 # attempts and first failure, so however long the quota takes to return it is never given up.
                 held = error
-                outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]
+                outcomes.append(Outcome(update.sku, queue.HELD, error=str(error), **common))  # type: ignore[arg-type]
             elif isinstance(error, AuthDeliveryError):
                 auth_error = error
                 outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
+HELD = "held"  # a marketplace quota for a long window is spent (relay/connectors/quota.py): settled like AUTH
 MAX_RETRY_AFTER = 86_400.0  # a remote asking for more than a day is misbehaving; retry after a day anyway
 
 
@@ -46,7 +47,7 @@ class Outcome:
     """What happened to one claimed delivery."""
 
     sku: str
-    status: str  # OK | SKIPPED | TRANSIENT | PERMANENT | AUTH
+    status: str  # OK | SKIPPED | TRANSIENT | PERMANENT | AUTH | HELD
     quantity: int | None = None
     error: str = ""
     retry_after: float | None = None
@@ -125,7 +126,7 @@ def settle(
             )
             if cursor.rowcount:
                 conn.execute(RESOLVE_DEAD_LETTER, (now, site, channel, out.sku))
-        elif out.status == AUTH:
+        elif out.status in (AUTH, HELD):  # the channel is paused: the claim is released, no attempt counted
             cursor = conn.execute(
                 "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?"
                 " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",

@@ -197,6 +197,10 @@ async def test_spent_daily_quota_holds_the_channel_and_it_resumes_by_itself(star
         assert row["circuit_retry_in"] is not None and row["circuit_retry_in"] > 0
         held = await r.relay.store.read("SELECT attempts, last_error FROM deliveries WHERE sku IN ('B', 'C')", ())
         assert all(attempts == 0 and "daily quota" in error for attempts, error in held)
+        audited = await r.relay.store.read(
+            "SELECT DISTINCT json_extract(detail, '$.outcome') FROM audit WHERE sku IN ('B', 'C') AND action = 'attempt'"
+        )
+        assert [row[0] for row in audited] == ["held"], "a spent quota is not an auth failure"
         await r.drain()
         assert len(etsy.requests) == calls, "no call while held"
         await wait_delivered(r)
