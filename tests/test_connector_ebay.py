@@ -212,8 +212,8 @@ async def test_revision_budget_survives_a_restart(start_relay, tmp_path: Path, e
     r = await start(start_relay, tmp_path, ebay)
     connector = r.relay.workers[("main", "ebay")].connector
     now = dt.datetime.now(dt.UTC)
-    for _ in range(249):  # revisions made earlier today; the push below makes the 250th, for real
-        connector.revisions.spend("A", now)
+    # 249 revisions made earlier today, by an earlier relay (when, it does not know); the push makes the 250th
+    connector.revisions.restore(connector.revisions.today(now), {"A": 249})
     await send(r, [("A", 5), ("B", 6)])
     await settle(r)
     assert ebay.items == {"A": 5, "B": 6}
@@ -230,6 +230,50 @@ async def test_revision_budget_survives_a_restart(start_relay, tmp_path: Path, e
     assert await states(again) == {"A": "pending", "B": "delivered"}
     assert "250 revisions" in await again.count("SELECT last_error FROM deliveries WHERE sku = 'A'")
     assert await again.count("SELECT revisions FROM revisions WHERE sku = 'B'") == 2
+
+
+def test_revisions_past_half_are_paced_to_last_until_midnight() -> None:
+    """The first half of a SKU's revisions go at once; after that each waits (time to midnight ÷ revisions left)
+    from the last, so a SKU that keeps selling is still revised until midnight; other SKUs and the next day are
+    not affected."""
+    budget = RevisionBudget(limit=10)
+    noon = dt.datetime(2026, 3, 2, 20, 0, tzinfo=dt.UTC)  # 12:00 in Los Angeles: 12 h to midnight
+    for _ in range(4):
+        budget.spend("A", noon)
+    assert budget.pacing_wait("A", noon) == 0.0  # 4 of 10 used
+    budget.spend("A", noon)
+    assert budget.pacing_wait("A", noon) == pytest.approx(12 * 3600 / 5)  # 5 left for 12 h
+    one_hour = noon + dt.timedelta(hours=1)
+    assert budget.pacing_wait("A", one_hour) == pytest.approx(11 * 3600 / 5 - 3600)
+    assert budget.pacing_wait("A", noon + dt.timedelta(hours=3)) == 0.0
+    assert budget.pacing_wait("B", noon) == 0.0
+    assert budget.pacing_wait("A", noon + dt.timedelta(hours=12, seconds=1)) == 0.0  # a new day
+
+
+async def test_a_sku_past_half_its_revisions_waits_without_opening_the_circuit(start_relay, tmp_path, ebay) -> None:
+    """A SKU paced to last until midnight is held back as pending (its retry due when the pacing says), its
+    neighbours go at once, and the channel stays healthy however often it is held."""
+    for sku in ("A", "B"):
+        ebay.add_item(sku)
+    r = await start(start_relay, tmp_path, ebay)
+    worker = r.relay.workers[("main", "ebay")]
+    connector = worker.connector
+    connector.revisions = RevisionBudget(limit=40)  # B's 6 revisions stay under half of it
+    now = dt.datetime.now(dt.UTC)
+    for _ in range(20):  # half of 40 used, the last just now: A's next waits (time to midnight ÷ 20)
+        connector.revisions.spend("A", now)
+    wait = connector.revisions.pacing_wait("A", now)
+    for version in range(1, 7):  # held again and again: never a failure of the channel
+        events = [stock_event(version * 10 + n, sku, version, version) for n, sku in enumerate(("A", "B"))]
+        assert (await r.client.send_events(events))[0] == 202
+        await r.drain()
+    assert [sorted(x["sku"] for x in c["requests"]) for c in bulk_calls(ebay)] == [["B"]] * 6
+    assert ebay.items["B"] == 6 and await states(r) == {"A": "pending", "B": "delivered"}
+    assert worker.circuit.state == "closed"
+    error = await r.count("SELECT last_error FROM deliveries WHERE sku = 'A'")
+    assert "over half of eBay's 250 revisions" in error and "midnight" in error
+    due = await r.count("SELECT next_attempt_at FROM deliveries WHERE sku = 'A'")
+    assert due == pytest.approx(now.timestamp() + wait, abs=30)
 
 
 def test_revision_counts_of_an_earlier_day_are_not_restored() -> None:

@@ -22,7 +22,8 @@ offers are then looked up once (``GET /offer?sku=``, one call per SKU, cached) a
 
 Each listing may be revised at most 250 times per calendar day (Pacific time). The connector
 counts the revisions it makes per SKU and holds a SKU back (a retry after midnight, coalesced to its
-newest quantity) instead of letting eBay refuse it. The counts are kept in SQLite too
+newest quantity) instead of letting eBay refuse it; past half of them, a SKU's revisions are paced
+so the rest last until midnight (``revisions.py``). The counts are kept in SQLite too
 (``revisions.py``), so a restart still knows what today has used.
 
 Answers: 401 → refresh the user token once, then pause; 403 (scope) → pause; 429 (errorId 2001),
@@ -45,7 +46,13 @@ from typing import Any
 import aiohttp
 
 from ..config import ChannelConfig
-from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..errors import (
+    AuthDeliveryError,
+    DeliveryError,
+    PendingDeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from ..vault import Vault
 from . import http, revisions
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -184,11 +191,19 @@ class EbayConnector(Connector):
         results: dict[str, ItemResult] = {}
         ready = []
         for u in updates:
+            # Held back on purpose, not a failure of the channel: pending, so the circuit never opens for it.
             if self.revisions.exhausted(u.channel_sku, now):
                 wait = self.revisions.seconds_to_midnight(now)
-                error = TransientDeliveryError(
+                error = PendingDeliveryError(
                     f"SKU {u.channel_sku} used eBay's {DAILY_REVISIONS} revisions for today; the newest quantity goes"
                     " out after midnight Pacific time",
+                    wait,
+                )
+                results[u.sku] = ItemResult(error)
+            elif (wait := self.revisions.pacing_wait(u.channel_sku, now)) > 0:
+                error = PendingDeliveryError(
+                    f"SKU {u.channel_sku} has used over half of eBay's {DAILY_REVISIONS} revisions for today; its newest"
+                    f" quantity goes out in {wait:.0f} s, so that the rest last until midnight Pacific time",
                     wait,
                 )
                 results[u.sku] = ItemResult(error)

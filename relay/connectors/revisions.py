@@ -4,6 +4,12 @@ eBay lets a listing be revised at most 250 times a day and refuses the rest; a r
 dead-letter the SKU's newest quantity until an operator replays it. So the connector counts the
 revisions it makes and holds a SKU that used them all back until midnight Pacific.
 
+Held back until midnight, a SKU that sells all day would show a stale quantity on eBay for hours,
+which is how a shop oversells. So once a SKU has used half its revisions, the rest are paced: its
+next update waits until (time to midnight ÷ revisions left) after its last one. A SKU that sells
+faster than that goes out every few minutes with its newest quantity instead of every second until
+the afternoon and then not at all; the pacing is per SKU, so its neighbours are not slowed.
+
 The counts live in memory and in SQLite (``revisions``, migration 5): the worker loads today's
 once before its first push, and writes the counts that changed inside the transaction that settles
 the batch that spent them. That adds a few rows to a commit the worker makes anyway, never a
@@ -37,6 +43,7 @@ class RevisionBudget:
         self._day: dt.date | None = None
         self._counts: dict[str, int] = {}
         self._unsaved: set[str] = set()  # SKUs whose count changed since the last save
+        self._last: dict[str, dt.datetime] = {}  # when each SKU was last revised (since this process started)
 
     def today(self, now: dt.datetime) -> dt.date:
         return now.astimezone(self.zone).date()
@@ -44,7 +51,7 @@ class RevisionBudget:
     def _roll(self, now: dt.datetime) -> None:
         day = self.today(now)
         if day != self._day:
-            self._day, self._counts, self._unsaved = day, {}, set()
+            self._day, self._counts, self._unsaved, self._last = day, {}, set(), {}
 
     def exhausted(self, sku: str, now: dt.datetime) -> bool:
         self._roll(now)
@@ -54,6 +61,22 @@ class RevisionBudget:
         self._roll(now)
         self._counts[sku] = self._counts.get(sku, 0) + 1
         self._unsaved.add(sku)
+        self._last[sku] = now
+
+    def pacing_wait(self, sku: str, now: dt.datetime) -> float:
+        """Seconds the SKU's next revision must wait so that its revisions left last until midnight (0: none).
+
+        The first half of the day's revisions are free; after that each waits (time to midnight ÷ revisions
+        left) from the last one. After a restart the last one's time is unknown, so the first goes at once.
+        """
+        self._roll(now)
+        used = self._counts.get(sku, 0)
+        left = self.limit - used
+        last = self._last.get(sku)
+        if used < self.limit / 2 or left <= 0 or last is None:
+            return 0.0
+        interval = self.seconds_to_midnight(now) / left
+        return max(0.0, interval - (now - last).total_seconds())
 
     def seconds_to_midnight(self, now: dt.datetime) -> float:
         local = now.astimezone(self.zone)
