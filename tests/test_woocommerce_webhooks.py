@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import SITE_SECRET, make_config, webhook_channel
 
 PATH = "/v1/sites/main/woocommerce"
@@ -115,3 +117,15 @@ async def test_other_topics_and_bad_bodies_get_clear_errors(start_relay, tmp_pat
     status, answer = await deliver(r, {"name": "no id"}, "product.updated", "n1")
     assert status == 400 and answer["error"]["code"] == "malformed_json"
     assert await r.count("SELECT COUNT(*) FROM events") == 0
+
+
+async def test_channel_coalesce_seconds_applies_to_woocommerce_webhooks(start_relay, tmp_path: Path, receiver) -> None:
+    """A change that arrives by WooCommerce's webhook waits its channel's coalesce_seconds like a plugin batch."""
+    channels = (webhook_channel("a", receiver.url("/a")), webhook_channel("b", receiver.url("/b"), coalesce_seconds=30))
+    r = await start_relay(make_config(tmp_path / "s", channels))
+    status, _ = await deliver(r, product(11, "TEE-1", 4), "product.updated", "d-1")
+    assert status == 202
+    await r.drain()
+    assert receiver.quantities == {"/a": {"TEE-1": 4}}  # "b" waits: due 30 s after the change arrived
+    due = await r.count("SELECT next_attempt_at - pending_since FROM deliveries WHERE channel = 'b'")
+    assert due == pytest.approx(30)
