@@ -11,6 +11,7 @@ Every error raised here is a ConfigError whose ``path`` names the offending key,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -151,9 +152,10 @@ class SiteConfig:
     shop_url: str = ""
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
-    @property
+    @functools.cached_property
     def coalesce(self) -> dict[str, float]:
-        """Each channel's ``coalesce_seconds`` where it has one: what ingest hands ``record_batch``."""
+        """Each channel's ``coalesce_seconds`` where it has one: what ingest hands ``record_batch`` (once per site,
+        not per request; a frozen dataclass still lets cached_property store it)."""
         return {c.name: c.coalesce_seconds for c in self.channels if c.coalesce_seconds > 0}
 
 

@@ -107,10 +107,10 @@ class ChannelWorker:
                 await self._sleep(stopping, 1.0)
                 continue
             if worked == 0:
-                try:
-                    due = await self._next_due()
-                except StorageError:
-                    due = None  # the next claim reports it, and waits
+                due = None
+                if self.circuit.seconds_until_probe() == 0:  # while paused, when the rows are due does not matter
+                    with contextlib.suppress(StorageError):  # the next claim reports it, and waits
+                        due = await self._next_due()
                 if self._may_read_back(due):
                     assert self.readback is not None
                     self._enter("reading back")
