@@ -62,11 +62,17 @@ class Relay:
         connectors.check(self.config)
         self._lock_state_dir()
         try:
-            await self.store.open()
-            released = await self.store.write(lambda conn: queue.release(conn))
+            await self._open(run_workers)
         except BaseException:
-            self._unlock_state_dir()
+            # Every thread and file start-up opened must go, or the process cannot exit and systemd's
+            # Restart=on-failure never fires (the store's reader thread kept a failed start alive).
+            await self._close_resources()
             raise
+
+    async def _open(self, run_workers: bool) -> None:
+        """Everything start() does once the state directory is locked."""
+        await self.store.open()
+        released = await self.store.write(lambda conn: queue.release(conn))
         if released:
             log.info("released %d claims left by a previous run", released)
         self._session = aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"})
@@ -229,6 +235,10 @@ class Relay:
         with contextlib.suppress(StorageError):
             # Whatever a cancelled worker still held is due again at once for the next start.
             await self.store.write(lambda conn: queue.release(conn))
+        await self._close_resources()
+
+    async def _close_resources(self) -> None:
+        """Close connectors, the HTTP session and the database, then unlock the state directory."""
         for worker in self.workers.values():
             await worker.connector.close()
         if self._session is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ import yaml
 from relay.client import SignedClient, new_msg_id, stock_event
 
 from .conftest import CHANNEL_SECRET, SITE_SECRET
-from .procs import RelayProcess, run_cli
+from .procs import RelayProcess, relay_command, run_cli
 
 PRODUCT_IDS = itertools.count(1)  # every event a product of its own: none is stale, each must be stored
 ENV = {"FAULT_SITE_SECRET": SITE_SECRET, "FAULT_HOOK_SECRET": CHANNEL_SECRET}
@@ -200,3 +202,35 @@ def test_damaged_database_stops_serve_with_a_clear_message_and_is_kept(tmp_path:
     assert "restore it from a backup" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     assert database.read_bytes() == before, "a damaged database must never be rewritten or recreated"
+
+
+def test_read_only_database_files_stop_serve_promptly_with_a_clear_error(tmp_path: Path, receiver) -> None:
+    """The database files at mode 444 (a restore as the wrong user, a chmod gone wrong): the first write fails after
+    the database opened, and ``serve`` must still exit non-zero at once, so systemd's Restart=on-failure fires.
+
+    It used to print the error and hang: the start-up error path left the store's threads running. Root ignores file
+    modes, so as root the relay runs without the capabilities that let root write anyway (setpriv).
+    """
+    state = tmp_path / "state"
+    config = write_config(tmp_path, state, receiver.url("/hook"))
+    relay = RelayProcess(config, ENV, tmp_path / "relay.log")
+    relay.start()
+    assert relay.terminate() == 0
+    for path in state.glob("relay.sqlite3*"):
+        path.chmod(0o444)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv (util-linux): root would write the read-only files anyway")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    done = subprocess.run(
+        [*prefix, *relay_command("serve", "-c", str(config))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+        timeout=60,  # a hang is what this catches: it used to never exit
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot start" in done.stderr and "readonly database" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
