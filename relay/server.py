@@ -136,12 +136,8 @@ def signed(body_type: str) -> Callable[[SignedHandler], Handler]:
                 )
             now = relay.now()
             signing.verify(site.secrets, request.headers, body, now, config.timestamp_tolerance_seconds)
-            limiter = request.app[LIMITERS].get(site.id)
-            if limiter is not None and not limiter.try_take():
-                retry = max(1, int(limiter.wait_time() + 0.999))
-                return error_response(
-                    429, "rate_limited", "Too many requests for this site; slow down.", {"Retry-After": str(retry)}
-                )
+            if (limited := over_budget(request, site)) is not None:
+                return limited
             doc = ingest.check_envelope(ingest.parse_json(body), body_type, site.id)
             return await handler(request, site, doc)
 
@@ -159,17 +155,31 @@ async def handle_woocommerce(request: web.Request) -> web.StreamResponse:
     body = await read_capped(request, relay.config.max_body_bytes)
     if body is None:
         return error_response(413, "body_too_large", f"The body is over {relay.config.max_body_bytes} bytes.")
-    limiter = request.app[LIMITERS].get(site.id)
-    if limiter is not None and not limiter.try_take():
-        retry = max(1, int(limiter.wait_time() + 0.999))
-        return error_response(
-            429, "rate_limited", "Too many requests for this site; slow down.", {"Retry-After": str(retry)}
-        )
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if woocommerce_webhooks.is_ping(content_type, body):  # unsigned by WooCommerce's design; stores nothing
+        return web.json_response({"ok": True, "site": site.id})
+    if content_type != "application/json":
+        return error_response(415, "unsupported_media_type", "Send the body as application/json.")
+    woocommerce_webhooks.verify(site, request.headers, body)
+    if (limited := over_budget(request, site)) is not None:
+        return limited
     if relay.shutting_down:
         return error_response(
             503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
         )
     return await woocommerce_webhooks.handle(request, site, body, relay)
+
+
+def over_budget(request: web.Request, site: SiteConfig) -> web.Response | None:
+    """Take one request from the site's budget, or the 429 to answer. Only after the signature verified: a
+    forged request must not spend the shop's budget."""
+    limiter = request.app[LIMITERS].get(site.id)
+    if limiter is None or limiter.try_take():
+        return None
+    retry = max(1, int(limiter.wait_time() + 0.999))
+    return error_response(
+        429, "rate_limited", "Too many requests for this site; slow down.", {"Retry-After": str(retry)}
+    )
 
 
 async def read_capped(request: web.Request, limit: int) -> bytes | None:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,20 @@ async def test_channel_coalesce_seconds_applies_to_woocommerce_webhooks(start_re
     assert receiver.quantities == {"/a": {"TEE-1": 4}}  # "b" waits: due 30 s after the change arrived
     due = await r.count("SELECT next_attempt_at - pending_since FROM deliveries WHERE channel = 'b'")
     assert due == pytest.approx(30)
+
+
+async def test_unsigned_flood_does_not_spend_the_sites_rate_budget(start_relay, tmp_path: Path) -> None:
+    """Only a request that proves it comes from the shop may take from the site's request budget: forged ones used
+    to empty it here, and the shop's genuine webhook got 429. A budget of one request (and a slow refill) makes any
+    token a forged request takes show."""
+    cfg = make_config(tmp_path / "s")
+    r = await start_relay(replace(cfg, sites=(replace(cfg.sites[0], max_requests_per_second=0.01),)))
+    body = json.dumps(product(42, "A", 1)).encode()
+    for i in range(5):
+        forged = wc_headers(body, "product.updated", f"forged{i}", secret="another-secret")
+        status, _, _ = await r.post_raw(PATH, body, forged)
+        assert status == 401
+    status, answer = await deliver(r, product(42, "A", 1), "product.updated", "genuine")
+    assert status == 202, answer
+    status, answer = await deliver(r, product(42, "A", 2), "product.updated", "genuine2")
+    assert status == 429 and answer["error"]["code"] == "rate_limited", "the budget of one must hold for signed ones"
