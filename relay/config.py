@@ -232,8 +232,15 @@ def _demo_secret(state_dir: Path) -> str:
     return secret
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load the YAML at ``path``, or the embedded defaults when there is none."""
+def load(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None, secrets: bool = True
+) -> Config:
+    """Load the YAML at ``path``, or the embedded defaults when there is none.
+
+    ``secrets=False`` leaves every secret reference unresolved (sites get no secrets, webhook channels an empty one,
+    no vault keys): for the operator commands that only read the database, which must work without the service's
+    credentials (``sudo -u stock-relay stock-relay status -c ...`` has no ``$CREDENTIALS_DIRECTORY``).
+    """
     env = os.environ if environ is None else environ
     path = path or env.get("STOCK_RELAY_CONFIG") or None
     if path is None:
@@ -246,12 +253,12 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    return parse(raw if raw is not None else {}, env, base_dir=Path(path).resolve().parent)
+    return parse(raw if raw is not None else {}, env, base_dir=Path(path).resolve().parent, secrets=secrets)
 
 
-def parse(raw: Any, environ: Mapping[str, str], base_dir: Path = Path(".")) -> Config:
-    """Validate a parsed YAML document and build the Config."""
-    root = _Node(raw, "", environ, base_dir)
+def parse(raw: Any, environ: Mapping[str, str], base_dir: Path = Path("."), secrets: bool = True) -> Config:
+    """Validate a parsed YAML document and build the Config (``secrets=False``: see ``load``)."""
+    root = _Node(raw, "", environ, base_dir, secrets)
     root.expect_keys(TOP_KEYS)
     listen = root.child("listen", {})
     listen.expect_keys(LISTEN_KEYS)
@@ -393,8 +400,9 @@ def _channel(node: _Node) -> ChannelConfig:
             raise ConfigError(
                 f"{node.path}.secret", "required for a webhook channel: env:NAME, file:/path or credential:NAME"
             )
-        secret = node.resolve_secret("secret", ref).split()[0]
-        _check_outbound_secret(f"{node.path}.secret", mode, secret)
+        secret = next(iter(node.resolve_secret("secret", ref).split()), "")
+        if secret:  # empty only when secrets are not resolved
+            _check_outbound_secret(f"{node.path}.secret", mode, secret)
         channel = replace(channel, url=url, signing=mode, secret=secret)
     elif kind in MARKETPLACE_TYPES:
         channel = replace(
@@ -470,11 +478,12 @@ def _sku_keys(node: _Node) -> list[Any]:
 class _Node:
     """A value in the YAML tree that knows its own key path, for error messages."""
 
-    def __init__(self, value: Any, path: str, environ: Mapping[str, str], base_dir: Path) -> None:
+    def __init__(self, value: Any, path: str, environ: Mapping[str, str], base_dir: Path, secrets: bool = True) -> None:
         self.value = value
         self.path = path
         self.environ = environ
         self.base_dir = base_dir
+        self.secrets = secrets
 
     def _sub(self, key: str | int) -> str:
         return f"{self.path}.{key}" if self.path else str(key)
@@ -490,10 +499,10 @@ class _Node:
 
     def child(self, key: str, default: Any) -> _Node:
         value = self.value.get(key, default) if isinstance(self.value, Mapping) else default
-        return _Node(value, self._sub(key), self.environ, self.base_dir)
+        return _Node(value, self._sub(key), self.environ, self.base_dir, self.secrets)
 
     def item(self, index: int) -> _Node:
-        return _Node(self.value[index], f"{self.path}[{index}]", self.environ, self.base_dir)
+        return _Node(self.value[index], f"{self.path}[{index}]", self.environ, self.base_dir, self.secrets)
 
     def get(self, key: str, kind: type) -> Any:
         value = self.value.get(key) if isinstance(self.value, Mapping) else None
@@ -514,6 +523,11 @@ class _Node:
         return value
 
     def resolve_secret(self, key: str, ref: str) -> str:
+        """The referenced value; "" without reading it when secrets are not resolved (the reference is still checked)."""
+        if not self.secrets:
+            if ref.partition(":")[0] not in secretref.SCHEMES:
+                raise ConfigError(self._sub(key), secretref.NOT_A_REFERENCE)
+            return ""
         try:
             return secretref.resolve(ref, self.environ, self.base_dir)
         except ValueError as exc:

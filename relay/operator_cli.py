@@ -339,7 +339,9 @@ def _backend(args: argparse.Namespace) -> Backend:
         except ValueError as exc:
             raise ConfigError("--secret", str(exc)) from None
         return Remote(args.remote, args.site, secret)
-    cfg = config_module.load(args.config)
+    # Only the database is read (or written, for replay): no secret is needed, so none is resolved.
+    cfg = config_module.load(args.config, secrets=False)
+    check_state_dir(cfg, args.config)
     if args.site:
         site = cfg.site(args.site)
         if site is None:
@@ -349,6 +351,19 @@ def _backend(args: argparse.Namespace) -> Backend:
     else:
         raise ConfigError("--site", f"the config has several sites; choose one: {', '.join(s.id for s in cfg.sites)}")
     return Local(cfg, site)
+
+
+def check_state_dir(cfg: config_module.Config, config_path: str | None) -> None:
+    """A missing database under a relative state_dir is almost always the service's state directory being missed:
+    systemd sets ``$STATE_DIRECTORY`` for the service only, so an operator's shell looks in its working directory."""
+    path = cfg.database_path
+    if path.exists() or cfg.state_dir.is_absolute() or not (config_path or os.environ.get("STOCK_RELAY_CONFIG")):
+        return
+    raise RelayError(
+        f"no database at {path.absolute()}: the config's state_dir is unset or relative, so it was looked for in"
+        " the working directory ($STATE_DIRECTORY is set by systemd for the service only). Set state_dir to the"
+        " service's state directory in the config, e.g. state_dir: /var/lib/stock-relay"
+    )
 
 
 # --- human output ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import aiohttp
 from . import __version__, views
 from . import config as config_module
 from .errors import ConfigError, RelayError
-from .operator_cli import Progress, ago, table
+from .operator_cli import Progress, ago, check_state_dir, table
 from .reconcile import PassResult, ShopClient, run_pass
 from .store import connect_reader, connect_writer, migrate
 
@@ -45,7 +45,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_module.load(args.config)
+    # drift only reads the database; reconcile signs its requests to the shop with the site's secret
+    cfg = config_module.load(args.config, secrets=args.command != "drift")
+    check_state_dir(cfg, args.config)
     if not cfg.database_path.exists():
         raise RelayError(f"no database at {cfg.database_path}: has the relay run with this state_dir?")
     if args.command == "drift":

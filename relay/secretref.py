@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+SCHEMES = ("env", "file", "credential")
+NOT_A_REFERENCE = "must be a reference: env:NAME, file:/path or credential:NAME (never the secret itself)"
+
 
 def resolve(ref: str, environ: Mapping[str, str], base_dir: Path) -> str:
     """The referenced value, stripped. Raises ValueError with a message that never contains the value."""
@@ -34,7 +37,7 @@ def resolve(ref: str, environ: Mapping[str, str], base_dir: Path) -> str:
         except OSError as exc:
             raise ValueError(f"cannot read {path}: {exc.strerror}") from None
     else:
-        raise ValueError("must be a reference: env:NAME, file:/path or credential:NAME (never the secret itself)")
+        raise ValueError(NOT_A_REFERENCE)
     if not value.strip():
         raise ValueError("the referenced secret is empty")
     return value.strip()
