@@ -110,7 +110,7 @@ async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
             row["circuit"] = worker.circuit.state
             row["circuit_reason"] = worker.circuit.reason or None
             row["circuit_retry_in"] = round(worker.circuit.seconds_until_probe(), 1) or None
-    return {"type": "status", "site": site.id, "server_time": now, **snapshot}
+    return views.with_iso({"type": "status", "site": site.id, "server_time": now, **snapshot})
 
 
 async def handle_status(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:

@@ -116,13 +116,15 @@ class Local:
             row.update(type=channel.type, circuit=None)
         last = await self.view(lambda conn: views.last_event_at(conn, self.site.id))
         reconcile = await self.view(lambda conn: views.reconcile_status(conn, self.site.id))
-        return {
-            "site": self.site.id,
-            "server_time": now,
-            "last_event_at": last,
-            "channels": channels,
-            "reconcile": reconcile,
-        }
+        return views.with_iso(
+            {
+                "site": self.site.id,
+                "server_time": now,
+                "last_event_at": last,
+                "channels": channels,
+                "reconcile": reconcile,
+            }
+        )
 
     async def audit(self, where: views.AuditFilter, limit: int) -> list[dict[str, Any]]:
         return (await self.view(lambda conn: views.audit_page(conn, self.site.id, where, limit)))[0]
@@ -305,7 +307,7 @@ async def _export(backend: Backend, args: argparse.Namespace, now: float, progre
         rows = backend.export(args.what, where)
         total = await anext(rows)
         assert isinstance(total, int)
-        columns = views.STATE_COLUMNS if args.what == "state" else views.AUDIT_COLUMNS
+        columns = views.EXPORT_COLUMNS[args.what]
         writer = csv.DictWriter(handle, fieldnames=columns) if args.format == "csv" else None
         if writer is not None:
             writer.writeheader()

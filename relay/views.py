@@ -11,9 +11,45 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 MAX_PAGE = 500
+J = TypeVar("J")
+# Fields that hold a time as Unix seconds. Each answer keeps the number (scripts and the WordPress plugin read it)
+# and gets ``<name>_iso`` beside it: the same time in ISO 8601 UTC, e.g. "2026-12-03T12:00:00.558Z".
+TIME_FIELDS = frozenset(
+    {
+        "at", "server_time", "last_event_at", "last_success", "created_at", "received_at", "updated_at",
+        "next_attempt_at", "found_at", "started_at", "finished_at",
+    }
+)  # fmt: skip
+
+
+def iso(at: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC to the millisecond (``2026-12-03T12:00:00.558Z``); None stays None."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
+
+
+def with_iso(value: J) -> J:
+    """``value`` with an ``<name>_iso`` twin right after every time field of TIME_FIELDS, at any depth.
+
+    Only numbers (and None) are twinned: a time the shop sent as text (``occurred_at``) is shown as sent.
+    """
+    if isinstance(value, list):
+        return cast(J, [with_iso(item) for item in value])
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in TIME_FIELDS and (item is None or (isinstance(item, int | float) and not isinstance(item, bool))):
+            out[key] = item
+            out[f"{key}_iso"] = iso(item)
+        elif key not in out:  # an ``_iso`` twin already made above is not overwritten
+            out[key] = with_iso(item)
+    return cast(J, out)
 
 
 def channel_status(
@@ -49,17 +85,19 @@ def channel_status(
     dead = conn.execute(
         "SELECT COUNT(*) FROM dead_letters WHERE site = ? AND channel = ? AND resolved_at IS NULL", (site, channel)
     ).fetchone()[0]
-    return {
-        "name": channel,
-        "pending": counts.get("pending", 0),
-        "in_flight": in_flight or 0,
-        "delivered": counts.get("delivered", 0),
-        "oldest_pending_age": None if oldest is None else round(max(0.0, now - oldest), 3),
-        "dead_letters": dead,
-        "last_success": last_success,
-        "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
-        "drift": drift(conn, site, channel),
-    }
+    return with_iso(
+        {
+            "name": channel,
+            "pending": counts.get("pending", 0),
+            "in_flight": in_flight or 0,
+            "delivered": counts.get("delivered", 0),
+            "oldest_pending_age": None if oldest is None else round(max(0.0, now - oldest), 3),
+            "dead_letters": dead,
+            "last_success": last_success,
+            "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
+            "drift": drift(conn, site, channel),
+        }
+    )
 
 
 # A drift row stays open until the channel's delivery is confirmed after it was found (or forever, for a
@@ -80,7 +118,7 @@ def drift(conn: sqlite3.Connection, site: str, channel: str, examples: int = 5) 
         (site, channel, examples),
     ).fetchall()
     names = ("sku", "expected", "shown", "reason", "found_at")
-    return {"differ": count, "examples": [dict(zip(names, row, strict=True)) for row in rows]}
+    return {"differ": count, "examples": [with_iso(dict(zip(names, row, strict=True))) for row in rows]}
 
 
 def last_run(conn: sqlite3.Connection, site: str, kind: str | None = None) -> dict[str, Any] | None:
@@ -89,7 +127,7 @@ def last_run(conn: sqlite3.Connection, site: str, kind: str | None = None) -> di
     sql += " WHERE site = ? AND finished_at IS NOT NULL" + (" AND kind = ?" if kind else "") + " ORDER BY id DESC"
     row = conn.execute(sql + " LIMIT 1", (site, kind) if kind else (site,)).fetchone()
     names = ("kind", "started_at", "finished_at", "shop_time", "items", "corrections", "error")
-    return None if row is None else dict(zip(names, row, strict=True))
+    return None if row is None else with_iso(dict(zip(names, row, strict=True)))
 
 
 def reconcile_status(conn: sqlite3.Connection, site: str) -> dict[str, Any]:
@@ -151,7 +189,7 @@ def _audit_where(site: str, where: AuditFilter) -> tuple[str, list[Any]]:
 def _audit_row(row: Sequence[Any]) -> dict[str, Any]:
     item = dict(zip(AUDIT_COLUMNS, row, strict=True))
     item["detail"] = json.loads(item["detail"]) if item["detail"] else None
-    return item
+    return with_iso(item)
 
 
 def dead_letters(conn: sqlite3.Connection, site: str, channel: str | None = None) -> list[dict[str, Any]]:
@@ -166,7 +204,7 @@ def dead_letters(conn: sqlite3.Connection, site: str, channel: str | None = None
         sql += " AND l.channel = ?"
         params.append(channel)
     names = ("id", "channel", "sku", "quantity", "reason", "created_at", "event_id", "version", "shop_quantity")
-    return [dict(zip(names, row, strict=True)) for row in conn.execute(sql + " ORDER BY l.id DESC", params)]
+    return [with_iso(dict(zip(names, row, strict=True))) for row in conn.execute(sql + " ORDER BY l.id DESC", params)]
 
 
 def lineage(conn: sqlite3.Connection, site: str, sku: str, limit: int = 50) -> dict[str, Any]:
@@ -233,10 +271,17 @@ def lineage(conn: sqlite3.Connection, site: str, sku: str, limit: int = 50) -> d
                 event["channels"][channel] = [{"action": "coalesced", "into": carried_by}]
             else:
                 event["channels"][channel] = [{"action": "waiting"}]
-    return {"site": site, "sku": sku, "channels": channels, "events": events}
+    return with_iso({"site": site, "sku": sku, "channels": channels, "events": events})
 
 
 STATE_COLUMNS = ("channel", "sku", "state", "shows", "delivered_version", "wanted_quantity", "updated_at")
+# What an export's rows hold (the CSV header): the columns, each time followed by its ISO 8601 twin.
+EXPORT_COLUMNS = {
+    what: tuple(
+        name for column in columns for name in ((column, f"{column}_iso") if column in TIME_FIELDS else (column,))
+    )
+    for what, columns in (("state", STATE_COLUMNS), ("audit", AUDIT_COLUMNS))
+}
 
 
 def iter_state(conn: sqlite3.Connection, site: str) -> Iterator[dict[str, Any]]:
@@ -248,7 +293,7 @@ def iter_state(conn: sqlite3.Connection, site: str) -> Iterator[dict[str, Any]]:
         (site,),
     )
     for row in cursor:
-        yield dict(zip(STATE_COLUMNS, row, strict=True))
+        yield with_iso(dict(zip(STATE_COLUMNS, row, strict=True)))
 
 
 def iter_audit(conn: sqlite3.Connection, site: str, where: AuditFilter) -> Iterator[dict[str, Any]]:

@@ -7,9 +7,11 @@ import csv
 import io
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +210,34 @@ def test_export_of_100k_rows_runs_in_bounded_memory(tmp_path: Path) -> None:
     print(f"export peak RSS: 10k rows {peaks[10_000] / 1024:.1f} MiB, 100k rows {peaks[100_000] / 1024:.1f} MiB")
     # Keeping the rows would add ~100 MiB for 100k rows; streaming keeps the difference to noise.
     assert peaks[100_000] - peaks[10_000] < 8 * 1024, peaks
+
+
+def _iso_matches(row: dict[str, Any], field: str) -> bool:
+    """``<field>_iso`` is ISO 8601 UTC to the millisecond and names the same instant as the number beside it."""
+    text = row[f"{field}_iso"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text), text
+    return abs(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - float(row[field])) < 0.001
+
+
+def test_times_are_iso_8601_beside_the_unix_seconds(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every --json answer, the signed API and both export formats give each time as ISO 8601 UTC beside the number."""
+    config, env, url, secret = running
+    status = json.loads(cli(config, env, "status", "--json").stdout)
+    assert _iso_matches(status, "server_time") and _iso_matches(status, "last_event_at")
+    assert _iso_matches(status["channels"][0], "last_success")
+    remote_env = {"OPS_REMOTE_SECRET": secret}
+    remote = ("--remote", url, "--site", "main", "--secret", "env:OPS_REMOTE_SECRET", "--json")
+    for answer in (status, json.loads(run_cli("status", *remote, env=remote_env).stdout)):
+        assert isinstance(answer["server_time"], float)  # the number stays: the WordPress plugin reads it
+    entries = json.loads(run_cli("audit", "--sku", "BLUE-2", *remote, env=remote_env).stdout)
+    assert entries and all(_iso_matches(e, "at") for e in entries)
+    trace = json.loads(cli(config, env, "lineage", "BLUE-2", "--json").stdout)
+    assert all(_iso_matches(e, "received_at") for e in trace["events"])
+    steps = [s for e in trace["events"] for s in e["channels"].get("box", []) if s["action"] == "attempt"]
+    assert steps and all(_iso_matches(s, "at") for s in steps)
+    out = tmp_path / "audit.csv"
+    assert cli(config, env, "export", "audit", "-o", str(out)).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows and all(_iso_matches(r, "at") for r in rows)
+    state = cli(config, env, "export", "state", "--format", "jsonl").stdout.splitlines()
+    assert state and all(_iso_matches(json.loads(line), "updated_at") for line in state)
