@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .common import Bucket, Clock, FakeMarketplace, TokenIssuer
+from .common import Bucket, Clock, FakeMarketplace, TokenIssuer, query
 
 LIMITS = {
     "patch": (5.0, 5),
@@ -138,7 +138,7 @@ class FakeAmazon(FakeMarketplace):
         sku = request.match_info["sku"]
         if (
             request.match_info["seller_id"] != self.seller_id
-            or request.query.get("marketplaceIds") != self.marketplace_id
+            or query(request).get("marketplaceIds") != self.marketplace_id
         ):
             return sp_error(400, "InvalidInput", "Invalid sellerId or marketplaceIds.")
         try:
@@ -165,10 +165,10 @@ class FakeAmazon(FakeMarketplace):
         if refused is not None:
             return refused
         sku = request.match_info["sku"]
-        included = set(request.query.get("includedData", "summaries").split(","))
+        included = set(query(request).get("includedData", "summaries").split(","))
         if (
             request.match_info["seller_id"] != self.seller_id
-            or request.query.get("marketplaceIds") != self.marketplace_id
+            or query(request).get("marketplaceIds") != self.marketplace_id
             or not included <= INCLUDED_DATA
         ):
             return sp_error(400, "InvalidInput", "Invalid sellerId, marketplaceIds or includedData.")

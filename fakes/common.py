@@ -12,6 +12,10 @@ A fake is a subclass of ``FakeMarketplace`` that adds its routes in ``routes()``
         ... point a connector at shop.url ...
         assert shop.requests[-1].json == {...}
 
+Query strings are decoded strictly, as RFC 3986 has it and as the marketplaces' servers read them:
+``%XX`` escapes only, so a ``+`` stays a ``+`` (aiohttp's ``request.query`` would make it a space, an
+HTML form's convention) and a malformed escape is a 400. Handlers read ``query(request)``.
+
 Limits and clocks are constructor arguments, so a benchmark can scale every one of them by the
 same factor; nothing here sleeps, so tests stay untimed (tokens are expired with ``expire_all``).
 """
@@ -19,6 +23,7 @@ same factor; nothing here sleeps, so tests stay untimed (tokens are expired with
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -27,12 +32,36 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
 Clock = Callable[[], float]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+STRICT_QUERY = web.RequestKey("strict_query", dict[str, str])
+
+
+def _unescape(text: str) -> str:
+    if BAD_ESCAPE.search(text):
+        raise ValueError(f"malformed percent-escape in {text!r}")
+    return unquote(text, errors="strict")  # bytes that are not UTF-8: UnicodeDecodeError, a ValueError
+
+
+def strict_query(raw: str) -> dict[str, str]:
+    """A raw query string decoded as RFC 3986 has it: ``%XX`` escapes only (``+`` is a plus, ``%20`` a space);
+    the first of repeated names wins. Raises ValueError for a malformed escape or bytes that are not UTF-8."""
+    pairs: dict[str, str] = {}
+    for part in raw.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.setdefault(_unescape(name), _unescape(value))
+    return pairs
+
+
+def query(request: web.Request) -> dict[str, str]:
+    """The request's query parameters, strictly decoded (by the middleware)."""
+    return request[STRICT_QUERY]
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     at: float
+    raw_path: str = ""  # path and query as they came over the wire, still percent-encoded
 
     @property
     def json(self) -> Any:
@@ -289,16 +319,26 @@ class FakeMarketplace(ABC):
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body = await request.read()
+        try:
+            request[STRICT_QUERY] = strict_query(request.rel_url.raw_query_string)
+        except ValueError as exc:
+            request[STRICT_QUERY] = {}
+            malformed: web.StreamResponse | None = web.json_response({"error": str(exc)}, status=400)
+        else:
+            malformed = None
         self.requests.append(
             Recorded(
                 request.method,
                 request.path,
-                dict(request.query),
+                request[STRICT_QUERY],
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
                 time.monotonic(),
+                request.raw_path,
             )
         )
+        if malformed is not None:
+            return malformed
         scripted = self._scripted(request)
         if scripted is not None:
             return scripted

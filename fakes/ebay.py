@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer
+from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer, query
 
 DAY = 86400.0
 
@@ -101,7 +101,7 @@ class FakeEbay(FakeMarketplace):
         refused = self._gate(request)
         if refused is not None:
             return refused
-        sku = request.query.get("sku", "")
+        sku = query(request).get("sku", "")
         offers = [{"offerId": oid, **offer} for oid, offer in self.offers.items() if offer["sku"] == sku]
         if not offers:
             return web.json_response({"errors": [ebay_error(25713, "This Offer is not available.")]}, status=404)

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer
+from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer, query
 
 DAY = 86400.0
 
@@ -190,9 +190,9 @@ class FakeEtsy(FakeMarketplace):
             return refused
         if request.match_info["shop_id"] != str(self.shop_id):
             return web.json_response({"error": "Shop not found"}, status=404, headers=self._headers())
-        state = request.query.get("state", "active")
-        limit = min(100, int(request.query.get("limit", "25")))
-        offset = int(request.query.get("offset", "0"))
+        state = query(request).get("state", "active")
+        limit = min(100, int(query(request).get("limit", "25")))
+        offset = int(query(request).get("offset", "0"))
         matching = [lid for lid in sorted(self.inventories) if self.states[lid] == state]
         page = matching[offset : offset + limit]
         results = [
@@ -223,7 +223,7 @@ class FakeEtsy(FakeMarketplace):
         refused = self._gate(request)
         if refused is not None:
             return refused
-        raw = [part for part in request.query.get("listing_ids", "").split(",") if part]
+        raw = [part for part in query(request).get("listing_ids", "").split(",") if part]
         if not raw or len(raw) > 100 or not all(part.strip().isdigit() for part in raw):
             return web.json_response(
                 {"error": "listing_ids must be 1 to 100 listing ids"}, status=400, headers=self._headers()

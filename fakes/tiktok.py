@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .common import Bucket, Clock, FakeMarketplace, TokenIssuer
+from .common import Bucket, Clock, FakeMarketplace, TokenIssuer, query
 
 SKEW_SECONDS = 300
 
@@ -123,7 +123,7 @@ class FakeTikTok(FakeMarketplace):
     # --- auth and signature --------------------------------------------------------------------------------
 
     async def refresh(self, request: web.Request) -> web.Response:
-        q = request.query
+        q = query(request)
         if q.get("app_key") != self.app_key or q.get("app_secret") != self.app_secret:
             return tts(36004003, "app_key or app_secret is invalid")
         if q.get("grant_type") != "refresh_token" or self.tokens.use_refresh(q.get("refresh_token", "")) is None:
@@ -140,7 +140,7 @@ class FakeTikTok(FakeMarketplace):
         return tts(0, "success", data)
 
     def _gate(self, request: web.Request, body: bytes, shop_scoped: bool = True) -> web.Response | None:
-        params = dict(request.query)
+        params = dict(query(request))
         expected = expected_sign(self.app_secret, request.path, params, body)
         stamp = params.get("timestamp", "")
         fresh = stamp.isdigit() and abs(int(stamp) - time.time()) <= SKEW_SECONDS
@@ -175,8 +175,8 @@ class FakeTikTok(FakeMarketplace):
         refused = self._gate(request, await request.read())
         if refused is not None:
             return refused
-        size = min(100, int(request.query.get("page_size", "10")))
-        start = int(request.query.get("page_token") or 0)
+        size = min(100, int(query(request).get("page_size", "10")))
+        start = int(query(request).get("page_token") or 0)
         products = list(self.products.values())
         page = products[start : start + size]
         token = str(start + size) if start + size < len(products) else ""

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .common import Bucket, Clock, FakeMarketplace, TokenIssuer
+from .common import Bucket, Clock, FakeMarketplace, TokenIssuer, query
 
 SINGLE_LIMIT = (200 / 60, 200)
 FEED_LIMIT = (10 / 3600, 10)
@@ -134,7 +134,7 @@ class FakeWalmart(FakeMarketplace):
         refused = self._gate(request, self.single)
         if refused is not None:
             return refused
-        sku = request.query.get("sku", "")
+        sku = query(request).get("sku", "")
         try:
             body = await request.json()
             amount = body["quantity"]["amount"]
@@ -154,7 +154,7 @@ class FakeWalmart(FakeMarketplace):
         refused = self._gate(request, self.read_limit)
         if refused is not None:
             return refused
-        sku = request.query.get("sku", "")
+        sku = query(request).get("sku", "")
         if not sku:
             return wm_error(400, "MISSING_REQUEST_PARAM", "sku is required")
         if sku not in self.inventory:
@@ -168,7 +168,7 @@ class FakeWalmart(FakeMarketplace):
         refused = self._gate(request, self.feed_limit)
         if refused is not None:
             return refused
-        if request.query.get("feedType") != "inventory":
+        if query(request).get("feedType") != "inventory":
             return wm_error(400, "INVALID_REQUEST_PARAM", "feedType must be inventory")
         upload = file_part(request.headers.get("Content-Type", ""), await request.read())
         if upload is None:
@@ -201,7 +201,7 @@ class FakeWalmart(FakeMarketplace):
         if feed is None:
             return wm_error(404, "CONTENT_NOT_FOUND.GMP_FEED_API", "No feed found")
         self._advance(feed)
-        offset, limit = int(request.query.get("offset", "0")), int(request.query.get("limit", "50"))
+        offset, limit = int(query(request).get("offset", "0")), int(query(request).get("limit", "50"))
         details = feed.get("details", [])
         doc: dict[str, Any] = {
             "feedId": request.match_info["feed_id"],
@@ -213,7 +213,7 @@ class FakeWalmart(FakeMarketplace):
             "offset": offset,
             "limit": limit,
         }
-        if request.query.get("includeDetails") == "true":
+        if query(request).get("includeDetails") == "true":
             doc["itemDetails"] = {"itemIngestionStatus": details[offset : offset + min(limit, 1000)]}
         return web.json_response(doc)
 

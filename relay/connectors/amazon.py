@@ -130,14 +130,13 @@ class AmazonConnector(FeedConnector):
         token = await self.auth.token()  # before the budget: a call that waited for a token must not burst
         if not charged:
             await budget.acquire(1.0)
-        url = yarl.URL(f"{self.base}{path}", encoded=True)  # the SKU in the path is already percent-encoded
 
         async def call(token: str) -> http.Answer:
             headers = {"x-amz-access-token": token, "Accept": "application/json"}
             return await http.send(
                 self.session,
                 method,
-                str(url),
+                f"{self.base}{path}",  # the SKU in the path is percent-encoded (item_path); http.send keeps it so
                 timeout=self.config.timeout_seconds,
                 what="Amazon",
                 headers=headers,

@@ -1,7 +1,8 @@
 """One HTTP exchange with a marketplace, and the OAuth token grants the marketplaces share.
 
 Transport failures (refused connection, timeout) become TransientDeliveryError here, once, so the
-connectors only judge real answers. Excerpts for the audit log are cut short and scrubbed of every
+connectors only judge real answers. URLs go out exactly as built here (``request_url``): query values
+are percent-encoded as RFC 3986 has it, so a SKU such as ``A/B 1+2`` reaches the marketplace intact. Excerpts for the audit log are cut short and scrubbed of every
 secret the connector knows (tokens, client secrets), because a marketplace may echo them back.
 """
 
@@ -11,8 +12,10 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+import yarl
 
 from ..errors import AuthDeliveryError, TransientDeliveryError
 from ..vault import Credentials, VaultError
@@ -49,6 +52,22 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return excerpt(text)
 
 
+def request_url(url: str, params: Mapping[str, str] | None = None) -> yarl.URL:
+    """``url`` (already percent-encoded: a connector quotes what it puts in a path, ``quote(sku, safe="")``)
+    with ``params`` appended, names and values percent-encoded as RFC 3986 has it, everything but letters,
+    digits and ``-._~``: a space is ``%20``, a ``+`` is ``%2B``, a ``/`` is ``%2F``.
+
+    That is what Walmart asks for (reserved characters percent-encoded, a space as ``%20``), and the one
+    form every server decodes alike. aiohttp's own ``params`` encoding writes a space as ``+`` (an HTML
+    form's convention), which a server decoding RFC 3986 reads as a literal ``+``: ``A/B 1+2`` became
+    the SKU ``A/B+1+2``. The URL is sent as built (``encoded=True``), so yarl does not re-encode it.
+    """
+    query = "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in (params or {}).items())
+    if query:
+        url = f"{url}{'&' if '?' in url else '?'}{query}"
+    return yarl.URL(url, encoded=True)
+
+
 async def send(
     session: aiohttp.ClientSession,
     method: str,
@@ -64,16 +83,16 @@ async def send(
 ) -> Answer:
     """Make one request; a transport failure is a TransientDeliveryError naming ``what`` (e.g. "Etsy").
 
-    ``data`` is a body sent as is (a multipart upload); ``form`` is a urlencoded form.
+    ``url`` is percent-encoded already and ``params`` are encoded by ``request_url``. ``data`` is a body
+    sent as is (a multipart upload); ``form`` is a urlencoded form.
     """
     try:
         async with session.request(
             method,
-            url,
+            request_url(url, params),
             headers=dict(headers or {}),
             json=json_body,
             data=form if form is not None else data,
-            params=params,
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as response:
