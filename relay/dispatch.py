@@ -35,6 +35,46 @@ from .readback import ReadBack
 from .store import Store
 
 log = logging.getLogger("stock_relay.dispatch")
+DEAD_LETTER_LOG_SECONDS = 60.0
+
+
+class DeadLetterLog:
+    """At most one log line per channel per ``window``: how many items became dead letters, with one example.
+
+    The first dead letter after a quiet window is logged at once; the ones after it are counted and logged together
+    when the window is over (``flush``, called at every turn of the worker: a comparison, nothing more).
+    """
+
+    def __init__(self, name: str, window: float = DEAD_LETTER_LOG_SECONDS) -> None:
+        self.name = name
+        self.window = window
+        self.count = 0
+        self.example = ""
+        self.since = 0.0  # when the first of the counted ones arrived
+        self.logged_at = float("-inf")
+
+    def add(self, dead: Sequence[tuple[str, str]], outcomes: Sequence[Outcome], now: float) -> None:
+        if not self.count:
+            sku, reason = dead[0]
+            answer = next((o for o in outcomes if o.sku == sku and o.excerpt and o.excerpt not in reason), None)
+            if answer is not None:
+                status = f"HTTP {answer.http_status} " if answer.http_status else ""
+                reason += f"; answered {status}{answer.excerpt}"
+            self.example, self.since = f"SKU {sku}: {' '.join(reason.split())[:300]}", now
+        self.count += len(dead)
+        self.flush(now)
+
+    def flush(self, now: float, force: bool = False) -> None:
+        """Log what was counted once the window is over (``force``: now, as the worker stops)."""
+        if not self.count or (now - self.logged_at < self.window and not force):
+            return
+        span = now - self.since
+        if self.count == 1:
+            what = "1 item became a dead letter"
+        else:
+            what = f"{self.count} items became dead letters" + (f" in the last {span:.0f} s" if span >= 1 else "")
+        log.warning("%s: %s, e.g. %s (stock-relay dead; replay --dead)", self.name, what, self.example)
+        self.count, self.logged_at = 0, now
 
 
 class ChannelWorker:
@@ -77,6 +117,7 @@ class ChannelWorker:
         # (token, rows) claimed by a settle for the pushes to come, and the settle left committing (overlapped)
         self._ahead: collections.deque[tuple[str, list[Claimed]]] = collections.deque()
         self._settling: asyncio.Future[int] | None = None
+        self.dead_letter_log = DeadLetterLog(self.name)
 
     def _enter(self, phase: str) -> None:
         self.phase, self.phase_since = phase, time.monotonic()
@@ -120,6 +161,7 @@ class ChannelWorker:
                 await self._sleep(stopping, self._idle_seconds(due))
         with contextlib.suppress(StorageError):  # what the last settle claimed is due again at once
             await self._release_claims()
+        self.dead_letter_log.flush(self.now(), force=True)
         self._enter("stopped")
 
     async def drain_once(self, overlap: bool = False) -> int:
@@ -128,6 +170,7 @@ class ChannelWorker:
         With ``overlap`` (the running worker), the batch's settle is left committing while the next batch is pushed:
         the call returns once its push is done and its settle is under way, and counts the batch it pushed.
         """
+        self.dead_letter_log.flush(self.now())
         wait = self.circuit.seconds_until_probe()
         held = self.connector.hold()
         if wait > 0 or held is not None:
@@ -185,12 +228,14 @@ class ChannelWorker:
         save_state = self.connector.state_saver()  # eBay's revision counts ride in the same transaction
         limit = self.connector.batch_size if claim_next else 0
         next_token = secrets.token_hex(16)
+        dead: list[tuple[str, str]] = []
 
         def settle(conn: sqlite3.Connection) -> tuple[int, list[Claimed]]:
             if save_state is not None:
                 save_state(conn)
+            dead.clear()  # a job may run twice (its group failed): only the committed run counts
             settled = queue.settle(
-                conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand
+                conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand, dead
             )
             if not limit:
                 return settled, []
@@ -199,6 +244,8 @@ class ChannelWorker:
             )
 
         settled, following = await self.store.write(settle)
+        if dead:
+            self.dead_letter_log.add(dead, outcomes, now)
         if following:
             self._ahead.append((next_token, following))
         if self.on_settled is not None:

@@ -27,6 +27,7 @@ from .runtime import Relay
 from .store import connect_reader
 
 MAX_REPLAY_SKUS = 10_000
+MAX_DEAD_PAGE = 100_000
 EXPORT_KINDS = ("state", "audit")
 RELAY = web.AppKey("relay", Relay)
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
@@ -128,9 +129,16 @@ async def handle_audit(request: web.Request, site: SiteConfig, doc: dict[str, An
 
 
 async def handle_dead(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
-    channel = _channel(site, doc)
-    letters = await request.app[RELAY].store.query(lambda conn: views.dead_letters(conn, site.id, channel))
-    return web.json_response({"type": "dead_letters", "dead_letters": letters})
+    channel, sku = _channel(site, doc), _text(doc, "sku")
+    limit = _int(doc, "limit", None, 1, MAX_DEAD_PAGE)
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        return {
+            "total": views.count_dead_letters(conn, site.id, channel, sku),
+            "dead_letters": views.dead_letters(conn, site.id, channel, sku, limit),
+        }
+
+    return web.json_response({"type": "dead_letters", **await request.app[RELAY].store.query(read)})
 
 
 async def handle_lineage(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:

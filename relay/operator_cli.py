@@ -36,6 +36,7 @@ T = TypeVar("T")
 COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export")
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DEAD_SHOWN = 50
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,9 +57,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     audit.add_argument("--channel")
     audit.add_argument("--event", dest="event_id", help="one event id")
     audit.add_argument("--since", help="e.g. 1h, 30m, 2d, or an ISO 8601 time")
-    audit.add_argument("--limit", type=int, default=50, help="entries to show, 1 to 500 (default 50)")
-    dead = command("dead", "open dead letters, with what failed and what the shop has now")
+    audit.add_argument("--limit", type=int, default=50, help="entries to show (default 50; read in pages of 500)")
+    dead = command("dead", "open dead letters, with what failed, the channel's answer and what the shop has now")
     dead.add_argument("--channel")
+    dead.add_argument("--sku")
+    dead.add_argument(
+        "--limit", type=int, help=f"newest letters to show (default {DEAD_SHOWN} in the table; every one with --json)"
+    )
     lineage = command("lineage", "one SKU's chain: shop events, coalescing, each channel's requests and answers")
     lineage.add_argument("sku")
     replay = command("replay", "send the current quantity again: dead letters, chosen SKUs, or everything")
@@ -126,11 +131,19 @@ class Local:
             }
         )
 
-    async def audit(self, where: views.AuditFilter, limit: int) -> list[dict[str, Any]]:
-        return (await self.view(lambda conn: views.audit_page(conn, self.site.id, where, limit)))[0]
+    async def audit_page(
+        self, where: views.AuditFilter, limit: int, before: int | None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        return await self.view(lambda conn: views.audit_page(conn, self.site.id, where, limit, before))
 
-    async def dead(self, channel: str | None) -> list[dict[str, Any]]:
-        return await self.view(lambda conn: views.dead_letters(conn, self.site.id, channel))
+    async def dead(self, channel: str | None, sku: str | None, limit: int | None) -> dict[str, Any]:
+        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+            return {
+                "total": views.count_dead_letters(conn, self.site.id, channel, sku),
+                "dead_letters": views.dead_letters(conn, self.site.id, channel, sku, limit),
+            }
+
+        return await self.view(read)
 
     async def lineage(self, sku: str) -> dict[str, Any]:
         return await self.view(lambda conn: views.lineage(conn, self.site.id, sku))
@@ -190,13 +203,20 @@ class Remote:
     async def status(self) -> dict[str, Any]:
         return dict(await self.call("status", "status.query"))
 
-    async def audit(self, where: views.AuditFilter, limit: int) -> list[dict[str, Any]]:
+    async def audit_page(
+        self, where: views.AuditFilter, limit: int, before: int | None
+    ) -> tuple[list[dict[str, Any]], int | None]:
         fields = {k: v for k, v in vars(where).items() if v is not None}
-        return list((await self.call("audit", "audit.query", limit=limit, **fields))["entries"])
+        if before is not None:
+            fields["cursor"] = before
+        answer = await self.call("audit", "audit.query", limit=limit, **fields)
+        return list(answer["entries"]), answer.get("next_cursor")
 
-    async def dead(self, channel: str | None) -> list[dict[str, Any]]:
-        fields = {"channel": channel} if channel else {}
-        return list((await self.call("dead", "dead.query", **fields))["dead_letters"])
+    async def dead(self, channel: str | None, sku: str | None, limit: int | None) -> dict[str, Any]:
+        fields = {k: v for k, v in (("channel", channel), ("sku", sku), ("limit", limit)) if v is not None}
+        answer = await self.call("dead", "dead.query", **fields)
+        letters = list(answer["dead_letters"])
+        return {"total": answer.get("total", len(letters)), "dead_letters": letters}
 
     async def lineage(self, sku: str) -> dict[str, Any]:
         return dict(await self.call("lineage", "lineage.query", sku=sku))
@@ -232,6 +252,22 @@ class Remote:
 
 
 Backend = Local | Remote
+
+
+async def audit_entries(
+    backend: Backend, where: views.AuditFilter, limit: int, progress: Progress
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` entries, read a page (at most views.MAX_PAGE) at a time, following the cursor."""
+    entries: list[dict[str, Any]] = []
+    before: int | None = None
+    while len(entries) < limit:
+        page, before = await backend.audit_page(where, min(limit - len(entries), views.MAX_PAGE), before)
+        entries += page
+        if before is None:
+            break
+        progress.show(f"read {len(entries):,} of {limit:,} entries")
+    progress.done()
+    return entries
 
 
 class Progress:
@@ -274,12 +310,14 @@ async def _run(args: argparse.Namespace) -> int:
         return 0 if not stuck else 3
     if args.command == "audit":
         where = views.AuditFilter(args.sku, args.channel, args.event_id, parse_since(args.since, now))
-        entries = await backend.audit(where, max(1, min(args.limit, views.MAX_PAGE)))
+        entries = await audit_entries(backend, where, max(1, args.limit), progress)
         print(json.dumps(entries, indent=2, ensure_ascii=False) if args.json else format_audit(entries), file=out)
         return 0
     if args.command == "dead":
-        letters = await backend.dead(args.channel)
-        print(json.dumps(letters, indent=2, ensure_ascii=False) if args.json else format_dead(letters), file=out)
+        limit = args.limit if args.limit is not None else (None if args.json else DEAD_SHOWN)
+        dead = await backend.dead(args.channel, args.sku, None if limit is None else max(1, limit))
+        letters = dead["dead_letters"]
+        print(json.dumps(letters, indent=2, ensure_ascii=False) if args.json else format_dead(dead), file=out)
         return 0
     if args.command == "lineage":
         trace = await backend.lineage(args.sku)
@@ -432,13 +470,27 @@ def format_audit(entries: list[dict[str, Any]]) -> str:
     return table(("time (UTC)", "action", "channel", "sku", "version", "qty", "http", "note"), rows)
 
 
-def format_dead(letters: list[dict[str, Any]]) -> str:
+def format_dead(dead: dict[str, Any]) -> str:
+    letters, total = dead["dead_letters"], dead["total"]
     if not letters:
         return "no open dead letters"
-    rows = [(when(d["created_at"]), d["channel"], d["sku"], d["quantity"], d["shop_quantity"], d["reason"][:80])
+    rows = [(when(d["created_at"]), d["channel"], d["sku"], d["quantity"], d["shop_quantity"], dead_reason(d)[:160])
             for d in letters]  # fmt: skip
-    text = table(("time (UTC)", "channel", "sku", "failed qty", "shop qty now", "reason"), rows)
-    return text + "\n\nreplay sends the shop's current quantity: stock-relay replay --dead [--channel C]"
+    shown = f"{total:,} open dead letter{'s' if total != 1 else ''}"
+    if len(letters) < total:
+        shown += f", the newest {len(letters):,} shown (--limit N for more, --sku S or --channel C to narrow)"
+    text = table(("time (UTC)", "channel", "sku", "failed qty", "shop qty now", "why (the channel's answer)"), rows)
+    return f"{shown}\n{text}\n\nreplay sends the shop's current quantity: stock-relay replay --dead [--channel C]"
+
+
+def dead_reason(letter: dict[str, Any]) -> str:
+    """The relay's reason and, where the channel answered, its answer: "(422)" alone says nothing."""
+    reason = str(letter.get("reason") or "")
+    answer = letter.get("answer")
+    if answer and str(answer) not in reason:
+        status = f"HTTP {letter['http_status']} " if letter.get("http_status") else ""
+        reason += f"; answered {status}{answer}"
+    return " ".join(reason.split())
 
 
 def format_lineage(trace: dict[str, Any]) -> str:

@@ -107,8 +107,12 @@ def settle(
     policy: RetryPolicy,
     now: float,
     rand: random.Random,
+    dead: list[tuple[str, str]] | None = None,
 ) -> int:
-    """Record each outcome (only where our claim still holds); returns how many rows were ours."""
+    """Record each outcome (only where our claim still holds); returns how many rows were ours.
+
+    ``dead``, when given, gets (SKU, reason) for each item that became a dead letter (for the worker's log line).
+    """
     by_sku = {c.sku: c for c in claimed}
     audit: list[tuple[object, ...]] = []
     settled = 0
@@ -152,6 +156,8 @@ def settle(
         " detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         audit,
     )
+    if dead is not None:
+        dead += [(str(row[3]), json.loads(str(row[10]))["reason"]) for row in audit if row[6] == "dead_letter"]
     return settled
 
 

@@ -192,19 +192,45 @@ def _audit_row(row: Sequence[Any]) -> dict[str, Any]:
     return with_iso(item)
 
 
-def dead_letters(conn: sqlite3.Connection, site: str, channel: str | None = None) -> list[dict[str, Any]]:
-    """Open dead letters, newest first, with the quantity the shop has now beside the one that failed."""
+def _dead_where(site: str, channel: str | None, sku: str | None) -> tuple[str, list[Any]]:
+    sql, params = " WHERE l.site = ? AND l.resolved_at IS NULL", [site]
+    for column, value in (("channel", channel), ("sku", sku)):
+        if value is not None:
+            sql += f" AND l.{column} = ?"
+            params.append(value)
+    return sql, params
+
+
+def dead_letters(
+    conn: sqlite3.Connection, site: str, channel: str | None = None, sku: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Open dead letters, newest first, with the quantity the shop has now beside the one that failed, and the
+    channel's own answer to the attempt that failed (``http_status`` and ``answer``, the audit log's excerpt)."""
+    where, params = _dead_where(site, channel, sku)
     sql = (
-        "SELECT l.id, l.channel, l.sku, l.quantity, l.reason, l.created_at, e.event_id, e.version, e.stock_quantity"
+        "SELECT l.id, l.channel, l.sku, l.quantity, l.reason, l.created_at, e.event_id, e.version, e.stock_quantity,"
+        " a.http_status, json_extract(a.detail, '$.response')"
         " FROM dead_letters l LEFT JOIN deliveries d ON d.site = l.site AND d.channel = l.channel AND d.sku = l.sku"
-        " LEFT JOIN events e ON e.seq = d.want_seq WHERE l.site = ? AND l.resolved_at IS NULL"
+        " LEFT JOIN events e ON e.seq = d.want_seq LEFT JOIN events f ON f.seq = l.event_seq"
+        # the last attempt that carried the dead-lettered event (audit_sku finds the SKU's rows; few per SKU)
+        " LEFT JOIN audit a ON a.id = (SELECT MAX(t.id) FROM audit t WHERE t.site = l.site AND t.sku = l.sku"
+        "   AND t.channel = l.channel AND t.event_id = f.event_id AND t.action = 'attempt')"
+        + where
+        + " ORDER BY l.id DESC"
     )
-    params: list[Any] = [site]
-    if channel is not None:
-        sql += " AND l.channel = ?"
-        params.append(channel)
-    names = ("id", "channel", "sku", "quantity", "reason", "created_at", "event_id", "version", "shop_quantity")
-    return [with_iso(dict(zip(names, row, strict=True))) for row in conn.execute(sql + " ORDER BY l.id DESC", params)]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    names = (
+        "id", "channel", "sku", "quantity", "reason", "created_at", "event_id", "version", "shop_quantity",
+        "http_status", "answer",
+    )  # fmt: skip
+    return [with_iso(dict(zip(names, row, strict=True))) for row in conn.execute(sql, params)]
+
+
+def count_dead_letters(conn: sqlite3.Connection, site: str, channel: str | None = None, sku: str | None = None) -> int:
+    where, params = _dead_where(site, channel, sku)
+    return int(conn.execute("SELECT COUNT(*) FROM dead_letters l" + where, params).fetchone()[0])
 
 
 def lineage(conn: sqlite3.Connection, site: str, sku: str, limit: int = 50) -> dict[str, Any]:
