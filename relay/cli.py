@@ -14,8 +14,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, operator_cli, reconcile_cli, signing
+from . import __version__, logsetup, operator_cli, reconcile_cli, signing
 from . import config as config_module
+from .connection_gate import Gate, GatedSite, admitted_connections, raise_open_file_limit
 from .connectors import check as check_connectors
 from .errors import ConfigError, RelayError, StorageError
 from .vault import new_key as new_vault_key
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     creds_cmd.add_parser("rotate", help="re-encrypt everything with vault_key's first key")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure()
     try:
         if args.command == "keygen":
             return _keygen(args.ed25519, args.vault)
@@ -149,9 +150,19 @@ async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(make_app(cfg, relay), access_log=None, handle_signals=False)
+    # keepalive_timeout also closes a connection whose request's headers have not all arrived (slowloris)
+    runner = web.AppRunner(
+        make_app(cfg, relay),
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=cfg.request_timeout_seconds,
+        shutdown_timeout=cfg.shutdown_grace_seconds,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, cfg.host, cfg.port, shutdown_timeout=cfg.shutdown_grace_seconds)
+    gate = Gate(
+        admitted_connections(cfg.max_connections, raise_open_file_limit()), relay.metrics.connections_refused.inc
+    )
+    site = GatedSite(runner, cfg.host, cfg.port, gate)
     try:
         await site.start()
     except OSError as exc:

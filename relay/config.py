@@ -44,7 +44,7 @@ TOP_KEYS = {
     "retention_days",
 }
 LISTEN_KEYS = {"host", "port"}
-LIMIT_KEYS = {"max_body_bytes", "max_batch_events"}
+LIMIT_KEYS = {"max_body_bytes", "max_batch_events", "max_connections", "request_timeout_seconds"}
 SITE_KEYS = {"secret", "channels", "max_requests_per_second", "shop_url", "reconcile"}
 RECONCILE_KEYS = {
     "incremental_minutes",
@@ -180,6 +180,10 @@ class Config:
     port: int = 8787
     max_body_bytes: int = 1024 * 1024
     max_batch_events: int = 500
+    # open client connections held at once; more are answered 503 and closed (see relay/connection_gate.py)
+    max_connections: int = 1000
+    # how long a request's headers, and then its body, may take to arrive (slow clients are closed)
+    request_timeout_seconds: float = 30.0
     timestamp_tolerance_seconds: int = 300
     shutdown_grace_seconds: float = 10.0
     retention_days: float = 30.0
@@ -271,6 +275,8 @@ def parse(raw: Any, environ: Mapping[str, str], base_dir: Path = Path("."), secr
         port=listen.int("port", 8787, 0, 65535),
         max_body_bytes=limits.int("max_body_bytes", 1024 * 1024, 1024, 1024 * 1024),
         max_batch_events=limits.int("max_batch_events", 500, 1, 500),
+        max_connections=limits.int("max_connections", 1000, 16, 100_000),
+        request_timeout_seconds=limits.number("request_timeout_seconds", 30.0, 1, 300),
         timestamp_tolerance_seconds=root.int("timestamp_tolerance_seconds", 300, 1, 300),
         shutdown_grace_seconds=root.number("shutdown_grace_seconds", 10.0, 0, 600),
         retention_days=root.number("retention_days", 30.0, 1, 3650),
@@ -564,7 +570,12 @@ def redacted(cfg: Config) -> dict[str, Any]:
     return {
         "state_dir": str(cfg.state_dir),
         "listen": {"host": cfg.host, "port": cfg.port},
-        "limits": {"max_body_bytes": cfg.max_body_bytes, "max_batch_events": cfg.max_batch_events},
+        "limits": {
+            "max_body_bytes": cfg.max_body_bytes,
+            "max_batch_events": cfg.max_batch_events,
+            "max_connections": cfg.max_connections,
+            "request_timeout_seconds": cfg.request_timeout_seconds,
+        },
         "timestamp_tolerance_seconds": cfg.timestamp_tolerance_seconds,
         "shutdown_grace_seconds": cfg.shutdown_grace_seconds,
         "retention_days": cfg.retention_days,

@@ -30,6 +30,15 @@ class Metrics:
         self.request_errors = Counter(
             "stock_relay_request_errors", "Requests refused, by error code", ["code"], registry=r
         )
+        self.client_aborts = Counter(
+            "stock_relay_client_aborts",
+            "Requests whose client went away or was too slow (not the relay's errors): disconnected, timeout",
+            ["reason"],
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "stock_relay_connections_refused", "Connections answered 503 at limits.max_connections", registry=r
+        )
         self.deliveries = Counter(
             "stock_relay_deliveries", "Delivery outcomes per channel", ["site", "channel", "outcome"], registry=r
         )
@@ -86,6 +95,9 @@ class Metrics:
 
     def count_error(self, code: str) -> None:
         self._child(self.request_errors, code).inc()
+
+    def count_client_abort(self, reason: str) -> None:
+        self._child(self.client_aborts, reason).inc()
 
     def count_settled(
         self, site: str, channel: str, claimed: Sequence[Claimed], outcomes: Sequence[Outcome], now: float

@@ -8,6 +8,7 @@ errors into HTTP answers; every answer is ``{"error": {"code", "message"}}`` wit
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from . import __version__, ingest, operator_api, signing, woocommerce_webhooks
 from .config import Config, SiteConfig
@@ -72,6 +73,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             "storage_unavailable",
             "The relay cannot write to its database right now; nothing was accepted. Retry later.",
             {"Retry-After": str(RETRY_AFTER_STORAGE)},
+        )
+    except ClientGone as exc:
+        request.app[RELAY].metrics.count_client_abort(exc.reason)
+        log.debug("%s %s: %s", request.method, request.path, exc.message)
+        # A disconnected client reads nothing; a slow one is told why its connection ends.
+        return web.json_response(
+            {"error": {"code": "request_timeout", "message": exc.message}}, status=408, headers={"Connection": "close"}
         )
     except web.HTTPException as exc:
         if exc.status == 404:
@@ -183,20 +191,40 @@ def over_budget(request: web.Request, site: SiteConfig) -> web.Response | None:
 
 
 async def read_capped(request: web.Request, limit: int) -> bytes | None:
-    """The raw body, or None as soon as it is known to exceed ``limit`` (never buffering more)."""
+    """The raw body, or None as soon as it is known to exceed ``limit`` (never buffering more).
+
+    The body must arrive within ``request_timeout_seconds`` (a client trickling it is answered 408), and a
+    client that goes away mid-body raises ``ClientGone``: neither is the relay's error.
+    """
     declared = request.content_length
     if declared is not None and declared > limit:
         return None
     if request.content.is_eof():  # a small body arrives whole with the headers: take it without a read loop
         body = request.content.read_nowait(-1)
         return body if len(body) <= limit else None
+    seconds = request.app[RELAY].config.request_timeout_seconds
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ClientGone("timeout", f"The body did not arrive within {seconds:g} s; nothing was accepted.") from None
+    except (ConnectionError, ClientPayloadError):
+        raise ClientGone("disconnected", "The client went away before its body arrived.") from None
     return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client did not deliver its request: it disconnected, or its body took longer than allowed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
