@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import math
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
@@ -28,6 +27,7 @@ from .store import connect_reader
 
 MAX_REPLAY_SKUS = 10_000
 MAX_DEAD_PAGE = 100_000
+MAX_UNIX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second an ISO 8601 time can name
 EXPORT_KINDS = ("state", "audit")
 RELAY = web.AppKey("relay", Relay)
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
@@ -47,7 +47,8 @@ def _time(doc: dict[str, Any], name: str) -> float | None:
     value = doc.get(name)
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+    # Compared before any conversion: float(10**400) raises, and NaN or infinity fail the comparison.
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_UNIX_TIME:
         return float(value)
     if isinstance(value, str):
         try:
@@ -56,7 +57,10 @@ def _time(doc: dict[str, Any], name: str) -> float | None:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
             return parsed.timestamp()
-    raise PayloadError("invalid_field", f"'{name}' must be Unix seconds or an ISO 8601 time with its offset.")
+    raise PayloadError(
+        "invalid_field",
+        f"'{name}' must be Unix seconds (0 to {MAX_UNIX_TIME}) or an ISO 8601 time with its offset.",
+    )
 
 
 def _int(doc: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:

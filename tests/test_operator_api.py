@@ -239,3 +239,18 @@ async def test_operator_endpoints_are_signed(start_relay, tmp_path: Path) -> Non
             f"/v1/sites/main/{operation}", b'{"type":"status.query"}', {"Content-Type": "application/json"}
         )
         assert status == 401 and body["error"]["code"] == "signature_missing", operation
+
+
+async def test_huge_or_odd_numbers_in_filters_are_refused_by_name(start_relay, tmp_path: Path) -> None:
+    """A time past any date (10**400 overflowed a float and answered 500), NaN-like text and negatives: 400 naming
+    the field, for the audit query and the export alike."""
+    r = await start_relay(make_config(tmp_path / "s"))
+    for since in (10**400, -1, 10**12 * 300, "1e999"):
+        status, refused = await ask(r, "audit", "audit.query", since=since)
+        assert status == 400 and refused["error"]["code"] == "invalid_field", (since, refused)
+        assert "'since'" in refused["error"]["message"]
+        body, headers = r.client.encode({"type": "export.request", "site": "main", "what": "audit", "since": since})
+        status, refused, _ = await r.post_raw("/v1/sites/main/export", body, headers)
+        assert status == 400 and "'since'" in refused["error"]["message"], (since, refused)
+    status, page = await ask(r, "audit", "audit.query", since=1_700_000_000)
+    assert status == 200, page
