@@ -8,6 +8,10 @@ Updates always go first: the channel's worker reads only when it has nothing due
 most ``readback_share`` of the channel's rate budget (after a read that cost *n* calls it waits
 *n* / (share x rate) seconds). A difference is repaired through the ordinary delivery (the row is made
 due, so the dispatcher sends the shop's newest value) and audited with cause ``reconcile``.
+
+Read-back needs no ``shop_url``: it compares a channel with the relay's own record of what it sent, so it
+runs on a site the shop only pushes to, too (docs/configuration.md). Each ReadBack says at start-up that it
+will read, so its calls are no surprise; ``readback_hours: 0`` turns it off.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ class ReadBack:
         self.not_before = 0.0  # monotonic: pacing, or a pause after a failed read
         self.reads = 0
         self.differences = 0
+        log.info(
+            "%s/%s: read-back of what the channel shows, from now and every %g h (reconcile.readback_hours; 0: off)",
+            site,
+            channel.name,
+            settings.readback_hours,
+        )
 
     @classmethod
     def enabled_for(cls, connector: Connector, settings: ReconcileConfig) -> bool:

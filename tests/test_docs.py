@@ -68,3 +68,16 @@ def test_readme_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     commands = re.findall(r"^    (\S+)\s", capsys.readouterr().out, re.MULTILINE)
     readme = (ROOT / "README.md").read_text()
     assert commands and all(f"stock-relay {c}" in readme for c in commands)
+
+
+def test_docs_say_readback_runs_without_shop_url() -> None:
+    """Read-back compares each channel with what the relay last sent it and runs with or without shop_url
+    (test_reconcile::test_readback_runs_without_shop_url_and_says_so); the docs said the whole reconcile section
+    was only used with shop_url, and the example that without it nothing is reconciled."""
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| `reconcile` |"))
+    assert "read-back (`readback_hours`, `readback_share`) runs with or without it" in row, row
+    assert "Read-back (the last two keys) needs no `shop_url`" in doc
+    example = (ROOT / "config.example.yaml").read_text()
+    assert "nothing is reconciled" not in example
+    assert "read-back (readback_hours below) still runs without it" in example

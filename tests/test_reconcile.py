@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -412,6 +413,33 @@ async def test_readback_repairs_a_listing_edited_behind_our_back(tmp_path: Path,
     await wait_for(lambda: worker.phase == "idle")
     report = await running.relay.store.query(lambda conn: views.drift(conn, "main", "sandbox"))
     assert [(e["sku"], e["reason"]) for e in report["examples"]] == [("RB-9", "not_listed")]
+
+
+async def test_readback_runs_without_shop_url_and_says_so(
+    tmp_path: Path, start_relay: StartRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read-back checks a channel against what the relay last sent it, not against the shop, so a site without
+    shop_url reads back too (docs/configuration.md says so); the log names each channel it reads, at start-up,
+    and readback_hours 0 turns it off."""
+    cfg = sandbox_config(tmp_path, ReconcileConfig(readback_hours=0.0005, readback_share=1.0))
+    assert cfg.sites[0].shop_url == ""
+    with caplog.at_level(logging.INFO, logger="stock_relay.readback"):
+        running = await start_relay(cfg, run_workers=True)
+    assert "main/sandbox: read-back of what the channel shows" in caplog.text
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("reconcile ")], "the shop is never read"
+    sandbox = running.relay.workers[("main", "sandbox")].connector
+    assert isinstance(sandbox, SandboxConnector)
+    assert (await running.client.send_events([stock_event(1, "NS-1", 4, 1)]))[0] == 202
+    await wait_for(lambda: sandbox.listings.get("NS-1") == 4)
+    sandbox.listings["NS-1"] = 40  # edited on the marketplace
+    await wait_for(lambda: sandbox.listings.get("NS-1") == 4)
+    assert ("read", 1) in sandbox.log
+
+    caplog.clear()
+    off = sandbox_config(tmp_path / "off", ReconcileConfig(readback_hours=0))
+    with caplog.at_level(logging.INFO, logger="stock_relay.readback"):
+        quiet = await start_relay(off, run_workers=True)
+    assert quiet.relay.workers[("main", "sandbox")].readback is None and "read-back" not in caplog.text
 
 
 async def test_updates_go_before_readback(tmp_path: Path, start_relay: StartRelay) -> None:
