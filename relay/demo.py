@@ -9,6 +9,7 @@ at the end every SKU on the channel must equal the shop's quantity.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import sys
 import time
@@ -30,7 +31,10 @@ from .server import make_app
 
 COLOURS = ("RED", "BLUE", "GREEN", "BLACK", "WHITE", "GREY")
 SIZES = ("S", "M", "L", "XL")
-SETTLE_SECONDS = 30.0
+# After the shop stops, the demo waits for the channels while they make progress: up to STALL_SECONDS without one
+# more SKU in sync, and SETTLE_SECONDS in all.
+STALL_SECONDS = 15.0
+SETTLE_SECONDS = 120.0
 
 
 class Shop:
@@ -83,35 +87,45 @@ async def run_demo(state_dir: Path | None, duration: float, products: int, rate:
     view = View(sys.stdout.isatty())
     view.line(f"stock-relay demo: relay on http://127.0.0.1:{port}, site '{site.id}', channels: {', '.join(channels)}")
     view.line(f"database: {cfg.database_path}  (Ctrl-C to stop early)\n")
-    counts = {"sent": 0, "accepted": 0, "requests": 0}
+    counts: collections.Counter[str] = collections.Counter()
+    why = ""
     try:
         async with aiohttp.ClientSession() as session:
             client = SignedClient(f"http://127.0.0.1:{port}", site.id, site.secrets[0], session)
-            await _post(client, shop.snapshot(), counts)
+            # the plugin's way: at most max_batch_events per request (a bigger one is refused whole, 400)
+            await _post(client, shop.snapshot(), counts, cfg.max_batch_events)
             started = time.monotonic()
             next_frame = 0.0
             while time.monotonic() - started < duration:
                 batch = [shop.change() for _ in range(max(1, int(rate / 5)))]
-                await _post(client, batch, counts)
+                await _post(client, batch, counts, cfg.max_batch_events)
                 if time.monotonic() >= next_frame:
                     view.frame(_frame(shop, channels, site, counts, time.monotonic() - started, "shop is trading"))
                     next_frame = time.monotonic() + 0.5
                 await asyncio.sleep(0.2)
-            deadline = time.monotonic() + SETTLE_SECONDS
-            while time.monotonic() < deadline and not _all_converged(shop, channels, site):
-                view.frame(
-                    _frame(
-                        shop, channels, site, counts, time.monotonic() - started, "shop stopped; channels catching up"
-                    )
-                )
+            stopped = last_progress = time.monotonic()
+            in_sync = _in_sync(shop, channels, site)
+            while not _all_converged(shop, channels, site):
+                now = time.monotonic()
+                if _in_sync(shop, channels, site) > in_sync:
+                    in_sync, last_progress = _in_sync(shop, channels, site), now
+                if now - last_progress > STALL_SECONDS or now - stopped > SETTLE_SECONDS:
+                    break
+                phase = f"shop stopped; channels catching up (waiting while they progress, {now - stopped:.0f} s)"
+                view.frame(_frame(shop, channels, site, counts, now - started, phase))
                 await asyncio.sleep(0.25)
+            waited = time.monotonic() - stopped
     except KeyboardInterrupt:
-        pass
+        waited = 0.0
     finally:
         converged = _all_converged(shop, channels, site)
         view.frame(_frame(shop, channels, site, counts, 0, "done"))
+        if not converged:
+            why = await _why_not_converged(relay, shop, channels, site)
         await runner.cleanup()
         await relay.stop()
+    for line in _explain_counts(counts):
+        view.line(line)
     if converged:
         view.line(f"\nEvery channel shows the shop's quantity for all {products} SKUs.")
         if state_dir is None:  # the operator commands find this database on their defaults too
@@ -121,16 +135,82 @@ async def run_demo(state_dir: Path | None, duration: float, products: int, rate:
             )
         view.line("Next: `stock-relay serve` runs the relay for real; see README.md.")
         return 0
-    view.line("\nSome SKUs had not converged when the demo ended; see the table above.")
+    view.line(f"\nSome SKUs had not converged {waited:.0f} s after the shop stopped: {why}")
     return 1
 
 
-async def _post(client: SignedClient, events: list[dict[str, Any]], counts: dict[str, int]) -> None:
-    status, answer = await client.send_events(events)
-    counts["requests"] += 1
-    counts["sent"] += len(events)
-    if status == 202:
-        counts["accepted"] += answer["accepted"]
+async def _post(
+    client: SignedClient, events: list[dict[str, Any]], counts: collections.Counter[str], max_batch: int
+) -> None:
+    """Send as the plugin does: batches of at most ``max_batch``; a 429 waits for its Retry-After and is resent."""
+    for start in range(0, len(events), max_batch):
+        chunk = events[start : start + max_batch]
+        counts["sent"] += len(chunk)
+        while True:
+            status, answer = await client.send_events(chunk)
+            counts["requests"] += 1
+            if status != 429:
+                break
+            counts["429 requests"] += 1
+            counts["429 events"] += len(chunk)
+            await asyncio.sleep(1.0)  # the relay's Retry-After for a site over its request rate
+        if status == 202:
+            counts["accepted"] += answer["accepted"]
+            counts["duplicates"] += answer.get("duplicates", 0)
+            counts["stale"] += answer.get("stale", 0)
+            counts["rejected"] += len(answer.get("rejected", []))
+        else:
+            code = answer.get("error", {}).get("code", "") if isinstance(answer, dict) else ""
+            counts[f"refused {status} {code or 'error'}"] += len(chunk)
+
+
+def _explain_counts(counts: collections.Counter[str]) -> list[str]:
+    """Where every event sent went: accepted, or why not; and what was sent twice."""
+    lines = [f"\nevents sent {counts['sent']:,}, accepted {counts['accepted']:,} in {counts['requests']:,} requests"]
+    gap = {
+        "duplicates (the same event id again)": counts["duplicates"],
+        "stale (an older version than the relay had)": counts["stale"],
+        "rejected one by one as invalid": counts["rejected"],
+    }
+    gap |= {
+        f"refused whole ({key.removeprefix('refused ')})": n for key, n in counts.items() if key.startswith("refused")
+    }
+    for reason, n in gap.items():
+        if n:
+            lines.append(f"  {n:,} not accepted: {reason}")
+    if counts["429 requests"]:
+        lines.append(
+            f"  {counts['429 requests']:,} requests ({counts['429 events']:,} events) were refused as 429 rate_limited"
+            " (the site's max_requests_per_second) and resent after Retry-After: counted once above"
+        )
+    return lines
+
+
+async def _why_not_converged(
+    relay: Relay, shop: Shop, channels: Mapping[str, Connector], site: config_module.SiteConfig
+) -> str:
+    """Per channel: how many SKUs differ, and what the relay's queue says about them."""
+    parts = []
+    for name, connector in channels.items():
+        differ = len(shop.skus) - _converged(shop, connector, site, name)
+        if not differ:
+            continue
+        pending, retrying, dead, error = (
+            await relay.store.read(
+                "SELECT SUM(state = 'pending'), SUM(state = 'pending' AND attempts > 0), SUM(state = 'dead'),"
+                " MAX(last_error) FROM deliveries WHERE site = ? AND channel = ?",
+                (site.id, name),
+            )
+        )[0]
+        never = sum(1 for sku in shop.skus.values() if sku not in getattr(connector, "listings", {}))
+        text = f"{name}: {differ:,} SKUs differ; {pending or 0:,} deliveries still queued"
+        text += f" ({retrying or 0:,} retrying, last error: {error})" if retrying else ""
+        text += f", {dead or 0:,} dead letters" if dead else ""
+        text += f", {never:,} SKUs never reached the channel" if never else ""
+        if pending:
+            text += f" (its rate limit: {connector.config.rate.per_second:g} calls/s; the queue drains after the demo)"
+        parts.append(text)
+    return "; ".join(parts) or "the channels caught up as the demo ended"
 
 
 def _expected(shop: Shop, site: config_module.SiteConfig, name: str, pid: int) -> int | None:
@@ -151,6 +231,10 @@ def _converged(shop: Shop, connector: Connector, site: config_module.SiteConfig,
     return sum(1 for pid, sku in shop.skus.items() if connector.listings.get(sku) == _expected(shop, site, name, pid))
 
 
+def _in_sync(shop: Shop, channels: Mapping[str, Connector], site: config_module.SiteConfig) -> int:
+    return sum(_converged(shop, c, site, n) for n, c in channels.items())
+
+
 def _all_converged(shop: Shop, channels: Mapping[str, Connector], site: config_module.SiteConfig) -> bool:
     return all(_converged(shop, c, site, n) == len(shop.skus) for n, c in channels.items())
 
@@ -159,7 +243,7 @@ def _frame(
     shop: Shop,
     channels: Mapping[str, Connector],
     site: config_module.SiteConfig,
-    counts: dict[str, int],
+    counts: collections.Counter[str],
     elapsed: float,
     phase: str,
 ) -> list[str]:

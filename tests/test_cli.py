@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -83,3 +84,16 @@ def test_demo_converges(tmp_path: Path) -> None:
     sku = out.stdout.split("`stock-relay lineage ")[1].split("`")[0]
     trace = run_cli("lineage", sku, cwd=tmp_path)
     assert trace.returncode == 0 and "sandbox" in trace.stdout and "shows" in trace.stdout, trace.stderr
+
+
+def test_demo_with_more_products_than_a_batch_converges_and_accounts_for_every_event(tmp_path: Path) -> None:
+    """A shop bigger than one request's 500 events: its opening snapshot goes in several batches (one request was
+    refused whole, 400 batch_too_large, and those SKUs never converged); the summary accounts for every event sent."""
+    out = run_cli("demo", "--duration", "1", "--products", "700", "--rate", "50", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Every channel shows the shop's quantity for all 700 SKUs" in out.stdout
+    summary = re.search(r"^events sent ([\d,]+), accepted ([\d,]+) in ([\d,]+) requests$", out.stdout, re.M)
+    assert summary, out.stdout
+    sent, accepted = (int(summary.group(i).replace(",", "")) for i in (1, 2))
+    explained = sum(int(n.replace(",", "")) for n in re.findall(r"^  ([\d,]+) not accepted: ", out.stdout, re.M))
+    assert sent >= 700 and sent - accepted == explained, out.stdout
