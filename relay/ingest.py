@@ -8,6 +8,7 @@ deliveries, the audit entries and the request's webhook-id, so the 202 can only 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -126,6 +127,22 @@ def check_envelope(doc: Any, expected_type: str, site: str) -> dict[str, Any]:
     if "site" in doc and doc["site"] != site:
         raise PayloadError("type_mismatch", "The body's 'site' does not match the site in the URL.")
     return doc
+
+
+def content_digest(doc: dict[str, Any]) -> str:
+    """What makes two requests under one webhook-id the same request: everything but ``sent_at``, which the
+    plugin renders anew on every resend. A batch's events count by what identifies and states them (the plugin
+    never changes an event it has sent), which costs a fraction of hashing their whole text."""
+    rest = sorted((key, repr(value)) for key, value in doc.items() if key not in ("sent_at", "events"))
+    events = doc.get("events")
+    summary = [
+        tuple(event.get(key) for key in _DIGEST_KEYS) if isinstance(event, dict) else event
+        for event in (events if isinstance(events, list) else [events])
+    ]
+    return hashlib.blake2b(repr((rest, summary)).encode(), digest_size=16).hexdigest()
+
+
+_DIGEST_KEYS = ("id", "kind", "product_id", "variation_id", "sku", "stock_quantity", "stock_status", "version")
 
 
 def split_batch(doc: dict[str, Any], max_events: int) -> tuple[list[Event], list[Rejection]]:
@@ -252,6 +269,7 @@ class BatchOutcome(NamedTuple):
     repeated: bool  # the webhook-id was seen before: this is the original answer, nothing was redone
     accepted_skus: int  # deliveries made due by this batch (0 → no dispatcher needs waking)
     body: str = ""  # ``response`` as JSON, as stored for repeats: the 202's body without encoding it again
+    reused: bool = False  # the webhook-id was seen before with other content: refused, nothing was recorded
 
 
 def record_batch(
@@ -283,6 +301,7 @@ class BatchWrite(MergeableJob):
     rejected: Sequence[Rejection]
     now: float
     coalesce: Mapping[str, float] = field(default_factory=dict)  # as for record_batch
+    digest: str = ""  # content_digest of the request; "" (WooCommerce's webhooks): a repeat is never compared
 
     @classmethod
     def run_many(cls, conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
@@ -292,7 +311,7 @@ class BatchWrite(MergeableJob):
 # What one site's database already knows of a group's webhook-ids, event ids and products: one row.
 _LOOKUP = (
     "SELECT"
-    " (SELECT json_group_array(json_array(msg_id, response)) FROM requests"
+    " (SELECT json_group_array(json_array(msg_id, response, digest)) FROM requests"
     "    WHERE site = ?1 AND msg_id IN (SELECT value FROM json_each(?2))),"
     " (SELECT json_group_array(event_id) FROM events"
     "    WHERE site = ?1 AND event_id IN (SELECT value FROM json_each(?3))),"
@@ -329,7 +348,7 @@ _INSERT_DUE = (
 _INSERT_AUDIT = (
     "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, detail) VALUES (?,?,?,?,?,?,?,?,?)"
 )
-_INSERT_REQUESTS = "INSERT INTO requests (site, msg_id, response, received_at) VALUES (?, ?, ?, ?)"
+_INSERT_REQUESTS = "INSERT INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
@@ -341,7 +360,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
     against that and against the batches before in the run; and one executemany per table writes
     the lot (the deliveries upsert still coalesces row by row, in order).
     """
-    answered: dict[tuple[str, str], str] = {}
+    answered: dict[tuple[str, str], tuple[str, str | None]] = {}  # webhook-id -> (answer, content digest)
     stored: set[tuple[str, str]] = set()
     versions: dict[tuple[str, int], int] = {}
     seq = 0  # events.seq is assigned here, as SQLite would (max + 1), to point deliveries at it
@@ -356,7 +375,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
                 _dumps([event.product_id for job in mine for event in job.events]),
             ),
         ).fetchone()
-        answered.update(((site, m), text) for m, text in json.loads(known[0]))
+        answered.update(((site, m), (text, digest)) for m, text, digest in json.loads(known[0]))
         stored.update((site, e) for e in json.loads(known[1]))
         versions.update(((site, p), v) for p, v in json.loads(known[2]))
         seq = known[3] or 0
@@ -370,7 +389,11 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
         site, now = job.site, job.now
         seen = answered.get((site, job.msg_id))
         if seen is not None:  # this webhook-id was answered before (maybe earlier in this very group)
-            outcomes.append(BatchOutcome(json.loads(seen), repeated=True, accepted_skus=0, body=seen))
+            text, digest = seen
+            if is_reuse(digest, job.digest):  # another request under a used id: its events would be lost
+                outcomes.append(BatchOutcome({}, repeated=True, accepted_skus=0, reused=True))
+            else:
+                outcomes.append(BatchOutcome(json.loads(text), repeated=True, accepted_skus=0, body=text))
             continue
         accepted = duplicates = stale = made_due = 0
         for event in job.events:
@@ -412,8 +435,8 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
             "rejected": [r.as_dict() for r in job.rejected],
         }
         text = json.dumps(response)
-        answered[(site, job.msg_id)] = text
-        requests.append((site, job.msg_id, text, now))
+        answered[(site, job.msg_id)] = (text, job.digest or None)
+        requests.append((site, job.msg_id, text, now, job.digest or None))
         outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due, body=text))
     conn.executemany(_INSERT_EVENTS, events)
     conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in gated.items()])
@@ -421,6 +444,11 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
     conn.executemany(_INSERT_AUDIT, audit)
     conn.executemany(_INSERT_REQUESTS, requests)
     return outcomes
+
+
+def is_reuse(stored: str | None, digest: str) -> bool:
+    """A repeated webhook-id whose content differs from the first request's (unknown on either side: not a reuse)."""
+    return bool(stored and digest and stored != digest)
 
 
 def make_due(conn: sqlite3.Connection, site: str, channel: str, sku: str, seq: int, now: float) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import metrics, views
+from . import ingest, metrics, views
 from .config import SiteConfig
 from .errors import PayloadError
 from .replay import SCOPES, replay_chunk
@@ -30,7 +30,7 @@ MAX_DEAD_PAGE = 100_000
 MAX_UNIX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second an ISO 8601 time can name
 EXPORT_KINDS = ("state", "audit")
 RELAY = web.AppKey("relay", Relay)
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"  # package data (pyproject.toml): in the wheel too
 
 
 def _text(doc: dict[str, Any], name: str, max_length: int = 191) -> str | None:
@@ -169,11 +169,18 @@ async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, A
     channel = _channel(site, doc)
     channels = [channel] if channel else [c.name for c in site.channels]
     msg_id = request.headers["webhook-id"]
+    digest = ingest.content_digest(doc)
     seen = await relay.store.query(
         lambda conn: conn.execute(
-            "SELECT response FROM requests WHERE site = ? AND msg_id = ?", (site.id, msg_id)
+            "SELECT response, digest FROM requests WHERE site = ? AND msg_id = ?", (site.id, msg_id)
         ).fetchone()
     )
+    if seen is not None and ingest.is_reuse(seen[1], digest):
+        raise PayloadError(
+            "webhook_id_reused",
+            "This webhook-id was already used for a request with other content; nothing was scheduled.",
+            status=409,
+        )
     if seen is not None:  # a resent request gets the original answer, and nothing is scheduled twice
         return web.json_response(json.loads(seen[0]), headers={"Idempotent-Replayed": "true"})
     scheduled, unknown, after = 0, [], ""
@@ -190,8 +197,8 @@ async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, A
     answer = {"type": "replay", "scope": scope, "scheduled": scheduled, "unknown_skus": unknown}
     await relay.store.write(
         lambda conn: conn.execute(
-            "INSERT OR IGNORE INTO requests (site, msg_id, response, received_at) VALUES (?, ?, ?, ?)",
-            (site.id, msg_id, json.dumps(answer), relay.now()),
+            "INSERT OR IGNORE INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)",
+            (site.id, msg_id, json.dumps(answer), relay.now(), digest),
         )
     )
     return web.json_response(answer)

@@ -178,6 +178,15 @@ async def handle_woocommerce(request: web.Request) -> web.StreamResponse:
     return await woocommerce_webhooks.handle(request, site, body, relay)
 
 
+def webhook_id_reused() -> web.Response:
+    return error_response(
+        409,
+        "webhook_id_reused",
+        "This webhook-id was already used for a request with other content; nothing was recorded. A resend must"
+        " carry the same events; new events need a new webhook-id.",
+    )
+
+
 def over_budget(request: web.Request, site: SiteConfig) -> web.Response | None:
     """Take one request from the site's budget, or the 429 to answer. Only after the signature verified: a
     forged request must not spend the shop's budget."""
@@ -239,8 +248,10 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     now = relay.now()
     # A job object, not a lambda: the writer records the batches of concurrent requests together.
     outcome: BatchOutcome = await relay.store.write(
-        ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now, site.coalesce)
+        ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now, site.coalesce, ingest.content_digest(doc))
     )
+    if outcome.reused:
+        return webhook_id_reused()
     if outcome.accepted_skus:
         relay.wake(site.id)
     if not outcome.repeated:

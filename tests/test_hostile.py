@@ -1,4 +1,4 @@
-"""Hostile input against the real ``stock-relay serve``: schemathesis over docs/openapi.yaml, and hypothesis
+"""Hostile input against the real ``stock-relay serve``: schemathesis over relay/openapi.yaml, and hypothesis
 properties over the ingest path (signatures, clock skew, replays, bodies, SKUs, numbers, duplicate keys).
 
 Every property ends in the same three checks: no 5xx, the relay is still running, and a refused request stored
@@ -31,7 +31,7 @@ from .procs import STARTED, RelayProcess
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "25"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SCHEMA = schemathesis.openapi.from_path(str(Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"))
+SCHEMA = schemathesis.openapi.from_path(str(Path(__file__).resolve().parent.parent / "relay" / "openapi.yaml"))
 TRIED: dict[str, int] = {}
 
 
@@ -123,7 +123,7 @@ def batch(*events: dict[str, Any]) -> dict[str, Any]:
     "operation", [op.ok() for op in SCHEMA.get_all_operations()], ids=lambda op: f"{op.method} {op.path}"
 )
 def test_schemathesis_inputs_signed_for_a_real_site(relay: Relay, operation: Any) -> None:
-    """Every operation of docs/openapi.yaml with generated bodies, signed so they reach past the signature check."""
+    """Every operation of relay/openapi.yaml with generated bodies, signed so they reach past the signature check."""
 
     @SETTINGS
     @given(operation.as_strategy())
@@ -216,11 +216,15 @@ def test_malformed_truncated_huge_and_mistyped_bodies(relay: Relay, body: bytes,
 
 
 def test_replayed_webhook_id_gets_the_first_answer_and_stores_nothing_new(relay: Relay) -> None:
+    """The same request again gets the first answer; another request under the same id is refused (409), never
+    answered 202 with its events dropped."""
     msg_id = new_msg_id()
     first = batch(event(product_id=3 * 10**6, version=1))
     second = batch(event(product_id=3 * 10**6 + 1, version=1))
     one = relay.post("/v1/sites/main/events", json.dumps(first).encode(), relay.signed(first, msg_id=msg_id))
     before = relay.events_stored()
+    again = relay.post("/v1/sites/main/events", json.dumps(first).encode(), relay.signed(first, msg_id=msg_id))
+    assert one.status_code == again.status_code == 202 and one.json() == again.json()
     two = relay.post("/v1/sites/main/events", json.dumps(second).encode(), relay.signed(second, msg_id=msg_id))
-    assert one.status_code == two.status_code == 202 and one.json() == two.json()
+    assert two.status_code == 409 and two.json()["error"]["code"] == "webhook_id_reused"
     check(relay, two, before, accepted=False)

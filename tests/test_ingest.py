@@ -379,3 +379,28 @@ async def test_sku_that_is_not_text_is_rejected(start_relay) -> None:
     status, answer = await r.client.send_events([stock_event(1, "A\ud800", 5, 1), stock_event(2, "OK", 5, 1)])
     assert status == 202 and answer["accepted"] == 1
     assert [x["code"] for x in answer["rejected"]] == ["invalid_sku"]
+
+
+async def test_a_reused_webhook_id_with_other_events_is_refused_and_a_genuine_resend_is_not(start_relay) -> None:
+    """"202 means committed": a request under a used webhook-id but with other events used to get the first answer
+    while its own events were dropped. It is now refused with 409; the plugin's resend of the same events, with
+    sent_at rendered anew, still gets the first answer."""
+    r = await start_relay()
+    first = {"type": "stock.batch", "site": "main", "sent_at": "2026-12-03T10:00:00Z"}
+    event = stock_event(1, "A", 5, 1)
+    status, answer = await r.client.post("events", {**first, "events": [event]}, "msg_used")
+    assert status == 202 and answer["accepted"] == 1
+    resend = {**first, "sent_at": "2026-12-03T10:05:00Z", "events": [dict(event)]}
+    body, headers = r.client.encode(resend, "msg_used")
+    got, again, response_headers = await r.post_raw("/v1/sites/main/events", body, headers)
+    assert (got, again, response_headers.get("Idempotent-Replayed")) == (202, answer, "true")
+    other = {**first, "events": [stock_event(2, "B", 7, 1)]}
+    body, headers = r.client.encode(other, "msg_used")
+    got, refused, _ = await r.post_raw("/v1/sites/main/events", body, headers)
+    assert got == 409 and refused["error"]["code"] == "webhook_id_reused", refused
+    assert await r.count("SELECT COUNT(*) FROM events WHERE sku = 'B'") == 0
+    # A replay.request under the id of an events batch schedules nothing and says so.
+    body, headers = r.client.encode({"type": "replay.request", "site": "main", "scope": "all"}, "msg_used")
+    got, refused, _ = await r.post_raw("/v1/sites/main/replay", body, headers)
+    assert got == 409 and refused["error"]["code"] == "webhook_id_reused", refused
+    assert await r.count("SELECT COUNT(*) FROM audit WHERE action = 'replay'") == 0
