@@ -36,7 +36,10 @@ class RelayProcess:
     Every started process is remembered in ``STARTED`` so conftest can kill what a failed test left running.
     """
 
-    def __init__(self, config_path: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, config_path: Path, env: dict[str, str], log_path: Path, command: list[str] | None = None
+    ) -> None:
+        self.command = command or relay_command()  # e.g. an installed console script: [".../bin/stock-relay"]
         self.config_path = config_path
         self.env = {**os.environ, **env}
         self.log_path = log_path
@@ -47,7 +50,7 @@ class RelayProcess:
     def start(self, timeout: float = 20.0) -> str:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
         self.proc = subprocess.Popen(
-            relay_command("serve", "-c", str(self.config_path)), stdout=log, stderr=log, env=self.env
+            [*self.command, "serve", "-c", str(self.config_path)], stdout=log, stderr=log, env=self.env
         )
         log.close()
         STARTED.append(self.proc)

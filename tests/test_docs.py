@@ -81,3 +81,16 @@ def test_docs_say_readback_runs_without_shop_url() -> None:
     example = (ROOT / "config.example.yaml").read_text()
     assert "nothing is reconciled" not in example
     assert "read-back (readback_hours below) still runs without it" in example
+
+
+def test_local_links_resolve() -> None:
+    """Every relative link in the README and docs/ names a file of this tree (openapi.yaml moved into the package,
+    relay/openapi.yaml, so that a wheel carries it)."""
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.split("#")[0]
+            if path and not re.match(r"^[a-z]+:", path) and not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
+    assert not (ROOT / "docs" / "openapi.yaml").exists(), "one copy: relay/openapi.yaml"

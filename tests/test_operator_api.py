@@ -199,9 +199,9 @@ async def test_metrics_count_what_happened_without_skus(start_relay, tmp_path: P
 
 
 async def test_openapi_document_matches_the_routes(start_relay, tmp_path: Path) -> None:
-    """docs/openapi.yaml describes exactly the routes the app registers, and the relay serves it."""
+    """relay/openapi.yaml describes exactly the routes the app registers, and the relay serves it."""
     r = await start_relay(make_config(tmp_path / "s"))
-    doc = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    doc = yaml.safe_load((ROOT / "relay" / "openapi.yaml").read_text())
     assert doc["openapi"].startswith("3.")
     documented = {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
     registered = {
