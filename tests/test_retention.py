@@ -78,3 +78,36 @@ async def test_database_stops_growing_under_steady_traffic(start_relay, tmp_path
     # Without pruning every round would add the same again (10 rounds: ~5x round 2's size).
     assert pages[-1] <= pages[1] * 1.1, pages
     assert os.path.getsize(state / "relay.sqlite3-wal") == 0
+
+
+async def test_retention_frees_the_pages_of_pruned_history_for_the_next(start_relay, tmp_path: Path) -> None:
+    """A fill of history, then retention_days pass: one housekeeping round deletes the old rows, their pages go on
+    the free list (most of the file), and a second, equal fill reuses them instead of growing the file."""
+    clock = Clock()
+    r = await start_relay(make_config(tmp_path / "s", (sandbox(),), retention_days=7), now=clock)
+
+    async def fill(first_version: int) -> None:
+        for version in range(first_version, first_version + 6):
+            for start in range(1, 1001, 500):
+                await send(r, clock, [stock_event(i, f"SKU-{i}", version, version) for i in range(start, start + 500)])
+            await r.drain()
+
+    async def pages() -> tuple[int, int]:
+        await r.relay.store.checkpoint()
+        return await r.count("PRAGMA page_count"), await r.count("PRAGMA freelist_count")
+
+    await fill(1)
+    full, _ = await pages()
+    history = await r.count("SELECT COUNT(*) FROM audit") + await r.count("SELECT COUNT(*) FROM events")
+    clock.now += 8 * DAY
+    deleted = await r.relay.housekeep()
+    assert deleted >= history - 1000  # all but each SKU's current event
+    assert await r.count("SELECT COUNT(*) FROM audit") == 0
+    assert await r.count("SELECT COUNT(*) FROM events") == 1000
+    assert await r.count("SELECT COUNT(*) FROM requests") == 0
+    pruned, free = await pages()
+    assert pruned == full and free > full * 0.6, (full, free)  # the file keeps its size; most of it is free
+    await fill(7)
+    refilled, _ = await pages()
+    # Without the free pages the second fill would nearly double the file.
+    assert refilled <= full * 1.15, (full, refilled)
