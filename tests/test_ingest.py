@@ -382,7 +382,7 @@ async def test_sku_that_is_not_text_is_rejected(start_relay) -> None:
 
 
 async def test_a_reused_webhook_id_with_other_events_is_refused_and_a_genuine_resend_is_not(start_relay) -> None:
-    """"202 means committed": a request under a used webhook-id but with other events used to get the first answer
+    """A 202 means committed: a request under a used webhook-id but with other events used to get the first answer
     while its own events were dropped. It is now refused with 409; the plugin's resend of the same events, with
     sent_at rendered anew, still gets the first answer."""
     r = await start_relay()
