@@ -61,13 +61,14 @@ final class Stock_Relay_Admin {
 				'show_in_rest'      => false,
 			)
 		);
+		// No 'default' for the secret: with one, update_option() finds the saved '' equal to the default,
+		// takes the option for new and calls add_option( ..., 'yes' ), whose upsert makes it autoloaded.
 		register_setting(
 			self::GROUP,
 			'stock_relay_secret',
 			array(
 				'type'              => 'string',
 				'sanitize_callback' => array( self::class, 'sanitize_secret' ),
-				'default'           => '',
 				'show_in_rest'      => false,
 			)
 		);

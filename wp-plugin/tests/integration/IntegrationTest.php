@@ -390,6 +390,68 @@ final class IntegrationTest extends TestCase {
 	}
 
 	/**
+	 * The documented first save, through the real settings form over HTTP as an administrator: the
+	 * secret stays a non-autoloaded option (it used to become autoloaded on this save).
+	 */
+	public function test_saving_the_settings_form_keeps_the_secret_out_of_autoload(): void {
+		global $wpdb;
+		$autoload = static function () use ( $wpdb ): ?string {
+			return $wpdb->get_var( "SELECT autoload FROM {$wpdb->options} WHERE option_name = 'stock_relay_secret'" );
+		};
+		// As activation leaves it: the option exists, empty and not autoloaded.
+		delete_option( 'stock_relay_secret' );
+		add_option( 'stock_relay_secret', '', '', false );
+		try {
+			$this->assertSame( 'no', $autoload(), 'before the save' );
+			$cookies = $this->admin_login();
+			$page    = $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' );
+			$this->assertSame( 200, $page['status'] );
+			$this->assertSame( 1, preg_match( '#<form method="post" action="[^"]*options\.php">(.*?)</form>#s', $page['body'], $form ), 'the settings form' );
+			$fields = array();
+			preg_match_all( '#<input[^>]*name=(["\'])([^"\']+)\1[^>]*value=(["\'])([^"\']*)\3#', $form[1], $inputs, PREG_SET_ORDER ); // settings_fields() quotes with ', we with ".
+			foreach ( $inputs as $input ) {
+				$fields[ $input[2] ] = html_entity_decode( $input[4] );
+			}
+			$this->assertSame( array( 'stock_relay', 'update' ), array( $fields['option_page'] ?? null, $fields['action'] ?? null ) );
+			$this->assertArrayHasKey( '_wpnonce', $fields );
+			$fields['stock_relay_secret'] = SRT::SECRET;
+			$saved                        = $this->admin_http( $cookies, 'POST', '/wp-admin/options.php', $fields );
+			$this->assertSame( 302, $saved['status'], 'options.php took the form' );
+			$this->assertSame( SRT::SECRET, $wpdb->get_var( "SELECT option_value FROM {$wpdb->options} WHERE option_name = 'stock_relay_secret'" ), 'the secret was saved' );
+			$this->assertSame( 'no', $autoload(), 'after the save: still not autoloaded' );
+		} finally {
+			update_option( 'stock_relay_secret', SRT::SECRET, false );
+		}
+	}
+
+	/** Log in as the suite's administrator through wp-login.php; returns the cookie file. */
+	private function admin_login(): string {
+		$cookies = (string) tempnam( (string) getenv( 'SRT_WORK' ), 'cookies' );
+		file_put_contents( $cookies, "127.0.0.1\tFALSE\t/\tFALSE\t0\twordpress_test_cookie\tWP%20Cookie%20check\n" );
+		$login = $this->admin_http( $cookies, 'POST', '/wp-login.php', array( 'log' => 'admin', 'pwd' => 'admin-password', 'wp-submit' => 'Log In', 'testcookie' => '1' ) );
+		$this->assertSame( 302, $login['status'], 'logged in' );
+		return $cookies;
+	}
+
+	/**
+	 * One browser request to the site with the given cookie file (read and updated).
+	 *
+	 * @param array<string, string> $fields Form fields for a POST.
+	 * @return array{status: int, body: string}
+	 */
+	private function admin_http( string $cookies, string $method, string $path, array $fields = array() ): array {
+		$ch = curl_init( getenv( 'SRT_WP_URL' ) . $path );
+		curl_setopt_array( $ch, array( CURLOPT_COOKIEFILE => $cookies, CURLOPT_COOKIEJAR => $cookies, CURLOPT_RETURNTRANSFER => true, CURLOPT_TIMEOUT => 30 ) );
+		if ( 'POST' === $method ) {
+			curl_setopt_array( $ch, array( CURLOPT_POST => true, CURLOPT_POSTFIELDS => http_build_query( $fields ) ) );
+		}
+		$body   = (string) curl_exec( $ch );
+		$status = (int) curl_getinfo( $ch, CURLINFO_RESPONSE_CODE );
+		curl_close( $ch );
+		return array( 'status' => $status, 'body' => $body );
+	}
+
+	/**
 	 * A snapshot request over HTTP to the real route, signed independently of the plugin's signer.
 	 *
 	 * @param array<string, mixed>|string $doc     Body (encoded here unless a string).
