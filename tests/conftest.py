@@ -61,6 +61,22 @@ def fast_dispatch(**overrides: Any) -> DispatchConfig:
     return replace(base, **overrides)
 
 
+async def wait_until(condition: Callable[[], Any], seconds: float = 30.0, what: str = "the condition") -> None:
+    """Poll ``condition`` (a function, or a coroutine function) until it is true; fail after a generous deadline.
+
+    For waiting on state: a fixed sleep before an assertion fails on a machine slow enough to need longer.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        assert time.monotonic() < deadline, f"timed out after {seconds:.0f} s waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
 def webhook_channel(name: str, url: str, **overrides: Any) -> ChannelConfig:
     return replace(
         ChannelConfig(
@@ -83,6 +99,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # The answer waits until the test sets this: "still in flight" then holds however slow the machine is.
+    release: asyncio.Event | None = None
 
 
 @dataclass
@@ -133,6 +151,8 @@ class Receiver:
         reply = queue.pop(0) if queue else Reply()
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.release is not None:
+            await reply.release.wait()
         if 200 <= reply.status < 300:
             shown = self.quantities.setdefault(request.path, {})
             rejected = {r["sku"] for r in (reply.body or {}).get("results", []) if r.get("status") != "ok"}

@@ -16,7 +16,7 @@ from relay import queue, signing
 from relay.client import stock_event
 from relay.config import StockRules
 
-from .conftest import Reply, fast_dispatch, make_config, webhook_channel
+from .conftest import Reply, fast_dispatch, make_config, wait_until, webhook_channel
 
 
 async def test_coalesces_to_newest_version(start_relay, tmp_path: Path, receiver) -> None:
@@ -42,21 +42,19 @@ async def test_stale_version_never_overwrites(start_relay, tmp_path: Path, recei
 
 async def test_newer_value_during_flight_is_sent_next(start_relay, tmp_path: Path, receiver) -> None:
     """While one update of a SKU is in flight no second one is sent; the newest value follows when it lands."""
-    receiver.on("/a", Reply(delay=0.3))
+    landed = asyncio.Event()  # the first answer is held until the newer changes are in: in flight at any speed
+    receiver.on("/a", Reply(release=landed))
     r = await start_relay(make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),)), run_workers=True)
     await r.client.send_events([stock_event(1, "SKU", 10, 1)])
-    for _ in range(100):
-        if receiver.for_path("/a"):
-            break
-        await asyncio.sleep(0.01)
-    for version, qty in [(2, 9), (3, 8)]:
-        await r.client.send_events([stock_event(1, "SKU", qty, version)])
-    await asyncio.sleep(0.1)
-    assert len(receiver.for_path("/a")) == 1  # still in flight: nothing else sent for this SKU
-    for _ in range(200):
-        if receiver.quantities.get("/a", {}).get("SKU") == 8:
-            break
-        await asyncio.sleep(0.01)
+    try:
+        await wait_until(lambda: receiver.for_path("/a"), what="the first update")
+        for version, qty in [(2, 9), (3, 8)]:
+            await r.client.send_events([stock_event(1, "SKU", qty, version)])
+        assert await r.count("SELECT COUNT(*) FROM events WHERE sku = 'SKU'") == 3
+        assert len(receiver.for_path("/a")) == 1  # still in flight: nothing else sent for this SKU
+    finally:
+        landed.set()
+    await wait_until(lambda: receiver.quantities.get("/a", {}).get("SKU") == 8, what="the newest quantity")
     assert [x.doc["updates"][0]["quantity"] for x in receiver.for_path("/a")] == [10, 8]
 
 
@@ -71,7 +69,12 @@ async def test_running_worker_pushes_the_next_batch_while_a_settle_commits(
     await r.client.send_events([stock_event(i, f"S{i}", i, 1) for i in range(1, 7)])
     worker = r.relay.workers[("main", "a")]
     assert await worker.drain_once(overlap=True) == 2  # claimed two batches in one commit, pushed the first
-    await asyncio.sleep(0.2)  # its settle commits and claims the third batch
+
+    async def settled_and_claimed_the_third() -> bool:
+        delivered = await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'")
+        return delivered == 2 and await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == 4
+
+    await wait_until(settled_and_claimed_the_third, what="the first settle to commit and claim the third batch")
     entered, release = threading.Event(), threading.Event()
 
     def hold_the_writer(conn: sqlite3.Connection) -> None:
@@ -105,7 +108,8 @@ async def test_a_batch_is_claimed_ahead_only_where_the_connector_wants_it(
 ) -> None:
     """While its first push is in flight, a running worker holds two batches claimed, or one where the connector
     says no (Amazon and Walmart, whose claims hold 5 s of calls): a batch claimed ahead waits a whole push."""
-    receiver.on("/a", Reply(delay=0.5))
+    answered = asyncio.Event()  # the first push stays in flight until the claims are counted, however slow
+    receiver.on("/a", Reply(release=answered))
     channel = webhook_channel("a", receiver.url("/a"), batch_size=2)
     r = await start_relay(make_config(tmp_path / "s", (channel,)))
     worker = r.relay.workers[("main", "a")]
@@ -114,16 +118,16 @@ async def test_a_batch_is_claimed_ahead_only_where_the_connector_wants_it(
     stopping = asyncio.Event()
     running = asyncio.ensure_future(worker.run(stopping))
     try:
-        for _ in range(200):
-            if receiver.for_path("/a"):
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: receiver.for_path("/a"), what="the first push")
         assert await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == claimed
-        for _ in range(300):
-            if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 6:
-                break
-            await asyncio.sleep(0.01)
+        answered.set()
+
+        async def all_delivered() -> bool:
+            return await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 6
+
+        await wait_until(all_delivered, what="every update to be delivered")
     finally:
+        answered.set()
         stopping.set()
         worker.wake.set()
         await running
@@ -174,15 +178,24 @@ def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
 
 async def test_transient_failures_retry_until_delivered(start_relay, tmp_path: Path, receiver) -> None:
     """503, 500, a timeout and a 429 are retried with persisted backoff; the same webhook-id is reused each time."""
-    receiver.on("/a", Reply(503), Reply(500), Reply(status=200, delay=2.0), Reply(429, headers={"Retry-After": "0"}))
-    channel = webhook_channel("a", receiver.url("/a"), timeout_seconds=0.5)
+    # The third answer is held past the channel's timeout; a timeout of 2 s (not 0.5) so that on a busy machine
+    # the prompt answers are not taken for timeouts too.
+    late = asyncio.Event()
+    receiver.on("/a", Reply(503), Reply(500), Reply(status=200, release=late), Reply(429, headers={"Retry-After": "0"}))
+    channel = webhook_channel("a", receiver.url("/a"), timeout_seconds=2)
     r = await start_relay(make_config(tmp_path / "s", (channel,)))
     await r.client.send_events([stock_event(1, "SKU", 3, 1)])
-    for _ in range(60):
-        await r.drain()
-        if receiver.quantities.get("/a") == {"SKU": 3} and await r.count("SELECT state FROM deliveries") == "delivered":
-            break
-        await asyncio.sleep(0.03)
+    try:
+        for _ in range(60):  # rounds, not time: each waits out the backoff (at most 0.05 s), so speed cannot matter
+            await r.drain()
+            if (
+                receiver.quantities.get("/a") == {"SKU": 3}
+                and await r.count("SELECT state FROM deliveries") == "delivered"
+            ):
+                break
+            await asyncio.sleep(0.03)
+    finally:
+        late.set()
     assert await r.count("SELECT state FROM deliveries") == "delivered"
     ids = {x.headers["webhook-id"] for x in receiver.for_path("/a")}
     assert len(ids) == 1 and len(receiver.for_path("/a")) >= 5
@@ -283,17 +296,20 @@ async def test_circuit_opens_probes_and_closes(start_relay, tmp_path: Path, rece
         (webhook_channel("a", receiver.url("/a"), batch_size=10),),
         dispatch=fast_dispatch(circuit_failure_threshold=3, circuit_open_seconds=0.3, backoff_max_seconds=0.01),
     )
-    r = await start_relay(cfg)
+    # The relay's clock (queue and circuit alike) moves only when the test moves it: on the wall clock, a machine
+    # that took 0.3 s between opening and the check found the circuit half-open already, and a probe went out.
+    clock = [time.time()]  # starts at the real time: ingest checks signatures against it
+    r = await start_relay(cfg, now=lambda: clock[0])
     await r.client.send_events([stock_event(i, f"S{i}", 1, 1) for i in range(1, 6)])
     worker = r.relay.workers[("main", "a")]
     for _ in range(3):
-        await asyncio.sleep(0.02)
         await worker.drain_once()
+        clock[0] += 0.02  # past the retry backoff (at most 0.01 s)
     assert worker.circuit.state == "open"
     calls = len(receiver.for_path("/a"))
-    await asyncio.sleep(0.05)
+    clock[0] += 0.05
     assert await worker.drain_once() == 0 and len(receiver.for_path("/a")) == calls  # open: no call
-    await asyncio.sleep(0.3)
+    clock[0] += 0.3
     assert await worker.drain_once() == 1  # half-open: a probe of one item
     assert len(receiver.for_path("/a")[-1].doc["updates"]) == 1
     assert worker.circuit.state == "closed"
@@ -303,19 +319,20 @@ async def test_circuit_opens_probes_and_closes(start_relay, tmp_path: Path, rece
 
 async def test_slow_channel_does_not_delay_another(start_relay, tmp_path: Path, receiver) -> None:
     """With one channel hanging, another channel of the same site still gets the update promptly."""
-    receiver.on("/slow", Reply(delay=3.0))
+    hung = asyncio.Event()  # the slow channel answers only once the fast one has its update, at any speed
+    receiver.on("/slow", Reply(release=hung))
     channels = (
-        webhook_channel("slow", receiver.url("/slow"), timeout_seconds=5),
+        webhook_channel("slow", receiver.url("/slow"), timeout_seconds=120),
         webhook_channel("fast", receiver.url("/fast")),
     )
     r = await start_relay(make_config(tmp_path / "s", channels), run_workers=True)
     await r.client.send_events([stock_event(1, "SKU", 3, 1)])
-    for _ in range(200):
-        if receiver.quantities.get("/fast"):
-            break
-        await asyncio.sleep(0.01)
-    assert receiver.quantities.get("/fast") == {"SKU": 3}
-    assert "/slow" not in receiver.quantities  # the slow one is still hanging
+    try:
+        await wait_until(lambda: receiver.quantities.get("/fast"), what="the fast channel's update")
+        assert receiver.quantities.get("/fast") == {"SKU": 3}
+        assert "/slow" not in receiver.quantities  # the slow one is still hanging
+    finally:
+        hung.set()
 
 
 async def test_rules_apply_per_channel(start_relay, tmp_path: Path, receiver) -> None:
