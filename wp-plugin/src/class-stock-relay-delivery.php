@@ -204,6 +204,10 @@ final class Stock_Relay_Delivery {
 			$state['batch'] = array();
 			return $state;
 		}
+		if ( Stock_Relay_Retry_Policy::RENEW === $action ) {
+			// The relay recorded nothing of this batch; a new webhook-id makes the next try a new request.
+			$state['batch'] = array();
+		}
 		$state['attempts']        = (int) $state['attempts'] + 1;
 		$state['next_attempt_at'] = time() + Stock_Relay_Retry_Policy::delay( (int) $state['attempts'], $answer['retry_after'], wp_rand( 0, 1000 ) / 1001 );
 		return $state;

@@ -20,6 +20,7 @@ final class Stock_Relay_Retry_Policy {
 	public const SPLIT  = 'split';  // 413 or batch_too_large: send fewer events per request.
 	public const REJECT = 'reject'; // 400/415: resending the same bytes cannot help; keep and show.
 	public const RETRY  = 'retry';  // Everything else: keep, back off, try again.
+	public const RENEW  = 'renew';  // 409 webhook_id_reused: the id is spent on other content; resend under a new one.
 
 	/**
 	 * Seconds to wait before the next try.
@@ -52,6 +53,9 @@ final class Stock_Relay_Retry_Policy {
 		}
 		if ( 400 === $status || 415 === $status ) {
 			return self::REJECT;
+		}
+		if ( 409 === $status && 'webhook_id_reused' === $code ) {
+			return self::RENEW;
 		}
 		return self::RETRY;
 	}

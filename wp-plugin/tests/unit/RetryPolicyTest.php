@@ -31,6 +31,8 @@ final class RetryPolicyTest extends TestCase {
 			array( 401, 'signature_invalid', 'retry' ),
 			array( 404, 'unknown_site', 'retry' ),
 			array( 429, 'rate_limited', 'retry' ),
+			array( 409, 'webhook_id_reused', 'renew' ),
+			array( 409, '', 'retry' ),
 			array( 503, 'storage_unavailable', 'retry' ),
 			array( 0, '', 'retry' ),
 			array( 500, '', 'retry' ),
