@@ -12,7 +12,7 @@ import yaml
 
 from relay.client import stock_event
 
-from .conftest import Reply, fast_dispatch, make_config, webhook_channel
+from .conftest import Reply, fast_dispatch, make_config, wait_until, webhook_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,7 +133,8 @@ async def test_lineage_explains_what_a_channel_shows(start_relay, tmp_path: Path
 
 async def test_readyz_fails_while_a_dispatcher_is_stuck(start_relay, tmp_path: Path, receiver) -> None:
     """A worker stuck in a channel call beyond stall_seconds makes /readyz 503, naming it; it recovers after."""
-    receiver.on("/slow", Reply(delay=2.5))
+    answer = asyncio.Event()  # the call hangs until /readyz has said so: a 2.5 s delay left a window to miss it
+    receiver.on("/slow", Reply(release=answer))
     cfg = make_config(
         tmp_path / "s",
         (webhook_channel("slow", receiver.url("/slow"), timeout_seconds=60),),
@@ -144,19 +145,20 @@ async def test_readyz_fails_while_a_dispatcher_is_stuck(start_relay, tmp_path: P
         assert response.status == 200
     await r.client.send_events([stock_event(1, "A", 1, 1)])
     body: dict[str, Any] = {}
-    for _ in range(100):
+
+    async def readyz(want: int) -> bool:
         async with r.session.get(r.base_url + "/readyz") as response:
-            body = await response.json()
-            if response.status == 503:
-                break
-        await asyncio.sleep(0.05)
-    assert body["status"] == "unready" and "calling the channel" in body["problems"]["main/slow"]
-    for _ in range(100):
-        async with r.session.get(r.base_url + "/readyz") as response:
-            if response.status == 200:
-                break
-        await asyncio.sleep(0.05)
-    assert response.status == 200 and receiver.quantities["/slow"] == {"A": 1}
+            body.clear()
+            body.update(await response.json())
+            return response.status == want
+
+    try:
+        await wait_until(lambda: readyz(503), what="/readyz to report the stuck worker")
+        assert body["status"] == "unready" and "calling the channel" in body["problems"]["main/slow"]
+    finally:
+        answer.set()
+    await wait_until(lambda: readyz(200), what="/readyz to recover")
+    assert receiver.quantities["/slow"] == {"A": 1}
 
 
 async def test_readyz_fails_when_a_worker_loop_has_died(start_relay, tmp_path: Path, receiver) -> None:
@@ -164,7 +166,7 @@ async def test_readyz_fails_when_a_worker_loop_has_died(start_relay, tmp_path: P
     r = await start_relay(make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),)), run_workers=True)
     (task,) = [t for t in r.relay._tasks if t.get_name() == "worker main/a"]
     task.cancel()
-    await asyncio.sleep(0.05)
+    await wait_until(task.done, what="the worker task to end")
     async with r.session.get(r.base_url + "/readyz") as response:
         body = await response.json()
     assert response.status == 503 and "stopped" in body["problems"]["main/a"]
