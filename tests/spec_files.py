@@ -1,7 +1,9 @@
-"""Where the marketplaces' own spec files are, for the Amazon, Walmart and TikTok connector tests.
+"""Where the marketplaces' own spec files are, for the tests that check what the connectors send against them.
 
-They live in ../shared/refs/specs/ (never copied into this repo). A missing file FAILS the test with
-a message naming where it was looked for; SKIP_MARKETPLACE_SPECS=1 skips knowingly (reported by name).
+They live in ../shared/refs/specs/ beside the repository (never copied into it; CI has them there), or wherever
+STOCK_RELAY_SPECS names. Without them, as on a fresh clone, these tests SKIP with a reason that says where the
+specs were looked for (pytest -ra lists it in the summary). STOCK_RELAY_REQUIRE_SPECS=1 (set by .ci/run) makes a
+missing spec a failure instead, so CI cannot lose the checks in silence.
 """
 
 from __future__ import annotations
@@ -15,20 +17,24 @@ import jsonschema
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "refs" / "specs"
+# Read at import: conftest clears every STOCK_RELAY_* variable before each test runs.
+SPECS = Path(os.environ.get("STOCK_RELAY_SPECS") or ROOT.parent / "shared" / "refs" / "specs")
+REQUIRED = os.environ.get("STOCK_RELAY_REQUIRE_SPECS") == "1"
+HOW = "set STOCK_RELAY_SPECS=DIR, or fetch them with scripts/fetch-specs"
 
 
 def spec_path(relative: str) -> Path:
+    """The spec file ``relative`` to the specs folder; skips the test if it is missing (fails when required)."""
     path = SPECS / relative
-    if not path.is_file():
-        if os.environ.get("SKIP_MARKETPLACE_SPECS") == "1":
-            pytest.skip(f"SKIP_MARKETPLACE_SPECS=1: not checking against {path}")
-        pytest.fail(
-            f"MARKETPLACE SPEC MISSING: {path} is not there, so the request bodies cannot be checked against it."
-            " Put shared/refs/specs beside the repository (CI does), or set SKIP_MARKETPLACE_SPECS=1 to skip knowingly.",
-            pytrace=False,
-        )
-    return path
+    if path.is_file():
+        return path
+    if SPECS.is_dir():
+        reason = f"marketplace spec {relative} not found in {SPECS} ({HOW})"
+    else:
+        reason = f"marketplace specs not found at {SPECS} ({HOW})"
+    if REQUIRED:
+        pytest.fail(f"STOCK_RELAY_REQUIRE_SPECS=1 and {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def load(relative: str) -> Any:

@@ -28,8 +28,8 @@ from relay.connectors.quota import QuotaHold
 from relay.errors import TransientDeliveryError
 from relay.vault import Vault
 
-from .spec_files import load, swagger_validator
-from .test_specs_shopify_ebay_etsy import check_graphql, openapi_validator, request_schema, spec_path
+from .spec_files import load, spec_path, swagger_validator
+from .test_specs_shopify_ebay_etsy import check_graphql, openapi_validator, request_schema
 
 VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
 

@@ -1,8 +1,7 @@
 """What the Shopify, eBay and Etsy connectors send, checked against the marketplaces' own spec files.
 
-The specs live in ../shared/refs/specs/ (never copied into this repo). When they are missing these
-tests FAIL with a message saying where they were looked for; set SKIP_MARKETPLACE_SPECS=1 to skip
-them on purpose (the skip is then reported by name, not silent).
+The specs live in ../shared/refs/specs/ (never copied into this repo); spec_files finds them, and without
+them these tests skip and say where they looked (or fail, with STOCK_RELAY_REQUIRE_SPECS=1, as in CI).
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -31,22 +29,9 @@ from relay.connectors import build
 from relay.connectors.base import Update
 from relay.vault import Vault
 
-ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "refs" / "specs"
+from .spec_files import spec_path
+
 VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
-
-
-def spec_path(relative: str) -> Path:
-    path = SPECS / relative
-    if not path.is_file():
-        if os.environ.get("SKIP_MARKETPLACE_SPECS") == "1":
-            pytest.skip(f"SKIP_MARKETPLACE_SPECS=1: not checking against {path}")
-        pytest.fail(
-            f"MARKETPLACE SPEC MISSING: {path} is not there, so the request bodies cannot be checked against it."
-            " Put shared/refs/specs beside the repository (CI does), or set SKIP_MARKETPLACE_SPECS=1 to skip knowingly.",
-            pytrace=False,
-        )
-    return path
 
 
 @functools.cache
