@@ -94,12 +94,14 @@ async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
     now = relay.now()
     workers = [relay.workers.get((site.id, c.name)) for c in site.channels]
     known = [w.last_success if w is not None else None for w in workers]
+    # Read-back rounds live in memory only: a channel checked that way since start-up says so.
+    read_back = [w.readback.last_round_at if w is not None and w.readback is not None else None for w in workers]
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
         return {
             "channels": [
-                views.channel_status(conn, site.id, c.name, now, seen)
-                for c, seen in zip(site.channels, known, strict=True)
+                views.channel_status(conn, site.id, c.name, now, seen, read_at)
+                for c, seen, read_at in zip(site.channels, known, read_back, strict=True)
             ],
             "last_event_at": views.last_event_at(conn, site.id),
             "reconcile": views.reconcile_status(conn, site.id),

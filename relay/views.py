@@ -21,7 +21,7 @@ J = TypeVar("J")
 TIME_FIELDS = frozenset(
     {
         "at", "server_time", "last_event_at", "last_success", "created_at", "received_at", "updated_at",
-        "next_attempt_at", "found_at", "started_at", "finished_at",
+        "next_attempt_at", "found_at", "started_at", "finished_at", "checked_at",
     }
 )  # fmt: skip
 
@@ -53,11 +53,17 @@ def with_iso(value: J) -> J:
 
 
 def channel_status(
-    conn: sqlite3.Connection, site: str, channel: str, now: float, last_success: float | None = None
+    conn: sqlite3.Connection,
+    site: str,
+    channel: str,
+    now: float,
+    last_success: float | None = None,
+    read_back_at: float | None = None,
 ) -> dict[str, Any]:
     """One channel's queue as the database sees it (the running relay adds circuit state).
 
     ``last_success``: when the caller already knows it (the running relay does), the audit log is not searched.
+    ``read_back_at``: when the channel's last complete read-back round started (only the running relay knows).
     """
     counts = dict(
         conn.execute(
@@ -95,7 +101,7 @@ def channel_status(
             "dead_letters": dead,
             "last_success": last_success,
             "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
-            "drift": drift(conn, site, channel),
+            "drift": {**drift(conn, site, channel), "checked_at": checked_at(conn, site, read_back_at)},
         }
     )
 
@@ -119,6 +125,20 @@ def drift(conn: sqlite3.Connection, site: str, channel: str, examples: int = 5) 
     ).fetchall()
     names = ("sku", "expected", "shown", "reason", "found_at")
     return {"differ": count, "examples": [with_iso(dict(zip(names, row, strict=True))) for row in rows]}
+
+
+def checked_at(conn: sqlite3.Connection, site: str, read_back_at: float | None = None) -> float | None:
+    """When the channel was last compared with the truth: the newest reconciliation pass that finished without
+    error (it covers every channel of the site), or its last complete read-back round, whichever is newer.
+
+    None means never: "0 SKUs differ" would then be a guess, so the answer says so (a drift count alone cannot).
+    """
+    row = conn.execute(
+        "SELECT MAX(finished_at) FROM reconcile_runs WHERE site = ? AND finished_at IS NOT NULL AND error IS NULL",
+        (site,),
+    ).fetchone()
+    found = [at for at in (row[0], read_back_at) if at is not None]
+    return max(found) if found else None
 
 
 def last_run(conn: sqlite3.Connection, site: str, kind: str | None = None) -> dict[str, Any] | None:

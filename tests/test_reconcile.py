@@ -279,6 +279,54 @@ async def test_drift_is_reported_until_the_channel_confirms_the_fix(
     assert report == {"differ": 0, "examples": []}
 
 
+async def test_status_says_when_no_check_ever_ran_instead_of_zero_differ(
+    tmp_path: Path, shop: FakeShop, receiver: Receiver, start_relay: StartRelay
+) -> None:
+    """ "0 SKUs differ" is only news after a check: until a pass finishes without error, the status answer's drift
+    says checked_at null (the plugin shows "not checked"), although the count is 0 and two SKUs really differ."""
+    running = await start_relay(shop_config(tmp_path, shop, receiver))
+    await stock_the_shop(shop, running, 3)
+    shop.edit_behind_hooks(1, 100)
+    shop.edit_behind_hooks(2, 50)
+
+    async def drift() -> dict[str, Any]:
+        status, answer = await running.client.post("status", {"type": "status.query", "site": "main"})
+        assert status == 200
+        return dict(answer["channels"][0]["drift"])
+
+    assert await drift() == {"differ": 0, "examples": [], "checked_at": None, "checked_at_iso": None}
+    shop.status_override = 503
+    with pytest.raises(ReconcileError):
+        await full_pass(running)
+    shop.status_override = None
+    assert (await drift())["checked_at"] is None, "a failed pass checked nothing"
+
+    before = time.time()
+    await full_pass(running)
+    found = await drift()
+    assert found["differ"] == 2
+    assert before <= found["checked_at"] <= time.time()
+    assert found["checked_at_iso"] == views.iso(found["checked_at"])
+
+
+async def test_a_read_back_round_counts_as_a_check_without_shop_url(tmp_path: Path, start_relay: StartRelay) -> None:
+    """Read-back compares the channel itself, so a site without shop_url is checked once a round completes."""
+    readback = ReconcileConfig(readback_hours=1.0, readback_share=1.0)
+    running = await start_relay(sandbox_config(tmp_path, readback), run_workers=True)
+    worker = running.relay.workers[("main", "sandbox")]
+    assert worker.readback is not None
+
+    async def checked_at() -> Any:
+        status, answer = await running.client.post("status", {"type": "status.query", "site": "main"})
+        assert status == 200
+        return answer["channels"][0]["drift"]["checked_at"]
+
+    assert await checked_at() is None, "nothing delivered yet, so nothing was read back"
+    assert (await running.client.send_events([stock_event(1, "RC-1", 4, 1)]))[0] == 202
+    await wait_for(lambda: worker.readback is not None and worker.readback.last_round_at is not None)
+    assert await checked_at() == worker.readback.last_round_at
+
+
 async def test_the_schedule_runs_a_full_pass_first_then_incremental_ones(
     tmp_path: Path, shop: FakeShop, receiver: Receiver, start_relay: StartRelay
 ) -> None:

@@ -166,7 +166,9 @@ final class Stock_Relay_Payload {
 	}
 
 	/**
-	 * The drift cell: "3 SKUs differ (checked …)", then up to 5 examples; '—' when the relay sends none.
+	 * The drift cell: "3 SKUs differ (checked …)", then up to 5 examples; '—' when the relay sends none;
+	 * "not checked" when the relay says it never compared the channel (`checked_at` null): a count of 0
+	 * is then no news. A relay that leaves `checked_at` out cannot tell, and its count is shown as sent.
 	 *
 	 * @param mixed $drift The channel's optional `drift` object.
 	 * @return string|string[]
@@ -176,7 +178,10 @@ final class Stock_Relay_Payload {
 			return '—';
 		}
 		$count = (int) $drift['differ'];
-		$line  = 1 === $count ? '1 SKU differs' : $count . ' SKUs differ';
+		if ( 0 === $count && array_key_exists( 'checked_at', $drift ) && null === $drift['checked_at'] ) {
+			return array( 'not checked' );
+		}
+		$line = 1 === $count ? '1 SKU differs' : $count . ' SKUs differ';
 		if ( isset( $drift['checked_at'] ) && is_numeric( $drift['checked_at'] ) ) {
 			$line .= ' (checked ' . self::when( (float) $drift['checked_at'], $now ) . ')';
 		}

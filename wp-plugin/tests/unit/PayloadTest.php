@@ -112,6 +112,25 @@ final class PayloadTest extends TestCase {
 		$this->assertSame( array( array( 'ebay', '3', '12 s', '1', 'open', '2026-11-22T10:00:00Z', '—' ) ), $rows, 'no drift: a dash' );
 	}
 
+	public function test_relay_status_view_says_not_checked_when_the_relay_never_compared_the_channel(): void {
+		$now      = 1796180400; // 2026-12-02T03:00:00Z
+		$drift    = static fn( array $drift ): array => array( 'name' => 'ebay', 'drift' => $drift );
+		$channels = array(
+			// As relay/views.py answers before any reconciliation pass or read-back round.
+			$drift( array( 'differ' => 0, 'examples' => array(), 'checked_at' => null, 'checked_at_iso' => null ) ),
+			$drift( array( 'differ' => 0, 'examples' => array(), 'checked_at' => $now - 60.5, 'checked_at_iso' => '2026-12-02T02:58:59.500Z' ) ),
+			// Found by a pass that failed later, or a read-back round still under way: known to differ.
+			$drift( array( 'differ' => 2, 'examples' => array(), 'checked_at' => null ) ),
+			// A relay from before checked_at: it cannot tell, so the count is shown as it always was.
+			$drift( array( 'differ' => 0, 'examples' => array() ) ),
+		);
+		$rows = Stock_Relay_Payload::relay_status_view( 200, array( 'channels' => $channels ), $now );
+		$this->assertSame( array( 'not checked' ), $rows[0][6], 'never checked is not "0 SKUs differ"' );
+		$this->assertSame( array( '0 SKUs differ (checked 2026-12-02 02:58 UTC (1 min ago))' ), $rows[1][6] );
+		$this->assertSame( array( '2 SKUs differ' ), $rows[2][6] );
+		$this->assertSame( array( '0 SKUs differ' ), $rows[3][6] );
+	}
+
 	public function test_relay_status_view_shows_last_success_as_a_date_and_drift_with_up_to_five_examples(): void {
 		$now      = 1796180400; // 2026-12-02T03:00:00Z
 		$examples = array();
