@@ -17,7 +17,7 @@ Real default limits, and how a benchmark scales them by one factor ``k`` (rates 
   listing model variations); credentials ``{"keystring", "shared_secret", "refresh_token"}``,
   account ``{"shop_id": str(fake.shop_id)}``. The day's quota is a rolling window of ``day_seconds``:
   ``x-remaining-today`` on every success, a 429 with the window's ``retry-after`` once it is spent
-  (counted in ``day_refusals``).
+  (counted in ``day_refusals``). ``clock=`` gives both limits a test's own clock instead of ``time.monotonic``.
 
 Each fake counts the throttle answers it sent in ``throttled`` (a benchmark's target is 0).
 """

@@ -21,11 +21,12 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from aiohttp import web
 
-from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer, query
+from .common import Bucket, Clock, FakeMarketplace, TokenIssuer, Window, bearer, query
 
 DAY = 86400.0
 
@@ -38,9 +39,10 @@ class FakeEtsy(FakeMarketplace):
         day_seconds: float = DAY,
         token_lifetime: float = 3600.0,
         shop_id: int = 5550001,
+        clock: Clock = time.monotonic,  # a test's own clock: the limits' time moves only when the test moves it
     ) -> None:
-        self.second = Bucket(qps, qps)
-        self.day = Window(qpd, day_seconds)
+        self.second = Bucket(qps, qps, clock)
+        self.day = Window(qpd, day_seconds, clock)
         self.qps, self.qpd = qps, qpd
         self.tokens = TokenIssuer(token_lifetime, "87654321")
         self.keystring = "etsykeystring01"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import aiohttp
 import pytest
 
 from fakes.etsy import FakeEtsy
+from relay.connectors.quota import QuotaGate
 from relay.operator_api import site_status
 
 from .marketplaces import audit_text, channel, dead_reasons, marketplace_config, send, settle, states, store_credentials
@@ -23,7 +25,7 @@ async def etsy() -> AsyncIterator[FakeEtsy]:
     await fake.stop()
 
 
-async def start(start_relay, tmp_path: Path, etsy: FakeEtsy, refresh: str | None = None):
+async def start(start_relay, tmp_path: Path, etsy: FakeEtsy, refresh: str | None = None, now=time.time):
     config = marketplace_config(tmp_path / "state", channel("etsy", etsy.url, {"shop_id": str(etsy.shop_id)}))
     creds = {
         "keystring": etsy.keystring,
@@ -31,7 +33,7 @@ async def start(start_relay, tmp_path: Path, etsy: FakeEtsy, refresh: str | None
         "refresh_token": refresh or etsy.refresh_token,
     }
     store_credentials(config, "main/etsy", creds)
-    return await start_relay(config)
+    return await start_relay(config, now=now)
 
 
 def puts(etsy: FakeEtsy) -> list[dict]:
@@ -136,20 +138,24 @@ async def test_expired_token_is_refreshed_and_the_retry_succeeds(start_relay, tm
 # --- the day's quota -------------------------------------------------------------------------------
 
 
-async def wait_delivered(r, rounds: int = 300) -> None:
-    """Drain until nothing is pending, waiting out a quota hold (bounded by rounds of 50 ms, not a deadline)."""
+async def wait_delivered(r, rounds: int = 300, clock: list[float] | None = None) -> None:
+    """Drain until nothing is pending, waiting out a quota hold (bounded by rounds of 50 ms, not a deadline);
+    with the test's ``clock``, each round moves it on those 50 ms too."""
     for _ in range(rounds):
         await r.drain()
         if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == 0:
             return
         await asyncio.sleep(0.05)
+        if clock is not None:
+            clock[0] += 0.05
     raise AssertionError("deliveries still pending")
 
 
 async def test_fake_etsy_counts_a_rolling_day() -> None:
     """The fake's contract: x-remaining-today on every success, down to 0; then 429 with the retry-after of the
     oldest call leaving the window; room again once it has."""
-    fake = FakeEtsy(qpd=3, day_seconds=1.0)
+    clock = [0.0]  # the day is the test's: on the wall clock, four calls taking over a second found room again
+    fake = FakeEtsy(qpd=3, day_seconds=1.0, clock=lambda: clock[0])
     listing = fake.add_listing({"A": 1})
     await fake.start()
     try:
@@ -166,24 +172,30 @@ async def test_fake_etsy_counts_a_rolling_day() -> None:
             assert [a[0] for a in answers] == [200, 200, 200, 429]
             assert [a[1]["x-remaining-today"] for a in answers[:3]] == ["2", "1", "0"]
             assert answers[3][1]["retry-after"] == "1" and "x-remaining-today" not in answers[3][1]
-            await asyncio.sleep(1.05)
+            clock[0] += 0.99
+            assert (await get())[0] == 429, "the oldest call is still in the window"
+            clock[0] += 0.02
             status, after = await get()
             assert status == 200 and after["x-remaining-today"] == "2"  # the refused call was not counted
     finally:
         await fake.stop()
-    assert fake.day_refusals == 1
+    assert fake.day_refusals == 2
 
 
 async def test_spent_daily_quota_holds_the_channel_and_it_resumes_by_itself(start_relay, tmp_path: Path) -> None:
     """x-remaining-today: 0 holds the channel: no call until the quota returns, the reason in status, the held
     items pending with no attempt counted; then it resumes alone and delivers everything, nothing dead-lettered."""
-    etsy = FakeEtsy(qpd=8, day_seconds=1.5)  # the scan (5 pages) and listing A (2) leave one call: B's read
+    # One clock, the test's, for Etsy's day, the connector's hold and the relay (circuit and queue): on the wall
+    # clock, a machine that took 0.3 s between two steps found the hold over and a probe made "meanwhile".
+    clock = [time.time()]  # starts at the real time: ingest checks signatures against it
+    etsy = FakeEtsy(qpd=8, day_seconds=1.5, clock=lambda: clock[0])  # the scan (5) and A (2) leave B's read
     await etsy.start()
     try:
         for sku in ("A", "B", "C"):
             etsy.add_listing({sku: 1})
-        r = await start(start_relay, tmp_path, etsy)
+        r = await start(start_relay, tmp_path, etsy, now=lambda: clock[0])
         worker = r.relay.workers[("main", "etsy")]
+        worker.connector.quota = QuotaGate(now=lambda: clock[0])
         worker.connector.quota_probe_seconds = 0.3  # a minute in production; the window here is 1.5 s
         await send(r, [("A", 4), ("B", 5), ("C", 6)])
         await r.drain()
@@ -201,9 +213,11 @@ async def test_spent_daily_quota_holds_the_channel_and_it_resumes_by_itself(star
             "SELECT DISTINCT json_extract(detail, '$.outcome') FROM audit WHERE sku IN ('B', 'C') AND action = 'attempt'"
         )
         assert [row[0] for row in audited] == ["held"], "a spent quota is not an auth failure"
+        clock[0] += 0.29
         await r.drain()
         assert len(etsy.requests) == calls, "no call while held"
-        await wait_delivered(r)
+        clock[0] += 1.5  # the hold is over, and the day's first calls have left the window
+        await wait_delivered(r, clock=clock)
     finally:
         await etsy.stop()
     assert [etsy.quantity(s) for s in ("A", "B", "C")] == [4, 5, 6]
@@ -215,20 +229,28 @@ async def test_spent_daily_quota_holds_the_channel_and_it_resumes_by_itself(star
 async def test_429_for_the_day_holds_for_its_retry_after(start_relay, tmp_path: Path) -> None:
     """Another app of the same key spent the day: the first call's 429 (retry-after 2 s) holds the channel that
     long, without halving its per-second budget or retrying item by item; then the update goes through."""
-    etsy = FakeEtsy(qpd=8, day_seconds=2.0)  # room, once the day returns, for the scan (5), a read and a write
+    # The test's clock for Etsy's day, the hold and the relay: on the wall clock, a relay slow to start saw a
+    # retry-after of 1 s, and one slow to check saw less than a second of the hold left.
+    clock = [time.time()]  # starts at the real time: ingest checks signatures against it
+    etsy = FakeEtsy(qpd=8, day_seconds=2.0, clock=lambda: clock[0])  # room, later, for the scan (5), read, write
     await etsy.start()
     try:
         etsy.add_listing({"A": 1})
         for _ in range(8):
             etsy.day.take()
-        r = await start(start_relay, tmp_path, etsy)
+        r = await start(start_relay, tmp_path, etsy, now=lambda: clock[0])
         worker = r.relay.workers[("main", "etsy")]
+        worker.connector.quota = QuotaGate(now=lambda: clock[0])
         await send(r, [("A", 7)])
         await r.drain()
         assert etsy.day_refusals == 1 and await states(r) == {"A": "pending"}
-        assert "retry-after 2 s" in worker.circuit.reason and worker.circuit.seconds_until_probe() > 1.0
+        assert "retry-after 2 s" in worker.circuit.reason and worker.circuit.seconds_until_probe() == 2.0
         assert worker.connector.budget.throttles == 0 and worker.connector.budget.rate == worker.channel.rate.per_second
-        await wait_delivered(r)
+        clock[0] += 1.99
+        await r.drain()
+        assert etsy.day_refusals == 1 and await states(r) == {"A": "pending"}, "held for the whole retry-after"
+        clock[0] += 0.02
+        await wait_delivered(r, clock=clock)
     finally:
         await etsy.stop()
     assert etsy.quantity("A") == 7 and etsy.day_refusals == 1
