@@ -356,10 +356,7 @@ async def test_the_running_relay_reconciles_by_itself(
     cfg = shop_config(tmp_path, shop, receiver)
     shop.add(1, "SOLO", 9)
     running = await start_relay(cfg, run_workers=True)
-    for _ in range(200):
-        if receiver.quantities.get("/b", {}).get("SOLO") == 9:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for(lambda: receiver.quantities.get("/b", {}).get("SOLO") == 9)
     assert receiver.quantities["/a"]["SOLO"] == 9
     assert receiver.quantities["/b"]["SOLO"] == 9
     assert running.relay.config.sites[0].shop_url == shop.url
@@ -429,7 +426,7 @@ def sandbox_config(tmp_path: Path, readback: ReconcileConfig, **channel: Any) ->
     return replace(cfg, sites=(site,))
 
 
-async def wait_for(condition: Any, seconds: float = 10.0) -> None:
+async def wait_for(condition: Any, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -505,9 +502,11 @@ async def test_updates_go_before_readback(tmp_path: Path, start_relay: StartRela
     assert (await running.client.send_events([stock_event(i, f"S-{i}", 4, 2) for i in range(1, 101)]))[0] == 202
     await wait_for(lambda: all(sandbox.listings[f"S-{i}"] == 4 for i in range(1, 101)))
     kinds = [kind for kind, _ in sandbox.log[start:]]
-    last_push = len(kinds) - 1 - kinds[::-1].index("push")
+    first_push, last_push = kinds.index("push"), len(kinds) - 1 - kinds[::-1].index("push")
     assert kinds.count("push") == 10, "the burst went out as 10 pushes"
-    assert kinds[:last_push].count("read") <= 1, f"reads came between the burst's pushes: {kinds}"
+    # From the first push: reads logged before it may have been made while the burst was still on its way in
+    # (on a busy machine, its request takes longer), and those are allowed.
+    assert kinds[first_push:last_push].count("read") <= 1, f"reads came between the burst's pushes: {kinds}"
 
 
 async def test_changes_waiting_to_coalesce_keep_readback_waiting(tmp_path: Path, start_relay: StartRelay) -> None:
@@ -524,9 +523,12 @@ async def test_changes_waiting_to_coalesce_keep_readback_waiting(tmp_path: Path,
     await wait_for(lambda: sandbox.log.count(("read", 1)) >= 3)
     start = len(sandbox.log)
     assert (await running.client.send_events([stock_event(1, "S-1", 4, 2)]))[0] == 202
+    # Counted from the 202, when the change is surely in: reads made while its request was on its way do not
+    # count (a busy machine makes more of them), and the one in flight at the 202 may finish.
+    arrived = len(sandbox.log) - start
     await wait_for(lambda: sandbox.listings["S-1"] == 4)
     kinds = [kind for kind, _ in sandbox.log[start:]]
-    assert kinds.index("push") <= 1, f"reads went on while the change waited: {kinds}"
+    assert kinds[arrived : kinds.index("push")].count("read") <= 1, f"reads went on while the change waited: {kinds}"
 
 
 async def test_readback_keeps_to_its_share_of_the_rate(tmp_path: Path, start_relay: StartRelay) -> None:
@@ -542,8 +544,9 @@ async def test_readback_keeps_to_its_share_of_the_rate(tmp_path: Path, start_rel
     await wait_for(lambda: len(sandbox.listings) == 40)
     await wait_for(lambda: ("read", 1) in sandbox.log)
     started, before = time.monotonic(), sandbox.log.count(("read", 1))
-    await asyncio.sleep(1.5)
+    # Waits for progress (15 reads, 1.5 s at the share) rather than for 1.5 s: a busy machine reads fewer in a fixed
+    # time. The bound is on the rate over the time it really took, which holds at any speed.
+    await wait_for(lambda: sandbox.log.count(("read", 1)) - before >= 15, seconds=60)
     elapsed = time.monotonic() - started
     reads = sandbox.log.count(("read", 1)) - before
-    assert reads >= 5, "read-back makes progress"
     assert reads <= 0.1 * 100 * elapsed + 1, f"{reads} reads in {elapsed:.1f} s exceed 10% of 100 calls/s"
