@@ -30,7 +30,7 @@ final class Stock_Relay_Snapshot {
 			return self::error( 404, 'unknown_site', 'This shop has no Stock Relay site id and secret configured yet.' );
 		}
 		if ( strlen( $body ) > self::MAX_BYTES ) {
-			return self::error( 413, 'body_too_large', 'The snapshot request body may be at most 64 KiB.' );
+			return self::error( 413, 'body_too_large', 'The request body may be at most 64 KiB.' );
 		}
 		$id        = (string) ( $headers['webhook-id'] ?? '' );
 		$timestamp = (string) ( $headers['webhook-timestamp'] ?? '' );

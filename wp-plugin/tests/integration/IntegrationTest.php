@@ -424,6 +424,40 @@ final class IntegrationTest extends TestCase {
 		}
 	}
 
+	/**
+	 * The Site Health screen says when no cron has run the retries for a long time, and is quiet when one does.
+	 */
+	public function test_site_health_says_when_no_cron_runs_the_retries(): void {
+		$health = function ( int $due ): array {
+			$cookies = $this->admin_login(); // First: this request may spawn WP-Cron, which would run an overdue watchdog.
+			wp_clear_scheduled_hook( Stock_Relay_Delivery::WATCHDOG );
+			wp_schedule_event( $due, 'stock_relay_minute', Stock_Relay_Delivery::WATCHDOG );
+			// The page reads the schedule as its request starts, before the WP-Cron it may spawn runs anything.
+			$page = $this->admin_http( $cookies, 'GET', '/wp-admin/site-health.php' );
+			$this->assertSame( 200, $page['status'] );
+			// The direct tests' results are in the page, for its script (wp_localize_script: var SiteHealth = {...};).
+			$this->assertSame( 1, preg_match( '#var SiteHealth = (\{.*?\});\n#', $page['body'], $m ), 'the Site Health data' );
+			$found = array_column( json_decode( $m[1], true )['site_status']['direct'], null, 'test' );
+			$this->assertArrayHasKey( Stock_Relay_Health::TEST, $found );
+			return $found[ Stock_Relay_Health::TEST ];
+		};
+		try {
+			$late = $health( time() - 3600 );
+			$this->assertSame( 'recommended', $late['status'] );
+			$this->assertStringContainsString( 'No scheduled task has run for 60 minutes', $late['description'] );
+			$this->assertStringContainsString( 'only when someone visits', $late['description'], 'WP-Cron is not disabled here' );
+			$this->assertStringContainsString( 'wp cron event run --due-now', $late['actions'] );
+			$this->assertSame( 'good', $health( time() + 60 )['status'] );
+		} finally {
+			wp_clear_scheduled_hook( Stock_Relay_Delivery::WATCHDOG );
+			wp_schedule_event( time() + 60, 'stock_relay_minute', Stock_Relay_Delivery::WATCHDOG );
+		}
+		$disabled = Stock_Relay_Health::result( true, time() - 700, time() );
+		$this->assertSame( 'recommended', $disabled['status'] );
+		$this->assertStringContainsString( 'DISABLE_WP_CRON is set in wp-config.php, and no system cron runs', $disabled['description'] );
+		$this->assertSame( 'good', Stock_Relay_Health::result( true, time() - 120, time() )['status'], 'a system cron a minute late is fine' );
+	}
+
 	/** Log in as the suite's administrator through wp-login.php; returns the cookie file. */
 	private function admin_login(): string {
 		$cookies = (string) tempnam( (string) getenv( 'SRT_WORK' ), 'cookies' );
@@ -455,26 +489,106 @@ final class IntegrationTest extends TestCase {
 	 * A snapshot request over HTTP to the real route, signed independently of the plugin's signer.
 	 *
 	 * @param array<string, mixed>|string $doc     Body (encoded here unless a string).
-	 * @param array<string, mixed>        $options timestamp, secret, content_type, unsigned, signature.
-	 * @return array{status: int, type: string, body: array<string, mixed>|null, raw: string}
+	 * @param array<string, mixed>        $options timestamp, secret, content_type, unsigned, signature, id (webhook-id), route (default snapshot).
+	 * @return array{status: int, type: string, body: array<string, mixed>|null, raw: string, headers: array<string, string>}
 	 */
 	private function snapshot( $doc, array $options = array() ): array {
 		$body    = is_string( $doc ) ? $doc : json_encode( $doc );
 		$ts      = (string) ( $options['timestamp'] ?? time() );
-		$id      = 'msg_' . bin2hex( random_bytes( 8 ) );
+		$id      = $options['id'] ?? 'msg_' . bin2hex( random_bytes( 8 ) );
 		$key     = base64_decode( substr( $options['secret'] ?? SRT::SECRET, 6 ) );
 		$sig     = $options['signature'] ?? 'v1,' . base64_encode( hash_hmac( 'sha256', $id . '.' . $ts . '.' . $body, $key, true ) );
 		$headers = array( 'Content-Type: ' . ( $options['content_type'] ?? 'application/json' ) );
 		if ( empty( $options['unsigned'] ) ) {
 			array_push( $headers, "webhook-id: $id", "webhook-timestamp: $ts", "webhook-signature: $sig" );
 		}
-		$ch = curl_init( getenv( 'SRT_WP_URL' ) . '/wp-json/stock-relay/v1/snapshot' );
-		curl_setopt_array( $ch, array( CURLOPT_POST => true, CURLOPT_POSTFIELDS => $body, CURLOPT_HTTPHEADER => $headers, CURLOPT_RETURNTRANSFER => true, CURLOPT_TIMEOUT => 30 ) );
+		$answer_headers = array();
+		$ch             = curl_init( getenv( 'SRT_WP_URL' ) . '/wp-json/stock-relay/v1/' . ( $options['route'] ?? 'snapshot' ) );
+		curl_setopt_array(
+			$ch,
+			array(
+				CURLOPT_POST           => true,
+				CURLOPT_POSTFIELDS     => $body,
+				CURLOPT_HTTPHEADER     => $headers,
+				CURLOPT_RETURNTRANSFER => true,
+				CURLOPT_TIMEOUT        => 30,
+				CURLOPT_HEADERFUNCTION => static function ( $ch, string $line ) use ( &$answer_headers ): int {
+					$parts = explode( ':', $line, 2 );
+					if ( 2 === count( $parts ) ) {
+						$answer_headers[ strtolower( trim( $parts[0] ) ) ] = trim( $parts[1] );
+					}
+					return strlen( $line );
+				},
+			)
+		);
 		$raw    = (string) curl_exec( $ch );
 		$status = (int) curl_getinfo( $ch, CURLINFO_RESPONSE_CODE );
 		$type   = (string) curl_getinfo( $ch, CURLINFO_CONTENT_TYPE );
 		curl_close( $ch );
-		return array( 'status' => $status, 'type' => $type, 'body' => json_decode( $raw, true ), 'raw' => $raw );
+		return array( 'status' => $status, 'type' => $type, 'body' => json_decode( $raw, true ), 'raw' => $raw, 'headers' => $answer_headers );
+	}
+
+	/**
+	 * After a relay outage the outbox waits for its backoff (and, on a quiet site, for a visitor). The relay's
+	 * signed wake call ends the backoff and drains at once; refused calls and a replayed one wake nothing.
+	 */
+	public function test_the_relays_signed_wake_call_drains_the_outbox_now_and_a_replay_wakes_nothing(): void {
+		// Keep the one-minute watchdog (WP-Cron) out of the way: only the wake may drain here.
+		wp_clear_scheduled_hook( Stock_Relay_Delivery::WATCHDOG );
+		wp_schedule_event( time() + 3600, 'stock_relay_minute', Stock_Relay_Delivery::WATCHDOG );
+		$add     = static function ( int $i ): void {
+			Stock_Relay_Outbox::add( Stock_Relay_Payload::event( array( 'product_id' => 800000 + $i, 'sku' => "W$i", 'manage_stock' => true, 'stock_quantity' => $i, 'stock_status' => 'instock', 'backorders' => 'no' ), $i, array(), "evt_w$i", microtime( true ) ) );
+		};
+		$backoff = static function (): void { // As the drainer leaves it after failed tries: the next one in 10 minutes.
+			$state                    = Stock_Relay_Delivery::state();
+			$state['attempts']        = 7;
+			$state['next_attempt_at'] = time() + 600;
+			update_option( Stock_Relay_Delivery::STATE, $state, false );
+			update_option( Stock_Relay_Delivery::DUE, $state['next_attempt_at'], true );
+		};
+		$backing_off = static fn(): bool => (int) SRT::delivery_state()['next_attempt_at'] > time();
+		for ( $i = 1; $i <= 8; $i++ ) {
+			$add( $i );
+		}
+		$backoff();
+		$wake = array( 'type' => 'outbox.wake', 'site' => SRT::SITE );
+
+		$refusals = array(
+			'no signature'  => array( $this->snapshot( $wake, array( 'route' => 'wake', 'unsigned' => true ) ), 401, 'signature_missing' ),
+			'bad signature' => array( $this->snapshot( $wake, array( 'route' => 'wake', 'signature' => 'v1,' . base64_encode( str_repeat( 'x', 32 ) ) ) ), 401, 'signature_invalid' ),
+			'other secret'  => array( $this->snapshot( $wake, array( 'route' => 'wake', 'secret' => 'whsec_' . base64_encode( str_repeat( 'k', 32 ) ) ) ), 401, 'signature_invalid' ),
+			'old timestamp' => array( $this->snapshot( $wake, array( 'route' => 'wake', 'timestamp' => time() - 301 ) ), 401, 'timestamp_out_of_tolerance' ),
+			'wrong type'    => array( $this->snapshot( array( 'type' => 'snapshot.page' ) + $wake, array( 'route' => 'wake' ) ), 400, 'type_mismatch' ),
+			'wrong site'    => array( $this->snapshot( array( 'site' => 'other-shop' ) + $wake, array( 'route' => 'wake' ) ), 400, 'type_mismatch' ),
+			'not json'      => array( $this->snapshot( '{"type": "outbox.wake",', array( 'route' => 'wake' ) ), 400, 'malformed_json' ),
+		);
+		foreach ( $refusals as $name => list( $answer, $status, $code ) ) {
+			$this->assertSame( array( $status, $code ), array( $answer['status'], $answer['body']['error']['code'] ?? $answer['raw'] ), $name );
+			$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $answer['raw'], "$name: never the secret" );
+			// The route ends the backoff before it answers, so this holds at once if it woke anything.
+			$this->assertTrue( $backing_off(), "$name: nothing woken" );
+		}
+		$this->assertCount( 8, SRT::outbox() );
+
+		$signed = array( 'route' => 'wake', 'id' => 'msg_wake' . bin2hex( random_bytes( 8 ) ), 'timestamp' => time() );
+		$answer = $this->snapshot( $wake, $signed );
+		$this->assertSame( array( 202, $wake ), array( $answer['status'], $answer['body'] ), $answer['raw'] );
+		$this->assertArrayNotHasKey( 'idempotent-replayed', $answer['headers'] );
+		SRT::wait( static fn() => array() === SRT::outbox(), 10.0, 'the outbox drained after the wake, not 10 minutes later' );
+		$this->assertSame( array_map( static fn( $i ) => "evt_w$i", range( 1, 8 ) ), array_column( SRT::events(), 'id' ), 'every row, in order' );
+		// The drainer saves its state after removing the rows, and clears the due mark last: wait for that.
+		SRT::wait( static fn() => 0 === (int) SRT::delivery_state()['attempts'] && 0 === (int) get_option( Stock_Relay_Delivery::DUE ), 5.0, 'the drain finished' );
+
+		// The same request again (a replay within the tolerance): the original answer, and nothing woken.
+		$add( 9 );
+		$backoff();
+		$again = $this->snapshot( $wake, $signed );
+		$this->assertSame( array( 202, $wake, 'true' ), array( $again['status'], $again['body'], $again['headers']['idempotent-replayed'] ?? null ), $again['raw'] );
+		$this->assertTrue( $backing_off(), 'a replay does not end the backoff' );
+		$reused = $this->snapshot( $wake + array( 'note' => 'other content' ), $signed );
+		$this->assertSame( array( 409, 'webhook_id_reused' ), array( $reused['status'], $reused['body']['error']['code'] ?? $reused['raw'] ) );
+		$this->assertTrue( $backing_off(), 'nor does the same webhook-id on other content' );
+		$this->assertCount( 1, SRT::outbox() );
 	}
 
 	/** @return array<string, mixed> */
