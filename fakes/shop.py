@@ -1,4 +1,5 @@
-"""A stand-in for a WooCommerce shop running the Stock Relay plugin: its signed ``snapshot`` route (PROTOCOL.md §3).
+"""A stand-in for a WooCommerce shop running the Stock Relay plugin: its signed ``snapshot`` route (PROTOCOL.md §3)
+and its ``wake`` route (recorded raw, for a test to verify; ``hold_wake`` keeps the answer back until set).
 
 It serves the same pages as the plugin (wp-plugin/src/class-stock-relay-snapshot.php, docs/wire-protocol.md):
 items paged by post id, the stock owner's version read before the state, trashed items as ``deleted``,
@@ -13,6 +14,7 @@ which is where a change made during a reconciliation lands.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -58,6 +60,8 @@ class FakeShop:
         self.pages_served = 0
         self.refused = 0
         self.status_override: int | None = None  # answer every request with this status (an outage)
+        self.wakes: list[tuple[dict[str, str], bytes]] = []  # each wake call's headers (lower-case names) and body
+        self.hold_wake: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -105,6 +109,7 @@ class FakeShop:
     async def start(self) -> FakeShop:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_post("/wp-json/stock-relay/v1/snapshot", self.snapshot)
+        app.router.add_post("/wp-json/stock-relay/v1/wake", self.wake)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -154,6 +159,19 @@ class FakeShop:
             "next_after_id": ids[-1] if len(ids) == limit else None,
         }
         return web.json_response(page)
+
+    async def wake(self, request: web.Request) -> web.Response:
+        """The plugin's wake route: answers 202 (the drain runs after the answer); the test checks the signature."""
+        body = await request.read()
+        self.wakes.append(({k.lower(): v for k, v in request.headers.items()}, body))
+        if self.hold_wake is not None:
+            await self.hold_wake.wait()
+        if self.status_override is not None:
+            return _error(self.status_override, "scripted", "Scripted outage.")
+        if not self._signed(request, body):
+            self.refused += 1
+            return _error(401, "signature_invalid", "The signature does not match this shop's secret.")
+        return web.json_response({"type": "outbox.wake", "site": self.site}, status=202)
 
     def _changed_since(self, product: Product, since: float | None) -> bool:
         if since is None:

@@ -170,6 +170,7 @@ async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
         await relay.stop()
         print(f"stock-relay: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    relay.serving.set()  # now a shop woken at start-up can send its waiting changes
     port = runner.addresses[0][1] if runner.addresses else cfg.port
     sites = ", ".join(f"{s.id} ({', '.join(c.name for c in s.channels)})" for s in cfg.sites)
     log.info(

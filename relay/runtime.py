@@ -15,7 +15,7 @@ from typing import IO
 
 import aiohttp
 
-from . import __version__, connectors, queue, reconcile
+from . import __version__, connectors, queue, reconcile, shop_wake
 from . import retention as retention_module
 from .config import Config, SiteConfig
 from .dispatch import ChannelWorker
@@ -56,6 +56,8 @@ class Relay:
         self._lock_file: IO[str] | None = None
         self._stopped = False
         self.metrics = Metrics()
+        # Set by whoever opens the HTTP listener (cli.serve): a shop woken before it could send into nothing.
+        self.serving = asyncio.Event()
 
     async def start(self, run_workers: bool = True) -> None:
         """Open the database and start every channel's worker (``run_workers=False``: tests drive them)."""
@@ -92,6 +94,20 @@ class Relay:
             for site in self.config.sites:
                 if site.shop_url and (site.reconcile.incremental_minutes or site.reconcile.full_hour is not None):
                     self._tasks.append(asyncio.create_task(self._reconciling(site), name=f"reconcile {site.id}"))
+            for site in self.config.sites:
+                if site.shop_url:
+                    self._tasks.append(asyncio.create_task(self._wake_shop(site), name=f"wake {site.id}"))
+
+    async def _wake_shop(self, site: SiteConfig) -> None:
+        """Once the relay listens, ask the shop to send what waited while it was down (shop_wake: logs, never raises)."""
+        waits = [asyncio.ensure_future(self.serving.wait()), asyncio.ensure_future(self.stopping.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self.serving.is_set() and not self.stopping.is_set() and self._session is not None:
+            await shop_wake.wake_shop(site, self._session, self.now)
 
     async def _reconciling(self, site: SiteConfig) -> None:
         """Run the passes the site's schedule asks for (see reconcile.due_kind); a failure waits for the next."""

@@ -224,6 +224,7 @@ async def start_relay(tmp_path: Path) -> AsyncIterator[StartRelay]:
         await relay.start(run_workers=run_workers)
         server = TestServer(make_app(cfg, relay), host="127.0.0.1")
         await server.start_server()
+        relay.serving.set()  # as serve does once it listens
         session = aiohttp.ClientSession()
         site = cfg.sites[0]
         client = SignedClient(str(server.make_url("")).rstrip("/"), site.id, site.secrets[0], session)
