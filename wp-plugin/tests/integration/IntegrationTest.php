@@ -854,6 +854,10 @@ final class IntegrationTest extends TestCase {
 				'the relay listening'
 			);
 
+			// At start-up the relay woke this shop's drain through the signed wake route, which took it (202).
+			SRT::wait( static fn() => false !== strpos( (string) file_get_contents( $log ), 'told the shop at ' . getenv( 'SRT_WP_URL' ) ), 10.0, 'the wake call taken' );
+			$this->assertStringNotContainsString( 'could not wake', (string) file_get_contents( $log ) );
+
 			list( $code, $out, $err ) = $this->run_relay( $python, array( 'reconcile', '--full', '-c', $config ), $root, $env );
 			$this->assertSame( 0, $code, "reconcile failed:\n$out\n$err\n" . file_get_contents( $log ) );
 			$this->assertStringContainsString( 'test-shop: full reconcile checked 4 SKUs in 1 page', $out, 'the SKU-less product is not checked; the trashed one is' );
