@@ -10,7 +10,8 @@ import sys
 import time
 
 from .config import Config
-from .vault import Vault, VaultError
+from .errors import VaultError
+from .vault import Vault
 
 
 def run_credentials(cfg: Config, action: str, name: str) -> int:

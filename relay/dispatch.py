@@ -1,7 +1,9 @@
 """One worker per (site, channel): claim due deliveries, publish them, settle the outcomes.
 
 Each worker has its own connector, rate budget and circuit breaker and never waits on another, so
-a slow or failing channel delays nobody else. Only this module catches DeliveryErrors.
+a slow or failing channel delays nobody else. This is where a push's DeliveryErrors end: each item is
+settled (done, retried later, dead-lettered, or the channel paused or held); the read-back and the
+multi-call connectors catch them too, for their own calls (see ``relay.errors``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from . import queue, rules
 from .circuit import CLOSED, HALF_OPEN, CircuitBreaker
 from .config import ChannelConfig, DispatchConfig
 from .connectors.base import Connector, ItemResult, Update
-from .connectors.quota import QuotaHold
 from .errors import (
     AuthDeliveryError,
     DeliveryError,
     PendingDeliveryError,
     PermanentDeliveryError,
+    QuotaHold,
     StorageError,
     TransientDeliveryError,
 )

@@ -6,14 +6,28 @@
     ├── PayloadError           a request body or field is unacceptable (has an HTTP `code` and `status`)
     ├── StorageError           SQLite could not commit (disk full, read-only, locked too long)
     ├── ReconcileError         the shop's snapshot could not be read (unreachable, refused, malformed)
-    └── DeliveryError          raised only at the connector boundary, caught only by the dispatcher
+    ├── VaultError             credentials missing, unreadable, or under a key we do not hold
+    └── DeliveryError          a channel did not take an update (or could not be read)
         ├── TransientDeliveryError(retry_after)   retry later; the channel is fine in principle
-        │   └── PendingDeliveryError               taken, still being processed (a feed): check again later
+        │   ├── PendingDeliveryError               taken, still being processed (a feed): check again later
+        │   └── QuotaHold                          the channel's quota for a long window is spent: hold the channel
         ├── PermanentDeliveryError                 this item can never succeed as sent: dead-letter it
+        │   └── MovedError                         the product a cached mapping names is gone (TikTok)
         └── AuthDeliveryError                      credentials refused: pause the whole channel
 
-Only `relay.server` maps these to HTTP statuses. Messages are written for a shop owner and never
-contain a secret.
+Who raises and who catches:
+
+- DeliveryErrors are created by the connectors (``relay/connectors/``), and by the dispatcher for a push that
+  timed out, a connector that failed unexpectedly, or an item the connector gave no result for. They are
+  caught by the dispatcher (``relay.dispatch``, which settles each item), by the read-back
+  (``relay.readback``, which pauses its round), and inside connectors that make several calls per push
+  (to settle one call's items and go on; ``tiktok`` catches ``MovedError`` to drop a stale mapping).
+- ``VaultError`` is raised by ``relay.vault`` and ``relay.credentials_cli``; the connectors turn it into an
+  ``AuthDeliveryError`` (``connectors.http.load_credentials``), the CLI prints it.
+- Only ``relay.server`` maps these to HTTP statuses (``SignatureError``, ``PayloadError``, ``StorageError``).
+- ``relay.cli`` turns any ``RelayError`` that reaches it into a message and an exit status.
+
+Messages are written for a shop owner and never contain a secret.
 """
 
 from __future__ import annotations
@@ -59,6 +73,10 @@ class ReconcileError(RelayError):
     """A reconciliation pass could not read the shop's snapshot; nothing of the failed page was applied."""
 
 
+class VaultError(RelayError):
+    """Credentials missing, unreadable, or encrypted with a key we do not hold (message never holds a value)."""
+
+
 class DeliveryError(RelayError):
     """A channel did not take an update. Created only by connectors.
 
@@ -90,8 +108,19 @@ class PendingDeliveryError(TransientDeliveryError):
     """
 
 
+class QuotaHold(TransientDeliveryError):
+    """The channel's quota for a long window is spent: hold the channel ``retry_after`` seconds, keep the items.
+
+    Raised by ``connectors.quota.QuotaGate``; the dispatcher stops claiming for that long and counts no attempt.
+    """
+
+
 class PermanentDeliveryError(DeliveryError):
     """Will fail the same way every time (validation, unknown listing): goes to the dead-letter state."""
+
+
+class MovedError(PermanentDeliveryError):
+    """The product a cached mapping points at is gone: permanent for that product id, not for the SKU."""
 
 
 class AuthDeliveryError(DeliveryError):

@@ -24,14 +24,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from .errors import RelayError
+from .errors import VaultError
 
 NAME = re.compile(r"^[a-z0-9-]{1,64}/[a-z0-9][a-z0-9_-]{0,63}$")
 SUFFIX = ".cred"
-
-
-class VaultError(RelayError):
-    """Credentials missing, unreadable, or encrypted with a key we do not hold (message never holds a value)."""
 
 
 def new_key() -> str:

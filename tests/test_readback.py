@@ -24,8 +24,7 @@ from relay.config import ChannelConfig, RateLimit
 from relay.connectors import build
 from relay.connectors.amazon import AmazonConnector
 from relay.connectors.base import Connector, Update
-from relay.connectors.quota import QuotaHold
-from relay.errors import TransientDeliveryError
+from relay.errors import QuotaHold, TransientDeliveryError
 from relay.vault import Vault
 
 from .spec_files import load, spec_path, swagger_validator

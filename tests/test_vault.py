@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from relay import signing
-from relay.vault import Vault, VaultError, new_key
+from relay.errors import VaultError
+from relay.vault import Vault, new_key
 
 from .procs import relay_command
 

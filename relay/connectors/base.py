@@ -19,10 +19,9 @@ from typing import Any, ClassVar
 import aiohttp
 
 from ..config import ChannelConfig
-from ..errors import AuthDeliveryError, ConfigError, DeliveryError
+from ..errors import AuthDeliveryError, ConfigError, DeliveryError, QuotaHold
 from ..ratelimit import RateBudget
 from ..vault import Credentials, Vault
-from .quota import QuotaHold
 
 MAX_CLAIM = 1000  # SKUs a claim grown with the rate holds at most: the largest batch_size the config allows
 

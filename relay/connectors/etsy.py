@@ -41,11 +41,11 @@ from typing import Any
 import aiohttp
 
 from ..config import TYPE_DEFAULTS, ChannelConfig
-from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, QuotaHold, TransientDeliveryError
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, TokenAuth, Update
-from .quota import QuotaGate, QuotaHold
+from .quota import QuotaGate
 
 PAGE = 100
 RESCAN_SECONDS = 300.0

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import aiohttp
 import yarl
 
-from ..errors import AuthDeliveryError, TransientDeliveryError
-from ..vault import Credentials, VaultError
+from ..errors import AuthDeliveryError, TransientDeliveryError, VaultError
+from ..vault import Credentials
 from .base import TokenAuth
 from .webhook import excerpt, retry_after_seconds
 

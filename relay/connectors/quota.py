@@ -14,11 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..errors import TransientDeliveryError
-
-
-class QuotaHold(TransientDeliveryError):
-    """The channel's quota for a long window is spent: hold the channel ``retry_after`` seconds, keep the items."""
+from ..errors import QuotaHold
 
 
 class QuotaGate:

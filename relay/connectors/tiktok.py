@@ -42,11 +42,11 @@ from typing import Any
 import aiohttp
 
 from ..config import TYPE_DEFAULTS, ChannelConfig
-from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..errors import AuthDeliveryError, DeliveryError, MovedError, PermanentDeliveryError, TransientDeliveryError
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, Update
-from .tiktok_api import MovedError, TikTokApi
+from .tiktok_api import TikTokApi
 
 AUTH_BASE = "https://auth.tiktok-shops.com"
 PAGE = 100

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import AuthDeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..errors import AuthDeliveryError, MovedError, PermanentDeliveryError, TransientDeliveryError
 from ..ratelimit import RateBudget
 from ..vault import Credentials
 from . import http
@@ -28,10 +28,6 @@ from .tiktok_sign import sign
 
 BAD_SIGNATURE = 106001
 PRODUCT_GONE = 12052048  # "Product does not exist.": the product our cached mapping names was deleted
-
-
-class MovedError(PermanentDeliveryError):
-    """The product a cached mapping points at is gone: permanent for that product id, not for the SKU."""
 
 
 class TikTokApi:
