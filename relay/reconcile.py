@@ -34,9 +34,9 @@ from typing import Any, NamedTuple, TypeVar
 import aiohttp
 
 from . import rules, signing, views
-from .client import new_msg_id, ulid
 from .config import ChannelConfig, SiteConfig
 from .errors import ReconcileError
+from .ids import new_msg_id, ulid
 from .ingest import Event, make_due, parse_json, validate_event
 
 log = logging.getLogger("stock_relay.reconcile")

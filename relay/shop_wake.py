@@ -20,8 +20,8 @@ from collections.abc import Callable
 import aiohttp
 
 from . import signing
-from .client import new_msg_id
 from .config import SiteConfig
+from .ids import new_msg_id
 
 log = logging.getLogger("stock_relay.shop_wake")
 WAKE_PATH = "/wp-json/stock-relay/v1/wake"
