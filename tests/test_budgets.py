@@ -174,7 +174,8 @@ def test_old_request_ids_are_pruned(tmp_path: Path) -> None:
     """Remembered webhook-ids older than the cut-off are forgotten; newer ones are kept."""
     conn = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
     migrate(conn)
-    conn.executemany("INSERT INTO requests VALUES ('s', ?, '{}', ?)", [(f"m{i}", float(i)) for i in range(10)])
+    rows = [(f"m{i}", float(i)) for i in range(10)]
+    conn.executemany("INSERT INTO requests (site, msg_id, response, received_at) VALUES ('s', ?, '{}', ?)", rows)
     assert prune_request_ids(conn, older_than=6.0) == 6
     assert [r[0] for r in conn.execute("SELECT msg_id FROM requests ORDER BY received_at")] == ["m6", "m7", "m8", "m9"]
 
