@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from . import audit
 from .errors import PayloadError
 from .store import MergeableJob
 
@@ -345,9 +346,6 @@ _INSERT_DUE = (
     "   updated_at = excluded.updated_at"
     " WHERE excluded.want_seq >= deliveries.want_seq"
 )
-_INSERT_AUDIT = (
-    "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, detail) VALUES (?,?,?,?,?,?,?,?,?)"
-)
 _INSERT_REQUESTS = "INSERT INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
@@ -382,7 +380,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
     events: list[tuple[Any, ...]] = []
     gated: dict[tuple[str, int], int] = {}
     due: list[tuple[Any, ...]] = []
-    audit: list[tuple[Any, ...]] = []
+    logged: list[audit.Entry] = []
     requests: list[tuple[Any, ...]] = []
     outcomes: list[BatchOutcome] = []
     for job in jobs:
@@ -399,7 +397,9 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
         for event in job.events:
             if (site, event.id) in stored:
                 duplicates += 1
-                audit.append((now, site, None, event.sku, event.id, event.version, "duplicate", None, None))
+                logged.append(
+                    (now, site, None, event.sku, event.id, event.version, "duplicate", None, None, None, None)
+                )
                 continue
             stored.add((site, event.id))
             seq += 1
@@ -413,17 +413,17 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
             if not fresh:
                 stale += 1
                 detail = json.dumps({"newest_version": known})
-                audit.append((now, site, None, event.sku, event.id, event.version, "stale", None, detail))
+                logged.append((now, site, None, event.sku, event.id, event.version, "stale", None, None, None, detail))
                 continue
             versions[(site, event.product_id)] = gated[(site, event.product_id)] = event.version
             accepted += 1
             detail = json.dumps({"kind": event.kind, "cause": event.cause_kind, "order_id": event.cause_order_id})
-            audit.append(
-                (now, site, None, event.sku, event.id, event.version, "received", event.stock_quantity, detail)
-            )
+            logged.append((
+                now, site, None, event.sku, event.id, event.version, "received", event.stock_quantity, None, None, detail
+            ))  # fmt: skip
             if not event.sku:
                 note = json.dumps({"reason": "the product has no SKU, so no channel can be told"})
-                audit.append((now, site, None, "", event.id, event.version, "skipped", None, note))
+                logged.append((now, site, None, "", event.id, event.version, "skipped", None, None, None, note))
                 continue
             for channel in job.channels:
                 due.append((site, channel, event.sku, seq, now + job.coalesce.get(channel, 0.0), now, now))
@@ -441,7 +441,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
     conn.executemany(_INSERT_EVENTS, events)
     conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in gated.items()])
     conn.executemany(_INSERT_DUE, due)
-    conn.executemany(_INSERT_AUDIT, audit)
+    audit.record(conn, logged)
     conn.executemany(_INSERT_REQUESTS, requests)
     return outcomes
 

@@ -13,6 +13,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import audit
+
 OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
 HELD = "held"  # a marketplace quota for a long window is spent (relay/connectors/quota.py): settled like AUTH
 MAX_RETRY_AFTER = 86_400.0  # a remote asking for more than a day is misbehaving; retry after a day anyway
@@ -114,7 +116,7 @@ def settle(
     ``dead``, when given, gets (SKU, reason) for each item that became a dead letter (for the worker's log line).
     """
     by_sku = {c.sku: c for c in claimed}
-    audit: list[tuple[object, ...]] = []
+    logged: list[audit.Entry] = []
     settled = 0
     for out in outcomes:
         item = by_sku[out.sku]
@@ -137,11 +139,11 @@ def settle(
                 (out.error, now, *key),
             )
         elif out.status == TRANSIENT:
-            cursor = _retry_or_give_up(conn, key, item, out, policy, now, rand, audit)
+            cursor = _retry_or_give_up(conn, key, item, out, policy, now, rand, logged)
         else:
-            cursor = _dead_letter(conn, key, item, out.error, out.quantity, now, audit)
+            cursor = _dead_letter(conn, key, item, out.error, out.quantity, now, logged)
         if cursor.rowcount == 0:
-            audit.append(_audit(now, site, channel, item, "lease_lost", out.quantity, None, None, {}))
+            logged.append(_audit(now, site, channel, item, "lease_lost", out.quantity, None, None, {}))
             continue
         settled += 1
         detail = {"outcome": out.status, "attempt": item.attempts + 1}
@@ -150,14 +152,10 @@ def settle(
         if out.excerpt:
             detail["response"] = out.excerpt
         action = "skipped" if out.status == SKIPPED else "attempt"
-        audit.append(_audit(now, site, channel, item, action, out.quantity, out.http_status, out.latency_ms, detail))
-    conn.executemany(
-        "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, http_status, latency_ms,"
-        " detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        audit,
-    )
+        logged.append(_audit(now, site, channel, item, action, out.quantity, out.http_status, out.latency_ms, detail))
+    audit.record(conn, logged)
     if dead is not None:
-        dead += [(str(row[3]), json.loads(str(row[10]))["reason"]) for row in audit if row[6] == "dead_letter"]
+        dead += [(str(row[3]), json.loads(str(row[10]))["reason"]) for row in logged if row[6] == "dead_letter"]
     return settled
 
 
@@ -171,10 +169,10 @@ def _audit(
     http_status: int | None,
     latency_ms: float | None,
     detail: dict[str, object],
-) -> tuple[object, ...]:
-    return (
-        now, site, channel, item.sku, item.event_id, item.version, action, quantity, http_status, latency_ms,
-        json.dumps(detail) if detail else None,
+) -> audit.Entry:
+    return audit.entry(
+        now, site, action, channel=channel, sku=item.sku, event_id=item.event_id, version=item.version,
+        quantity=quantity, http_status=http_status, latency_ms=latency_ms, detail=detail,
     )  # fmt: skip
 
 
@@ -186,7 +184,7 @@ def _retry_or_give_up(
     policy: RetryPolicy,
     now: float,
     rand: random.Random,
-    audit: list[tuple[object, ...]],
+    logged: list[audit.Entry],
 ) -> sqlite3.Cursor:
     row = conn.execute(
         "SELECT first_failure_at FROM deliveries WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?", key
@@ -195,7 +193,7 @@ def _retry_or_give_up(
     if now - first_failure > policy.give_up_after_seconds:
         hours = policy.give_up_after_seconds / 3600
         reason = f"still failing after {hours:g} h of retries; last error: {out.error}"
-        return _dead_letter(conn, key, item, reason, out.quantity, now, audit)
+        return _dead_letter(conn, key, item, reason, out.quantity, now, logged)
     attempts = item.attempts + 1
     delay = policy.delay(attempts, out.retry_after, rand)
     return conn.execute(
@@ -213,7 +211,7 @@ def _dead_letter(
     reason: str,
     quantity: int | None,
     now: float,
-    audit: list[tuple[object, ...]],
+    logged: list[audit.Entry],
 ) -> sqlite3.Cursor:
     """Park the delivery as dead, unless a newer value arrived meanwhile: that one deserves its own try."""
     cursor = conn.execute(
@@ -233,7 +231,7 @@ def _dead_letter(
             " VALUES (?,?,?,?,?,?,?)",
             (site, channel, sku, item.seq, quantity, reason, now),
         )
-        audit.append(_audit(now, site, channel, item, "dead_letter", quantity, None, None, {"reason": reason}))
+        logged.append(_audit(now, site, channel, item, "dead_letter", quantity, None, None, {"reason": reason}))
     return cursor
 
 

@@ -16,13 +16,12 @@ will read, so its calls are no surprise; ``readback_hours: 0`` turns it off.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
-from . import rules
+from . import audit, rules
 from .config import ChannelConfig, ReconcileConfig
 from .connectors.base import Connector
 from .errors import DeliveryError, TransientDeliveryError
@@ -123,7 +122,7 @@ def repair(
 ) -> int:
     """Write job: make each differing delivery due again (unless it moved on meanwhile); returns how many."""
     repaired = 0
-    audit = []
+    logged: list[audit.Entry] = []
     for sku, sent, shown in differ:
         row = conn.execute(
             "SELECT want_seq FROM deliveries WHERE site = ? AND channel = ? AND sku = ? AND state = 'delivered'"
@@ -139,9 +138,7 @@ def repair(
         if shown is not None:
             make_due(conn, site, channel, sku, row[0], now)
             repaired += 1
-        detail = json.dumps({"cause": "reconcile", "reason": reason, "expected": sent, "shown": shown})
-        audit.append((now, site, channel, sku, "reconcile", sent, detail))
-    conn.executemany(
-        "INSERT INTO audit (at, site, channel, sku, action, quantity, detail) VALUES (?,?,?,?,?,?,?)", audit
-    )
+        detail = {"cause": "reconcile", "reason": reason, "expected": sent, "shown": shown}
+        logged.append(audit.entry(now, site, "reconcile", channel=channel, sku=sku, quantity=sent, detail=detail))
+    audit.record(conn, logged)
     return repaired

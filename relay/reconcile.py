@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 
-from . import rules, signing, views
+from . import audit, rules, signing, views
 from .config import ChannelConfig, SiteConfig
 from .errors import ReconcileError
 from .ids import new_msg_id, ulid
@@ -226,7 +226,7 @@ def apply_page(
 ) -> Counts:
     """Write job: judge every item of a snapshot page and make the corrections due (see the module docstring)."""
     counts = Counts()
-    audit: list[tuple[Any, ...]] = []
+    logged: list[audit.Entry] = []
     names = [c.name for c in channels]
     marks = ",".join("?" * len(names))
     for item in items:
@@ -258,10 +258,10 @@ def apply_page(
                 counts.missed += 1
             else:
                 counts.behind_hooks += 1
-            seq = _adopt(conn, site, event, now, reason, audit)
+            seq = _adopt(conn, site, event, now, reason, logged)
             for channel in channels:
                 last = rows.get(channel.name)
-                _make_due(conn, site, channel, event, seq, last[2] if last else None, reason, now, audit)
+                _make_due(conn, site, channel, event, seq, last[2] if last else None, reason, now, logged)
                 counts.deliveries += 1
             continue
         assert newest is not None
@@ -276,14 +276,10 @@ def apply_page(
                 reason = "last_push_differs"
             else:
                 continue
-            _make_due(conn, site, channel, event, newest, last[2] if last else None, reason, now, audit)
+            _make_due(conn, site, channel, event, newest, last[2] if last else None, reason, now, logged)
             counts.channel_fixes += 1
             counts.deliveries += 1
-    conn.executemany(
-        "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, detail)"
-        " VALUES (?,?,?,?,?,?,?,?,?)",
-        audit,
-    )
+    audit.record(conn, logged)
     return counts
 
 
@@ -312,7 +308,9 @@ def _published(channel: ChannelConfig, event: Event) -> int | None:
     )
 
 
-def _adopt(conn: sqlite3.Connection, site: str, event: Event, now: float, reason: str, audit: list[Any]) -> int:
+def _adopt(
+    conn: sqlite3.Connection, site: str, event: Event, now: float, reason: str, logged: list[audit.Entry]
+) -> int:
     """Record the snapshot's state as an accepted event of cause ``reconcile``; returns its seq."""
     cursor = conn.execute(
         _INSERT_EVENT,
@@ -329,8 +327,13 @@ def _adopt(conn: sqlite3.Connection, site: str, event: Event, now: float, reason
         " WHERE excluded.version > product_versions.version",
         (site, event.product_id, event.version),
     )
-    detail = json.dumps({"kind": event.kind, "cause": "reconcile", "reason": reason})
-    audit.append((now, site, None, event.sku, event.id, event.version, "received", event.stock_quantity, detail))
+    detail = {"kind": event.kind, "cause": "reconcile", "reason": reason}
+    logged.append(
+        audit.entry(
+            now, site, "received", sku=event.sku, event_id=event.id, version=event.version,
+            quantity=event.stock_quantity, detail=detail,
+        )
+    )  # fmt: skip
     return int(cursor.lastrowid or 0)
 
 
@@ -343,14 +346,19 @@ def _make_due(
     last_sent: int | None,
     reason: str,
     now: float,
-    audit: list[Any],
+    logged: list[audit.Entry],
 ) -> None:
     make_due(conn, site, channel.name, event.sku, seq, now)
     expected = _published(channel, event)
     if expected is not None and expected != last_sent:
         record_drift(conn, site, channel.name, event.sku, expected, last_sent, reason, now)
-    detail = json.dumps({"cause": "reconcile", "reason": reason, "expected": expected, "last_sent": last_sent})
-    audit.append((now, site, channel.name, event.sku, event.id, event.version, "reconcile", expected, detail))
+    detail = {"cause": "reconcile", "reason": reason, "expected": expected, "last_sent": last_sent}
+    logged.append(
+        audit.entry(
+            now, site, "reconcile", channel=channel.name, sku=event.sku, event_id=event.id, version=event.version,
+            quantity=expected, detail=detail,
+        )
+    )  # fmt: skip
 
 
 def record_drift(

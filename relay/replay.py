@@ -10,10 +10,11 @@ writer long enough to delay ingest, and the caller can show progress between chu
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from . import audit
 
 SCOPES = ("dead", "skus", "all")
 CHUNK = 500
@@ -53,7 +54,7 @@ def replay_chunk(
             )
         ]
         more = len(chosen) == limit
-    scheduled, unknown, audit = 0, [], []
+    scheduled, unknown, logged = 0, [], []
     for sku in chosen:
         newest = conn.execute(
             "SELECT MAX(want_seq) FROM deliveries WHERE site = ? AND sku = ?", (site, sku)
@@ -64,13 +65,13 @@ def replay_chunk(
         for channel in channels:
             if _due_now(conn, site, channel, sku, newest, scope, now):
                 scheduled += 1
-                audit.append((now, site, channel, sku, "replay", json.dumps({"scope": scope})))
+                logged.append(audit.entry(now, site, "replay", channel=channel, sku=sku, detail={"scope": scope}))
         conn.execute(
             "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND sku = ? AND resolved_at IS NULL"
             f" AND channel IN ({marks})",
             (now, site, sku, *channels),
         )
-    conn.executemany("INSERT INTO audit (at, site, channel, sku, action, detail) VALUES (?,?,?,?,?,?)", audit)
+    audit.record(conn, logged)
     return Chunk(scheduled, unknown, chosen[-1] if more and chosen else None)
 
 
