@@ -16,8 +16,8 @@ from relay import connectors
 from relay.circuit import CircuitBreaker
 from relay.config import ChannelConfig, RateLimit
 from relay.connectors.base import TokenAuth
-from relay.connectors.webhook import retry_after_seconds
 from relay.errors import AuthDeliveryError
+from relay.outbound import retry_after_seconds
 from relay.ratelimit import RateBudget, TokenBucket
 from relay.runtime import prune_request_ids
 from relay.store import migrate

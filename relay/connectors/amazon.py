@@ -38,10 +38,11 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import yarl
 
+from .. import outbound
 from ..config import ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..outbound import Kind, Ladder
 from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
@@ -57,7 +58,8 @@ CREATE_FEED_LIMIT = (5 / 300, 5)  # JSON_LISTINGS_FEED: 5 submissions per 5 minu
 GET_FEED_LIMIT = (2.0, 15)
 GET_DOCUMENT_LIMIT = (0.0222, 10)
 GET_LISTING_LIMIT = (5.0, 10)  # getListingsItem: listingsItems_2021-08-01.json
-PERMANENT_STATUS = {400, 404, 413, 415}
+# 401/403 are handled before the ladder (a refresh, then a pause); an answer it does not know is a passing one.
+LADDER = Ladder(auth=frozenset(), permanent=frozenset({400, 404, 413, 415}))
 
 
 def patches(quantity: int, channel_code: str) -> list[dict[str, Any]]:
@@ -131,12 +133,12 @@ class AmazonConnector(FeedConnector):
         if not charged:
             await budget.acquire(1.0)
 
-        async def call(token: str) -> http.Answer:
+        async def call(token: str) -> outbound.Answer:
             headers = {"x-amz-access-token": token, "Accept": "application/json"}
-            return await http.send(
+            return await outbound.send(
                 self.session,
                 method,
-                f"{self.base}{path}",  # the SKU in the path is percent-encoded (item_path); http.send keeps it so
+                f"{self.base}{path}",  # the SKU in the path is percent-encoded (item_path); outbound.send keeps it so
                 timeout=self.config.timeout_seconds,
                 what="Amazon",
                 headers=headers,
@@ -156,25 +158,22 @@ class AmazonConnector(FeedConnector):
                     excerpt=http.scrub(answer.text, self._secrets),
                 )
         self._learn(budget, answer)
-        if 200 <= answer.status < 300:
+        verdict = outbound.classify(answer, LADDER)
+        if verdict.kind is Kind.OK:
             budget.succeeded()
             return answer.json()
-        snippet = http.scrub(answer.text, self._secrets)
-        if answer.status == 429:
-            wait = answer.retry_after or throttle_wait(budget.rate)
-            budget.throttled(wait)
-            raise TransientDeliveryError(
-                f"Amazon throttled {method} /{path.split('/')[1]} (429)", wait, http_status=429, excerpt=snippet
-            )
-        if answer.status in PERMANENT_STATUS:
-            raise PermanentDeliveryError(
-                f"Amazon refused the request ({answer.status}: {self._error_text(answer)})",
-                http_status=answer.status,
-                excerpt=snippet,
-            )
-        raise TransientDeliveryError(f"Amazon answered {answer.status}", http_status=answer.status, excerpt=snippet)
+        raise http.refusal(
+            answer,
+            verdict,
+            "Amazon",
+            http.scrub(answer.text, self._secrets),
+            budget=budget,
+            throttle_wait=throttle_wait(budget.rate),
+            throttled=f"Amazon throttled {method} /{path.split('/')[1]} (429)",
+            permanent=f"Amazon refused the request ({answer.status}: {self._error_text(answer)})",
+        )
 
-    def _error_text(self, answer: http.Answer) -> str:
+    def _error_text(self, answer: outbound.Answer) -> str:
         doc = answer.json()
         errors = doc.get("errors") if isinstance(doc, dict) else None
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
@@ -182,7 +181,7 @@ class AmazonConnector(FeedConnector):
             return http.scrub(f"{first.get('code', '')} {first.get('message', '')}".strip(), self._secrets)
         return "no details"
 
-    def _learn(self, budget: RateBudget, answer: http.Answer) -> None:
+    def _learn(self, budget: RateBudget, answer: outbound.Answer) -> None:
         """``x-amzn-RateLimit-Limit``: the rate Amazon applies to this operation for this account."""
         value = answer.header("x-amzn-ratelimit-limit")
         try:
@@ -195,24 +194,20 @@ class AmazonConnector(FeedConnector):
     async def _transfer(self, method: str, url: str, data: bytes | None = None) -> bytes:
         """Upload to or download from a presigned document URL (its own authorization; never our token)."""
         headers = {"Content-Type": FEED_CONTENT_TYPE} if data is not None else {}
-        try:
-            async with self.session.request(
-                method,
-                yarl.URL(url, encoded=True),
-                data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=max(self.config.timeout_seconds, 30.0)),
-                allow_redirects=False,
-            ) as response:
-                content = await response.read()
-                status = response.status
-        except TimeoutError:
-            raise TransientDeliveryError("Amazon's document storage did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise TransientDeliveryError(f"could not reach Amazon's document storage: {type(exc).__name__}") from None
-        if not 200 <= status < 300:
-            raise TransientDeliveryError(f"Amazon's document storage answered {status}", http_status=status)
-        return content
+        answer = await outbound.send(
+            self.session,
+            method,
+            url,  # presigned: sent exactly as Amazon wrote it
+            timeout=max(self.config.timeout_seconds, 30.0),
+            what="Amazon's document storage",
+            headers=headers,
+            data=data,
+        )
+        if outbound.classify(answer).kind is not Kind.OK:
+            raise TransientDeliveryError(
+                f"Amazon's document storage answered {answer.status}", http_status=answer.status
+            )
+        return answer.body
 
     # --- single route -----------------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import aiohttp
 
+from .. import outbound
 from ..config import ChannelConfig
 from ..errors import (
     AuthDeliveryError,
@@ -53,6 +54,7 @@ from ..errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from ..outbound import Kind
 from ..vault import Vault
 from . import http, revisions
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -130,14 +132,14 @@ class EbayConnector(Connector):
 
     async def _call(
         self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None
-    ) -> http.Answer:
-        async def call(token: str) -> http.Answer:
+    ) -> outbound.Answer:
+        async def call(token: str) -> outbound.Answer:
             headers = {
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",
                 "Accept": "application/json",
             }
-            return await http.send(
+            return await outbound.send(
                 self.session,
                 method,
                 f"{self.base}/sell/inventory/v1{path}",
@@ -149,22 +151,19 @@ class EbayConnector(Connector):
             )
 
         answer = await http.with_token(self.auth, call, "eBay")
-        status, snippet = answer.status, http.scrub(answer.text, self._secrets)
-        if status == 403:
-            raise AuthDeliveryError(
-                "eBay refused the token's scope (403); grant the sell.inventory scope again",
-                http_status=status,
-                excerpt=snippet,
-            )
-        if status == 429:
-            wait = THROTTLE_WAIT if answer.retry_after is None else answer.retry_after
-            self.budget.throttled(wait)
-            raise TransientDeliveryError("eBay throttled the call (429)", wait, http_status=status, excerpt=snippet)
-        if status >= 500:
-            raise TransientDeliveryError(
-                f"eBay answered {status}", answer.retry_after, http_status=status, excerpt=snippet
-            )
-        return answer
+        verdict = outbound.classify(answer)
+        if verdict.kind in (Kind.OK, Kind.PERMANENT):  # the caller reads what eBay said (207, 400, 404)
+            return answer
+        raise http.refusal(
+            answer,
+            verdict,
+            "eBay",
+            http.scrub(answer.text, self._secrets),
+            budget=self.budget,
+            throttle_wait=THROTTLE_WAIT,
+            throttled="eBay throttled the call (429)",
+            auth=f"eBay refused the token's scope ({answer.status}); grant the sell.inventory scope again",
+        )
 
     async def _offers_for(self, sku: str) -> list[str]:
         if sku not in self.offers:
@@ -239,7 +238,7 @@ class EbayConnector(Connector):
             shown.update(self._read_answer(chunk, answer))
         return {sku: shown.get(sku) for sku in channel_skus}
 
-    def _read_answer(self, chunk: Sequence[str], answer: http.Answer) -> dict[str, int | None]:
+    def _read_answer(self, chunk: Sequence[str], answer: outbound.Answer) -> dict[str, int | None]:
         status, snippet = answer.status, http.scrub(answer.text, self._secrets)
         doc = answer.json()
         responses = doc.get("responses") if isinstance(doc, dict) else None
@@ -271,7 +270,7 @@ class EbayConnector(Connector):
             )
         return shown
 
-    def _judge(self, ready: Sequence[Update], answer: http.Answer) -> dict[str, ItemResult]:
+    def _judge(self, ready: Sequence[Update], answer: outbound.Answer) -> dict[str, ItemResult]:
         status, snippet = answer.status, http.scrub(answer.text, self._secrets)
         doc = answer.json()
         responses = (doc or {}).get("responses") if isinstance(doc, dict) else None

@@ -40,8 +40,10 @@ from typing import Any
 
 import aiohttp
 
+from .. import outbound
 from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, QuotaHold, TransientDeliveryError
+from ..outbound import Kind
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -120,9 +122,9 @@ class EtsyConnector(Connector):
             await self.budget.acquire(1.0)
             self.quota.check()  # spent by a concurrent call while this one waited for the budget
 
-        async def call(token: str) -> http.Answer:
+        async def call(token: str) -> outbound.Answer:
             headers = {"x-api-key": self._api_key, "Authorization": f"Bearer {token}", "Accept": "application/json"}
-            return await http.send(
+            return await outbound.send(
                 self.session,
                 method,
                 f"{self.base}{path}",
@@ -137,7 +139,8 @@ class EtsyConnector(Connector):
         self._learn(answer)
         status, snippet = answer.status, http.scrub(answer.text, self._secrets)
         doc = answer.json()
-        if 200 <= status < 300:
+        verdict = outbound.classify(answer)
+        if verdict.kind is Kind.OK:
             self.budget.succeeded()
             if _remaining_today(answer) == 0:  # this call took the last one: hold before the next is refused
                 self.quota.hold(
@@ -146,34 +149,26 @@ class EtsyConnector(Connector):
                     f" tries again in {self.quota_probe_seconds:g} s, nothing is lost",
                 )
             return doc
-        message = str(doc.get("error") or "") if isinstance(doc, dict) else ""
-        if status == 403:
-            raise AuthDeliveryError(
-                f"Etsy refused access (403: {message or 'forbidden'});"
-                " check the app's listings_r and listings_w scopes and shop",
-                http_status=status,
-                excerpt=snippet,
-            )
-        if status == 429 and _daily_quota_spent(answer):
-            wait = answer.retry_after or self.quota_probe_seconds
+        if verdict.kind is Kind.THROTTLED and _daily_quota_spent(answer):
+            wait = verdict.retry_after or self.quota_probe_seconds
             raise self.quota.hold(
                 wait,
                 f"Etsy's daily quota of API calls is spent (429, retry-after {wait:g} s); the channel is held"
                 " until it returns, nothing is lost",
             )
-        if status == 429 or status >= 500:
-            if status == 429:
-                self.budget.throttled(answer.retry_after)
-            raise TransientDeliveryError(
-                f"Etsy answered {status}", answer.retry_after, http_status=status, excerpt=snippet
-            )
-        raise PermanentDeliveryError(
-            f"Etsy refused the request ({status}{': ' + message if message else ''})",
-            http_status=status,
-            excerpt=snippet,
+        message = str(doc.get("error") or "") if isinstance(doc, dict) else ""
+        raise http.refusal(
+            answer,
+            verdict,
+            "Etsy",
+            snippet,
+            budget=self.budget,
+            auth=f"Etsy refused access ({status}: {message or 'forbidden'});"
+            " check the app's listings_r and listings_w scopes and shop",
+            permanent=f"Etsy refused the request ({status}{': ' + message if message else ''})",
         )
 
-    def _learn(self, answer: http.Answer) -> None:
+    def _learn(self, answer: outbound.Answer) -> None:
         for name in ("x-remaining-this-second", "x-remaining-today"):
             value = answer.header(name)
             if value is not None and value.strip().lstrip("-").isdigit():
@@ -353,12 +348,12 @@ class EtsyConnector(Connector):
         self.scanned_at = float("-inf")  # the next read (or push) rescans, whatever the rescan interval
 
 
-def _remaining_today(answer: http.Answer) -> int | None:
+def _remaining_today(answer: outbound.Answer) -> int | None:
     value = (answer.header("x-remaining-today") or "").strip()
     return int(value) if value.lstrip("-").isdigit() else None
 
 
-def _daily_quota_spent(answer: http.Answer) -> bool:
+def _daily_quota_spent(answer: outbound.Answer) -> bool:
     """A 429 for the day's quota rather than the second's: Etsy checks the second first, and its pause ends
     within a second; the day's is "up to 86400" s. A 429 that also says nothing is left today is the day's too."""
     return (answer.retry_after or 0.0) > QPS_WINDOW or _remaining_today(answer) == 0

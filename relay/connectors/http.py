@@ -1,47 +1,25 @@
-"""One HTTP exchange with a marketplace, and the OAuth token grants the marketplaces share.
+"""The marketplace layer on top of ``relay.outbound``: tokens, scrubbed excerpts and the marketplaces' refusals.
 
-Transport failures (refused connection, timeout) become TransientDeliveryError here, once, so the
-connectors only judge real answers. URLs go out exactly as built here (``request_url``): query values
-are percent-encoded as RFC 3986 has it, so a SKU such as ``A/B 1+2`` reaches the marketplace intact. Excerpts for the audit log are cut short and scrubbed of every
-secret the connector knows (tokens, client secrets), because a marketplace may echo them back.
+``relay.outbound`` sends (transport failures become TransientDeliveryError there, once, so the connectors
+only judge real answers) and classifies statuses; here a verdict becomes the connector's error, worded for
+the shop owner (``refusal``), and the OAuth token grants the marketplaces share are made. Excerpts for the
+audit log are cut short and scrubbed of every secret the connector knows (tokens, client secrets), because
+a marketplace may echo them back.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-import yarl
 
-from ..errors import AuthDeliveryError, TransientDeliveryError, VaultError
+from .. import outbound
+from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError, VaultError
+from ..outbound import Answer, Kind, Verdict
+from ..ratelimit import RateBudget
 from ..vault import Credentials
 from .base import TokenAuth
-from .webhook import excerpt, retry_after_seconds
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    text: str
-
-    def json(self) -> Any:
-        """The parsed body, or None when it is not JSON (a gateway's HTML error page)."""
-        try:
-            return json.loads(self.text) if self.text else None
-        except ValueError:
-            return None
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-    @property
-    def retry_after(self) -> float | None:
-        return retry_after_seconds(self.header("retry-after"))
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -49,59 +27,40 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "[redacted]")
-    return excerpt(text)
+    return outbound.excerpt(text)
 
 
-def request_url(url: str, params: Mapping[str, str] | None = None) -> yarl.URL:
-    """``url`` (already percent-encoded: a connector quotes what it puts in a path, ``quote(sku, safe="")``)
-    with ``params`` appended, names and values percent-encoded as RFC 3986 has it, everything but letters,
-    digits and ``-._~``: a space is ``%20``, a ``+`` is ``%2B``, a ``/`` is ``%2F``.
-
-    That is what Walmart asks for (reserved characters percent-encoded, a space as ``%20``), and the one
-    form every server decodes alike. aiohttp's own ``params`` encoding writes a space as ``+`` (an HTML
-    form's convention), which a server decoding RFC 3986 reads as a literal ``+``: ``A/B 1+2`` became
-    the SKU ``A/B+1+2``. The URL is sent as built (``encoded=True``), so yarl does not re-encode it.
-    """
-    query = "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in (params or {}).items())
-    if query:
-        url = f"{url}{'&' if '?' in url else '?'}{query}"
-    return yarl.URL(url, encoded=True)
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    timeout: float,
+def refusal(
+    answer: Answer,
+    verdict: Verdict,
     what: str,
-    headers: Mapping[str, str] | None = None,
-    json_body: Any = None,
-    form: Mapping[str, str] | None = None,
-    params: Mapping[str, str] | None = None,
-    data: aiohttp.FormData | bytes | None = None,
-) -> Answer:
-    """Make one request; a transport failure is a TransientDeliveryError naming ``what`` (e.g. "Etsy").
+    snippet: str,
+    *,
+    budget: RateBudget | None = None,
+    throttle_wait: float | None = None,
+    throttled: str | None = None,
+    auth: str | None = None,
+    permanent: str | None = None,
+) -> DeliveryError:
+    """The error for a refused answer, by its verdict (never OK), in the connector's words.
 
-    ``url`` is percent-encoded already and ``params`` are encoded by ``request_url``. ``data`` is a body
-    sent as is (a multipart upload); ``form`` is a urlencoded form.
+    A 429 waits for its Retry-After (0 too: the remote's word), else ``throttle_wait`` (the connector's rule when the marketplace gives
+    none), and tells ``budget`` to slow down. Without their own sentence: "{what} answered {status}" for a
+    passing trouble, "{what} refused access ({status})", "{what} refused the request ({status})".
     """
-    try:
-        async with session.request(
-            method,
-            request_url(url, params),
-            headers=dict(headers or {}),
-            json=json_body,
-            data=form if form is not None else data,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,
-        ) as response:
-            text = await response.text(errors="replace")
-            return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, text)
-    except TimeoutError:
-        raise TransientDeliveryError(f"{what} did not answer within {timeout:g} s") from None
-    except aiohttp.ClientError as exc:
-        raise TransientDeliveryError(f"could not reach {what}: {type(exc).__name__}") from None
+    status = answer.status
+    if verdict.kind is Kind.THROTTLED:
+        wait = throttle_wait if verdict.retry_after is None else verdict.retry_after
+        if budget is not None:
+            budget.throttled(wait)
+        message = throttled or f"{what} answered {status}"
+        return TransientDeliveryError(message, wait, http_status=status, excerpt=snippet)
+    if verdict.kind is Kind.AUTH:
+        return AuthDeliveryError(auth or f"{what} refused access ({status})", http_status=status, excerpt=snippet)
+    if verdict.kind is Kind.PERMANENT:
+        message = permanent or f"{what} refused the request ({status})"
+        return PermanentDeliveryError(message, http_status=status, excerpt=snippet)
+    return TransientDeliveryError(f"{what} answered {status}", verdict.retry_after, http_status=status, excerpt=snippet)
 
 
 async def with_token(auth: TokenAuth, call: Callable[[str], Awaitable[Answer]], what: str) -> Answer:
@@ -153,7 +112,7 @@ async def token_grant(
     pauses the channel; 429, 5xx and transport failures are retried later.
     """
     secrets = list(form.values())
-    answer = await send(
+    answer = await outbound.send(
         session,
         "POST",
         url,
@@ -167,13 +126,9 @@ async def token_grant(
     snippet = scrub(answer.text, secrets)
     if 200 <= answer.status < 300 and isinstance(doc, dict) and doc.get("access_token"):
         return doc
-    if answer.status == 429 or answer.status >= 500:
-        raise TransientDeliveryError(
-            f"{what}'s token endpoint answered {answer.status}",
-            answer.retry_after,
-            http_status=answer.status,
-            excerpt=snippet,
-        )
+    verdict = outbound.classify(answer)
+    if verdict.kind in (Kind.THROTTLED, Kind.TRANSIENT):
+        raise refusal(answer, verdict, f"{what}'s token endpoint", snippet)
     reason = ""
     if isinstance(doc, dict):
         reason = str(doc.get("error") or doc.get("error_description") or "")

@@ -37,10 +37,10 @@ import aiohttp
 
 from ..config import ChannelConfig
 from ..errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..outbound import excerpt
 from ..vault import Vault
 from .base import Connector, ItemResult, Update
 from .shopify_api import SET_COST, ShopifyAdmin
-from .webhook import excerpt
 
 API_VERSION = "2026-04"
 MAX_BATCH = 250  # every GraphQL input array is capped at 250 items

@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 
+from .. import outbound
 from ..errors import AuthDeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..outbound import Kind
 from ..ratelimit import RateBudget
 from ..vault import Credentials
 from . import http
@@ -94,9 +96,9 @@ class ShopifyAdmin:
         """One query; returns its ``data`` or raises the classified error (having learnt the bucket it reports)."""
         body = {"query": query, "variables": dict(variables)}
 
-        async def call(token: str) -> http.Answer:
+        async def call(token: str) -> outbound.Answer:
             headers = {"X-Shopify-Access-Token": token, "Content-Type": "application/json"}
-            return await http.send(
+            return await outbound.send(
                 self.session,
                 "POST",
                 self.graphql_url,
@@ -109,22 +111,17 @@ class ShopifyAdmin:
         answer = await http.with_token(self.auth, call, "Shopify")
         snippet = http.scrub(answer.text, self.secrets)
         status = answer.status
-        if status == 403:
-            raise AuthDeliveryError(
-                "Shopify refused the app (403): a scope is missing (write_inventory, read_products);"
+        verdict = outbound.classify(answer)
+        if verdict.kind is not Kind.OK and status >= 400:  # anything else is judged by its body
+            raise http.refusal(
+                answer,
+                verdict,
+                "Shopify",
+                snippet,
+                budget=self.budget,
+                auth=f"Shopify refused the app ({status}): a scope is missing (write_inventory, read_products);"
                 " re-authorize the app",
-                http_status=status,
-                excerpt=snippet,
-            )
-        if status == 429 or status >= 500:
-            if status == 429:
-                self.budget.throttled(answer.retry_after)
-            raise TransientDeliveryError(
-                f"Shopify answered {status}", answer.retry_after, http_status=status, excerpt=snippet
-            )
-        if status >= 400:
-            raise PermanentDeliveryError(
-                f"Shopify rejected the request ({status})", http_status=status, excerpt=snippet
+                permanent=f"Shopify rejected the request ({status})",
             )
         doc = answer.json()
         if not isinstance(doc, dict):

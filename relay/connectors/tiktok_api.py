@@ -19,7 +19,9 @@ from typing import Any
 
 import aiohttp
 
+from .. import outbound
 from ..errors import AuthDeliveryError, MovedError, PermanentDeliveryError, TransientDeliveryError
+from ..outbound import Kind
 from ..ratelimit import RateBudget
 from ..vault import Credentials
 from . import http
@@ -71,7 +73,7 @@ class TikTokApi:
             "refresh_token": creds["refresh_token"],
             "grant_type": "refresh_token",
         }
-        answer = await http.send(
+        answer = await outbound.send(
             self.session,
             "GET",
             f"{self.auth_base}/api/v2/token/refresh",
@@ -82,10 +84,9 @@ class TikTokApi:
         doc = answer.json() if isinstance(answer.json(), dict) else {}
         data = doc.get("data") or {}
         snippet = http.scrub(answer.text, self.secrets)
-        if answer.status == 429 or answer.status >= 500:
-            raise TransientDeliveryError(
-                f"TikTok Shop's token endpoint answered {answer.status}", answer.retry_after, http_status=answer.status
-            )
+        verdict = outbound.classify(answer)
+        if verdict.kind in (Kind.THROTTLED, Kind.TRANSIENT):
+            raise http.refusal(answer, verdict, "TikTok Shop's token endpoint", "")
         if answer.status != 200 or doc.get("code") != 0 or not data.get("access_token"):
             raise AuthDeliveryError(
                 f"TikTok Shop refused to refresh the access token (code {doc.get('code')}:"
@@ -124,13 +125,13 @@ class TikTokApi:
         if not charged:
             await self.budget.acquire(1.0)
 
-        async def call(token: str) -> http.Answer:
+        async def call(token: str) -> outbound.Answer:
             params = {**(query or {}), "app_key": self._app_key, "timestamp": str(int(time.time()))}
             if self.shop_cipher and not path.startswith("/authorization/"):
                 params["shop_cipher"] = self.shop_cipher
             params["sign"] = sign(self._app_secret, path, params, payload)
             headers = {"x-tts-access-token": token, "Content-Type": "application/json"}
-            return await http.send(
+            return await outbound.send(
                 self.session,
                 method,
                 f"{self.base}{path}",
@@ -157,16 +158,21 @@ class TikTokApi:
                 http_status=401,
                 excerpt=snippet,
             )
-        if answer.status == 429:
-            wait = answer.retry_after or max(1.0, 1.0 / self.budget.rate)
-            self.budget.throttled(wait)
-            raise TransientDeliveryError(
-                f"TikTok Shop throttled the call (429, code {code})", wait, http_status=429, excerpt=snippet
+        verdict = outbound.classify(answer)  # a 4xx is judged by its code below
+        if verdict.kind is Kind.THROTTLED:
+            raise http.refusal(
+                answer,
+                verdict,
+                "TikTok Shop",
+                snippet,
+                budget=self.budget,
+                throttle_wait=max(1.0, 1.0 / self.budget.rate),
+                throttled=f"TikTok Shop throttled the call (429, code {code})",
             )
-        if answer.status >= 500 or not doc:
+        if verdict.kind is Kind.TRANSIENT or not doc:
             raise TransientDeliveryError(
                 f"TikTok Shop answered {answer.status} (code {code})",
-                answer.retry_after,
+                verdict.retry_after,
                 http_status=answer.status,
                 excerpt=snippet,
             )
@@ -179,7 +185,7 @@ class TikTokApi:
         return doc.get("data") or {}
 
     @staticmethod
-    def _code(answer: http.Answer) -> Any:
+    def _code(answer: outbound.Answer) -> Any:
         doc = answer.json()
         return doc.get("code") if isinstance(doc, dict) else None
 

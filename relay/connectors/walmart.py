@@ -34,8 +34,10 @@ from typing import Any
 
 import aiohttp
 
+from .. import outbound
 from ..config import ChannelConfig
-from ..errors import AuthDeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..errors import PermanentDeliveryError, TransientDeliveryError
+from ..outbound import Kind, Ladder
 from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
@@ -46,7 +48,8 @@ SERVICE_NAME = "Walmart Marketplace"
 FEED_LIMIT = (10 / 3600, 10)  # inventory feeds: 10 calls per hour
 STATUS_LIMIT = (1.0, 5)  # feed status: no published figure; one a second is ample for a few feeds
 STATUS_PAGE = 1000
-PERMANENT_STATUS = {400, 404, 405, 406, 413, 415}
+# An answer the ladder does not know (423, and the like) is a passing one.
+LADDER = Ladder(permanent=frozenset({400, 404, 405, 406, 413, 415}))
 RETRY_ITEM_STATUS = {"SYSTEM_ERROR", "TIMEOUT_ERROR"}
 READ_BATCH = 20  # SKUs per read: one GET each
 
@@ -112,12 +115,12 @@ class WalmartConnector(FeedConnector):
         if not charged:
             await budget.acquire(1.0)
 
-        async def call(token: str) -> http.Answer:
+        async def call(token: str) -> outbound.Answer:
             data = None
             if upload is not None:  # a fresh form each time: a retried call cannot reuse a consumed one
                 data = aiohttp.FormData()
                 data.add_field("file", upload, filename="inventory.json", content_type="application/json")
-            return await http.send(
+            return await outbound.send(
                 self.session,
                 method,
                 f"{self.base}{path}",
@@ -131,30 +134,25 @@ class WalmartConnector(FeedConnector):
 
         answer = await http.with_token(self.auth, call, "Walmart")
         self._learn(budget, answer)
-        status, snippet = answer.status, http.scrub(answer.text, self._secrets)
-        if 200 <= status < 300:
+        verdict = outbound.classify(answer, LADDER)
+        if verdict.kind is Kind.OK:
             budget.succeeded()
             return answer.json()
         reason = self._error_text(answer)
-        if status == 403:
-            raise AuthDeliveryError(
-                f"Walmart refused access (403: {reason}); check that the API key may use the Inventory API",
-                http_status=status,
-                excerpt=snippet,
-            )
-        if status == 429:
-            wait = answer.retry_after or self._replenish_wait(answer) or throttle_wait(budget.rate)
-            budget.throttled(wait)
-            raise TransientDeliveryError("Walmart throttled the call (429)", wait, http_status=status, excerpt=snippet)
-        if status in PERMANENT_STATUS:
-            raise PermanentDeliveryError(
-                f"Walmart refused the request ({status}: {reason})", http_status=status, excerpt=snippet
-            )
-        raise TransientDeliveryError(
-            f"Walmart answered {status}", answer.retry_after, http_status=status, excerpt=snippet
+        raise http.refusal(
+            answer,
+            verdict,
+            "Walmart",
+            http.scrub(answer.text, self._secrets),
+            budget=budget,
+            throttle_wait=self._replenish_wait(answer) or throttle_wait(budget.rate),
+            throttled="Walmart throttled the call (429)",
+            auth=f"Walmart refused access ({answer.status}: {reason});"
+            " check that the API key may use the Inventory API",
+            permanent=f"Walmart refused the request ({answer.status}: {reason})",
         )
 
-    def _error_text(self, answer: http.Answer) -> str:
+    def _error_text(self, answer: outbound.Answer) -> str:
         doc = answer.json()
         errors = doc.get("errors") if isinstance(doc, dict) else None
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
@@ -163,12 +161,12 @@ class WalmartConnector(FeedConnector):
             return http.scrub(text, self._secrets)
         return "no details"
 
-    def _learn(self, budget: RateBudget, answer: http.Answer) -> None:
+    def _learn(self, budget: RateBudget, answer: outbound.Answer) -> None:
         count = answer.header("x-current-token-count")
         if count is not None and count.strip().isdigit():
             budget.observe_remaining(float(count))
 
-    def _replenish_wait(self, answer: http.Answer) -> float | None:
+    def _replenish_wait(self, answer: outbound.Answer) -> float | None:
         """``x-next-replenish-time`` (epoch milliseconds; also spelt x-next-replenishment-time) as seconds from now."""
         value = answer.header("x-next-replenish-time") or answer.header("x-next-replenishment-time")
         if not value or not value.strip().isdigit():

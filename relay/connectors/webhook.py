@@ -12,49 +12,24 @@ The receiver answers 2xx to take the whole batch, and may add ``{"results": [{"s
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
+import yarl
 
-from .. import __version__, signing
-from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from .. import __version__, outbound, signing
+from ..errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..outbound import Kind, Ladder, excerpt
+from . import http
 from .base import Connector, ItemResult, Update
 
-RETRYABLE_STATUS = {408, 425, 429}
-EXCERPT_CHARS = 200
-
-
-def excerpt(text: str) -> str:
-    """A short, printable piece of a remote answer for the audit log."""
-    clean = "".join(ch if ch.isprintable() else " " for ch in text[: EXCERPT_CHARS * 2])
-    return clean[:EXCERPT_CHARS]
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse Retry-After: delta seconds or an HTTP date; None when absent or nonsense."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
+LADDER = Ladder(transient=frozenset({408, 425}))
+# Short in-process retries only for a connection that failed outright; anything longer is the dispatcher's
+# durable backoff. Bounded by attempts and by time.
+RECONNECT = outbound.Reconnect(attempts=3, within_seconds=2.0)
 
 
 class WebhookConnector(Connector):
@@ -99,46 +74,30 @@ class WebhookConnector(Connector):
     async def push(self, updates: Sequence[Update]) -> Mapping[str, ItemResult]:
         body = self.body(updates)
         msg_id = self.message_id(updates)
-        try:
-            # Short in-process retries only for a connection that failed outright; anything longer is
-            # the dispatcher's durable backoff. Bounded by attempts and by time.
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type((aiohttp.ClientConnectionError, asyncio.TimeoutError)),
-                stop=stop_after_attempt(3) | stop_after_delay(2.0),
-                wait=wait_random_exponential(multiplier=0.05, max=0.5),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._post(updates, body, msg_id)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TransientDeliveryError(f"could not reach the webhook: {type(exc).__name__}") from None
-        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying either returns or raises
-
-    async def _post(self, updates: Sequence[Update], body: bytes, msg_id: str) -> Mapping[str, ItemResult]:
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
-        async with self.session.post(
-            self.config.url, data=body, headers=self.headers(msg_id, body), timeout=timeout, allow_redirects=False
-        ) as response:
-            text = await response.text(errors="replace")
-            status = response.status
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        snippet = excerpt(text)
-        if 200 <= status < 300:
+        answer = await outbound.send(
+            self.session,
+            "POST",
+            yarl.URL(self.config.url),
+            timeout=self.config.timeout_seconds,
+            what="the webhook",
+            headers=self.headers(msg_id, body),
+            data=body,
+            reconnect=RECONNECT,
+        )
+        status, snippet = answer.status, excerpt(answer.text)
+        verdict = outbound.classify(answer, LADDER)
+        if verdict.kind is Kind.OK:
             self.budget.succeeded()
-            return self._item_results(updates, text, status, snippet)
-        if status == 429:
-            self.budget.throttled(retry_after)
-        if status in RETRYABLE_STATUS or status >= 500:
-            raise TransientDeliveryError(
-                f"the webhook answered {status}", retry_after, http_status=status, excerpt=snippet
-            )
-        if status in (401, 403):
-            raise AuthDeliveryError(
-                f"the webhook refused our signature ({status}); check the channel's secret",
-                http_status=status,
-                excerpt=snippet,
-            )
-        raise PermanentDeliveryError(f"the webhook rejected the update ({status})", http_status=status, excerpt=snippet)
+            return self._item_results(updates, answer.text, status, snippet)
+        raise http.refusal(
+            answer,
+            verdict,
+            "the webhook",
+            snippet,
+            budget=self.budget,
+            auth=f"the webhook refused our signature ({status}); check the channel's secret",
+            permanent=f"the webhook rejected the update ({status})",
+        )
 
     def _item_results(self, updates: Sequence[Update], text: str, status: int, snippet: str) -> dict[str, ItemResult]:
         ok = ItemResult(http_status=status, excerpt=snippet)
