@@ -61,20 +61,51 @@ def fast_dispatch(**overrides: Any) -> DispatchConfig:
     return replace(base, **overrides)
 
 
-async def wait_until(condition: Callable[[], Any], seconds: float = 30.0, what: str = "the condition") -> None:
-    """Poll ``condition`` (a function, or a coroutine function) until it is true; fail after a generous deadline.
+def eventually(condition: Callable[[], Any], seconds: float = 30.0, what: str = "the condition") -> Any:
+    """Poll ``condition`` until it is true; fail after a generous deadline. The one way tests wait.
 
-    For waiting on state: a fixed sleep before an assertion fails on a machine slow enough to need longer.
+    For waiting on state: a fixed sleep before an assertion fails on a machine slow enough to need longer, and a
+    loop that falls through when it runs out hides the failure. ``condition`` may also assert: its AssertionError
+    counts as "not yet", and the last one is raised at the deadline, so the failure says what was wrong.
+    In an async test ``await eventually(...)`` (``condition`` may be a coroutine function, e.g. one that drains the
+    relay and then checks); in a plain test call it as it is, and it blocks (``condition`` must be a plain function).
     """
     deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
+
+    def done(value: Any, failed: AssertionError | None) -> bool:
         if value:
-            return
-        assert time.monotonic() < deadline, f"timed out after {seconds:.0f} s waiting for {what}"
-        await asyncio.sleep(0.01)
+            return True
+        if time.monotonic() >= deadline:
+            if failed is not None:
+                raise failed
+            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+        return False
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        while True:
+            try:
+                value, failed = condition(), None
+            except AssertionError as exc:
+                value, failed = False, exc
+            if done(value, failed):
+                return None
+            time.sleep(0.05)
+
+    async def poll() -> None:
+        while True:
+            try:
+                value, failed = condition(), None
+                if asyncio.iscoroutine(value):
+                    value = await value
+            except AssertionError as exc:
+                value, failed = False, exc
+            if done(value, failed):
+                return
+            await asyncio.sleep(0.01)
+
+    return poll()
 
 
 def webhook_channel(name: str, url: str, **overrides: Any) -> ChannelConfig:

@@ -3,7 +3,6 @@ that waits out short retry backoffs (bounded by a count of rounds, not by time).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from relay.client import stock_event
 from relay.config import ChannelConfig, Config, RateLimit
 from relay.vault import Vault
 
-from .conftest import RunningRelay, make_config
+from .conftest import RunningRelay, eventually, make_config
 
 VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
 
@@ -40,14 +39,15 @@ async def send(r: RunningRelay, items: list[tuple[str, int]], version: int = 1) 
     assert status == 202
 
 
-async def settle(r: RunningRelay, rounds: int = 400) -> None:
-    """Drain until no delivery is pending (retries are due within the test dispatcher's 50 ms backoff)."""
-    for _ in range(rounds):
+async def settle(r: RunningRelay) -> None:
+    """Drain until no delivery is pending (delivered or dead; retries are due within the test dispatcher's 50 ms
+    backoff)."""
+
+    async def nothing_pending() -> bool:
         await r.drain()
-        if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == 0:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("deliveries still pending")
+        return bool(await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == 0)
+
+    await eventually(nothing_pending, what="no delivery to be pending")
 
 
 async def states(r: RunningRelay) -> dict[str, str]:

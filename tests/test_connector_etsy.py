@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from fakes.etsy import FakeEtsy
 from relay.connectors.quota import QuotaGate
 from relay.operator_api import site_status
 
+from .conftest import eventually
 from .marketplaces import audit_text, channel, dead_reasons, marketplace_config, send, settle, states, store_credentials
 
 
@@ -138,17 +138,17 @@ async def test_expired_token_is_refreshed_and_the_retry_succeeds(start_relay, tm
 # --- the day's quota -------------------------------------------------------------------------------
 
 
-async def wait_delivered(r, rounds: int = 300, clock: list[float] | None = None) -> None:
-    """Drain until nothing is pending, waiting out a quota hold (bounded by rounds of 50 ms, not a deadline);
-    with the test's ``clock``, each round moves it on those 50 ms too."""
-    for _ in range(rounds):
+def drained_as_the_clock_moves(r, clock: list[float]):
+    """For ``eventually``: drain; nothing pending yet? move the test's ``clock`` 50 ms on (waiting out a quota hold)."""
+
+    async def nothing_pending() -> bool:
         await r.drain()
         if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == 0:
-            return
-        await asyncio.sleep(0.05)
-        if clock is not None:
-            clock[0] += 0.05
-    raise AssertionError("deliveries still pending")
+            return True
+        clock[0] += 0.05
+        return False
+
+    return nothing_pending
 
 
 async def test_fake_etsy_counts_a_rolling_day() -> None:
@@ -217,7 +217,7 @@ async def test_spent_daily_quota_holds_the_channel_and_it_resumes_by_itself(star
         await r.drain()
         assert len(etsy.requests) == calls, "no call while held"
         clock[0] += 1.5  # the hold is over, and the day's first calls have left the window
-        await wait_delivered(r, clock=clock)
+        await eventually(drained_as_the_clock_moves(r, clock), what="no delivery to be pending")
     finally:
         await etsy.stop()
     assert [etsy.quantity(s) for s in ("A", "B", "C")] == [4, 5, 6]
@@ -250,7 +250,7 @@ async def test_429_for_the_day_holds_for_its_retry_after(start_relay, tmp_path: 
         await r.drain()
         assert etsy.day_refusals == 1 and await states(r) == {"A": "pending"}, "held for the whole retry-after"
         clock[0] += 0.02
-        await wait_delivered(r, clock=clock)
+        await eventually(drained_as_the_clock_moves(r, clock), what="no delivery to be pending")
     finally:
         await etsy.stop()
     assert etsy.quantity("A") == 7 and etsy.day_refusals == 1

@@ -16,7 +16,7 @@ from relay import queue, signing
 from relay.client import stock_event
 from relay.config import StockRules
 
-from .conftest import Reply, fast_dispatch, make_config, wait_until, webhook_channel
+from .conftest import Reply, eventually, fast_dispatch, make_config, webhook_channel
 
 
 async def test_coalesces_to_newest_version(start_relay, tmp_path: Path, receiver) -> None:
@@ -47,14 +47,14 @@ async def test_newer_value_during_flight_is_sent_next(start_relay, tmp_path: Pat
     r = await start_relay(make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),)), run_workers=True)
     await r.client.send_events([stock_event(1, "SKU", 10, 1)])
     try:
-        await wait_until(lambda: receiver.for_path("/a"), what="the first update")
+        await eventually(lambda: receiver.for_path("/a"), what="the first update")
         for version, qty in [(2, 9), (3, 8)]:
             await r.client.send_events([stock_event(1, "SKU", qty, version)])
         assert await r.count("SELECT COUNT(*) FROM events WHERE sku = 'SKU'") == 3
         assert len(receiver.for_path("/a")) == 1  # still in flight: nothing else sent for this SKU
     finally:
         landed.set()
-    await wait_until(lambda: receiver.quantities.get("/a", {}).get("SKU") == 8, what="the newest quantity")
+    await eventually(lambda: receiver.quantities.get("/a", {}).get("SKU") == 8, what="the newest quantity")
     assert [x.doc["updates"][0]["quantity"] for x in receiver.for_path("/a")] == [10, 8]
 
 
@@ -74,7 +74,7 @@ async def test_running_worker_pushes_the_next_batch_while_a_settle_commits(
         delivered = await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'")
         return delivered == 2 and await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == 4
 
-    await wait_until(settled_and_claimed_the_third, what="the first settle to commit and claim the third batch")
+    await eventually(settled_and_claimed_the_third, what="the first settle to commit and claim the third batch")
     entered, release = threading.Event(), threading.Event()
 
     def hold_the_writer(conn: sqlite3.Connection) -> None:
@@ -118,14 +118,14 @@ async def test_a_batch_is_claimed_ahead_only_where_the_connector_wants_it(
     stopping = asyncio.Event()
     running = asyncio.ensure_future(worker.run(stopping))
     try:
-        await wait_until(lambda: receiver.for_path("/a"), what="the first push")
+        await eventually(lambda: receiver.for_path("/a"), what="the first push")
         assert await r.count("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL") == claimed
         answered.set()
 
         async def all_delivered() -> bool:
             return await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 6
 
-        await wait_until(all_delivered, what="every update to be delivered")
+        await eventually(all_delivered, what="every update to be delivered")
     finally:
         answered.set()
         stopping.set()
@@ -185,15 +185,15 @@ async def test_transient_failures_retry_until_delivered(start_relay, tmp_path: P
     channel = webhook_channel("a", receiver.url("/a"), timeout_seconds=2)
     r = await start_relay(make_config(tmp_path / "s", (channel,)))
     await r.client.send_events([stock_event(1, "SKU", 3, 1)])
+
+    async def delivered() -> bool:
+        await r.drain()
+        return (
+            receiver.quantities.get("/a") == {"SKU": 3} and await r.count("SELECT state FROM deliveries") == "delivered"
+        )
+
     try:
-        for _ in range(60):  # rounds, not time: each waits out the backoff (at most 0.05 s), so speed cannot matter
-            await r.drain()
-            if (
-                receiver.quantities.get("/a") == {"SKU": 3}
-                and await r.count("SELECT state FROM deliveries") == "delivered"
-            ):
-                break
-            await asyncio.sleep(0.03)
+        await eventually(delivered, what="the update to be delivered after the failures")
     finally:
         late.set()
     assert await r.count("SELECT state FROM deliveries") == "delivered"
@@ -240,11 +240,16 @@ async def test_per_item_results_split_a_batch(start_relay, tmp_path: Path, recei
     receiver.on("/a", Reply(200, body=results))
     r = await start_relay(make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a"), batch_size=10),)))
     await r.client.send_events([stock_event(i, sku, 5, 1) for i, sku in enumerate("ABC", start=1)])
-    for _ in range(20):
+
+    async def states() -> dict[str, str]:
         await r.drain()
-        await asyncio.sleep(0.02)
-    states = dict(tuple(x) for x in await r.relay.store.read("SELECT sku, state FROM deliveries"))
-    assert states == {"A": "delivered", "B": "dead", "C": "delivered"}
+        return dict(tuple(x) for x in await r.relay.store.read("SELECT sku, state FROM deliveries"))
+
+    async def settled() -> bool:
+        return await states() == {"A": "delivered", "B": "dead", "C": "delivered"}
+
+    await eventually(settled, what="A and C delivered, B dead")
+    assert await states() == {"A": "delivered", "B": "dead", "C": "delivered"}
     assert len(receiver.for_path("/a")) == 2
     assert receiver.quantities["/a"] == {"A": 5, "C": 5}
 
@@ -328,7 +333,7 @@ async def test_slow_channel_does_not_delay_another(start_relay, tmp_path: Path, 
     r = await start_relay(make_config(tmp_path / "s", channels), run_workers=True)
     await r.client.send_events([stock_event(1, "SKU", 3, 1)])
     try:
-        await wait_until(lambda: receiver.quantities.get("/fast"), what="the fast channel's update")
+        await eventually(lambda: receiver.quantities.get("/fast"), what="the fast channel's update")
         assert receiver.quantities.get("/fast") == {"SKU": 3}
         assert "/slow" not in receiver.quantities  # the slow one is still hanging
     finally:

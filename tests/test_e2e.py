@@ -12,7 +12,7 @@ import yaml
 
 from relay.client import SignedClient, new_msg_id, stock_event
 
-from .conftest import CHANNEL_SECRET, SITE_SECRET
+from .conftest import CHANNEL_SECRET, SITE_SECRET, eventually
 from .procs import RelayProcess
 
 SKUS = 150
@@ -91,19 +91,18 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, receiver) -> Non
         relay.start()
         await producer
 
-        expected = {"/alpha": truth, "/beta": truth}
-        for _ in range(300):
-            if all(receiver.quantities.get(path) == want for path, want in expected.items()):
-                break
-            await asyncio.sleep(0.1)
+        def nothing_diverged() -> bool:
+            for path in ("/alpha", "/beta"):
+                diverged = {
+                    s: (receiver.quantities.get(path, {}).get(s), q)
+                    for s, q in truth.items()
+                    if receiver.quantities.get(path, {}).get(s) != q
+                }
+                assert not diverged, f"{path} diverged on {len(diverged)} SKUs: {list(diverged.items())[:5]}"
+            return True
+
+        await eventually(nothing_diverged, what="both channels to show every SKU's last quantity")
     assert relay.terminate() == 0
-    for path in expected:
-        diverged = {
-            s: (receiver.quantities.get(path, {}).get(s), q)
-            for s, q in truth.items()
-            if receiver.quantities.get(path, {}).get(s) != q
-        }
-        assert not diverged, f"{path} diverged on {len(diverged)} SKUs: {list(diverged.items())[:5]}"
     with sqlite3.connect(tmp_path / "state" / "relay.sqlite3") as conn:
         stored = {row[0] for row in conn.execute("SELECT event_id FROM events")}
     assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged events lost"

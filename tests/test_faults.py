@@ -24,9 +24,9 @@ from fakes.shopify import FakeShopify
 from relay.client import stock_event
 from relay.config import ChannelConfig, DispatchConfig, RateLimit
 
-from .conftest import CHANNEL_SECRET, RunningRelay, make_config
+from .conftest import CHANNEL_SECRET, eventually, make_config
 from .marketplaces import channel as marketplace_channel
-from .marketplaces import marketplace_config, store_credentials
+from .marketplaces import marketplace_config, settle, store_credentials
 
 Fault = Callable[[web.Request], "asyncio.Future[web.StreamResponse] | web.StreamResponse"]
 
@@ -97,16 +97,6 @@ def hook(url: str) -> ChannelConfig:
     )  # fmt: skip
 
 
-async def converge(r: RunningRelay, rounds: int = 400) -> None:
-    """Drain until nothing is pending (delivered or dead)."""
-    for _ in range(rounds):
-        await r.drain()
-        if await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == 0:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("did not converge")
-
-
 @pytest.mark.parametrize(
     "faults",
     [
@@ -127,7 +117,7 @@ async def test_transient_faults_converge_and_dead_letter_nothing(start_relay, tm
     truth = {f"T-{n}": n for n in range(1, 26)}
     status, _ = await r.client.send_events([stock_event(n, sku, q, 1) for n, (sku, q) in enumerate(truth.items(), 1)])
     assert status == 202
-    await converge(r)
+    await settle(r)
     assert flaky.shown == truth
     assert await r.count("SELECT COUNT(*) FROM dead_letters") == 0
     assert flaky.script == [], "every scripted fault must have been met"
@@ -143,7 +133,7 @@ async def test_permanent_faults_dead_letter_with_a_readable_reason(
     r = await start_relay(make_config(tmp_path / "state", (hook(flaky.url),)))
     flaky.script = [status]
     assert (await r.client.send_events([stock_event(1, "P-1", 4, 1)]))[0] == 202
-    await converge(r)
+    await settle(r)
     rows = await r.relay.store.read("SELECT sku, reason FROM dead_letters", ())
     assert [row[0] for row in rows] == ["P-1"]
     assert reason in rows[0][1], rows[0][1]
@@ -193,13 +183,17 @@ async def test_tokens_expiring_mid_burst_are_refreshed_and_nothing_is_lost(start
     r = await start_relay(config)
     assert (await r.client.send_events([stock_event(n, s, n, 1) for n, s in enumerate(skus, 1)]))[0] == 202
     worker = r.relay.workers[("main", "shopify")]
-    for round_ in range(200):
-        if round_ in (2, 5, 8):
+    rounds = 0
+
+    async def all_delivered() -> bool:
+        nonlocal rounds
+        if rounds in (2, 5, 8):
             shop.tokens.expire_all()  # mid-burst: the token in hand stops working between two batches
+        rounds += 1
         await worker.drain_once()
-        if await r.count("SELECT COUNT(*) FROM deliveries WHERE state <> 'delivered'") == 0:
-            break
-        await asyncio.sleep(0.01)
+        return bool(await r.count("SELECT COUNT(*) FROM deliveries WHERE state <> 'delivered'") == 0)
+
+    await eventually(all_delivered, what="every update to be delivered")
     assert {sku: shop.quantity(sku) for sku in skus} == {sku: n for n, sku in enumerate(skus, 1)}
     assert await r.count("SELECT COUNT(*) FROM dead_letters") == 0
     assert shop.tokens.issued >= 4

@@ -12,7 +12,7 @@ import yaml
 
 from relay.client import stock_event
 
-from .conftest import Reply, fast_dispatch, make_config, wait_until, webhook_channel
+from .conftest import Reply, eventually, fast_dispatch, make_config, webhook_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,11 +153,11 @@ async def test_readyz_fails_while_a_dispatcher_is_stuck(start_relay, tmp_path: P
             return response.status == want
 
     try:
-        await wait_until(lambda: readyz(503), what="/readyz to report the stuck worker")
+        await eventually(lambda: readyz(503), what="/readyz to report the stuck worker")
         assert body["status"] == "unready" and "calling the channel" in body["problems"]["main/slow"]
     finally:
         answer.set()
-    await wait_until(lambda: readyz(200), what="/readyz to recover")
+    await eventually(lambda: readyz(200), what="/readyz to recover")
     assert receiver.quantities["/slow"] == {"A": 1}
 
 
@@ -166,7 +166,7 @@ async def test_readyz_fails_when_a_worker_loop_has_died(start_relay, tmp_path: P
     r = await start_relay(make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),)), run_workers=True)
     (task,) = [t for t in r.relay._tasks if t.get_name() == "worker main/a"]
     task.cancel()
-    await wait_until(task.done, what="the worker task to end")
+    await eventually(task.done, what="the worker task to end")
     async with r.session.get(r.base_url + "/readyz") as response:
         body = await response.json()
     assert response.status == 503 and "stopped" in body["problems"]["main/a"]
@@ -178,9 +178,12 @@ async def test_metrics_count_what_happened_without_skus(start_relay, tmp_path: P
     r = await start_relay(make_config(tmp_path / "s", (webhook_channel("a", receiver.url("/a")),)))
     await r.client.send_events([stock_event(1, "SECRET-SKU-1", 1, 2), stock_event(1, "SECRET-SKU-1", 1, 1)])
     await r.client.post("events", {"type": "ping"})  # type_mismatch
-    await r.drain()
-    await asyncio.sleep(0.06)
-    await r.drain()
+
+    async def delivered() -> bool:  # the 503 is retried once its backoff (50 ms) is over
+        await r.drain()
+        return bool(await r.count("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'") == 1)
+
+    await eventually(delivered, what="the retry to be delivered")
     async with r.session.get(r.base_url + "/metrics") as response:
         assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()

@@ -10,7 +10,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from relay import signing
 from relay.client import SignedClient, stock_event
 from relay.store import Store
 
+from .conftest import eventually
 from .procs import RelayProcess, relay_command, run_cli
 
 
@@ -44,13 +44,6 @@ async def send(url: str, secret: str, events: list[dict[str, Any]]) -> None:
     assert status == 202, body
 
 
-def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def running(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A relay subprocess with one sandbox channel, fed 3 SKUs (the second one changed twice)."""
@@ -62,7 +55,7 @@ def running(tmp_path: Path):  # type: ignore[no-untyped-def]
         events = [stock_event(1, "RED-1", 4, 1), stock_event(2, "BLUE-2", 7, 1), stock_event(3, "GREEN-3", 0, 1)]
         asyncio.run(send(url, secret, events))
         asyncio.run(send(url, secret, [stock_event(2, "BLUE-2", 6, 2)]))
-        wait_for(lambda: _delivered(config, env) == 3)
+        eventually(lambda: _delivered(config, env) == 3)
         yield config, env, url, secret
     finally:
         proc.terminate()
@@ -127,7 +120,7 @@ def test_replay_and_dead_locally_and_remotely(running) -> None:  # type: ignore[
     )
     assert wrong.returncode == 1 and "401 signature_invalid" in wrong.stderr
     assert secret not in remote.stdout + remote.stderr + dead.stdout + wrong.stderr
-    wait_for(
+    eventually(
         lambda: (
             json.loads(cli(config, env, "audit", "--sku", "RED-1", "--limit", "1", "--json").stdout)[0]["action"]
             == "attempt"

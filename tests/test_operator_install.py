@@ -9,7 +9,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import yaml
 from relay import signing
 from relay.client import SignedClient, stock_event
 
+from .conftest import eventually
 from .procs import RelayProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def test_documented_commands_run_without_the_services_secrets(tmp_path: Path) ->
         events = [stock_event(1, "TS-RED-M", 4, 1), stock_event(2, "TS-RED-L", 7, 1), stock_event(3, "TS-BLUE-S", 0, 1)]
         asyncio.run(_send(url, site_secret, events))
         asyncio.run(_send(url, site_secret, [stock_event(1, "TS-RED-M", 3, 2)]))
-        _wait_for(lambda: _delivered(state / "relay.sqlite3", "box") == 3)
+        eventually(lambda: _delivered(state / "relay.sqlite3", "box") == 3)
 
         operator = tmp_path / "home"
         operator.mkdir()
@@ -119,10 +119,3 @@ def _delivered(database: Path, channel: str) -> int:
                 "SELECT COUNT(*) FROM deliveries WHERE channel = ? AND state = 'delivered'", (channel,)
             ).fetchone()[0]
         )
-
-
-def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)

@@ -26,7 +26,7 @@ from relay.errors import ReconcileError
 from relay.readback import ReadBack
 from relay.store import connect_reader
 
-from .conftest import SITE_SECRET, Receiver, RunningRelay, StartRelay, make_config, webhook_channel
+from .conftest import SITE_SECRET, Receiver, RunningRelay, StartRelay, eventually, make_config, webhook_channel
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -323,7 +323,7 @@ async def test_a_read_back_round_counts_as_a_check_without_shop_url(tmp_path: Pa
 
     assert await checked_at() is None, "nothing delivered yet, so nothing was read back"
     assert (await running.client.send_events([stock_event(1, "RC-1", 4, 1)]))[0] == 202
-    await wait_for(lambda: worker.readback is not None and worker.readback.last_round_at is not None)
+    await eventually(lambda: worker.readback is not None and worker.readback.last_round_at is not None)
     assert await checked_at() == worker.readback.last_round_at
 
 
@@ -356,7 +356,7 @@ async def test_the_running_relay_reconciles_by_itself(
     cfg = shop_config(tmp_path, shop, receiver)
     shop.add(1, "SOLO", 9)
     running = await start_relay(cfg, run_workers=True)
-    await wait_for(lambda: receiver.quantities.get("/b", {}).get("SOLO") == 9)
+    await eventually(lambda: receiver.quantities.get("/b", {}).get("SOLO") == 9)
     assert receiver.quantities["/a"]["SOLO"] == 9
     assert receiver.quantities["/b"]["SOLO"] == 9
     assert running.relay.config.sites[0].shop_url == shop.url
@@ -426,13 +426,6 @@ def sandbox_config(tmp_path: Path, readback: ReconcileConfig, **channel: Any) ->
     return replace(cfg, sites=(site,))
 
 
-async def wait_for(condition: Any, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_readback_repairs_a_listing_edited_behind_our_back(tmp_path: Path, start_relay: StartRelay) -> None:
     """A quantity changed by hand on the channel is read back, sent again, audited and reported until fixed."""
     readback = ReconcileConfig(readback_hours=0.0005, readback_share=1.0)
@@ -442,11 +435,11 @@ async def test_readback_repairs_a_listing_edited_behind_our_back(tmp_path: Path,
     assert isinstance(sandbox, SandboxConnector) and worker.readback is not None
     events = [stock_event(i, f"RB-{i}", i + 5, 1) for i in range(1, 31)]
     assert (await running.client.send_events(events))[0] == 202
-    await wait_for(lambda: len(sandbox.listings) == 30)
+    await eventually(lambda: len(sandbox.listings) == 30)
     sandbox.listings["RB-7"] = 99  # edited on the marketplace
     del sandbox.listings["RB-9"]  # the listing was removed there
 
-    await wait_for(lambda: sandbox.listings.get("RB-7") == 12)
+    await eventually(lambda: sandbox.listings.get("RB-7") == 12)
     assert "RB-9" not in sandbox.listings, "a SKU the channel does not list is reported, not pushed blindly"
     assert worker.readback.differences >= 2
     audit = await running.relay.store.read(
@@ -455,7 +448,7 @@ async def test_readback_repairs_a_listing_edited_behind_our_back(tmp_path: Path,
     )
     assert ("RB-7", "channel_shows", 99) in [tuple(r) for r in audit]
     assert ("RB-9", "not_listed", None) in [tuple(r) for r in audit]
-    await wait_for(lambda: worker.phase == "idle")
+    await eventually(lambda: worker.phase == "idle")
     report = await running.relay.store.query(lambda conn: views.drift(conn, "main", "sandbox"))
     assert [(e["sku"], e["reason"]) for e in report["examples"]] == [("RB-9", "not_listed")]
 
@@ -475,9 +468,9 @@ async def test_readback_runs_without_shop_url_and_says_so(
     sandbox = running.relay.workers[("main", "sandbox")].connector
     assert isinstance(sandbox, SandboxConnector)
     assert (await running.client.send_events([stock_event(1, "NS-1", 4, 1)]))[0] == 202
-    await wait_for(lambda: sandbox.listings.get("NS-1") == 4)
+    await eventually(lambda: sandbox.listings.get("NS-1") == 4)
     sandbox.listings["NS-1"] = 40  # edited on the marketplace
-    await wait_for(lambda: sandbox.listings.get("NS-1") == 4)
+    await eventually(lambda: sandbox.listings.get("NS-1") == 4)
     assert ("read", 1) in sandbox.log
 
     caplog.clear()
@@ -496,11 +489,11 @@ async def test_updates_go_before_readback(tmp_path: Path, start_relay: StartRela
     assert isinstance(sandbox, SandboxConnector)
     setattr(sandbox, "read_batch_size", 1)  # noqa: B010 - a read per SKU: reads would interleave if they could
     assert (await running.client.send_events([stock_event(i, f"S-{i}", 3, 1) for i in range(1, 101)]))[0] == 202
-    await wait_for(lambda: len(sandbox.listings) == 100)
-    await wait_for(lambda: any(kind == "read" for kind, _ in sandbox.log))
+    await eventually(lambda: len(sandbox.listings) == 100)
+    await eventually(lambda: any(kind == "read" for kind, _ in sandbox.log))
     start = len(sandbox.log)
     assert (await running.client.send_events([stock_event(i, f"S-{i}", 4, 2) for i in range(1, 101)]))[0] == 202
-    await wait_for(lambda: all(sandbox.listings[f"S-{i}"] == 4 for i in range(1, 101)))
+    await eventually(lambda: all(sandbox.listings[f"S-{i}"] == 4 for i in range(1, 101)))
     kinds = [kind for kind, _ in sandbox.log[start:]]
     first_push, last_push = kinds.index("push"), len(kinds) - 1 - kinds[::-1].index("push")
     assert kinds.count("push") == 10, "the burst went out as 10 pushes"
@@ -519,14 +512,14 @@ async def test_changes_waiting_to_coalesce_keep_readback_waiting(tmp_path: Path,
     assert isinstance(sandbox, SandboxConnector)
     setattr(sandbox, "read_batch_size", 1)  # noqa: B010 - a read per SKU, so read-back is busy all the time
     assert (await running.client.send_events([stock_event(i, f"S-{i}", 3, 1) for i in range(1, 41)]))[0] == 202
-    await wait_for(lambda: len(sandbox.listings) == 40)
-    await wait_for(lambda: sandbox.log.count(("read", 1)) >= 3)
+    await eventually(lambda: len(sandbox.listings) == 40)
+    await eventually(lambda: sandbox.log.count(("read", 1)) >= 3)
     start = len(sandbox.log)
     assert (await running.client.send_events([stock_event(1, "S-1", 4, 2)]))[0] == 202
     # Counted from the 202, when the change is surely in: reads made while its request was on its way do not
     # count (a busy machine makes more of them), and the one in flight at the 202 may finish.
     arrived = len(sandbox.log) - start
-    await wait_for(lambda: sandbox.listings["S-1"] == 4)
+    await eventually(lambda: sandbox.listings["S-1"] == 4)
     kinds = [kind for kind, _ in sandbox.log[start:]]
     assert kinds[arrived : kinds.index("push")].count("read") <= 1, f"reads went on while the change waited: {kinds}"
 
@@ -541,12 +534,12 @@ async def test_readback_keeps_to_its_share_of_the_rate(tmp_path: Path, start_rel
     assert isinstance(sandbox, SandboxConnector) and isinstance(worker.readback, ReadBack)
     setattr(sandbox, "read_batch_size", 1)  # noqa: B010 - one SKU per read, so a round is 40 reads
     assert (await running.client.send_events([stock_event(i, f"S-{i}", 3, 1) for i in range(1, 41)]))[0] == 202
-    await wait_for(lambda: len(sandbox.listings) == 40)
-    await wait_for(lambda: ("read", 1) in sandbox.log)
+    await eventually(lambda: len(sandbox.listings) == 40)
+    await eventually(lambda: ("read", 1) in sandbox.log)
     started, before = time.monotonic(), sandbox.log.count(("read", 1))
     # Waits for progress (15 reads, 1.5 s at the share) rather than for 1.5 s: a busy machine reads fewer in a fixed
     # time. The bound is on the rate over the time it really took, which holds at any speed.
-    await wait_for(lambda: sandbox.log.count(("read", 1)) - before >= 15, seconds=60)
+    await eventually(lambda: sandbox.log.count(("read", 1)) - before >= 15, seconds=60)
     elapsed = time.monotonic() - started
     reads = sandbox.log.count(("read", 1)) - before
     assert reads <= 0.1 * 100 * elapsed + 1, f"{reads} reads in {elapsed:.1f} s exceed 10% of 100 calls/s"

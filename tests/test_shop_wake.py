@@ -21,7 +21,7 @@ from fakes.shop import FakeShop
 from relay import signing
 from relay.config import ReconcileConfig
 
-from .conftest import SITE_SECRET, Receiver, StartRelay, make_config, wait_until, webhook_channel
+from .conftest import SITE_SECRET, Receiver, StartRelay, eventually, make_config, webhook_channel
 
 QUIET = ReconcileConfig(incremental_minutes=0, full_hour=None, readback_hours=0)  # no pass: only the wake
 
@@ -43,7 +43,7 @@ async def test_a_starting_relay_wakes_the_shop_with_a_signed_call(
 ) -> None:
     """Once it listens, the relay posts a signed outbox.wake to the shop's wake route, once per start."""
     await start_relay(config_for(tmp_path, receiver, shop.url), run_workers=True)
-    await wait_until(lambda: shop.wakes, what="the wake call at the shop")
+    await eventually(lambda: shop.wakes, what="the wake call at the shop")
     headers, body = shop.wakes[0]
     timestamp = signing.verify([SITE_SECRET], headers, body, time.time())
     assert abs(timestamp - time.time()) < 60
@@ -69,14 +69,14 @@ async def test_a_slow_or_absent_shop_never_holds_up_start_up_and_is_one_warning(
     that cannot be reached is one warning (never the secret), not a failed start."""
     shop.hold_wake = asyncio.Event()
     running = await start_relay(config_for(tmp_path, receiver, shop.url), run_workers=True)
-    await wait_until(lambda: shop.wakes, what="the wake call at the shop")
+    await eventually(lambda: shop.wakes, what="the wake call at the shop")
     status, _ = await running.client.post("status", {"type": "status.query", "site": "main"})
     assert status == 200, "the relay serves while the shop holds the wake call"
     shop.hold_wake.set()
 
     with caplog.at_level(logging.INFO, logger="stock_relay.shop_wake"):
         gone = await start_relay(config_for(tmp_path / "gone", receiver, "http://127.0.0.1:9"), run_workers=True)
-        await wait_until(lambda: [r for r in caplog.records if r.levelno == logging.WARNING], what="the warning")
+        await eventually(lambda: [r for r in caplog.records if r.levelno == logging.WARNING], what="the warning")
         assert (await gone.client.post("status", {"type": "status.query", "site": "main"}))[0] == 200
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "could not wake the shop's outbox at http://127.0.0.1:9" in warnings[0], warnings
@@ -92,7 +92,7 @@ async def test_a_plugin_without_the_route_is_named_in_the_warning(
         old.status_override = 404
         with caplog.at_level(logging.INFO, logger="stock_relay.shop_wake"):
             await start_relay(config_for(tmp_path, receiver, old.url), run_workers=True)
-            await wait_until(lambda: [r for r in caplog.records if r.levelno == logging.WARNING], what="the warning")
+            await eventually(lambda: [r for r in caplog.records if r.levelno == logging.WARNING], what="the warning")
     finally:
         await old.stop()
     assert "HTTP 404 scripted" in caplog.text and "is the Stock Relay plugin up to date?" in caplog.text

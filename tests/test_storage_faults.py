@@ -7,7 +7,6 @@ test is skipped and says why). The relay is the real ``stock-relay serve`` subpr
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import shutil
@@ -15,6 +14,7 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,7 +22,7 @@ import yaml
 
 from relay.client import SignedClient, new_msg_id, stock_event
 
-from .conftest import CHANNEL_SECRET, SITE_SECRET
+from .conftest import CHANNEL_SECRET, SITE_SECRET, eventually
 from .procs import RelayProcess, relay_command, run_cli
 
 PRODUCT_IDS = itertools.count(1)  # every event a product of its own: none is stale, each must be stored
@@ -133,22 +133,31 @@ async def test_disk_full_answers_503_and_recovers_when_space_returns(
         assert "nothing was accepted" in answer["error"]["message"]
 
         filler.unlink()  # space returns: the very next request is accepted, with no restart
-        for _ in range(50):
+        answers: list[tuple[int, Any]] = []
+
+        async def accepted() -> bool:
             status, answer, ids = await post(client, 200, "AFTER")
+            answers.append((status, answer))
             if status == 202:
                 acknowledged.update(ids)
-                break
-            await asyncio.sleep(0.1)
+            return status == 202
+
+        await eventually(accepted, what="a request to be accepted once space returned")
+        status, answer = answers[-1]
         assert status == 202, answer
         assert relay.proc is not None and relay.proc.poll() is None, "the relay died of a full disk"
         after = {f"AFTER-{i}-" + "x" * 120: i % 50 for i in range(200)}
-        for _ in range(200):  # the dispatcher paused on the full disk; it must resume by itself too
+
+        def all_shown() -> bool:  # the dispatcher paused on the full disk; it must resume by itself too
             shown = receiver.quantities.get("/hook", {})
-            if all(shown.get(sku) == quantity for sku, quantity in after.items()):
-                break
-            await asyncio.sleep(0.1)
-        shown = receiver.quantities.get("/hook", {})
-        assert all(shown.get(s) == q for s, q in after.items()), (len(shown), sorted(shown)[:3], len(receiver.received))
+            assert all(shown.get(s) == q for s, q in after.items()), (
+                len(shown),
+                sorted(shown)[:3],
+                len(receiver.received),
+            )
+            return True
+
+        await eventually(all_shown, what="every update after the full disk to be delivered")
     assert relay.terminate() == 0
     assert acknowledged <= stored_ids(state), "an event got a 202 but is not in the database"
 
