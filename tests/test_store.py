@@ -11,7 +11,7 @@ import pytest
 from relay import queue, retention
 from relay.errors import StorageError
 from relay.runtime import Relay
-from relay.store import MIGRATIONS, Store, migrate
+from relay.store import MAX_GROUP, MIGRATIONS, Store, migrate
 
 from .conftest import make_config
 
@@ -68,19 +68,26 @@ async def test_damaged_pages_are_detected(tmp_path: Path) -> None:
 
 
 async def test_group_commit_batches_concurrent_writers(tmp_path: Path) -> None:
-    """Many concurrent jobs share few transactions, and each gets its own result."""
+    """Jobs queued together (fewer than MAX_GROUP) commit in one transaction, and each gets its own result."""
     store = Store(tmp_path / "db.sqlite3")
     await store.open()
     before = store.groups_committed
+    jobs = 200
+    assert jobs <= MAX_GROUP
 
     def job(i: int):
-        return lambda c: c.execute(
-            "INSERT INTO audit (at, site, action) VALUES (?, 's', 'x') RETURNING id", (i,)
-        ).fetchone()[0]
+        def run(c: sqlite3.Connection) -> tuple[int, int]:
+            seen = c.execute("SELECT COUNT(*) FROM audit").fetchone()[0]  # the group's earlier, uncommitted rows
+            return seen, c.execute(
+                "INSERT INTO audit (at, site, action) VALUES (?, 's', 'x') RETURNING id", (i,)
+            ).fetchone()[0]
 
-    ids = await asyncio.gather(*(store.write(job(i)) for i in range(200)))
-    assert len(set(ids)) == 200
-    assert store.groups_committed - before < 50
+        return run
+
+    results = await asyncio.gather(*(store.write(job(i)) for i in range(jobs)))
+    assert len({row_id for _, row_id in results}) == jobs
+    assert store.groups_committed - before == 1, "all the jobs were committed by one transaction"
+    assert [seen for seen, _ in results] == list(range(jobs)), "each job saw the ones before it, uncommitted"
     await store.close()
 
 
