@@ -1,4 +1,7 @@
-"""Standard Webhooks signing against the shared vectors (copied into tests/vectors) and every negative case."""
+"""Standard Webhooks signing against the shared vectors (copied into tests/vectors) and every negative case.
+
+tests/vectors/signing.json is the repository's one copy: the plugin's SignerTest.php reads it too.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,10 @@ import pytest
 from relay import signing
 from relay.errors import SignatureError
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "signing.json").read_text())
+from .spec_files import REQUIRED
+
+VECTORS_FILE = Path(__file__).parent / "vectors" / "signing.json"
+VECTORS = json.loads(VECTORS_FILE.read_text())
 POSITIVE = {v["name"]: v for v in VECTORS["standard_webhooks_v1"]}
 
 
@@ -145,3 +151,17 @@ def test_woocommerce_native_vector() -> None:
     v = VECTORS["woocommerce_native"][0]
     assert signing.verify_woocommerce(v["secret"], v["body"].encode(), v["signature"])
     assert not signing.verify_woocommerce(v["secret"], v["body"].encode() + b" ", v["signature"])
+
+
+def test_the_vectors_are_one_copy_of_the_shared_ones() -> None:
+    """The repository holds one copy of the signing vectors, equal to ../shared/vectors/signing.json when present."""
+    root = VECTORS_FILE.parent.parent.parent
+    copies = sorted(str(p.relative_to(root)) for p in root.glob("**/signing.json") if ".venv" not in p.parts)
+    assert copies == ["tests/vectors/signing.json"], "the PHP suite reads tests/vectors/signing.json: keep no copy"
+    shared = root.parent / "shared" / "vectors" / "signing.json"
+    if not shared.is_file():
+        reason = f"the shared vectors are not at {shared} (CI has ../shared beside the repository)"
+        if REQUIRED:
+            pytest.fail(f"STOCK_RELAY_REQUIRE_SPECS=1 and {reason}", pytrace=False)
+        pytest.skip(reason)
+    assert VECTORS_FILE.read_bytes() == shared.read_bytes(), f"tests/vectors/signing.json differs from {shared}"
