@@ -19,6 +19,7 @@ from .conftest import Reply, make_config, webhook_channel
 SRC = Path(__file__).resolve().parent.parent / "wp-plugin" / "src"
 SIGNER = SRC / "class-stock-relay-signer.php"
 PAYLOAD = SRC / "class-stock-relay-payload.php"
+STATUS_VIEW = SRC / "class-stock-relay-status-view.php"
 PHP = shutil.which("php")
 
 
@@ -27,7 +28,7 @@ def php(code: str, *args: str) -> str:
         pytest.fail(
             "php is not installed: scripts/test installs php-cli; the PHP/Python interop cannot be checked without it"
         )
-    script = f"require {json.dumps(str(SIGNER))}; require {json.dumps(str(PAYLOAD))}; {code}"
+    script = " ".join(f"require {json.dumps(str(path))};" for path in (SIGNER, PAYLOAD, STATUS_VIEW)) + f" {code}"
     return subprocess.run(
         [PHP, "-r", script, "--", *args], capture_output=True, text=True, check=True, timeout=30
     ).stdout
@@ -102,7 +103,7 @@ async def test_plugin_status_panel_reads_the_relays_real_status(start_relay, tmp
     await r.client.send_events([stock_event(2, "B", 1, 1)])
     status, body = await r.client.post("status", {"type": "status.query", "site": "main"})
     assert status == 200
-    rows = json.loads(php("echo json_encode(Stock_Relay_Payload::relay_status_view(200, json_decode($argv[1], true)));",
+    rows = json.loads(php("echo json_encode(Stock_Relay_Status_View::rows(200, json_decode($argv[1], true)));",
                           json.dumps(body)))  # fmt: skip
     (row,) = rows
     assert row[:5] == ["amazon", "1", row[2], "1", "closed"] and row[2].endswith(" s")

@@ -337,7 +337,7 @@ final class Stock_Relay_Admin {
 		}
 		echo '<h2>' . esc_html__( 'Channels (as the relay reports them)', 'stock-relay' ) . '</h2>';
 		$answer = Stock_Relay_Delivery::post( $settings, 'status', (string) stock_relay_json( array( 'type' => 'status.query', 'site' => $settings['site'] ) ) );
-		$view   = Stock_Relay_Payload::relay_status_view( $answer['status'], $answer['body'] );
+		$view   = Stock_Relay_Status_View::rows( $answer['status'], $answer['body'] );
 		if ( null === $view ) {
 			$text = ( 404 === $answer['status'] && 'unknown_site' !== $answer['code'] ) || 405 === $answer['status']
 				? __( 'This relay does not report channel health yet; update the relay to see it here.', 'stock-relay' )

@@ -1,7 +1,7 @@
 <?php
 /**
- * Unit tests load the plain classes only: signer, payload, retry policy, settings sanitizer,
- * state (its pure part), snapshot.
+ * Unit tests load the plain classes only: signer, payload, status view, retry policy, settings
+ * sanitizer, state (its pure part), snapshot.
  *
  * @package StockRelay
  */
@@ -9,6 +9,6 @@
 declare(strict_types=1);
 
 $stock_relay_src = dirname( __DIR__ ) . '/src/';
-foreach ( array( 'signer', 'payload', 'retry-policy', 'settings-sanitizer', 'state', 'snapshot' ) as $stock_relay_class ) {
+foreach ( array( 'signer', 'payload', 'status-view', 'retry-policy', 'settings-sanitizer', 'state', 'snapshot' ) as $stock_relay_class ) {
 	require_once $stock_relay_src . 'class-stock-relay-' . $stock_relay_class . '.php';
 }
