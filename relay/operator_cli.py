@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import aiohttp
+import yarl
 
 from . import config as config_module
-from . import secretref, views
+from . import outbound, secretref, views
 from .client import SignedClient
-from .errors import ConfigError, RelayError
+from .errors import ConfigError, RelayError, TransientDeliveryError
 from .replay import SCOPES, replay_chunk
 from .store import connect_reader, connect_writer
 
@@ -37,6 +38,7 @@ COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export")
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEAD_SHOWN = 50
+REMOTE_TIMEOUT_SECONDS = 300.0
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -188,17 +190,32 @@ class Remote:
     def __init__(self, url: str, site: str, secret: str) -> None:
         self.url, self.site_id, self.secret = url, site, secret
 
+    def endpoint(self, operation: str) -> yarl.URL:
+        return yarl.URL(f"{self.url.rstrip('/')}/v1/sites/{self.site_id}/{operation}")
+
     async def call(self, operation: str, kind: str, **fields: Any) -> Any:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-            client = SignedClient(self.url, self.site_id, self.secret, session)
+        async with aiohttp.ClientSession() as session:
+            body, headers = SignedClient(self.url, self.site_id, self.secret, session).encode(
+                {"type": kind, "site": self.site_id, **fields}
+            )
             try:
-                status, body = await client.post(operation, {"type": kind, "site": self.site_id, **fields})
-            except aiohttp.ClientError as exc:
-                raise RelayError(f"cannot reach {self.url}: {exc}") from None
-        if status >= 400:
-            error = body.get("error", {}) if isinstance(body, dict) else {}
-            raise RelayError(f"the relay answered {status} {error.get('code', '')}: {error.get('message', '')}")
-        return body
+                answer = await outbound.send(
+                    session,
+                    "POST",
+                    self.endpoint(operation),
+                    timeout=REMOTE_TIMEOUT_SECONDS,
+                    what=self.url,
+                    headers=headers,
+                    data=body,
+                    follow_redirects=True,
+                )
+            except TransientDeliveryError as exc:
+                raise RelayError(exc.message) from None
+        doc = answer.json()
+        if answer.status >= 400:
+            error = doc.get("error", {}) if isinstance(doc, dict) else {}
+            raise RelayError(f"the relay answered {answer.status} {error.get('code', '')}: {error.get('message', '')}")
+        return doc
 
     async def status(self) -> dict[str, Any]:
         return dict(await self.call("status", "status.query"))
@@ -236,9 +253,7 @@ class Remote:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
             client = SignedClient(self.url, self.site_id, self.secret, session)
             body, headers = client.encode(doc)
-            async with session.post(
-                f"{self.url.rstrip('/')}/v1/sites/{self.site_id}/export", data=body, headers=headers
-            ) as response:
+            async with session.post(self.endpoint("export"), data=body, headers=headers) as response:
                 if response.status >= 400:
                     error = (await response.json(content_type=None)).get("error", {})
                     raise RelayError(

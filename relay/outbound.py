@@ -148,12 +148,14 @@ async def send(
     data: aiohttp.FormData | bytes | None = None,
     limit: int | None = None,
     reconnect: Reconnect | None = None,
+    follow_redirects: bool = False,
 ) -> Answer:
     """Make one request; a transport failure is a TransientDeliveryError naming ``what`` (e.g. "Etsy").
 
     A ``str`` ``url`` is percent-encoded already and ``params`` are encoded by ``request_url``; a ``yarl.URL``
     (an address from the configuration, encoded by yarl) is sent as it is, with no ``params``. ``data`` is a body
-    sent as is (bytes, or a multipart upload); ``form`` is a urlencoded form. Redirects are not followed.
+    sent as is (bytes, or a multipart upload); ``form`` is a urlencoded form. Redirects are followed only
+    with ``follow_redirects``.
     ``limit`` reads at most that many bytes of the body (``Answer.complete`` says whether that was all).
     """
 
@@ -167,7 +169,7 @@ async def send(
             json=json_body,
             data=form if form is not None else data,
             timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,
+            allow_redirects=follow_redirects,
         ) as response:
             body, complete = await _read(response, limit)
             names = {k.lower(): v for k, v in response.headers.items()}

@@ -20,7 +20,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -32,12 +31,15 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
+import yarl
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from . import audit, rules, signing, views
+from . import audit, outbound, rules, signing, views
 from .config import ChannelConfig, SiteConfig
-from .errors import ReconcileError
+from .deliveries import make_due
+from .errors import ReconcileError, TransientDeliveryError
 from .ids import new_msg_id, ulid
-from .ingest import Event, make_due, parse_json, validate_event
+from .ingest import Event, parse_json, validate_event
 
 log = logging.getLogger("stock_relay.reconcile")
 T = TypeVar("T")
@@ -45,6 +47,7 @@ Write = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
 
 SNAPSHOT_PATH = "/wp-json/stock-relay/v1/snapshot"
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
+MAX_RETRY_AFTER = 30.0  # a shop asking for longer waits for the next pass instead
 # post_modified_gmt has whole seconds and a request's writes commit after its clock was read: look back a
 # little further than the previous pass's start so nothing falls between two incremental passes.
 INCREMENTAL_OVERLAP_SECONDS = 300.0
@@ -127,16 +130,26 @@ class ShopClient:
         if modified_after is not None:
             doc["modified_after"] = datetime.fromtimestamp(int(modified_after), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = json.dumps(doc, separators=(",", ":")).encode()
-        for attempt in range(3):  # a short in-process retry for a blip; a pass that still fails is retried later
-            try:
-                return parse_page(await self._post(body), self.site.id)
-            except _Transient as exc:
-                if attempt == 2:
-                    raise ReconcileError(str(exc)) from None
-                await asyncio.sleep(
-                    exc.retry_after if exc.retry_after is not None else self.retry_wait * (1 + 2 * attempt)
-                )
-        raise AssertionError("unreachable")
+        try:
+            # A short in-process retry for a blip (3 tries); a pass that still fails is retried later.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TransientDeliveryError),
+                stop=stop_after_attempt(3),
+                wait=self._wait,
+                reraise=True,
+            ):
+                with attempt:
+                    return parse_page(await self._post(body), self.site.id)
+        except TransientDeliveryError as exc:
+            raise ReconcileError(exc.message) from None
+        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying either returns or raises
+
+    def _wait(self, state: RetryCallState) -> float:
+        """The shop's Retry-After when it gave one, else ``retry_wait`` after the first try and three times it next."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientDeliveryError) and error.retry_after is not None:
+            return error.retry_after
+        return self.retry_wait * (2 * state.attempt_number - 1)
 
     async def _post(self, body: bytes) -> bytes:
         msg_id, timestamp = new_msg_id(), int(self.now())
@@ -146,35 +159,33 @@ class ShopClient:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": " ".join(signing.sign(s, msg_id, timestamp, body) for s in self.site.secrets),
         }
-        timeout = aiohttp.ClientTimeout(total=self.site.reconcile.timeout_seconds)
-        try:
-            async with self.session.post(self.url, data=body, headers=headers, timeout=timeout) as response:
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    data += chunk
-                    if len(data) > MAX_ANSWER_BYTES:
-                        raise ReconcileError(f"the shop's snapshot page is larger than {MAX_ANSWER_BYTES} bytes")
-                if response.status == 200:
-                    return bytes(data)
-                raise _refusal(response.status, response.headers.get("retry-after"), bytes(data), self.url)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Transient(f"could not reach the shop at {self.url} ({type(exc).__name__})") from None
+        answer = await outbound.send(
+            self.session,
+            "POST",
+            yarl.URL(self.url),
+            timeout=self.site.reconcile.timeout_seconds,
+            what=f"the shop at {self.url}",
+            headers=headers,
+            data=body,
+            limit=MAX_ANSWER_BYTES,
+            follow_redirects=True,
+        )
+        if not answer.complete:
+            raise ReconcileError(f"the shop's snapshot page is larger than {MAX_ANSWER_BYTES} bytes")
+        if answer.status == 200:
+            return answer.body
+        raise _refusal(answer, self.url)
 
 
-class _Transient(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _refusal(status: int, retry_after: str | None, data: bytes, url: str) -> Exception:
+def _refusal(answer: outbound.Answer, url: str) -> Exception:
     """The shop said no: a clear sentence for the operator (the answer's own code when it has one)."""
     try:
-        error = json.loads(data)["error"]
+        error = json.loads(answer.body)["error"]
         code, message = str(error["code"])[:64], str(error["message"])[:300]
     except (ValueError, KeyError, TypeError):
         code, message = "", ""
     said = f" ({code}: {message})" if code else ""
+    status = answer.status
     if status == 401:
         return ReconcileError(
             f"the shop refused the relay's signature{said}; the plugin and the relay must share the site's secret"
@@ -184,9 +195,10 @@ def _refusal(status: int, retry_after: str | None, data: bytes, url: str) -> Exc
             f"no snapshot route at {url} (HTTP 404): is the Stock Relay plugin active and up to date, and is the"
             " WordPress REST API reachable there?"
         )
-    if status == 429 or status >= 500:
-        wait = float(retry_after) if retry_after and retry_after.isdigit() else None
-        return _Transient(f"the shop answered HTTP {status}{said}", min(wait, 30.0) if wait is not None else None)
+    verdict = outbound.classify(answer)
+    if verdict.kind in (outbound.Kind.THROTTLED, outbound.Kind.TRANSIENT):
+        wait = None if verdict.retry_after is None else min(verdict.retry_after, MAX_RETRY_AFTER)
+        return TransientDeliveryError(f"the shop answered HTTP {status}{said}", wait, http_status=status)
     return ReconcileError(f"the shop answered HTTP {status}{said}")
 
 

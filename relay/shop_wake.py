@@ -18,15 +18,18 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+import yarl
 
-from . import signing
+from . import outbound, signing
 from .config import SiteConfig
+from .errors import TransientDeliveryError
 from .ids import new_msg_id
 
 log = logging.getLogger("stock_relay.shop_wake")
 WAKE_PATH = "/wp-json/stock-relay/v1/wake"
 WAKE_TYPE = "outbox.wake"
 TIMEOUT_SECONDS = 10.0
+ANSWER_BYTES = 4096  # enough for the plugin's error code
 
 
 async def wake_shop(site: SiteConfig, session: aiohttp.ClientSession, now: Callable[[], float] = time.time) -> bool:
@@ -41,18 +44,23 @@ async def wake_shop(site: SiteConfig, session: aiohttp.ClientSession, now: Calla
         # Every active secret, as for snapshot pages: the plugin may hold the old or the new one mid-rotation.
         "webhook-signature": " ".join(signing.sign(s, msg_id, timestamp, body) for s in site.secrets),
     }
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
     try:
-        async with session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as response:
-            status, answer = response.status, await response.content.read(4096)
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        answer = await outbound.send(
+            session,
+            "POST",
+            yarl.URL(url),
+            timeout=TIMEOUT_SECONDS,
+            what="the shop",
+            headers=headers,
+            data=body,
+            limit=ANSWER_BYTES,
+        )
+    except TransientDeliveryError as exc:
         log.warning(
-            "%s: could not wake the shop's outbox at %s (%s); it sends on its own schedule",
-            site.id,
-            url,
-            type(exc).__name__,
+            "%s: could not wake the shop's outbox at %s (%s); it sends on its own schedule", site.id, url, exc.message
         )
         return False
+    status = answer.status
     if 200 <= status < 300:
         log.info("%s: told the shop at %s that the relay is up; it sends what waited now", site.id, url)
         return True
@@ -61,7 +69,7 @@ async def wake_shop(site: SiteConfig, session: aiohttp.ClientSession, now: Calla
         site.id,
         url,
         status,
-        _code(answer),
+        _code(answer.body),
         " (is the Stock Relay plugin up to date?)" if status == 404 else "",
     )
     return False
