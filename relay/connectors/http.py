@@ -44,9 +44,10 @@ def refusal(
 ) -> DeliveryError:
     """The error for a refused answer, by its verdict (never OK), in the connector's words.
 
-    A 429 waits for its Retry-After (0 too: the remote's word), else ``throttle_wait`` (the connector's rule when the marketplace gives
-    none), and tells ``budget`` to slow down. Without their own sentence: "{what} answered {status}" for a
-    passing trouble, "{what} refused access ({status})", "{what} refused the request ({status})".
+    A 429 waits for its Retry-After (0 too: the remote's word), else ``throttle_wait`` (the connector's rule
+    when the marketplace gives none), and tells ``budget`` to slow down. Without their own sentence: "{what}
+    answered {status}" for a passing trouble, "{what} refused access ({status})", "{what} refused the request
+    ({status})".
     """
     status = answer.status
     if verdict.kind is Kind.THROTTLED:
