@@ -1,5 +1,11 @@
 """Configuration: YAML (or the embedded defaults) → frozen dataclasses, loaded once and passed explicitly.
 
+The dataclasses below state the schema once: each field's ``spec(...)`` metadata gives its YAML key, its range,
+whether it is required or secret, and which channel types use it. Everything else is derived from them: the
+allowed keys, the checks (``_read``), the defaults, what ``check-config`` prints (``redacted``) and the docs test
+(``schema()``, which tests/test_docs.py holds against docs/configuration.md and config.example.yaml). A key with
+checks of its own (secrets, sites, channels, SKU maps) names its reader, one of the ``_read_*`` functions below.
+
 Secrets never live in the YAML. Wherever a secret is needed the YAML holds a *reference*:
 ``env:NAME`` (an environment variable), ``file:/path`` (a file) or ``credential:NAME`` (a systemd
 credential, read from ``$CREDENTIALS_DIRECTORY/NAME``). A referenced value may hold several
@@ -14,8 +20,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,51 +34,10 @@ from .errors import ConfigError
 
 SITE_ID = re.compile(r"^[a-z0-9-]{1,64}$")
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+HTTP_URL = re.compile(r"^https?://[^\s/]+")
 CHANNEL_TYPES = ("sandbox", "webhook", "shopify", "ebay", "amazon", "etsy", "walmart", "tiktok")
 MARKETPLACE_TYPES = CHANNEL_TYPES[2:]
 DEFAULT_STATE_DIR = ".stock-relay"
-
-# Every key the YAML may hold, by section (tests check each one is documented in config.example.yaml).
-TOP_KEYS = {
-    "state_dir",
-    "listen",
-    "limits",
-    "dispatch",
-    "sites",
-    "shutdown_grace_seconds",
-    "timestamp_tolerance_seconds",
-    "vault_key",
-    "retention_days",
-}
-LISTEN_KEYS = {"host", "port"}
-LIMIT_KEYS = {"max_body_bytes", "max_batch_events", "max_connections", "request_timeout_seconds"}
-SITE_KEYS = {"secret", "channels", "max_requests_per_second", "shop_url", "reconcile"}
-RECONCILE_KEYS = {
-    "incremental_minutes",
-    "full_hour",
-    "page_size",
-    "timeout_seconds",
-    "readback_hours",
-    "readback_share",
-}
-CHANNEL_KEYS = {
-    "name",
-    "type",
-    "batch_size",
-    "rate",
-    "timeout_seconds",
-    "coalesce_seconds",
-    "rules",
-    "url",
-    "signing",
-    "secret",
-    "latency_ms",
-    "failure_rate",
-    "api_base",
-    "account",
-    "credentials",
-}
-RATE_KEYS = {"per_second", "burst"}
 # A marketplace's largest batch and published limit: (batch_size, rate.per_second, rate.burst) when the YAML
 # leaves them out. Sources and units are in docs/connectors.md (Shopify's rate is in cost points).
 TYPE_DEFAULTS: dict[str, tuple[int, float, int]] = {
@@ -82,75 +48,313 @@ TYPE_DEFAULTS: dict[str, tuple[int, float, int]] = {
     "walmart": (1000, 3.3, 10),  # a feed takes thousands; single updates ~200/min (sellers' figure)
     "tiktok": (250, 10.0, 10),  # one product per call, several products per claim; TikTok publishes no limit
 }
-# How long a change waits for further changes to the same SKU before it is sent, where a marketplace charges per
-# update beyond its call rate: eBay counts each as one of a listing's 250 daily revisions (docs/connectors.md).
-COALESCE_DEFAULTS: dict[str, float] = {"ebay": 1.0}
-RULE_KEYS = {"buffer", "buffer_per_sku", "sku_map", "unmanaged_quantity", "backorder_quantity"}
+
+# --- the declaration's vocabulary -----------------------------------------------------------------
+
+Reader = Callable[["_Node", str, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the schema says about one field besides its default."""
+
+    key: str | None = ""  # the YAML key: "" is the field's name, "listen.host" sits in a sub-mapping, None: no key
+    whole: tuple[int, int] | None = None  # a YAML integer from low to high
+    number: tuple[float, float] | None = None  # an integer or decimal from low to high
+    nullable: bool = False  # null is a value of its own, not "the default"
+    check: Callable[[str], str] | None = None  # a text's check: the value to keep, or ValueError(message)
+    required: bool = False
+    types: tuple[str, ...] = ()  # the channel types that use it: read, and shown by check-config, for them only
+    read_for_all_types: bool = False  # ...but read and checked whatever the type (the sandbox keys always were)
+    by_type: Mapping[str, Any] = field(default_factory=dict)  # a channel type's own default
+    reader: Reader | None = None  # reads the key instead of the shared rules (its checks are its own)
+    mapping: bool = False  # the YAML holds a mapping of id to item
+    redact: Callable[[Any], Any] | None = None  # a secret: what check-config shows instead
+    doc: str | None = None  # the default as the docs state it, where that is not the value itself
+
+
+def spec(**kwargs: Any) -> dict[str, Spec]:
+    """A field's metadata: ``field(default=50, metadata=spec(whole=(1, 1000)))``."""
+    return {"spec": Spec(**kwargs)}
+
+
+def spec_of(f: Field[Any]) -> Spec:
+    found = f.metadata.get("spec")
+    return found if isinstance(found, Spec) else Spec()
+
+
+def _pattern(pattern: re.Pattern[str], message: str, required: bool = False, strip: str = "") -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if (value or required) and not pattern.match(value):
+            raise ValueError(message)
+        return value.rstrip(strip)
+
+    return check
+
+
+def _choice(choices: tuple[str, ...], message: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+def _count(unit: str) -> Callable[[tuple[str, ...]], str]:
+    return lambda values: f"<redacted: {len(values)} {unit}>"
+
+
+def _vault_count(keys: tuple[str, ...]) -> str | None:
+    return _count("keys")(keys) if keys else None
+
+
+_QUANTITY = (0, 1_000_000)
+_DISPATCH_WHOLE = (1, 1_000_000)
+_DISPATCH_NUMBER = (0.001, 10_000_000)
+
+# --- keys with checks of their own (the schema below names them) ----------------------------------
+
+
+def _read_state_dir(node: _Node, key: str, values: dict[str, Any]) -> Path:
+    state_dir = node.get(key, str)
+    return (node.base_dir / state_dir) if state_dir else default_state_dir()
+
+
+def _read_vault_keys(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
+    ref = node.get(key, str)
+    if not ref:
+        return ()
+    keys = tuple(node.resolve_secret(key, ref).split())
+    try:
+        for value in keys:
+            Fernet(value.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise ConfigError(node.sub(key), "must hold Fernet keys (stock-relay keygen --vault prints one)") from None
+    return keys
+
+
+def _read_sites(node: _Node, key: str, values: dict[str, Any]) -> tuple[SiteConfig, ...]:
+    sites = node.child(key, None)
+    if not isinstance(sites.value, Mapping) or not sites.value:
+        raise ConfigError(sites.path, "define at least one site (a mapping of site id to its settings)")
+    return tuple(_site(str(site_id), sites.child(str(site_id), None)) for site_id in sites.value)
+
+
+def _site(site_id: str, node: _Node) -> SiteConfig:
+    if not SITE_ID.match(site_id):
+        raise ConfigError(node.path, "a site id is 1 to 64 of a-z, 0-9 and '-'")
+    return SiteConfig(id=site_id, **_read(SiteConfig, node))
+
+
+def _read_site_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
+    ref = node.get(key, str)
+    if not ref:
+        raise ConfigError(node.sub(key), "required: a reference such as env:NAME, file:/path or credential:NAME")
+    secrets = tuple(node.resolve_secret(key, ref).split())
+    for value in secrets:
+        try:
+            signing.secret_key(value)
+        except ValueError as exc:
+            raise ConfigError(node.sub(key), str(exc)) from None
+    return secrets
+
+
+def _read_channels(node: _Node, key: str, values: dict[str, Any]) -> tuple[ChannelConfig, ...]:
+    items = node.child(key, None)
+    if not isinstance(items.value, list) or not items.value:
+        raise ConfigError(items.path, "list at least one channel")
+    channels = tuple(ChannelConfig(**_read(ChannelConfig, items.item(i))) for i in range(len(items.value)))
+    seen: set[str] = set()
+    for index, channel in enumerate(channels):
+        if channel.name in seen:
+            raise ConfigError(f"{items.path}[{index}].name", f"duplicate channel name {channel.name!r}")
+        seen.add(channel.name)
+    return channels
+
+
+def _read_webhook_secret(node: _Node, key: str, values: dict[str, Any]) -> str:
+    ref = node.get(key, str)
+    if not ref:
+        raise ConfigError(node.sub(key), "required for a webhook channel: env:NAME, file:/path or credential:NAME")
+    secret = next(iter(node.resolve_secret(key, ref).split()), "")
+    if not secret:  # empty only when secrets are not resolved
+        return secret
+    if values["signing"] == "v1":
+        try:
+            signing.secret_key(secret)
+        except ValueError as exc:
+            raise ConfigError(node.sub(key), str(exc)) from None
+    elif not secret.startswith(signing.PRIVATE_KEY_PREFIX):
+        raise ConfigError(node.sub(key), "v1a signing needs a whsk_ ed25519 private key (stock-relay keygen --ed25519)")
+    return secret
+
+
+def _read_account(node: _Node, key: str, values: dict[str, Any]) -> dict[str, str]:
+    """The account's identifiers: text or whole numbers (IDs), never secrets (those go in the vault)."""
+    account = node.child(key, {})
+    if not isinstance(account.value, Mapping):
+        raise ConfigError(account.path, "must map identifier names (shop, location_id, seller_id, ...) to values")
+    out: dict[str, str] = {}
+    for name, value in account.value.items():
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(account.sub(name), "must be text or a whole number")
+        out[str(name)] = str(value)
+    return out
+
+
+def _read_buffer_per_sku(node: _Node, key: str, values: dict[str, Any]) -> dict[str, int]:
+    per_sku = node.child(key, {})
+    if not isinstance(per_sku.value, Mapping):
+        raise ConfigError(per_sku.path, "must map SKU to a whole number")
+    return {str(sku): per_sku.int(sku, 0, *_QUANTITY) for sku in _sku_keys(per_sku)}
+
+
+def _read_sku_map(node: _Node, key: str, values: dict[str, Any]) -> dict[str, str | None]:
+    sku_map = node.child(key, {})
+    if not isinstance(sku_map.value, Mapping):
+        raise ConfigError(sku_map.path, "must map shop SKU to channel SKU (or null to leave it off this channel)")
+    mapped: dict[str, str | None] = {}
+    for sku in _sku_keys(sku_map):
+        value = sku_map.value[sku]
+        if value is not None and not isinstance(value, str | int):
+            raise ConfigError(sku_map.sub(sku), "must be a channel SKU or null")
+        mapped[str(sku)] = None if value is None else str(value)
+    return mapped
+
+
+def _sku_keys(node: _Node) -> list[Any]:
+    """SKU keys as YAML read them: text or whole numbers; yes/no, dates or decimals mean a missing quote."""
+    for key in node.value:
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise ConfigError(node.sub(key), "put the SKU in quotes: YAML read it as something other than text")
+    return list(node.value)
+
+
+# --- the schema: fields in the order check-config prints them --------------------------------------
 
 
 @dataclass(frozen=True)
 class StockRules:
     """How a shop quantity becomes the quantity a channel shows (see docs/configuration.md)."""
 
-    buffer: int = 0
-    buffer_per_sku: Mapping[str, int] = field(default_factory=dict)
-    sku_map: Mapping[str, str | None] = field(default_factory=dict)
-    unmanaged_quantity: int | None = None
-    backorder_quantity: int = 0
+    buffer: int = field(default=0, metadata=spec(whole=_QUANTITY))
+    buffer_per_sku: Mapping[str, int] = field(
+        default_factory=dict, metadata=spec(reader=_read_buffer_per_sku, doc="none")
+    )
+    sku_map: Mapping[str, str | None] = field(default_factory=dict, metadata=spec(reader=_read_sku_map, doc="none"))
+    unmanaged_quantity: int | None = field(default=None, metadata=spec(whole=_QUANTITY, nullable=True))
+    backorder_quantity: int = field(default=0, metadata=spec(whole=_QUANTITY))
 
 
 @dataclass(frozen=True)
 class RateLimit:
-    per_second: float = 10.0
-    burst: int = 10
+    per_second: float = field(
+        default=10.0, metadata=spec(number=(0.001, 100_000), by_type={k: v[1] for k, v in TYPE_DEFAULTS.items()})
+    )
+    burst: int = field(
+        default=10, metadata=spec(whole=(1, 100_000), by_type={k: v[2] for k, v in TYPE_DEFAULTS.items()})
+    )
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    name: str
-    type: str
-    batch_size: int = 50
+    name: str = field(
+        metadata=spec(
+            required=True,
+            check=_pattern(
+                CHANNEL_NAME, "required: 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit", True
+            ),
+        )
+    )
+    # read before the keys below: they take this type's own defaults
+    type: str = field(
+        metadata=spec(required=True, check=_choice(CHANNEL_TYPES, f"must be one of {', '.join(CHANNEL_TYPES)}"))
+    )
+    batch_size: int = field(
+        default=50,
+        metadata=spec(whole=(1, 1000), by_type={"webhook": 1} | {k: v[0] for k, v in TYPE_DEFAULTS.items()}),
+    )
     rate: RateLimit = field(default_factory=RateLimit)
-    timeout_seconds: float = 10.0
-    # a change waits this long before it is due, so the same SKU's changes meanwhile go out as one update
-    coalesce_seconds: float = 0.0
+    timeout_seconds: float = field(default=10.0, metadata=spec(number=(0.1, 300)))
+    # a change waits this long before it is due, so the same SKU's changes meanwhile go out as one update; where a
+    # marketplace charges per update beyond its call rate: eBay counts each as one of a listing's 250 daily
+    # revisions (docs/connectors.md)
+    coalesce_seconds: float = field(default=0.0, metadata=spec(number=(0, 60), by_type={"ebay": 1.0}))
     rules: StockRules = field(default_factory=StockRules)
     # webhook
-    url: str = ""
-    signing: str = "v1"
-    secret: str = field(default="", repr=False)
+    url: str = field(
+        default="",
+        metadata=spec(
+            types=("webhook",),
+            required=True,
+            check=_pattern(HTTP_URL, "required for a webhook channel: an http:// or https:// URL", True),
+        ),
+    )
+    signing: str = field(
+        default="v1",
+        metadata=spec(types=("webhook",), check=_choice(("v1", "v1a"), "must be v1 (HMAC) or v1a (ed25519)")),
+    )
+    secret: str = field(
+        default="",
+        repr=False,
+        metadata=spec(types=("webhook",), required=True, reader=_read_webhook_secret, redact=lambda _: "<redacted>"),
+    )
     # sandbox
-    latency_ms: float = 5.0
-    failure_rate: float = 0.0
+    latency_ms: float = field(
+        default=5.0, metadata=spec(number=(0, 60_000), types=("sandbox",), read_for_all_types=True)
+    )
+    failure_rate: float = field(default=0.0, metadata=spec(number=(0, 1), types=("sandbox",), read_for_all_types=True))
     # marketplaces: where to call (the live API when empty; a sandbox host or a local fake when set),
     # the account's non-secret identifiers (shop domain, location, seller id, ...) and the vault
     # entry holding its secrets ("SITE/CHANNEL" when empty; see relay/vault.py)
-    api_base: str = ""
-    account: Mapping[str, str] = field(default_factory=dict)
-    credentials: str = ""
+    api_base: str = field(
+        default="",
+        metadata=spec(
+            types=MARKETPLACE_TYPES,
+            check=_pattern(HTTP_URL, "must be an http:// or https:// URL (or left out for the live API)", strip="/"),
+            doc="the live API",
+        ),
+    )
+    # doc "": each type's keys, none of them with a default, are in docs/connectors.md
+    account: Mapping[str, str] = field(
+        default_factory=dict, metadata=spec(types=MARKETPLACE_TYPES, reader=_read_account, doc="")
+    )
+    credentials: str = field(default="", metadata=spec(types=MARKETPLACE_TYPES, doc="`SITE/CHANNEL`"))
 
 
 @dataclass(frozen=True)
 class ReconcileConfig:
     """When the relay compares the shop's truth with what it published (see relay/reconcile.py)."""
 
-    incremental_minutes: float = 5.0  # a pass over what changed since the last one; 0: off
-    full_hour: int | None = 3  # local hour of the nightly full pass; None: off
-    page_size: int = 500  # snapshot items per request (the plugin serves at most 500)
-    timeout_seconds: float = 30.0  # per snapshot request
-    readback_hours: float = 24.0  # read every listed SKU back from each channel that can be read, this often; 0: off
-    readback_share: float = 0.2  # at most this share of a channel's rate budget goes to read-back
+    # a pass over what changed since the last one; 0: off
+    incremental_minutes: float = field(default=5.0, metadata=spec(number=(0, 1440)))
+    # local hour of the nightly full pass; None: off
+    full_hour: int | None = field(default=3, metadata=spec(whole=(0, 23), nullable=True))
+    # snapshot items per request (the plugin serves at most 500)
+    page_size: int = field(default=500, metadata=spec(whole=(1, 500)))
+    # per snapshot request
+    timeout_seconds: float = field(default=30.0, metadata=spec(number=(1, 600)))
+    # read every listed SKU back from each channel that can be read, this often; 0: off
+    readback_hours: float = field(default=24.0, metadata=spec(number=(0, 8760)))
+    # at most this share of a channel's rate budget goes to read-back
+    readback_share: float = field(default=0.2, metadata=spec(number=(0.01, 1)))
 
 
 @dataclass(frozen=True)
 class SiteConfig:
-    id: str
-    secrets: tuple[str, ...] = field(repr=False)
-    channels: tuple[ChannelConfig, ...]
-    max_requests_per_second: float = 50.0
+    id: str = field(metadata=spec(key=None))  # its key in `sites`
+    secrets: tuple[str, ...] = field(
+        repr=False, metadata=spec(key="secret", required=True, reader=_read_site_secrets, redact=_count("active"))
+    )
+    max_requests_per_second: float = field(default=50.0, metadata=spec(number=(0, 1_000_000)))
     # the WordPress site's address, where the plugin's snapshot route lives; empty: no reconciliation
-    shop_url: str = ""
+    shop_url: str = field(
+        default="", metadata=spec(check=_pattern(HTTP_URL, "must be the shop's http:// or https:// address", strip="/"))
+    )
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    # keyword-only, so that it may come last (where check-config prints it) after keys with defaults
+    channels: tuple[ChannelConfig, ...] = field(kw_only=True, metadata=spec(required=True, reader=_read_channels))
 
     @functools.cached_property
     def coalesce(self) -> dict[str, float]:
@@ -161,35 +365,41 @@ class SiteConfig:
 
 @dataclass(frozen=True)
 class DispatchConfig:
-    lease_seconds: float = 60.0
-    backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 900.0
-    give_up_after_hours: float = 72.0
-    circuit_failure_threshold: int = 5
-    circuit_open_seconds: float = 30.0
-    auth_pause_seconds: float = 300.0
-    idle_poll_seconds: float = 1.0
+    lease_seconds: float = field(default=60.0, metadata=spec(number=_DISPATCH_NUMBER))
+    backoff_base_seconds: float = field(default=1.0, metadata=spec(number=_DISPATCH_NUMBER))
+    backoff_max_seconds: float = field(default=900.0, metadata=spec(number=_DISPATCH_NUMBER))
+    give_up_after_hours: float = field(default=72.0, metadata=spec(number=_DISPATCH_NUMBER))
+    circuit_failure_threshold: int = field(default=5, metadata=spec(whole=_DISPATCH_WHOLE))
+    circuit_open_seconds: float = field(default=30.0, metadata=spec(number=_DISPATCH_NUMBER))
+    auth_pause_seconds: float = field(default=300.0, metadata=spec(number=_DISPATCH_NUMBER))
+    idle_poll_seconds: float = field(default=1.0, metadata=spec(number=_DISPATCH_NUMBER))
     # /readyz reports a worker stuck in one step (a channel call, a database write) for longer than this
-    stall_seconds: float = 120.0
+    stall_seconds: float = field(default=120.0, metadata=spec(number=_DISPATCH_NUMBER))
 
 
 @dataclass(frozen=True)
 class Config:
-    state_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 8787
-    max_body_bytes: int = 1024 * 1024
-    max_batch_events: int = 500
+    state_dir: Path = field(metadata=spec(reader=_read_state_dir, doc="`$STATE_DIRECTORY`"))
+    host: str = field(default="127.0.0.1", metadata=spec(key="listen.host"))
+    port: int = field(default=8787, metadata=spec(key="listen.port", whole=(0, 65535)))
+    max_body_bytes: int = field(
+        default=1024 * 1024, metadata=spec(key="limits.max_body_bytes", whole=(1024, 1024 * 1024))
+    )
+    max_batch_events: int = field(default=500, metadata=spec(key="limits.max_batch_events", whole=(1, 500)))
     # open client connections held at once; more are answered 503 and closed (see relay/connection_gate.py)
-    max_connections: int = 1000
+    max_connections: int = field(default=1000, metadata=spec(key="limits.max_connections", whole=(16, 100_000)))
     # how long a request's headers, and then its body, may take to arrive (slow clients are closed)
-    request_timeout_seconds: float = 30.0
-    timestamp_tolerance_seconds: int = 300
-    shutdown_grace_seconds: float = 10.0
-    retention_days: float = 30.0
+    request_timeout_seconds: float = field(
+        default=30.0, metadata=spec(key="limits.request_timeout_seconds", number=(1, 300))
+    )
+    timestamp_tolerance_seconds: int = field(default=300, metadata=spec(whole=(1, 300)))
+    shutdown_grace_seconds: float = field(default=10.0, metadata=spec(number=(0, 600)))
+    retention_days: float = field(default=30.0, metadata=spec(number=(1, 3650)))
+    vault_keys: tuple[str, ...] = field(
+        default=(), repr=False, metadata=spec(key="vault_key", reader=_read_vault_keys, redact=_vault_count)
+    )
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
-    sites: tuple[SiteConfig, ...] = ()
-    vault_keys: tuple[str, ...] = field(default=(), repr=False)
+    sites: tuple[SiteConfig, ...] = field(default=(), metadata=spec(required=True, reader=_read_sites, mapping=True))
 
     @property
     def database_path(self) -> Path:
@@ -204,6 +414,61 @@ class Config:
             if site.id == site_id:
                 return site
         return None
+
+
+# --- what the schema says, walked ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key the YAML may hold: ``path`` is e.g. ("sites", "*", "channels", "rate", "burst")."""
+
+    path: tuple[str, ...]
+    spec: Spec
+    default: Any  # MISSING for a required key or a section
+    section: bool = False
+
+
+def schema(cls: type = Config, prefix: tuple[str, ...] = ()) -> Iterator[Key]:
+    """Every key the YAML may hold, in declaration order, each section before its keys."""
+    subs: set[str] = set()
+    for f in fields(cls):
+        s = spec_of(f)
+        if s.key is None:
+            continue
+        *outer, name = (s.key or f.name).split(".")
+        if outer and outer[0] not in subs:  # listen, limits: a sub-mapping of this class's own keys
+            subs.add(outer[0])
+            yield Key((*prefix, outer[0]), Spec(), MISSING, section=True)
+        path = (*prefix, *outer, name)
+        nested = _sections(cls).get(f.name)
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        yield Key(path, s, MISSING if s.required or nested else default, section=nested is not None)
+        if nested:
+            yield from schema(nested, (*path, "*") if s.mapping else path)
+
+
+@functools.cache
+def _sections(cls: type) -> dict[str, type]:
+    """cls's fields that hold another of these dataclasses (or a tuple of them), with that dataclass."""
+    found: dict[str, type] = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        for candidate in (hint, *typing.get_args(hint)):
+            if isinstance(candidate, type) and is_dataclass(candidate):
+                found[name] = candidate
+    return found
+
+
+def _allowed(cls: type) -> dict[str, set[str]]:
+    """cls's YAML keys by where they sit: "" its own, "listen" those of its sub-mapping listen."""
+    allowed: dict[str, set[str]] = {"": set()}
+    for f in fields(cls):
+        if (key := spec_of(f).key) is not None:
+            *outer, name = (key or f.name).split(".")
+            allowed[""].add(outer[0] if outer else name)
+            if outer:
+                allowed.setdefault(outer[0], set()).add(name)
+    return allowed
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -262,223 +527,41 @@ def load(
 
 def parse(raw: Any, environ: Mapping[str, str], base_dir: Path = Path("."), secrets: bool = True) -> Config:
     """Validate a parsed YAML document and build the Config (``secrets=False``: see ``load``)."""
-    root = _Node(raw, "", environ, base_dir, secrets)
-    root.expect_keys(TOP_KEYS)
-    listen = root.child("listen", {})
-    listen.expect_keys(LISTEN_KEYS)
-    limits = root.child("limits", {})
-    limits.expect_keys(LIMIT_KEYS)
-    state_dir = root.get("state_dir", str)
-    cfg = Config(
-        state_dir=(base_dir / state_dir) if state_dir else default_state_dir(),
-        host=listen.get("host", str) or "127.0.0.1",
-        port=listen.int("port", 8787, 0, 65535),
-        max_body_bytes=limits.int("max_body_bytes", 1024 * 1024, 1024, 1024 * 1024),
-        max_batch_events=limits.int("max_batch_events", 500, 1, 500),
-        max_connections=limits.int("max_connections", 1000, 16, 100_000),
-        request_timeout_seconds=limits.number("request_timeout_seconds", 30.0, 1, 300),
-        timestamp_tolerance_seconds=root.int("timestamp_tolerance_seconds", 300, 1, 300),
-        shutdown_grace_seconds=root.number("shutdown_grace_seconds", 10.0, 0, 600),
-        retention_days=root.number("retention_days", 30.0, 1, 3650),
-        dispatch=_dispatch(root.child("dispatch", {})),
-        vault_keys=_vault_keys(root),
-    )
-    sites_node = root.child("sites", None)
-    if not isinstance(sites_node.value, Mapping) or not sites_node.value:
-        raise ConfigError("sites", "define at least one site (a mapping of site id to its settings)")
-    sites = tuple(_site(str(site_id), sites_node.child(str(site_id), None)) for site_id in sites_node.value)
-    return replace(cfg, sites=sites)
+    return Config(**_read(Config, _Node(raw, "", environ, base_dir, secrets)))
 
 
-def _vault_keys(root: _Node) -> tuple[str, ...]:
-    ref = root.get("vault_key", str)
-    if not ref:
-        return ()
-    keys = tuple(root.resolve_secret("vault_key", ref).split())
-    try:
-        for key in keys:
-            Fernet(key.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        raise ConfigError("vault_key", "must hold Fernet keys (stock-relay keygen --vault prints one)") from None
-    return keys
-
-
-def _dispatch(node: _Node) -> DispatchConfig:
-    names = {f.name for f in fields(DispatchConfig)}
-    node.expect_keys(names)
-    defaults = DispatchConfig()
+def _read(cls: type, node: _Node, kind: str = "") -> dict[str, Any]:
+    """The values of ``cls``'s fields at ``node``, checked as their specs say. A key the YAML leaves out takes its
+    default (channel type ``kind``'s own where it has one); a key another channel type uses keeps its default."""
+    for where, keys in _allowed(cls).items():
+        (node.child(where, {}) if where else node).expect_keys(keys)
     values: dict[str, Any] = {}
-    for name in names:
-        default = getattr(defaults, name)
-        if isinstance(default, int):
-            values[name] = node.int(name, default, 1, 1_000_000)
+    for f in fields(cls):
+        s = spec_of(f)
+        if s.key is None or (s.types and kind not in s.types and not s.read_for_all_types):
+            continue
+        *outer, key = (s.key or f.name).split(".")
+        at = node.child(outer[0], {}) if outer else node
+        default = s.by_type.get(kind, f.default)
+        if s.reader:
+            values[f.name] = s.reader(at, key, values)
+        elif nested := _sections(cls).get(f.name):
+            values[f.name] = nested(**_read(nested, at.child(key, {}), kind))
+        elif s.nullable and at.lookup(key, default) is None:
+            values[f.name] = None
+        elif s.whole:
+            values[f.name] = at.int(key, default, *s.whole)
+        elif s.number:
+            values[f.name] = at.number(key, default, *s.number)
         else:
-            values[name] = node.number(name, default, 0.001, 10_000_000)
-    return DispatchConfig(**values)
-
-
-def _site(site_id: str, node: _Node) -> SiteConfig:
-    if not SITE_ID.match(site_id):
-        raise ConfigError(node.path, "a site id is 1 to 64 of a-z, 0-9 and '-'")
-    node.expect_keys(SITE_KEYS)
-    secret_ref = node.get("secret", str)
-    if not secret_ref:
-        raise ConfigError(
-            f"{node.path}.secret", "required: a reference such as env:NAME, file:/path or credential:NAME"
-        )
-    secrets = tuple(node.resolve_secret("secret", secret_ref).split())
-    for value in secrets:
-        try:
-            signing.secret_key(value)
-        except ValueError as exc:
-            raise ConfigError(f"{node.path}.secret", str(exc)) from None
-    channels_node = node.child("channels", None)
-    if not isinstance(channels_node.value, list) or not channels_node.value:
-        raise ConfigError(channels_node.path, "list at least one channel")
-    channels = tuple(_channel(channels_node.item(i)) for i in range(len(channels_node.value)))
-    seen: set[str] = set()
-    for index, channel in enumerate(channels):
-        if channel.name in seen:
-            raise ConfigError(f"{channels_node.path}[{index}].name", f"duplicate channel name {channel.name!r}")
-        seen.add(channel.name)
-    shop_url = node.get("shop_url", str) or ""
-    if shop_url and not re.match(r"^https?://[^\s/]+", shop_url):
-        raise ConfigError(f"{node.path}.shop_url", "must be the shop's http:// or https:// address")
-    return SiteConfig(
-        id=site_id,
-        secrets=secrets,
-        channels=channels,
-        max_requests_per_second=node.number("max_requests_per_second", 50.0, 0, 1_000_000),
-        shop_url=shop_url.rstrip("/"),
-        reconcile=_reconcile(node.child("reconcile", {})),
-    )
-
-
-def _reconcile(node: _Node) -> ReconcileConfig:
-    node.expect_keys(RECONCILE_KEYS)
-    full_hour = node.value.get("full_hour", 3) if isinstance(node.value, Mapping) else 3
-    return ReconcileConfig(
-        incremental_minutes=node.number("incremental_minutes", 5.0, 0, 1440),
-        full_hour=None if full_hour is None else node.int("full_hour", 3, 0, 23),
-        page_size=node.int("page_size", 500, 1, 500),
-        timeout_seconds=node.number("timeout_seconds", 30.0, 1, 600),
-        readback_hours=node.number("readback_hours", 24.0, 0, 8760),
-        readback_share=node.number("readback_share", 0.2, 0.01, 1),
-    )
-
-
-def _channel(node: _Node) -> ChannelConfig:
-    node.expect_keys(CHANNEL_KEYS)
-    name = node.get("name", str)
-    if not name or not CHANNEL_NAME.match(name):
-        raise ConfigError(
-            f"{node.path}.name", "required: 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
-        )
-    kind = node.get("type", str)
-    if kind not in CHANNEL_TYPES:
-        raise ConfigError(f"{node.path}.type", f"must be one of {', '.join(CHANNEL_TYPES)}")
-    rate = node.child("rate", {})
-    rate.expect_keys(RATE_KEYS)
-    defaults = TYPE_DEFAULTS.get(kind, (1 if kind == "webhook" else 50, 10.0, 10))
-    channel = ChannelConfig(
-        name=name,
-        type=kind,
-        batch_size=node.int("batch_size", defaults[0], 1, 1000),
-        rate=RateLimit(
-            per_second=rate.number("per_second", defaults[1], 0.001, 100_000),
-            burst=rate.int("burst", defaults[2], 1, 100_000),
-        ),
-        timeout_seconds=node.number("timeout_seconds", 10.0, 0.1, 300),
-        coalesce_seconds=node.number("coalesce_seconds", COALESCE_DEFAULTS.get(kind, 0.0), 0, 60),
-        rules=_rules(node.child("rules", {})),
-        latency_ms=node.number("latency_ms", 5.0, 0, 60_000),
-        failure_rate=node.number("failure_rate", 0.0, 0, 1),
-    )
-    if kind == "webhook":
-        url = node.get("url", str)
-        if not url or not re.match(r"^https?://[^\s/]+", url):
-            raise ConfigError(f"{node.path}.url", "required for a webhook channel: an http:// or https:// URL")
-        mode = node.get("signing", str) or "v1"
-        if mode not in ("v1", "v1a"):
-            raise ConfigError(f"{node.path}.signing", "must be v1 (HMAC) or v1a (ed25519)")
-        ref = node.get("secret", str)
-        if not ref:
-            raise ConfigError(
-                f"{node.path}.secret", "required for a webhook channel: env:NAME, file:/path or credential:NAME"
-            )
-        secret = next(iter(node.resolve_secret("secret", ref).split()), "")
-        if secret:  # empty only when secrets are not resolved
-            _check_outbound_secret(f"{node.path}.secret", mode, secret)
-        channel = replace(channel, url=url, signing=mode, secret=secret)
-    elif kind in MARKETPLACE_TYPES:
-        channel = replace(
-            channel,
-            api_base=_api_base(node),
-            account=_account(node.child("account", {})),
-            credentials=node.get("credentials", str) or "",
-        )
-    return channel
-
-
-def _api_base(node: _Node) -> str:
-    base = node.get("api_base", str) or ""
-    if base and not re.match(r"^https?://[^\s/]+", base):
-        raise ConfigError(f"{node.path}.api_base", "must be an http:// or https:// URL (or left out for the live API)")
-    return base.rstrip("/")
-
-
-def _account(node: _Node) -> dict[str, str]:
-    """The account's identifiers: text or whole numbers (IDs), never secrets (those go in the vault)."""
-    if not isinstance(node.value, Mapping):
-        raise ConfigError(node.path, "must map identifier names (shop, location_id, seller_id, ...) to values")
-    account: dict[str, str] = {}
-    for key, value in node.value.items():
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ConfigError(f"{node.path}.{key}", "must be text or a whole number")
-        account[str(key)] = str(value)
-    return account
-
-
-def _check_outbound_secret(path: str, mode: str, secret: str) -> None:
-    if mode == "v1":
-        try:
-            signing.secret_key(secret)
-        except ValueError as exc:
-            raise ConfigError(path, str(exc)) from None
-    elif not secret.startswith(signing.PRIVATE_KEY_PREFIX):
-        raise ConfigError(path, "v1a signing needs a whsk_ ed25519 private key (stock-relay keygen --ed25519)")
-
-
-def _rules(node: _Node) -> StockRules:
-    node.expect_keys(RULE_KEYS)
-    per_sku = node.child("buffer_per_sku", {})
-    if not isinstance(per_sku.value, Mapping):
-        raise ConfigError(per_sku.path, "must map SKU to a whole number")
-    sku_map = node.child("sku_map", {})
-    if not isinstance(sku_map.value, Mapping):
-        raise ConfigError(sku_map.path, "must map shop SKU to channel SKU (or null to leave it off this channel)")
-    mapped: dict[str, str | None] = {}
-    _sku_keys(sku_map)
-    for key, value in sku_map.value.items():
-        if value is not None and not isinstance(value, str | int):
-            raise ConfigError(f"{sku_map.path}.{key}", "must be a channel SKU or null")
-        mapped[str(key)] = None if value is None else str(value)
-    unmanaged = node.value.get("unmanaged_quantity") if isinstance(node.value, Mapping) else None
-    return StockRules(
-        buffer=node.int("buffer", 0, 0, 1_000_000),
-        buffer_per_sku={str(k): per_sku.int(k, 0, 0, 1_000_000) for k in _sku_keys(per_sku)},
-        sku_map=mapped,
-        unmanaged_quantity=None if unmanaged is None else node.int("unmanaged_quantity", 0, 0, 1_000_000),
-        backorder_quantity=node.int("backorder_quantity", 0, 0, 1_000_000),
-    )
-
-
-def _sku_keys(node: _Node) -> list[Any]:
-    """SKU keys as YAML read them: text or whole numbers; yes/no, dates or decimals mean a missing quote."""
-    for key in node.value:
-        if isinstance(key, bool) or not isinstance(key, str | int):
-            raise ConfigError(f"{node.path}.{key}", "put the SKU in quotes: YAML read it as something other than text")
-    return list(node.value)
+            text = at.get(key, str) or ("" if default is MISSING else default)
+            try:
+                values[f.name] = s.check(text) if s.check else text
+            except ValueError as exc:
+                raise ConfigError(at.sub(key), str(exc)) from None
+        if cls is ChannelConfig and f.name == "type":
+            kind = values[f.name]
+    return values
 
 
 class _Node:
@@ -491,7 +574,7 @@ class _Node:
         self.base_dir = base_dir
         self.secrets = secrets
 
-    def _sub(self, key: str | int) -> str:
+    def sub(self, key: Any) -> str:
         return f"{self.path}.{key}" if self.path else str(key)
 
     def expect_keys(self, allowed: set[str]) -> None:
@@ -501,94 +584,73 @@ class _Node:
             raise ConfigError(self.path, "must be a mapping")
         for key in self.value:
             if key not in allowed:
-                raise ConfigError(self._sub(str(key)), f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                raise ConfigError(self.sub(key), f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def lookup(self, key: Any, default: Any) -> Any:
+        return self.value.get(key, default) if isinstance(self.value, Mapping) else default
 
     def child(self, key: str, default: Any) -> _Node:
-        value = self.value.get(key, default) if isinstance(self.value, Mapping) else default
-        return _Node(value, self._sub(key), self.environ, self.base_dir, self.secrets)
+        return _Node(self.lookup(key, default), self.sub(key), self.environ, self.base_dir, self.secrets)
 
     def item(self, index: int) -> _Node:
         return _Node(self.value[index], f"{self.path}[{index}]", self.environ, self.base_dir, self.secrets)
 
     def get(self, key: str, kind: type) -> Any:
-        value = self.value.get(key) if isinstance(self.value, Mapping) else None
+        value = self.lookup(key, None)
         if value is not None and not isinstance(value, kind):
-            raise ConfigError(self._sub(key), f"must be a {kind.__name__}")
+            raise ConfigError(self.sub(key), f"must be a {kind.__name__}")
         return value
 
     def number(self, key: str, default: float, low: float, high: float) -> float:
-        value = self.value.get(key, default) if isinstance(self.value, Mapping) else default
+        value = self.lookup(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise ConfigError(self._sub(key), f"must be a number from {low:g} to {high:g}")
+            raise ConfigError(self.sub(key), f"must be a number from {low:g} to {high:g}")
         return float(value)
 
-    def int(self, key: str | int, default: int, low: int, high: int) -> int:
-        value = self.value.get(key, default) if isinstance(self.value, Mapping) else default
+    def int(self, key: Any, default: int, low: int, high: int) -> int:
+        value = self.lookup(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(self._sub(key), f"must be a whole number from {low} to {high}")
+            raise ConfigError(self.sub(key), f"must be a whole number from {low} to {high}")
         return value
 
     def resolve_secret(self, key: str, ref: str) -> str:
         """The referenced value; "" without reading it when secrets are not resolved (the reference is still checked)."""
         if not self.secrets:
             if ref.partition(":")[0] not in secretref.SCHEMES:
-                raise ConfigError(self._sub(key), secretref.NOT_A_REFERENCE)
+                raise ConfigError(self.sub(key), secretref.NOT_A_REFERENCE)
             return ""
         try:
             return secretref.resolve(ref, self.environ, self.base_dir)
         except ValueError as exc:
-            raise ConfigError(self._sub(key), str(exc)) from None
+            raise ConfigError(self.sub(key), str(exc)) from None
 
 
 def redacted(cfg: Config) -> dict[str, Any]:
     """The effective config as plain data with every secret replaced, for ``check-config``."""
+    return _plain(cfg)
 
-    def channel(c: ChannelConfig) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": c.name,
-            "type": c.type,
-            "batch_size": c.batch_size,
-            "rate": {"per_second": c.rate.per_second, "burst": c.rate.burst},
-            "timeout_seconds": c.timeout_seconds,
-            "coalesce_seconds": c.coalesce_seconds,
-            "rules": {
-                "buffer": c.rules.buffer,
-                "buffer_per_sku": dict(c.rules.buffer_per_sku),
-                "sku_map": dict(c.rules.sku_map),
-                "unmanaged_quantity": c.rules.unmanaged_quantity,
-                "backorder_quantity": c.rules.backorder_quantity,
-            },
-        }
-        if c.type == "webhook":
-            out.update(url=c.url, signing=c.signing, secret="<redacted>")
-        elif c.type in MARKETPLACE_TYPES:
-            out.update(api_base=c.api_base, account=dict(c.account), credentials=c.credentials)
-        else:
-            out.update(latency_ms=c.latency_ms, failure_rate=c.failure_rate)
-        return out
 
-    return {
-        "state_dir": str(cfg.state_dir),
-        "listen": {"host": cfg.host, "port": cfg.port},
-        "limits": {
-            "max_body_bytes": cfg.max_body_bytes,
-            "max_batch_events": cfg.max_batch_events,
-            "max_connections": cfg.max_connections,
-            "request_timeout_seconds": cfg.request_timeout_seconds,
-        },
-        "timestamp_tolerance_seconds": cfg.timestamp_tolerance_seconds,
-        "shutdown_grace_seconds": cfg.shutdown_grace_seconds,
-        "retention_days": cfg.retention_days,
-        "vault_key": f"<redacted: {len(cfg.vault_keys)} keys>" if cfg.vault_keys else None,
-        "dispatch": {f.name: getattr(cfg.dispatch, f.name) for f in fields(DispatchConfig)},
-        "sites": {
-            s.id: {
-                "secret": f"<redacted: {len(s.secrets)} active>",
-                "max_requests_per_second": s.max_requests_per_second,
-                "shop_url": s.shop_url,
-                "reconcile": {f.name: getattr(s.reconcile, f.name) for f in fields(ReconcileConfig)},
-                "channels": [channel(c) for c in s.channels],
-            }
-            for s in cfg.sites
-        },
-    }
+def _plain(obj: Any, kind: str = "") -> dict[str, Any]:
+    """One section as the YAML would hold it: a channel shows the keys its type uses, a secret what its spec says."""
+    kind = obj.type if isinstance(obj, ChannelConfig) else kind
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        s = spec_of(f)
+        if s.key is None or (s.types and kind not in s.types):
+            continue
+        value = getattr(obj, f.name)
+        if s.redact:
+            value = s.redact(value)
+        elif s.mapping:
+            value = {item.id: _plain(item) for item in value}
+        elif isinstance(value, tuple):
+            value = [_plain(item) for item in value]
+        elif is_dataclass(value):
+            value = _plain(value, kind)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        *outer, key = (s.key or f.name).split(".")
+        (out.setdefault(outer[0], {}) if outer else out)[key] = value
+    return out
