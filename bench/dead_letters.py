@@ -5,7 +5,7 @@
 Every confirmed delivery resolves its SKU's open dead letter, on the one writer connection that
 every channel and ingest share. If that lookup reads all of the channel's open dead letters, a
 channel that failed for a day (thousands of them) slows every other channel and ingest down.
-Both runs use the real queue.claim / queue.settle on a fresh SQLite file (synchronous=OFF: the cost
+Both runs use the real deliveries.claim / deliveries.settle on a fresh SQLite file (synchronous=OFF: the cost
 measured is the statements', not the disk's), in batches of 100, in the same process.
 
 Target: ratio (many / none) <= 1.2. The last line of stdout is one JSON object with the figures.
@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay import ingest, queue, store  # noqa: E402
+from relay import deliveries, ingest, store  # noqa: E402
 from relay.client import new_event_id, stock_event  # noqa: E402
 
-POLICY = queue.RetryPolicy(1, 60, 3600)
+POLICY = deliveries.RetryPolicy(1, 60, 3600)
 
 
 def per_delivery_us(workdir: Path, open_dead: int, deliveries: int) -> float:
@@ -51,10 +51,10 @@ def per_delivery_us(workdir: Path, open_dead: int, deliveries: int) -> float:
     started = time.process_time()
     while True:
         conn.execute("BEGIN")
-        claimed = queue.claim(conn, "shop", "channel", 100, "token", 60, now + 1)
+        claimed = deliveries.claim(conn, "shop", "channel", 100, "token", 60, now + 1)
         if claimed:
-            outcomes = [queue.Outcome(c.sku, queue.OK, quantity=5) for c in claimed]
-            settled += queue.settle(conn, "shop", "channel", "token", claimed, outcomes, POLICY, now + 1, rand)
+            outcomes = [deliveries.Outcome(c.sku, deliveries.OK, quantity=5) for c in claimed]
+            settled += deliveries.settle(conn, "shop", "channel", "token", claimed, outcomes, POLICY, now + 1, rand)
         conn.execute("COMMIT")
         if not claimed:
             break

@@ -19,10 +19,11 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from . import queue, rules
+from . import deliveries, rules
 from .circuit import CLOSED, HALF_OPEN, CircuitBreaker
 from .config import ChannelConfig, DispatchConfig
 from .connectors.base import Connector, ItemResult, Update
+from .deliveries import Claimed, Outcome, RetryPolicy
 from .errors import (
     AuthDeliveryError,
     DeliveryError,
@@ -32,7 +33,6 @@ from .errors import (
     StorageError,
     TransientDeliveryError,
 )
-from .queue import Claimed, Outcome, RetryPolicy
 from .readback import ReadBack
 from .store import Store
 
@@ -218,7 +218,7 @@ class ChannelWorker:
         tokens = [secrets.token_hex(16) for _ in range(batches)]
 
         def claim(conn: sqlite3.Connection) -> list[tuple[str, list[Claimed]]]:
-            claims = [(t, queue.claim(conn, self.site, self.channel.name, limit, t, lease, now)) for t in tokens]
+            claims = [(t, deliveries.claim(conn, self.site, self.channel.name, limit, t, lease, now)) for t in tokens]
             return [(t, rows) for t, rows in claims if rows]
 
         return await self.store.write(claim)
@@ -236,12 +236,12 @@ class ChannelWorker:
             if save_state is not None:
                 save_state(conn)
             dead.clear()  # a job may run twice (its group failed): only the committed run counts
-            settled = queue.settle(
+            settled = deliveries.settle(
                 conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand, dead
             )
             if not limit:
                 return settled, []
-            return settled, queue.claim(
+            return settled, deliveries.claim(
                 conn, self.site, self.channel.name, limit, next_token, self.settings.lease_seconds, now
             )
 
@@ -275,7 +275,7 @@ class ChannelWorker:
         for item in claimed:
             update = self._update_for(item)
             if update is None:
-                outcomes.append(Outcome(item.sku, queue.SKIPPED))
+                outcomes.append(Outcome(item.sku, deliveries.SKIPPED))
             else:
                 updates.append(update)
         if not updates:
@@ -328,23 +328,23 @@ class ChannelWorker:
             )
             if error is None:
                 successes += 1
-                outcomes.append(Outcome(update.sku, queue.OK, **common))  # type: ignore[arg-type]
+                outcomes.append(Outcome(update.sku, deliveries.OK, **common))  # type: ignore[arg-type]
             elif isinstance(error, QuotaHold):
                 # Settled as a pause, like a refused credential: the claim is released and the item keeps its
                 # attempts and first failure, so however long the quota takes to return it is never given up.
                 held = error
-                outcomes.append(Outcome(update.sku, queue.HELD, error=str(error), **common))  # type: ignore[arg-type]
+                outcomes.append(Outcome(update.sku, deliveries.HELD, error=str(error), **common))  # type: ignore[arg-type]
             elif isinstance(error, AuthDeliveryError):
                 auth_error = error
-                outcomes.append(Outcome(update.sku, queue.AUTH, error=str(error), **common))  # type: ignore[arg-type]
+                outcomes.append(Outcome(update.sku, deliveries.AUTH, error=str(error), **common))  # type: ignore[arg-type]
             elif isinstance(error, PermanentDeliveryError):
-                outcomes.append(Outcome(update.sku, queue.PERMANENT, error=str(error), **common))  # type: ignore[arg-type]
+                outcomes.append(Outcome(update.sku, deliveries.PERMANENT, error=str(error), **common))  # type: ignore[arg-type]
             else:
                 # a feed still being processed is the channel working, not failing: it must not open the circuit
                 transient += not isinstance(error, PendingDeliveryError)
                 retry_after = error.retry_after if isinstance(error, TransientDeliveryError) else None
                 outcomes.append(
-                    Outcome(update.sku, queue.TRANSIENT, error=str(error), retry_after=retry_after, **common)  # type: ignore[arg-type]
+                    Outcome(update.sku, deliveries.TRANSIENT, error=str(error), retry_after=retry_after, **common)  # type: ignore[arg-type]
                 )
         if successes:
             self.last_success = self.now()
@@ -369,7 +369,7 @@ class ChannelWorker:
             tokens = [token for token, _ in self._ahead]
             self._ahead.clear()
             if tokens:
-                await self.store.write(lambda conn: queue.release(conn, tokens))
+                await self.store.write(lambda conn: deliveries.release(conn, tokens))
 
     def _hold(self, held: QuotaHold) -> None:
         """Open the circuit for as long as the quota is spent: the reason shows in status, and when it is over

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from . import audit
+from . import audit, deliveries
 from .errors import PayloadError
 from .store import MergeableJob
 
@@ -331,21 +331,6 @@ _INSERT_VERSIONS = (
     " ON CONFLICT (site, product_id) DO UPDATE SET version = excluded.version"
     " WHERE excluded.version > product_versions.version"
 )
-# Coalescing (see make_due): a row already pending keeps its backoff (or its coalescing wait); a delivered or dead
-# one is due now, or after its channel's coalesce_seconds.
-_INSERT_DUE = (
-    "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at, pending_since)"
-    " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
-    " ON CONFLICT (site, channel, sku) DO UPDATE SET"
-    "   want_seq = excluded.want_seq,"
-    "   pending_since = CASE WHEN state = 'pending' THEN pending_since ELSE excluded.pending_since END,"
-    "   next_attempt_at = CASE WHEN state = 'pending' THEN next_attempt_at ELSE excluded.next_attempt_at END,"
-    "   attempts = CASE WHEN state = 'pending' THEN attempts ELSE 0 END,"
-    "   first_failure_at = CASE WHEN state = 'pending' THEN first_failure_at ELSE NULL END,"
-    "   state = 'pending',"
-    "   updated_at = excluded.updated_at"
-    " WHERE excluded.want_seq >= deliveries.want_seq"
-)
 _INSERT_REQUESTS = "INSERT INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
@@ -379,7 +364,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
         seq = known[3] or 0
     events: list[tuple[Any, ...]] = []
     gated: dict[tuple[str, int], int] = {}
-    due: list[tuple[Any, ...]] = []
+    due: list[deliveries.Due] = []
     logged: list[audit.Entry] = []
     requests: list[tuple[Any, ...]] = []
     outcomes: list[BatchOutcome] = []
@@ -426,7 +411,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
                 logged.append((now, site, None, "", event.id, event.version, "skipped", None, None, None, note))
                 continue
             for channel in job.channels:
-                due.append((site, channel, event.sku, seq, now + job.coalesce.get(channel, 0.0), now, now))
+                due.append((site, channel, event.sku, seq, now + job.coalesce.get(channel, 0.0), now))
                 made_due += 1
         response = {
             "accepted": accepted,
@@ -440,7 +425,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
         outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due, body=text))
     conn.executemany(_INSERT_EVENTS, events)
     conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in gated.items()])
-    conn.executemany(_INSERT_DUE, due)
+    deliveries.make_due_many(conn, due)
     audit.record(conn, logged)
     conn.executemany(_INSERT_REQUESTS, requests)
     return outcomes
@@ -449,12 +434,3 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
 def is_reuse(stored: str | None, digest: str) -> bool:
     """A repeated webhook-id whose content differs from the first request's (unknown on either side: not a reuse)."""
     return bool(stored and digest and stored != digest)
-
-
-def make_due(conn: sqlite3.Connection, site: str, channel: str, sku: str, seq: int, now: float) -> None:
-    """Point (site, channel, sku) at event ``seq``: coalescing means only the newest event is ever sent.
-
-    A row already pending keeps its backoff (a new value must not hammer a failing channel); a row
-    that was delivered or dead becomes due now, with a fresh retry count.
-    """
-    conn.execute(_INSERT_DUE, (site, channel, sku, seq, now, now, now))

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from . import audit, rules
 from .config import ChannelConfig, ReconcileConfig
 from .connectors.base import Connector
+from .deliveries import make_due
 from .errors import DeliveryError, TransientDeliveryError
-from .ingest import make_due
 from .reconcile import record_drift
 from .store import Store
 

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import audit
+from . import audit, deliveries
 
 SCOPES = ("dead", "skus", "all")
 CHUNK = 500
@@ -62,10 +62,11 @@ def replay_chunk(
         if newest is None:
             unknown.append(sku)
             continue
-        for channel in channels:
-            if _due_now(conn, site, channel, sku, newest, scope, now):
-                scheduled += 1
-                logged.append(audit.entry(now, site, "replay", channel=channel, sku=sku, detail={"scope": scope}))
+        for channel in _targets(conn, site, channels, sku, scope):
+            # Due now with a fresh retry count; created for a channel that never had the SKU.
+            deliveries.make_due(conn, site, channel, sku, newest, now, restart=True)
+            scheduled += 1
+            logged.append(audit.entry(now, site, "replay", channel=channel, sku=sku, detail={"scope": scope}))
         conn.execute(
             "UPDATE dead_letters SET resolved_at = ? WHERE site = ? AND sku = ? AND resolved_at IS NULL"
             f" AND channel IN ({marks})",
@@ -75,20 +76,14 @@ def replay_chunk(
     return Chunk(scheduled, unknown, chosen[-1] if more and chosen else None)
 
 
-def _due_now(conn: sqlite3.Connection, site: str, channel: str, sku: str, newest: int, scope: str, now: float) -> bool:
-    """Make one delivery due now with a fresh retry count; create it for a channel that never had the SKU."""
-    only_dead = " AND state = 'dead'" if scope == "dead" else ""
-    cursor = conn.execute(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, first_failure_at = NULL, last_error = NULL,"
-        " next_attempt_at = ?, pending_since = COALESCE(pending_since, ?), updated_at = ?"
-        f" WHERE site = ? AND channel = ? AND sku = ?{only_dead}",
-        (now, now, now, site, channel, sku),
-    )
-    if cursor.rowcount or scope == "dead":
-        return bool(cursor.rowcount)
-    conn.execute(
-        "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at, pending_since)"
-        " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-        (site, channel, sku, newest, now, now, now),
-    )
-    return True
+def _targets(conn: sqlite3.Connection, site: str, channels: Sequence[str], sku: str, scope: str) -> Sequence[str]:
+    """The channels to replay ``sku`` to: all of them, or (scope ``dead``) those where it is a dead letter."""
+    if scope != "dead":
+        return channels
+    dead = {
+        row[0]
+        for row in conn.execute(
+            "SELECT channel FROM deliveries WHERE site = ? AND sku = ? AND state = 'dead'", (site, sku)
+        )
+    }
+    return [channel for channel in channels if channel in dead]

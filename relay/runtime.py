@@ -15,7 +15,7 @@ from typing import IO
 
 import aiohttp
 
-from . import __version__, connectors, queue, reconcile, shop_wake
+from . import __version__, connectors, deliveries, reconcile, shop_wake
 from . import retention as retention_module
 from .config import Config, SiteConfig
 from .dispatch import ChannelWorker
@@ -74,7 +74,7 @@ class Relay:
     async def _open(self, run_workers: bool) -> None:
         """Everything start() does once the state directory is locked."""
         await self.store.open()
-        released = await self.store.write(lambda conn: queue.release(conn))
+        released = await self.store.write(lambda conn: deliveries.release(conn))
         if released:
             log.info("released %d claims left by a previous run", released)
         self._session = aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"})
@@ -250,7 +250,7 @@ class Relay:
             self._tasks.clear()
         with contextlib.suppress(StorageError):
             # Whatever a cancelled worker still held is due again at once for the next start.
-            await self.store.write(lambda conn: queue.release(conn))
+            await self.store.write(lambda conn: deliveries.release(conn))
         await self._close_resources()
 
     async def _close_resources(self) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from relay import queue, signing
+from relay import deliveries as queue
+from relay import signing
 from relay.client import stock_event
 from relay.config import StockRules
 
@@ -145,7 +146,7 @@ def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
         " backorders, version, occurred_at, cause_kind, received_at, outcome)"
         " VALUES ('s','e1','stock',1,'A',1,5,'instock','no',1,'','order',0,'accepted')"
     )
-    from relay.ingest import make_due
+    from relay.deliveries import make_due
 
     make_due(conn, "s", "c", "A", 1, now=0.0)
     first = queue.claim(conn, "s", "c", 10, "t1", lease_seconds=30, now=1.0)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relay import queue, retention
+from relay import deliveries as queue
+from relay import retention
 from relay.errors import StorageError
 from relay.runtime import Relay
 from relay.store import MAX_GROUP, MIGRATIONS, Store, migrate
