@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay import deliveries, ingest, store  # noqa: E402
+from relay import deliveries, ingest, protocol, store  # noqa: E402
 from relay.client import new_event_id, stock_event  # noqa: E402
 
 POLICY = deliveries.RetryPolicy(1, 60, 3600)
@@ -41,7 +41,7 @@ def per_delivery_us(workdir: Path, open_dead: int, deliveries: int) -> float:
         [(f"DEAD-{i}", now) for i in range(open_dead)],
     )
     events = [
-        ingest.validate_event(stock_event(n, f"SKU-{n}", 5, 1, event_id=new_event_id()))
+        protocol.validate_event(stock_event(n, f"SKU-{n}", 5, 1, event_id=new_event_id()))
         for n in range(1, deliveries + 1)
     ]
     ingest.record_batch(conn, "shop", ["channel"], "msg-1", events, [], now)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import ingest, metrics, views
+from . import metrics, protocol, views
 from .config import SiteConfig
 from .errors import PayloadError
 from .replay import SCOPES, replay_chunk
@@ -171,13 +171,13 @@ async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, A
     channel = _channel(site, doc)
     channels = [channel] if channel else [c.name for c in site.channels]
     msg_id = request.headers["webhook-id"]
-    digest = ingest.content_digest(doc)
+    digest = protocol.content_digest(doc)
     seen = await relay.store.query(
         lambda conn: conn.execute(
             "SELECT response, digest FROM requests WHERE site = ? AND msg_id = ?", (site.id, msg_id)
         ).fetchone()
     )
-    if seen is not None and ingest.is_reuse(seen[1], digest):
+    if seen is not None and protocol.is_reuse(seen[1], digest):
         raise PayloadError(
             "webhook_id_reused",
             "This webhook-id was already used for a request with other content; nothing was scheduled.",

@@ -39,7 +39,7 @@ from .config import ChannelConfig, SiteConfig
 from .deliveries import make_due
 from .errors import ReconcileError, TransientDeliveryError
 from .ids import new_msg_id, ulid
-from .ingest import Event, parse_json, validate_event
+from .protocol import Event, parse_json, validate_event
 
 log = logging.getLogger("stock_relay.reconcile")
 T = TypeVar("T")

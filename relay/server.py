@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import ClientPayloadError, web
 
-from . import __version__, ingest, operator_api, signing, woocommerce_webhooks
+from . import __version__, ingest, operator_api, protocol, signing, woocommerce_webhooks
 from .config import Config, SiteConfig
 from .errors import PayloadError, SignatureError, StorageError
 from .ingest import BatchOutcome
@@ -146,7 +146,7 @@ def signed(body_type: str) -> Callable[[SignedHandler], Handler]:
             signing.verify(site.secrets, request.headers, body, now, config.timestamp_tolerance_seconds)
             if (limited := over_budget(request, site)) is not None:
                 return limited
-            doc = ingest.check_envelope(ingest.parse_json(body), body_type, site.id)
+            doc = protocol.check_envelope(protocol.parse_json(body), body_type, site.id)
             return await handler(request, site, doc)
 
         return checked
@@ -238,7 +238,7 @@ class ClientGone(Exception):
 
 async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
     relay = request.app[RELAY]
-    events, rejected = ingest.split_batch(doc, relay.config.max_batch_events)
+    events, rejected = protocol.split_batch(doc, relay.config.max_batch_events)
     if relay.shutting_down:
         return error_response(
             503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
@@ -248,7 +248,7 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     now = relay.now()
     # A job object, not a lambda: the writer records the batches of concurrent requests together.
     outcome: BatchOutcome = await relay.store.write(
-        ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now, site.coalesce, ingest.content_digest(doc))
+        ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now, site.coalesce, protocol.content_digest(doc))
     )
     if outcome.reused:
         return webhook_id_reused()

@@ -189,7 +189,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (site, channel, sku)
     ) WITHOUT ROWID;
     """,
-    # 6: what each remembered webhook-id carried (ingest.content_digest), so a reused id with other content is
+    # 6: what each remembered webhook-id carried (protocol.content_digest), so a reused id with other content is
     # refused instead of answered with the first request's result while its own events are dropped.
     # NULL (rows from before, WooCommerce's webhooks): never compared.
     """

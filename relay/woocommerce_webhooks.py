@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import ingest, signing
+from . import ingest, protocol, signing
 from .config import SiteConfig
 from .errors import PayloadError, SignatureError
 
@@ -101,7 +101,7 @@ async def handle(request: web.Request, site: SiteConfig, body: bytes, relay: Any
     """A JSON delivery whose signature server.py has verified (and charged to the site's request budget)."""
     kind = topic_kind(request.headers)
     event_id = delivery_id(request.headers, body)
-    doc = ingest.parse_json(body)
+    doc = protocol.parse_json(body)
     known = None
     if kind == "deleted" and isinstance(doc, dict) and isinstance(doc.get("id"), int):
         product_id = doc["id"]
@@ -115,8 +115,8 @@ async def handle(request: web.Request, site: SiteConfig, body: bytes, relay: Any
         known = row[0] if row else None
     now = relay.now()
     raw = to_event(doc, kind, event_id, int(now * 1_000_000), known)
-    checked = ingest.validate_event(raw)
-    if isinstance(checked, ingest.Rejection):
+    checked = protocol.validate_event(raw)
+    if isinstance(checked, protocol.Rejection):
         raise PayloadError(checked.code, checked.message)
     channels = [c.name for c in site.channels]
     outcome = await relay.store.write(

@@ -272,7 +272,8 @@ async def test_gives_up_after_the_configured_time(start_relay, tmp_path: Path, r
 
 
 def _seed(conn: sqlite3.Connection, now: float) -> None:
-    from relay.ingest import Event, record_batch
+    from relay.ingest import record_batch
+    from relay.protocol import Event
 
     event = Event("e1", "stock", 1, None, None, "SKU", True, 3, "instock", "no", 1, "", "order", None)
     record_batch(conn, "main", ["a"], "msg_seed", [event], [], now)

@@ -291,7 +291,8 @@ async def test_method_and_path_errors_are_json(start_relay) -> None:
 
 def _batch_jobs() -> list:
     """Concurrent batches that exercise every judgement: duplicates, stale, repeats, no SKU, two sites."""
-    from relay.ingest import BatchWrite, Rejection, validate_event
+    from relay.ingest import BatchWrite
+    from relay.protocol import Rejection, validate_event
 
     def ev(n: int, product: int, version: int, sku: str) -> object:
         return validate_event(stock_event(product, sku, n, version, event_id=f"evt_{n}"))
@@ -353,7 +354,8 @@ async def test_batches_recorded_together_match_one_by_one(tmp_path: Path) -> Non
 
 async def test_failing_batch_in_a_run_fails_alone(tmp_path: Path) -> None:
     """When one batch of a run cannot be written, only its caller gets the error; the others commit."""
-    from relay.ingest import BatchWrite, Event
+    from relay.ingest import BatchWrite
+    from relay.protocol import Event
     from relay.store import Store
 
     def job(n: int, product_id: int) -> BatchWrite:

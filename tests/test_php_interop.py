@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from relay import ingest, signing
+from relay import protocol as ingest
+from relay import signing
 from relay.client import stock_event
 from relay.errors import SignatureError
 
