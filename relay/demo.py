@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import sqlite3
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,17 @@ def _explain_counts(counts: collections.Counter[str]) -> list[str]:
     return lines
 
 
+def _queue_summary(conn: sqlite3.Connection, site: str, channel: str) -> tuple[Any, ...]:
+    """View: a channel's pending, retrying and dead deliveries, and its last error."""
+    return tuple(
+        conn.execute(
+            "SELECT SUM(state = 'pending'), SUM(state = 'pending' AND attempts > 0), SUM(state = 'dead'),"
+            " MAX(last_error) FROM deliveries WHERE site = ? AND channel = ?",
+            (site, channel),
+        ).fetchone()
+    )
+
+
 async def _why_not_converged(
     relay: Relay, shop: Shop, channels: Mapping[str, Connector], site: config_module.SiteConfig
 ) -> str:
@@ -195,13 +208,7 @@ async def _why_not_converged(
         differ = len(shop.skus) - _converged(shop, connector, site, name)
         if not differ:
             continue
-        pending, retrying, dead, error = (
-            await relay.store.read(
-                "SELECT SUM(state = 'pending'), SUM(state = 'pending' AND attempts > 0), SUM(state = 'dead'),"
-                " MAX(last_error) FROM deliveries WHERE site = ? AND channel = ?",
-                (site.id, name),
-            )
-        )[0]
+        pending, retrying, dead, error = await relay.store.query(partial(_queue_summary, site=site.id, channel=name))
         never = sum(1 for sku in shop.skus.values() if sku not in getattr(connector, "listings", {}))
         text = f"{name}: {differ:,} SKUs differ; {pending or 0:,} deliveries still queued"
         text += f" ({retrying or 0:,} retrying, last error: {error})" if retrying else ""

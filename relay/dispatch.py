@@ -40,6 +40,15 @@ log = logging.getLogger("stock_relay.dispatch")
 DEAD_LETTER_LOG_SECONDS = 60.0
 
 
+def next_due(conn: sqlite3.Connection, site: str, channel: str) -> float | None:
+    """View: when the channel's next pending delivery is due (wall clock), or None when nothing is pending."""
+    due = conn.execute(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
+        (site, channel),
+    ).fetchone()[0]
+    return None if due is None else float(due)
+
+
 class DeadLetterLog:
     """At most one log line per channel per ``window``: how many items became dead letters, with one example.
 
@@ -381,11 +390,7 @@ class ChannelWorker:
 
     async def _next_due(self) -> float | None:
         """When the channel's next pending delivery is due (wall clock), or None when nothing is pending."""
-        rows = await self.store.read(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
-            (self.site, self.channel.name),
-        )
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+        return await self.store.query(lambda conn: next_due(conn, self.site, self.channel.name))
 
     def _may_read_back(self, due: float | None) -> bool:
         """Read back only while no update is on its way: updates go first.

@@ -7,8 +7,7 @@ jobs. Request fields are checked here with errors that say what to send (400 ``i
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from .config import SiteConfig
 from .errors import PayloadError
 from .replay import SCOPES, replay_chunk
 from .runtime import Relay
-from .store import connect_reader
 
 MAX_REPLAY_SKUS = 10_000
 MAX_DEAD_PAGE = 100_000
@@ -215,19 +213,17 @@ async def handle_export(request: web.Request, site: SiteConfig, doc: dict[str, A
     where = audit_filter(doc, site)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
-    # The cursor is walked on a worker thread, a thousand rows at a time, so the event loop (and ingest)
+    total = await relay.store.query(lambda conn: views.count_rows(conn, site.id, what, where))
+    await response.write(json.dumps({"type": "export", "what": what, "rows": total}).encode() + b"\n")
+
+    def rows(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+        return views.iter_state(conn, site.id) if what == "state" else views.iter_audit(conn, site.id, where)
+
+    # The cursor is walked on a reader thread, a thousand rows at a time, so the event loop (and ingest)
     # never waits behind the export, and memory holds one chunk, however big the table.
-    conn = connect_reader(relay.config.database_path, any_thread=True)
-    try:
-        total = await asyncio.to_thread(views.count_rows, conn, site.id, what, where)
-        await response.write(json.dumps({"type": "export", "what": what, "rows": total}).encode() + b"\n")
-        rows: Iterator[dict[str, Any]] = (
-            views.iter_state(conn, site.id) if what == "state" else views.iter_audit(conn, site.id, where)
-        )
-        while chunk := await asyncio.to_thread(lambda: list(itertools.islice(rows, 1000))):
+    async with contextlib.aclosing(relay.store.stream(rows, 1000)) as chunks:
+        async for chunk in chunks:
             await response.write(b"".join(json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in chunk))
-    finally:
-        conn.close()
     await response.write_eof()
     return response
 

@@ -34,6 +34,15 @@ FAILURE_PAUSE_SECONDS = 60.0
 NOTHING_YET_SECONDS = 5.0
 
 
+def delivered(conn: sqlite3.Connection, site: str, channel: str, after: str, limit: int) -> list[tuple[str, int]]:
+    """View: the next ``limit`` delivered SKUs after ``after`` (in SKU order), with the quantity each was sent."""
+    return conn.execute(
+        "SELECT sku, delivered_quantity FROM deliveries WHERE site = ? AND channel = ? AND state = 'delivered'"
+        " AND delivered_quantity IS NOT NULL AND sku > ? ORDER BY sku LIMIT ?",
+        (site, channel, after, limit),
+    ).fetchall()
+
+
 class ReadBack:
     def __init__(
         self,
@@ -77,11 +86,8 @@ class ReadBack:
         if self.round_started is None:
             self.round_started = self.now()
         size = self.connector.read_batch_size
-        rows = await self.store.read(
-            "SELECT sku, delivered_quantity FROM deliveries WHERE site = ? AND channel = ? AND state = 'delivered'"
-            " AND delivered_quantity IS NOT NULL AND sku > ? ORDER BY sku LIMIT ?",
-            (self.site, self.channel.name, self.cursor, size),
-        )
+        after = self.cursor
+        rows = await self.store.query(lambda conn: delivered(conn, self.site, self.channel.name, after, size))
         if not rows:
             if self.cursor:  # the end of a round
                 self.cursor, self.last_round_at, self.round_started = "", self.round_started, None

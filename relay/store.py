@@ -12,8 +12,14 @@ of a savepoint and some ten statements each. If that call fails, its jobs run ag
 the failure still reaches only the caller whose job caused it.
 
 The writer runs on one dedicated thread with the standard library driver so that a whole group is a
-single thread hop; aiosqlite would cost a hop per statement. Reads use aiosqlite connections of
-their own (WAL lets them run beside the writer).
+single thread hop; aiosqlite would cost a hop per statement.
+
+Every read is a *view*: a plain function ``view(conn) -> data`` (relay/views.py) run by a ``Reader`` on a
+read-only connection (WAL lets it run beside the writer). The relay's Store keeps a few such connections
+open for its reader threads; the CLI reads the file through the same ``Reader`` (``read_view``), and its
+writes go through a ``Store`` of its own, so SQLite's locking and busy timeout serialise them with a
+running relay's. Either way, a sqlite3 error becomes a StorageError in one place: ``_reading`` for
+reads, ``_run_group`` (and opening) for writes.
 """
 
 from __future__ import annotations
@@ -21,19 +27,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from .errors import StorageError
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 256
+READERS = 4  # the relay's reader threads, and the read-only connections it keeps open for them
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -280,18 +288,79 @@ def connect_reader(path: Path, any_thread: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _run_view(path: Path, view: Callable[[sqlite3.Connection], T]) -> T:
-    conn = connect_reader(path)
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """The one place where a read's sqlite3 errors become StorageError (the relay's, the API's and the CLI's)."""
     try:
-        return view(conn)
+        yield
     except sqlite3.Error as exc:
         raise StorageError(f"cannot read {path}: {exc}") from None
-    finally:
+
+
+class Reader:
+    """Read-only connections to one database file, opened when first needed and kept for the next read.
+
+    ``run(view)`` lends a connection to a view function (relay/views.py) on the calling thread, whichever it
+    is, and takes it back after; at most ``keep`` idle ones stay open. A connection whose view failed or whose
+    stream was left unfinished is closed instead: it may still hold a statement, and with it an old snapshot.
+    So a view returns data, never a cursor or an unfinished iterator (``connection`` is for streaming).
+    """
+
+    def __init__(self, path: Path, keep: int = READERS) -> None:
+        self.path, self.keep = path, keep
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def run(self, view: Callable[[sqlite3.Connection], T]) -> T:
+        with self.connection() as conn:
+            return view(conn)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of this reader's for the block, from any thread (one at a time); errors mapped."""
+        with self._lock:
+            if self.closed:
+                raise StorageError("the database is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = connect_reader(self.path, any_thread=True)
+        try:
+            with _reading(self.path):
+                yield conn
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            if not self.closed and len(self._idle) < self.keep:
+                self._idle.append(conn)
+                return
         conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_view(path: Path, view: Callable[[sqlite3.Connection], T]) -> T:
+    """Run one view on the database file at ``path`` (a command's read, the relay running or not)."""
+    with Reader(path, keep=0) as reader:
+        return reader.run(view)
 
 
 class Store:
-    """The database: ``write(job)`` for every change (group-committed), ``read()`` for queries."""
+    """The database: ``write(job)`` for every change (group-committed), ``query(view)`` for every read."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -300,20 +369,23 @@ class Store:
         self._last_full_checkpoint = 0.0  # monotonic time of the last WAL truncation after a full disk
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._reader = Reader(path)
+        self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="sqlite-reader")
         self.groups_committed = 0
 
-    async def open(self) -> None:
+    async def open(self, check: bool = True) -> None:
+        """Open the writer and bring the schema up to date.
+
+        ``check``: run the integrity check first (the relay, at start-up). An operator's command beside a running
+        relay passes False rather than read the whole file again.
+        """
         loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await loop.run_in_executor(self._executor, self._open_writer)
-        self._reader = await aiosqlite.connect(self.path)
-        self._reader.row_factory = aiosqlite.Row
-        await self._reader.execute("PRAGMA query_only=ON")
+        self._conn = await loop.run_in_executor(self._executor, self._open_writer, check)
         self._writer_task = asyncio.create_task(self._writer_loop(), name="sqlite-writer")
 
-    def _open_writer(self) -> sqlite3.Connection:
-        if self.path.exists() and self.path.stat().st_size > 0:
+    def _open_writer(self, check: bool = True) -> sqlite3.Connection:
+        if check and self.path.exists() and self.path.stat().st_size > 0:
             # check before connect_writer: switching a damaged file to WAL would already write its header
             with contextlib.closing(sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)) as probe:
                 check_integrity(probe, self.path)
@@ -343,9 +415,8 @@ class Store:
             _, future = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(StorageError("the relay is shutting down"))
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
+        self._readers.shutdown(wait=True)
+        self._reader.close()
         if self._conn is not None:
             conn = self._conn
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
@@ -361,11 +432,37 @@ class Store:
         return await future
 
     async def query(self, view: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only function (relay/views.py) on a connection of its own, off the event loop.
+        """Run a view (relay/views.py) on one of the store's read-only connections, on a reader thread.
 
-        The views are plain sqlite3 functions so the CLI can run the very same ones on the file.
+        The views are plain sqlite3 functions so the CLI can run the very same ones on the file (``read_view``).
         """
-        return await asyncio.to_thread(_run_view, self.path, view)
+        if self._reader.closed:
+            raise StorageError("the database is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._reader.run, view)
+
+    async def stream(
+        self, view: Callable[[sqlite3.Connection], Iterator[T]], size: int = 1000
+    ) -> AsyncGenerator[list[T], None]:
+        """The rows a streaming view yields (``views.iter_state``), ``size`` at a time, walked on a reader thread.
+
+        The event loop never waits behind the cursor, and memory holds one chunk, however big the table. Close the
+        iterator when leaving early (``contextlib.aclosing``), so its connection is given up at once.
+        """
+        loop = asyncio.get_running_loop()
+        with self._reader.connection() as conn:
+            rows = await loop.run_in_executor(self._readers, view, conn)
+            while chunk := await loop.run_in_executor(self._readers, lambda: list(itertools.islice(rows, size))):
+                yield chunk
+
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """The rows of one SELECT, by index or by name: for tests and checks by hand (the relay reads by views)."""
+
+        def rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            cursor = conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            return cursor.execute(sql, params).fetchall()
+
+        return await self.query(rows)
 
     async def checkpoint(self) -> None:
         """Copy the WAL back into the database and truncate it, outside any transaction, between groups."""
@@ -385,11 +482,6 @@ class Store:
         if self._conn is not None:
             with contextlib.suppress(sqlite3.OperationalError):  # busy: a reader holds it; next time
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
-        assert self._reader is not None, "store is not open"
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
 
     async def _writer_loop(self) -> None:
         loop = asyncio.get_running_loop()
