@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -30,8 +31,8 @@ from . import config as config_module
 from . import outbound, secretref, views
 from .client import SignedClient
 from .errors import ConfigError, RelayError, TransientDeliveryError
-from .replay import SCOPES, replay_chunk
-from .store import connect_reader, connect_writer
+from .replay import SCOPES, Chunk, replay_chunk
+from .store import Reader, Store, read_view
 
 T = TypeVar("T")
 COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export")
@@ -102,17 +103,13 @@ def parse_since(text: str | None, now: float) -> float | None:
 
 
 class Local:
-    """Reads the database file read-only; replay writes through short transactions beside a running relay."""
+    """Reads the database file read-only; replay writes through a Store of its own, beside a running relay."""
 
     def __init__(self, cfg: config_module.Config, site: config_module.SiteConfig) -> None:
         self.cfg, self.site = cfg, site
 
     async def view(self, view: Callable[[sqlite3.Connection], T]) -> T:
-        conn = connect_reader(self.cfg.database_path)
-        try:
-            return view(conn)
-        finally:
-            conn.close()
+        return read_view(self.cfg.database_path, view)
 
     async def status(self) -> dict[str, Any]:
         now = time.time()
@@ -154,13 +151,12 @@ class Local:
         if not self.cfg.database_path.exists():
             raise RelayError(f"no database at {self.cfg.database_path}: has the relay run with this state_dir?")
         channels = [channel] if channel else [c.name for c in self.site.channels]
-        conn = connect_writer(self.cfg.database_path)
+        store = Store(self.cfg.database_path)  # the relay's writer code; SQLite's locks serialise the two
         scheduled, unknown, after = 0, [], ""
         try:
+            await store.open(check=False)
             while True:
-                conn.execute("BEGIN IMMEDIATE")
-                chunk = replay_chunk(conn, self.site.id, channels, scope, time.time(), after, skus)
-                conn.execute("COMMIT")
+                chunk = await store.write(partial(self._replay_chunk, channels, scope, after, skus))
                 scheduled += chunk.scheduled
                 unknown += chunk.unknown
                 progress.show(f"scheduled {scheduled:,} deliveries")
@@ -168,20 +164,23 @@ class Local:
                     break
                 after = chunk.next_after
         finally:
-            conn.close()
+            await store.close()
         return {"scope": scope, "scheduled": scheduled, "unknown_skus": unknown}
 
+    def _replay_chunk(
+        self, channels: list[str], scope: str, after: str, skus: Sequence[str], conn: sqlite3.Connection
+    ) -> Chunk:
+        """Write job: the API's replay job, run by this command's Store."""
+        return replay_chunk(conn, self.site.id, channels, scope, time.time(), after, skus)
+
     async def export(self, what: str, where: views.AuditFilter) -> AsyncIterator[dict[str, Any] | int]:
-        conn = connect_reader(self.cfg.database_path)
-        try:
+        with Reader(self.cfg.database_path, keep=0) as reader, reader.connection() as conn:
             yield views.count_rows(conn, self.site.id, what, where)
             rows = (
                 views.iter_state(conn, self.site.id) if what == "state" else views.iter_audit(conn, self.site.id, where)
             )
             for row in rows:
                 yield row
-        finally:
-            conn.close()
 
 
 class Remote:

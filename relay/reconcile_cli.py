@@ -1,8 +1,8 @@
 """``stock-relay reconcile`` and ``stock-relay drift``: a pass on demand, and what it found.
 
 Both work on the relay's database file, with or without the relay running: reconcile writes each page's
-corrections in a short transaction of its own (as replay does), and a running relay's workers pick the
-due deliveries up at their next poll.
+corrections in a short transaction of its own, through a Store of its own (as replay does), and a running
+relay's workers pick the due deliveries up at their next poll.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import json
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 
@@ -23,9 +22,8 @@ from . import config as config_module
 from .errors import ConfigError, RelayError
 from .operator_cli import Progress, ago, check_state_dir, table
 from .reconcile import PassResult, ShopClient, run_pass
-from .store import connect_reader, connect_writer, migrate
+from .store import Store, read_view
 
-T = TypeVar("T")
 COMMANDS = ("reconcile", "drift")
 
 
@@ -70,26 +68,12 @@ def _sites(cfg: config_module.Config, chosen: str | None, need_shop: bool) -> li
 
 
 async def _reconcile(cfg: config_module.Config, sites: list[config_module.SiteConfig], args: argparse.Namespace) -> int:
-    conn = connect_writer(cfg.database_path)
-    migrate(conn)
-
-    async def write(job: Callable[[sqlite3.Connection], T]) -> T:
-        def run_job() -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = job(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await asyncio.to_thread(run_job)
-
+    store = Store(cfg.database_path)  # the relay's writer code; SQLite's locks serialise the two
     progress = Progress()
     results: list[dict[str, Any]] = []
     failed = False
     try:
+        await store.open(check=False)
         async with aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"}) as session:
             for site in sites:
 
@@ -101,7 +85,7 @@ async def _reconcile(cfg: config_module.Config, sites: list[config_module.SiteCo
                     )
 
                 try:
-                    result = await run_pass(write, site, ShopClient(site, session), args.full, progress=show)
+                    result = await run_pass(store.write, site, ShopClient(site, session), args.full, progress=show)
                 except RelayError as exc:
                     progress.done()
                     print(f"stock-relay: {site.id}: {exc}", file=sys.stderr)
@@ -110,7 +94,7 @@ async def _reconcile(cfg: config_module.Config, sites: list[config_module.SiteCo
                 progress.done()
                 results.append({"site": site.id, **result.as_dict()})
     finally:
-        conn.close()
+        await store.close()
     for row in results:
         print(json.dumps(row) if args.json else _summary(row))
     return 1 if failed else 0
@@ -127,9 +111,8 @@ def _summary(row: dict[str, Any]) -> str:
 
 
 def _drift(cfg: config_module.Config, sites: list[config_module.SiteConfig], args: argparse.Namespace) -> int:
-    conn = connect_reader(cfg.database_path)
-    try:
-        report: list[dict[str, Any]] = [
+    def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        return [
             {
                 "site": site.id,
                 "reconcile": views.reconcile_status(conn, site.id),
@@ -140,8 +123,8 @@ def _drift(cfg: config_module.Config, sites: list[config_module.SiteConfig], arg
             }
             for site in sites
         ]
-    finally:
-        conn.close()
+
+    report = read_view(cfg.database_path, read)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
