@@ -35,7 +35,7 @@ from _common import ROOT, database_path  # noqa: F401 - ROOT puts the project on
 from aiohttp import web
 
 from relay import signing  # noqa: E402
-from relay.client import SignedClient, new_msg_id, stock_event  # noqa: E402
+from relay.cli.client import SignedClient, new_msg_id, stock_event  # noqa: E402
 from relay.errors import SignatureError  # noqa: E402
 
 CHANNELS = ("alpha", "beta")

@@ -30,10 +30,10 @@ from aiohttp.test_utils import TestServer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from relay import signing  # noqa: E402
-from relay.client import SignedClient, stock_event  # noqa: E402
+from relay.cli.client import SignedClient, stock_event  # noqa: E402
 from relay.config import ChannelConfig, Config, DispatchConfig, RateLimit, SiteConfig  # noqa: E402
+from relay.http.server import make_app  # noqa: E402
 from relay.runtime import Relay  # noqa: E402
-from relay.server import make_app  # noqa: E402
 
 DAY = 86_400.0
 

@@ -23,8 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay import deliveries, ingest, protocol, store  # noqa: E402
-from relay.client import new_event_id, stock_event  # noqa: E402
+from relay.cli.client import new_event_id, stock_event  # noqa: E402
+from relay.delivery import deliveries
+from relay.intake import ingest, protocol
+from relay.storage import store  # noqa: E402
 
 POLICY = deliveries.RetryPolicy(1, 60, 3600)
 

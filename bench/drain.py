@@ -55,7 +55,7 @@ from fakes.shopify import MUTATION_COST, FakeShopify
 from fakes.tiktok import FakeTikTok
 from fakes.walmart import FakeWalmart
 from relay import signing
-from relay.client import SignedClient, stock_event
+from relay.cli.client import SignedClient, stock_event
 from relay.vault import Vault, new_key
 
 SKUS_PER_GROUP = 5  # SKUs per Etsy listing and per TikTok product (variations of one item)

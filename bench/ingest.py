@@ -39,7 +39,7 @@ from pathlib import Path
 from _common import ServerProcess, cpu_seconds, database_path, start_relay, summary_ms
 
 from relay import signing
-from relay.client import new_event_id, new_msg_id, stock_event
+from relay.cli.client import new_event_id, new_msg_id, stock_event
 
 BARE = """
 import asyncio, sys

@@ -32,7 +32,7 @@ from _common import database_path, start_relay
 from aiohttp import web
 
 from relay import signing
-from relay.client import SignedClient, stock_event
+from relay.cli.client import SignedClient, stock_event
 
 SAMPLE_SECONDS = 10.0
 

@@ -33,7 +33,7 @@ from _common import start_relay, summary_ms
 from aiohttp import web
 
 from relay import signing
-from relay.client import SignedClient, new_msg_id, stock_event
+from relay.cli.client import SignedClient, new_msg_id, stock_event
 from relay.errors import SignatureError
 
 

@@ -37,8 +37,8 @@ from drain import MARKETPLACES, SKUS_PER_GROUP, bound_seconds, build, minimum_ca
 
 from fakes.shop import FakeShop
 from relay import config as config_module
-from relay import reconcile
 from relay.config import ReconcileConfig
+from relay.repair import reconcile
 from relay.runtime import Relay
 
 

@@ -325,7 +325,7 @@ class ChannelConfig:
 
 @dataclass(frozen=True)
 class ReconcileConfig:
-    """When the relay compares the shop's truth with what it published (see relay/reconcile.py)."""
+    """When the relay compares the shop's truth with what it published (see relay/repair/reconcile.py)."""
 
     # a pass over what changed since the last one; 0: off
     incremental_minutes: float = field(default=5.0, metadata=spec(number=(0, 1440)))
@@ -386,7 +386,7 @@ class Config:
         default=1024 * 1024, metadata=spec(key="limits.max_body_bytes", whole=(1024, 1024 * 1024))
     )
     max_batch_events: int = field(default=500, metadata=spec(key="limits.max_batch_events", whole=(1, 500)))
-    # open client connections held at once; more are answered 503 and closed (see relay/connection_gate.py)
+    # open client connections held at once; more are answered 503 and closed (see relay/http/connection_gate.py)
     max_connections: int = field(default=1000, metadata=spec(key="limits.max_connections", whole=(16, 100_000)))
     # how long a request's headers, and then its body, may take to arrive (slow clients are closed)
     request_timeout_seconds: float = field(

@@ -19,13 +19,13 @@ Who raises and who catches:
 
 - DeliveryErrors are created by the connectors (``relay/connectors/``), and by the dispatcher for a push that
   timed out, a connector that failed unexpectedly, or an item the connector gave no result for. They are
-  caught by the dispatcher (``relay.dispatch``, which settles each item), by the read-back
-  (``relay.readback``, which pauses its round), and inside connectors that make several calls per push
+  caught by the dispatcher (``relay.delivery.dispatch``, which settles each item), by the read-back
+  (``relay.repair.readback``, which pauses its round), and inside connectors that make several calls per push
   (to settle one call's items and go on; ``tiktok`` catches ``MovedError`` to drop a stale mapping).
-- ``VaultError`` is raised by ``relay.vault`` and ``relay.credentials_cli``; the connectors turn it into an
+- ``VaultError`` is raised by ``relay.vault`` and ``relay.cli.credentials``; the connectors turn it into an
   ``AuthDeliveryError`` (``connectors.http.load_credentials``), the CLI prints it.
-- Only ``relay.server`` maps these to HTTP statuses (``SignatureError``, ``PayloadError``, ``StorageError``).
-- ``relay.cli`` turns any ``RelayError`` that reaches it into a message and an exit status.
+- Only ``relay.http.server`` maps these to HTTP statuses (``SignatureError``, ``PayloadError``, ``StorageError``).
+- ``relay.cli.main`` turns any ``RelayError`` that reaches it into a message and an exit status.
 
 Messages are written for a shop owner and never contain a secret.
 """
@@ -47,7 +47,7 @@ class ConfigError(RelayError):
 
 
 class SignatureError(RelayError):
-    """A request's Standard Webhooks signature did not verify. `code` is the PROTOCOL.md error code."""
+    """A request's Standard Webhooks signature did not verify. `code` is the docs/wire-protocol.md error code."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

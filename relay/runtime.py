@@ -15,20 +15,22 @@ from typing import IO
 
 import aiohttp
 
-from . import __version__, connectors, deliveries, reconcile, shop_wake
-from . import retention as retention_module
+from . import __version__, connectors
 from .config import Config, SiteConfig
-from .dispatch import ChannelWorker
+from .delivery import deliveries
+from .delivery.dispatch import ChannelWorker
 from .errors import ReconcileError, StorageError
-from .metrics import Metrics
-from .readback import ReadBack
-from .store import Store
+from .http.metrics import Metrics
+from .repair import reconcile, shop_wake
+from .repair.readback import ReadBack
+from .storage import retention as retention_module
+from .storage.store import Store
 from .vault import Vault
 
 log = logging.getLogger("stock_relay")
 HOUSEKEEPING_SECONDS = 60.0
 RECONCILE_POLL_SECONDS = 30.0  # how often a site's reconciliation schedule is looked at
-# PROTOCOL.md asks for at least 2 x the timestamp tolerance; an hour also covers a plugin that resends
+# docs/wire-protocol.md asks for at least 2 x the timestamp tolerance; an hour also covers a plugin that resends
 # a batch after a long relay outage (its timestamp is fresh, its webhook-id is the original).
 REQUEST_ID_MIN_KEEP_SECONDS = 3600.0
 PRUNE_BATCH = 1000

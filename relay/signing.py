@@ -1,4 +1,4 @@
-"""Standard Webhooks signing and verification (PROTOCOL.md §1).
+"""Standard Webhooks signing and verification (docs/wire-protocol.md §1).
 
 Signed content is ``f"{webhook_id}.{webhook_timestamp}.".encode() + raw_body``. ``v1`` is
 HMAC-SHA256 keyed by the base64-decoded part of a ``whsec_`` secret; ``v1a`` is ed25519 with a
@@ -120,7 +120,7 @@ def verify(
 ) -> int:
     """Verify a request signed with any of ``secrets``; return its timestamp.
 
-    Raises SignatureError with the PROTOCOL.md code: ``signature_missing``,
+    Raises SignatureError with the docs/wire-protocol.md code: ``signature_missing``,
     ``timestamp_out_of_tolerance`` or ``signature_invalid``.
     """
     msg_id = headers.get("webhook-id", "")

@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from relay import signing
-from relay.client import SignedClient
+from relay.cli.client import SignedClient
 from relay.config import ChannelConfig, Config, DispatchConfig, RateLimit, SiteConfig
+from relay.http.server import make_app
 from relay.runtime import Relay
-from relay.server import make_app
 
 from .procs import STARTED
 

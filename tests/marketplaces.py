@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from relay.client import stock_event
+from relay.cli.client import stock_event
 from relay.config import ChannelConfig, Config, RateLimit
 from relay.vault import Vault
 

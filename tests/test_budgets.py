@@ -13,14 +13,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from relay import connectors
-from relay.circuit import CircuitBreaker
 from relay.config import ChannelConfig, RateLimit
 from relay.connectors.base import TokenAuth
+from relay.delivery.circuit import CircuitBreaker
+from relay.delivery.outbound import retry_after_seconds
+from relay.delivery.ratelimit import RateBudget, TokenBucket
 from relay.errors import AuthDeliveryError
-from relay.outbound import retry_after_seconds
-from relay.ratelimit import RateBudget, TokenBucket
 from relay.runtime import prune_request_ids
-from relay.store import migrate
+from relay.storage.store import migrate
 
 
 class Clock:

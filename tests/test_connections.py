@@ -21,7 +21,7 @@ import requests
 import yaml
 
 from relay import signing
-from relay.client import new_msg_id
+from relay.cli.client import new_msg_id
 from relay.logsetup import RepeatFilter
 
 from .conftest import CHANNEL_SECRET, SITE_SECRET, eventually

@@ -11,7 +11,7 @@ import pytest
 
 from fakes.common import Bucket
 from fakes.ebay import FakeEbay
-from relay.client import stock_event
+from relay.cli.client import stock_event
 from relay.config import RateLimit
 from relay.connectors.ebay import RevisionBudget
 

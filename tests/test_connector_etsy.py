@@ -11,7 +11,7 @@ import pytest
 
 from fakes.etsy import FakeEtsy
 from relay.connectors.quota import QuotaGate
-from relay.operator_api import site_status
+from relay.http.operator_api import site_status
 
 from .conftest import eventually
 from .marketplaces import audit_text, channel, dead_reasons, marketplace_config, send, settle, states, store_credentials

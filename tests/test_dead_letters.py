@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from relay.client import stock_event
+from relay.cli.client import stock_event
 
 from .conftest import SITE_SECRET, Reply, make_config, webhook_channel
 from .procs import run_cli

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from relay import deliveries as queue
 from relay import signing
-from relay.client import stock_event
+from relay.cli.client import stock_event
 from relay.config import StockRules
+from relay.delivery import deliveries as queue
 
 from .conftest import Reply, eventually, fast_dispatch, make_config, webhook_channel
 
@@ -138,7 +138,7 @@ async def test_a_batch_is_claimed_ahead_only_where_the_connector_wants_it(
 def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
     """A live lease hides a row from other claimers; a stale claimant's settlement changes nothing."""
     conn = sqlite3.connect(tmp_path / "q.sqlite3", isolation_level=None)
-    from relay.store import migrate
+    from relay.storage.store import migrate
 
     migrate(conn)
     conn.execute(
@@ -146,7 +146,7 @@ def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
         " backorders, version, occurred_at, cause_kind, received_at, outcome)"
         " VALUES ('s','e1','stock',1,'A',1,5,'instock','no',1,'','order',0,'accepted')"
     )
-    from relay.deliveries import make_due
+    from relay.delivery.deliveries import make_due
 
     make_due(conn, "s", "c", "A", 1, now=0.0)
     first = queue.claim(conn, "s", "c", 10, "t1", lease_seconds=30, now=1.0)
@@ -272,8 +272,8 @@ async def test_gives_up_after_the_configured_time(start_relay, tmp_path: Path, r
 
 
 def _seed(conn: sqlite3.Connection, now: float) -> None:
-    from relay.ingest import record_batch
-    from relay.protocol import Event
+    from relay.intake.ingest import record_batch
+    from relay.intake.protocol import Event
 
     event = Event("e1", "stock", 1, None, None, "SKU", True, 3, "instock", "no", 1, "", "order", None)
     record_batch(conn, "main", ["a"], "msg_seed", [event], [], now)

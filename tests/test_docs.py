@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from relay import config, signing
-from relay.cli import main
+from relay.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {key.path: key for key in config.schema()}

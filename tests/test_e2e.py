@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from relay.client import SignedClient, new_msg_id, stock_event
+from relay.cli.client import SignedClient, new_msg_id, stock_event
 
 from .conftest import CHANNEL_SECRET, SITE_SECRET, eventually
 from .procs import RelayProcess

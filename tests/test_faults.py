@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from fakes.shopify import FakeShopify
-from relay.client import stock_event
+from relay.cli.client import stock_event
 from relay.config import ChannelConfig, DispatchConfig, RateLimit
 
 from .conftest import CHANNEL_SECRET, eventually, make_config

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay import signing
-from relay.client import new_event_id, new_msg_id
+from relay.cli.client import new_event_id, new_msg_id
 
 from .conftest import CHANNEL_SECRET, SITE_SECRET
 from .procs import STARTED, RelayProcess

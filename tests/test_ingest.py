@@ -1,4 +1,4 @@
-"""The ingest endpoint over real HTTP: every error row of PROTOCOL.md §2, partial acceptance, idempotency, durability."""
+"""The ingest endpoint over real HTTP: every error row of docs/wire-protocol.md §2, partial acceptance, idempotency, durability."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from unittest.mock import ANY
 import pytest
 
 from relay import signing
-from relay.client import stock_event
+from relay.cli.client import stock_event
 from relay.config import SiteConfig
 
 from .conftest import SITE_SECRET, make_config, webhook_channel
@@ -107,7 +107,7 @@ async def test_ping_reports_version_time_and_channels(start_relay, tmp_path: Pat
     ids=lambda v: v if isinstance(v, str) else "",
 )
 async def test_error_rows(start_relay, name: str, make, status: int, code: str) -> None:
-    """Each whole-request error has its PROTOCOL.md status and code, a readable message, and stores nothing."""
+    """Each whole-request error has its docs/wire-protocol.md status and code, a readable message, and stores nothing."""
     r = await start_relay()
     body, headers = make()
     got, answer, _ = await r.post_raw("/v1/sites/main/events", body, headers)
@@ -291,8 +291,8 @@ async def test_method_and_path_errors_are_json(start_relay) -> None:
 
 def _batch_jobs() -> list:
     """Concurrent batches that exercise every judgement: duplicates, stale, repeats, no SKU, two sites."""
-    from relay.ingest import BatchWrite
-    from relay.protocol import Rejection, validate_event
+    from relay.intake.ingest import BatchWrite
+    from relay.intake.protocol import Rejection, validate_event
 
     def ev(n: int, product: int, version: int, sku: str) -> object:
         return validate_event(stock_event(product, sku, n, version, event_id=f"evt_{n}"))
@@ -317,7 +317,7 @@ def _dump(path: Path) -> dict[str, list]:
 
 async def test_batches_recorded_together_match_one_by_one(tmp_path: Path) -> None:
     """Batches the writer records in one run get the answers and rows they would get one after the other."""
-    from relay.store import Store
+    from relay.storage.store import Store
 
     results = {}
     for mode in ("together", "one_by_one"):
@@ -354,9 +354,9 @@ async def test_batches_recorded_together_match_one_by_one(tmp_path: Path) -> Non
 
 async def test_failing_batch_in_a_run_fails_alone(tmp_path: Path) -> None:
     """When one batch of a run cannot be written, only its caller gets the error; the others commit."""
-    from relay.ingest import BatchWrite
-    from relay.protocol import Event
-    from relay.store import Store
+    from relay.intake.ingest import BatchWrite
+    from relay.intake.protocol import Event
+    from relay.storage.store import Store
 
     def job(n: int, product_id: int) -> BatchWrite:
         event = Event(

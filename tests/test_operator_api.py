@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from relay.client import stock_event
+from relay.cli.client import stock_event
 
 from .conftest import Reply, eventually, fast_dispatch, make_config, webhook_channel
 

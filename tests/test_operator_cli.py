@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from relay import signing
-from relay.client import SignedClient, stock_event
-from relay.store import Store
+from relay.cli.client import SignedClient, stock_event
+from relay.storage.store import Store
 
 from .conftest import eventually
 from .procs import RelayProcess, relay_command, run_cli

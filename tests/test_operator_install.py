@@ -16,7 +16,7 @@ import aiohttp
 import yaml
 
 from relay import signing
-from relay.client import SignedClient, stock_event
+from relay.cli.client import SignedClient, stock_event
 
 from .conftest import eventually
 from .procs import RelayProcess

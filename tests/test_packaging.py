@@ -76,7 +76,7 @@ def test_installed_wheel_serves_openapi_yaml(built: tuple[Path, str], tmp_path: 
     purelib = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
     (purelib / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--quiet", wheel)
-    where = run(python, "-c", "import relay.operator_api as api; print(api.__file__)", cwd=tmp_path).strip()
+    where = run(python, "-c", "import relay.http.operator_api as api; print(api.__file__)", cwd=tmp_path).strip()
     assert Path(where).is_relative_to(purelib), f"relay came from {where}, not from the installed wheel"
 
     config = {

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from relay import protocol as ingest
 from relay import signing
-from relay.client import stock_event
+from relay.cli.client import stock_event
 from relay.errors import SignatureError
+from relay.intake import protocol as ingest
 
 from .conftest import Reply, make_config, webhook_channel
 

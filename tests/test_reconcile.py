@@ -18,13 +18,14 @@ import pytest
 import yaml
 
 from fakes.shop import FakeShop
-from relay import reconcile, views
-from relay.client import new_event_id, stock_event
+from relay.cli.client import new_event_id, stock_event
 from relay.config import ChannelConfig, RateLimit, ReconcileConfig, StockRules
 from relay.connectors.sandbox import SandboxConnector
 from relay.errors import ReconcileError
-from relay.readback import ReadBack
-from relay.store import connect_reader
+from relay.repair import reconcile
+from relay.repair.readback import ReadBack
+from relay.storage import views
+from relay.storage.store import connect_reader
 
 from .conftest import SITE_SECRET, Receiver, RunningRelay, StartRelay, eventually, make_config, webhook_channel
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relay.client import stock_event
+from relay.cli.client import stock_event
 from relay.config import ChannelConfig, RateLimit
 
 from .conftest import make_config

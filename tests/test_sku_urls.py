@@ -24,7 +24,7 @@ from fakes.amazon import FakeAmazon
 from fakes.common import strict_query
 from fakes.ebay import FakeEbay
 from fakes.walmart import FakeWalmart
-from relay.outbound import request_url
+from relay.delivery.outbound import request_url
 
 from .marketplaces import channel, marketplace_config, send, settle, states, store_credentials
 

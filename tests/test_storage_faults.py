@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 import yaml
 
-from relay.client import SignedClient, new_msg_id, stock_event
+from relay.cli.client import SignedClient, new_msg_id, stock_event
 
 from .conftest import CHANNEL_SECRET, SITE_SECRET, eventually
 from .procs import RelayProcess, relay_command, run_cli

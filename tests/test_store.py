@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from relay import deliveries as queue
-from relay import retention
+from relay.delivery import deliveries as queue
 from relay.errors import StorageError
 from relay.runtime import Relay
-from relay.store import MAX_GROUP, MIGRATIONS, Store, migrate
+from relay.storage import retention
+from relay.storage.store import MAX_GROUP, MIGRATIONS, Store, migrate
 
 from .conftest import make_config
 

@@ -1,4 +1,4 @@
-"""WooCommerce's own webhooks (PROTOCOL.md §4): ping, signature, product topics, variations, deletes, repeats."""
+"""WooCommerce's own webhooks (docs/wire-protocol.md §4): ping, signature, product topics, variations, deletes, repeats."""
 
 from __future__ import annotations
 

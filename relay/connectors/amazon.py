@@ -39,11 +39,11 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .. import outbound
 from ..config import ChannelConfig
+from ..delivery import outbound
+from ..delivery.outbound import Kind, Ladder
+from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from ..outbound import Kind, Ladder
-from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update, read_each

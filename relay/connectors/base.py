@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import aiohttp
 
 from ..config import ChannelConfig
+from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, ConfigError, DeliveryError, QuotaHold
-from ..ratelimit import RateBudget
 from ..vault import Credentials, Vault
 
 MAX_CLAIM = 1000  # SKUs a claim grown with the rate holds at most: the largest batch_size the config allows
@@ -89,7 +89,7 @@ class Connector(ABC):
         return max(1, min(max(MAX_CLAIM, self.config.batch_size), int(self.config.batch_size * faster)))
 
     # Whether the running worker claims its next batch before this one is settled, so the push does not wait for the
-    # settle's commit (relay/dispatch.py). The batch claimed ahead waits one push with its quantities fixed: worth it
+    # settle's commit (relay/delivery/dispatch.py). The batch claimed ahead waits one push with its quantities fixed: worth it
     # where a claim holds about a second of calls, not where it holds many seconds (FeedConnector).
     claims_ahead: ClassVar[bool] = True
 

@@ -45,8 +45,9 @@ from typing import Any
 
 import aiohttp
 
-from .. import outbound
 from ..config import ChannelConfig
+from ..delivery import outbound
+from ..delivery.outbound import Kind
 from ..errors import (
     AuthDeliveryError,
     DeliveryError,
@@ -54,7 +55,6 @@ from ..errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from ..outbound import Kind
 from ..vault import Vault
 from . import http, revisions
 from .base import Connector, ItemResult, TokenAuth, Update

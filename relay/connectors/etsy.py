@@ -40,10 +40,10 @@ from typing import Any
 
 import aiohttp
 
-from .. import outbound
 from ..config import TYPE_DEFAULTS, ChannelConfig
+from ..delivery import outbound
+from ..delivery.outbound import Kind
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, QuotaHold, TransientDeliveryError
-from ..outbound import Kind
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, TokenAuth, Update

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from ..config import ChannelConfig
+from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, DeliveryError, PendingDeliveryError, TransientDeliveryError
-from ..ratelimit import RateBudget
 from ..vault import Vault
 from .base import Connector, ItemResult, Update
 

@@ -1,6 +1,6 @@
-"""The marketplace layer on top of ``relay.outbound``: tokens, scrubbed excerpts and the marketplaces' refusals.
+"""The marketplace layer on top of ``relay.delivery.outbound``: tokens, scrubbed excerpts and the marketplaces' refusals.
 
-``relay.outbound`` sends (transport failures become TransientDeliveryError there, once, so the connectors
+``relay.delivery.outbound`` sends (transport failures become TransientDeliveryError there, once, so the connectors
 only judge real answers) and classifies statuses; here a verdict becomes the connector's error, worded for
 the shop owner (``refusal``), and the OAuth token grants the marketplaces share are made. Excerpts for the
 audit log are cut short and scrubbed of every secret the connector knows (tokens, client secrets), because
@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 
-from .. import outbound
+from ..delivery import outbound
+from ..delivery.outbound import Answer, Kind, Verdict
+from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError, VaultError
-from ..outbound import Answer, Kind, Verdict
-from ..ratelimit import RateBudget
 from ..vault import Credentials
 from .base import TokenAuth
 

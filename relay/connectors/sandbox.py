@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 import aiohttp
 
 from ..config import ChannelConfig
+from ..delivery.ratelimit import TokenBucket
 from ..errors import TransientDeliveryError
-from ..ratelimit import TokenBucket
 from ..vault import Vault
 from .base import Connector, ItemResult, Update
 

@@ -36,8 +36,8 @@ from typing import Any
 import aiohttp
 
 from ..config import ChannelConfig
+from ..delivery.outbound import excerpt
 from ..errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from ..outbound import excerpt
 from ..vault import Vault
 from .base import Connector, ItemResult, Update
 from .shopify_api import SET_COST, ShopifyAdmin

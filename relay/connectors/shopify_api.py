@@ -18,10 +18,10 @@ from typing import Any
 
 import aiohttp
 
-from .. import outbound
+from ..delivery import outbound
+from ..delivery.outbound import Kind
+from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, PermanentDeliveryError, TransientDeliveryError
-from ..outbound import Kind
-from ..ratelimit import RateBudget
 from ..vault import Credentials
 from . import http
 from .base import TokenAuth

@@ -34,11 +34,11 @@ from typing import Any
 
 import aiohttp
 
-from .. import outbound
 from ..config import ChannelConfig
+from ..delivery import outbound
+from ..delivery.outbound import Kind, Ladder
+from ..delivery.ratelimit import RateBudget
 from ..errors import PermanentDeliveryError, TransientDeliveryError
-from ..outbound import Kind, Ladder
-from ..ratelimit import RateBudget
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update, read_each

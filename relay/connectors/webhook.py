@@ -20,9 +20,10 @@ from typing import Any
 
 import yarl
 
-from .. import __version__, outbound, signing
+from .. import __version__, signing
+from ..delivery import outbound
+from ..delivery.outbound import Kind, Ladder, excerpt
 from ..errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from ..outbound import Kind, Ladder, excerpt
 from . import http
 from .base import Connector, ItemResult, Update
 

@@ -1,6 +1,6 @@
 <?php
 /**
- * Builds stock events and batches exactly as PROTOCOL.md §2 describes; no WordPress dependency.
+ * Builds stock events and batches exactly as docs/wire-protocol.md §2 describes; no WordPress dependency.
  *
  * @package StockRelay
  */

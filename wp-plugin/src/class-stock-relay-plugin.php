@@ -29,7 +29,7 @@ final class Stock_Relay_Plugin {
 			wp_schedule_event( time() + 60, 'stock_relay_minute', Stock_Relay_Kick::WATCHDOG );
 		}
 		add_action( 'stock_relay_resend_chunk', array( Stock_Relay_Resend::class, 'run_chunk' ), 10, 0 ); // Stock_Relay_Resend::HOOK, spelled out: the class loads only when a resend runs.
-		add_action( 'rest_api_init', array( Stock_Relay_Snapshot_Route::class, 'register' ) ); // The relay's signed snapshot route (PROTOCOL.md §3).
+		add_action( 'rest_api_init', array( Stock_Relay_Snapshot_Route::class, 'register' ) ); // The relay's signed snapshot route (docs/wire-protocol.md §3).
 		add_action( 'rest_api_init', array( Stock_Relay_Wake_Route::class, 'register' ) ); // The relay's signed wake call: drain now.
 		if ( is_admin() ) {
 			Stock_Relay_Admin::register();

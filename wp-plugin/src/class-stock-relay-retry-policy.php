@@ -1,6 +1,6 @@
 <?php
 /**
- * What to do with the relay's answer, and when to try again (PROTOCOL.md §2); no WordPress dependency.
+ * What to do with the relay's answer, and when to try again (docs/wire-protocol.md §2); no WordPress dependency.
  *
  * @package StockRelay
  */
@@ -61,7 +61,7 @@ final class Stock_Relay_Retry_Policy {
 	}
 
 	/**
-	 * The rows a 202 answer refused, with the reason (PROTOCOL.md: a refusal is final).
+	 * The rows a 202 answer refused, with the reason (docs/wire-protocol.md: a refusal is final).
 	 *
 	 * @param array<string, mixed> $body      The decoded 202 body.
 	 * @param array<string, int>   $row_by_id Event id => outbox row id, for the batch that was sent.

@@ -1,6 +1,6 @@
 <?php
 /**
- * Standard Webhooks v1 signing (PROTOCOL.md §1), with no WordPress dependency.
+ * Standard Webhooks v1 signing (docs/wire-protocol.md §1), with no WordPress dependency.
  *
  * @package StockRelay
  */

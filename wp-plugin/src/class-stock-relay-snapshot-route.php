@@ -1,6 +1,6 @@
 <?php
 /**
- * The signed `POST /wp-json/stock-relay/v1/snapshot` route (PROTOCOL.md §3): paged absolute stock of
+ * The signed `POST /wp-json/stock-relay/v1/snapshot` route (docs/wire-protocol.md §3): paged absolute stock of
  * every product and variation with a SKU, for the relay's reconciliation.
  *
  * @package StockRelay

@@ -1,6 +1,6 @@
 <?php
 /**
- * The `snapshot.page` request and answer (PROTOCOL.md §3), with no WordPress dependency: checking a
+ * The `snapshot.page` request and answer (docs/wire-protocol.md §3), with no WordPress dependency: checking a
  * request, and building a page from rows the glue layer read.
  *
  * @package StockRelay

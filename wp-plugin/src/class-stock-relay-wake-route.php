@@ -18,7 +18,7 @@ declare(strict_types=1);
  * Signed exactly like the snapshot route (Stock_Relay_Snapshot::authenticate: the site's secret, 300 s
  * timestamp tolerance). Unlike that route it does something, so it remembers every webhook-id it took
  * for 2 x the tolerance and answers a repeat with the original answer without waking anything again
- * (PROTOCOL.md §1); the same id with another body is refused with 409, as the relay does.
+ * (docs/wire-protocol.md §1); the same id with another body is refused with 409, as the relay does.
  */
 final class Stock_Relay_Wake_Route {
 

@@ -39,7 +39,7 @@ if ( preg_match( '#/ping$#', $path ) ) {
 	echo json_encode( array( 'type' => 'pong', 'relay_version' => '9.9.9-recorder', 'server_time' => gmdate( 'Y-m-d\TH:i:s\Z' ), 'channels' => array( array( 'name' => 'sandbox', 'type' => 'sandbox' ) ) ) );
 	return;
 }
-if ( preg_match( '#/replay$#', $path ) && ! isset( $mode['status'] ) ) { // The relay's answer to a replay.request (relay/operator_api.py).
+if ( preg_match( '#/replay$#', $path ) && ! isset( $mode['status'] ) ) { // The relay's answer to a replay.request (relay/http/operator_api.py).
 	echo json_encode( array( 'type' => 'replay', 'scope' => $doc['scope'] ?? null, 'scheduled' => (int) ( $mode['replay_scheduled'] ?? 0 ), 'unknown_skus' => array() ) );
 	return;
 }

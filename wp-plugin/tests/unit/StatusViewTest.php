@@ -19,7 +19,7 @@ final class StatusViewTest extends TestCase {
 		$now      = 1796180400; // 2026-12-02T03:00:00Z
 		$drift    = static fn( array $drift ): array => array( 'name' => 'ebay', 'drift' => $drift );
 		$channels = array(
-			// As relay/views.py answers before any reconciliation pass or read-back round.
+			// As relay/operator/views.py answers before any reconciliation pass or read-back round.
 			$drift( array( 'differ' => 0, 'examples' => array(), 'checked_at' => null, 'checked_at_iso' => null ) ),
 			$drift( array( 'differ' => 0, 'examples' => array(), 'checked_at' => $now - 60.5, 'checked_at_iso' => '2026-12-02T02:58:59.500Z' ) ),
 			// Found by a pass that failed later, or a read-back round still under way: known to differ.

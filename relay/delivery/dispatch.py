@@ -18,13 +18,11 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
-from . import deliveries, rules
-from .circuit import CLOSED, HALF_OPEN, CircuitBreaker
-from .config import ChannelConfig, DispatchConfig
-from .connectors.base import Connector, ItemResult, Update
-from .deliveries import Claimed, Outcome, RetryPolicy
-from .errors import (
+from ..config import ChannelConfig, DispatchConfig
+from ..connectors.base import Connector, ItemResult, Update
+from ..errors import (
     AuthDeliveryError,
     DeliveryError,
     PendingDeliveryError,
@@ -33,11 +31,28 @@ from .errors import (
     StorageError,
     TransientDeliveryError,
 )
-from .readback import ReadBack
-from .store import Store
+from ..storage.store import Store
+from . import deliveries, rules
+from .circuit import CLOSED, HALF_OPEN, CircuitBreaker
+from .deliveries import Claimed, Outcome, RetryPolicy
 
 log = logging.getLogger("stock_relay.dispatch")
 DEAD_LETTER_LOG_SECONDS = 60.0
+
+
+class IdleWork(Protocol):
+    """What a worker runs while its channel has nothing to send: read-back (relay/repair/readback.py), handed in by
+    the runtime so delivery does not depend on repair."""
+
+    round_started: float | None  # wall clock; None between rounds
+    last_round_at: float | None  # wall clock of the last complete round (the status answer's checked_at)
+    not_before: float  # monotonic
+
+    def clock(self) -> float: ...
+
+    def due(self) -> bool: ...
+
+    async def step(self) -> int: ...
 
 
 def next_due(conn: sqlite3.Connection, site: str, channel: str) -> float | None:
@@ -121,8 +136,8 @@ class ChannelWorker:
         self.phase = "starting"
         self.phase_since = time.monotonic()
         self.on_settled: Callable[[Sequence[Claimed], Sequence[Outcome], float], None] | None = None
-        # Reading back what the channel shows (relay/readback.py), only while nothing is due; set by the runtime.
-        self.readback: ReadBack | None = None
+        # Reading back what the channel shows (relay/repair/readback.py), only while nothing is due; set by the runtime.
+        self.readback: IdleWork | None = None
         self.last_success: float | None = None  # wall clock of the last item the channel confirmed
         self._state_restored = False  # the connector's saved state is read once, before the first push
         # (token, rows) claimed by a settle for the pushes to come, and the settle left committing (overlapped)

@@ -13,8 +13,8 @@ One boundary, as httpx's ``map_httpcore_exceptions`` is one (STYLE.md):
 - ``retry_after_seconds`` parses ``Retry-After`` (delta seconds or an HTTP date), once, for every caller.
 
 Callers: the marketplace connectors (through ``relay.connectors.http``, which adds tokens and scrubbed
-excerpts), the webhook connector, the shop's snapshot client (``relay.reconcile``), the shop wake
-(``relay.shop_wake``) and the operator's remote client (``relay.operator_cli``). The last three are not
+excerpts), the webhook connector, the shop's snapshot client (``relay.repair.reconcile``), the shop wake
+(``relay.repair.shop_wake``) and the operator's remote client (``relay.cli.operator``). The last three are not
 connectors: they re-word a ``TransientDeliveryError`` as their own error (or a log line) at their edge.
 """
 
@@ -41,7 +41,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 EXCERPT_CHARS = 200
 CHUNK_BYTES = 65536

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from . import audit
+from ..storage import audit
 
 OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
 HELD = "held"  # a marketplace quota for a long window is spent (relay/connectors/quota.py): settled like AUTH

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import audit, deliveries
+from ..delivery import deliveries
+from ..storage import audit
+from ..storage.store import MergeableJob
 from .protocol import Event, Rejection, is_reuse
-from .store import MergeableJob
 
 
 class BatchOutcome(NamedTuple):

@@ -14,7 +14,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import audit, deliveries
+from ..delivery import deliveries
+from ..storage import audit
 
 SCOPES = ("dead", "skus", "all")
 CHUNK = 500

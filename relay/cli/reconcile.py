@@ -17,12 +17,13 @@ from typing import Any
 
 import aiohttp
 
-from . import __version__, views
-from . import config as config_module
-from .errors import ConfigError, RelayError
-from .operator_cli import Progress, ago, check_state_dir, table
-from .reconcile import PassResult, ShopClient, run_pass
-from .store import Store, read_view
+from .. import __version__
+from .. import config as config_module
+from ..errors import ConfigError, RelayError
+from ..repair.reconcile import PassResult, ShopClient, run_pass
+from ..storage import views
+from ..storage.store import Store, read_view
+from .operator import Progress, ago, check_state_dir, table
 
 COMMANDS = ("reconcile", "drift")
 

@@ -1,7 +1,7 @@
 """Reconciliation: compare the shop's truth with what the relay knows and what each channel was sent, and repair.
 
 Webhooks get lost upstream of us too (a hook that never fired, a product edited in the database, a plugin
-switched off for a day), so now and then the relay reads the shop's own snapshot (PROTOCOL.md §3, the
+switched off for a day), so now and then the relay reads the shop's own snapshot (docs/wire-protocol.md §3, the
 plugin's signed ``snapshot`` route, paged by post id) and judges every item against its records:
 
 - the relay knows a newer version of the product → the snapshot is older than what we have: ignored;
@@ -34,12 +34,14 @@ import aiohttp
 import yarl
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from . import audit, outbound, rules, signing, views
-from .config import ChannelConfig, SiteConfig
-from .deliveries import make_due
-from .errors import ReconcileError, TransientDeliveryError
-from .ids import new_msg_id, ulid
-from .protocol import Event, parse_json, validate_event
+from .. import signing
+from ..config import ChannelConfig, SiteConfig
+from ..delivery import outbound, rules
+from ..delivery.deliveries import make_due
+from ..errors import ReconcileError, TransientDeliveryError
+from ..ids import new_msg_id, ulid
+from ..intake.protocol import Event, parse_json, validate_event
+from ..storage import audit, views
 
 log = logging.getLogger("stock_relay.reconcile")
 T = TypeVar("T")

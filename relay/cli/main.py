@@ -14,12 +14,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, logsetup, operator_cli, reconcile_cli, signing
-from . import config as config_module
-from .connection_gate import Gate, GatedSite, admitted_connections, raise_open_file_limit
-from .connectors import check as check_connectors
-from .errors import ConfigError, RelayError, StorageError
-from .vault import new_key as new_vault_key
+from .. import __version__, logsetup, signing
+from .. import config as config_module
+from ..connectors import check as check_connectors
+from ..errors import ConfigError, RelayError, StorageError
+from ..http.connection_gate import Gate, GatedSite, admitted_connections, raise_open_file_limit
+from ..vault import new_key as new_vault_key
+from . import operator as operator_cli
+from . import reconcile as reconcile_cli
 
 log = logging.getLogger("stock_relay")
 
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in reconcile_cli.COMMANDS:
             return reconcile_cli.run(args)
         if args.command == "credentials":
-            from .credentials_cli import run_credentials
+            from .credentials import run_credentials
 
             return run_credentials(config_module.load(args.config), args.action, getattr(args, "name", ""))
         if args.command == "check-config":
@@ -136,8 +138,8 @@ def _check_config(path: str | None) -> int:
 
 async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
-    from .runtime import Relay
-    from .server import make_app
+    from ..http.server import make_app
+    from ..runtime import Relay
 
     relay = Relay(cfg)
     try:

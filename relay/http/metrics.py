@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .deliveries import Claimed, Outcome
+from ..delivery.deliveries import Claimed, Outcome
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CIRCUIT_STATES = ("closed", "half_open", "open")

@@ -23,13 +23,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from . import config as config_module
-from . import rules
+from .. import config as config_module
+from ..connectors.base import Connector
+from ..connectors.sandbox import SandboxConnector
+from ..delivery import rules
+from ..http.server import make_app
+from ..runtime import Relay
 from .client import SignedClient, stock_event
-from .connectors.base import Connector
-from .connectors.sandbox import SandboxConnector
-from .runtime import Relay
-from .server import make_app
 
 COLOURS = ("RED", "BLUE", "GREEN", "BLACK", "WHITE", "GREY")
 SIZES = ("S", "M", "L", "XL")

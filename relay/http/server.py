@@ -1,4 +1,4 @@
-"""The HTTP face of the relay (PROTOCOL.md §2): signed ingest and ping, plus a liveness probe.
+"""The HTTP face of the relay (docs/wire-protocol.md §2): signed ingest and ping, plus a liveness probe.
 
 Checks run cheapest first and nothing is stored before the signature verifies: unknown site (404),
 content type (415), size (413, read with a cap so a huge body is never buffered), signature (401),
@@ -18,13 +18,16 @@ from typing import Any
 
 from aiohttp import ClientPayloadError, web
 
-from . import __version__, ingest, operator_api, protocol, signing, woocommerce_webhooks
-from .config import Config, SiteConfig
-from .errors import PayloadError, SignatureError, StorageError
-from .ingest import BatchOutcome
+from .. import __version__, signing
+from ..config import Config, SiteConfig
+from ..delivery.ratelimit import TokenBucket
+from ..errors import PayloadError, SignatureError, StorageError
+from ..intake import ingest, protocol
+from ..intake import woocommerce as woocommerce_webhooks
+from ..intake.ingest import BatchOutcome
+from ..runtime import Relay
+from . import operator_api
 from .operator_api import RELAY
-from .ratelimit import TokenBucket
-from .runtime import Relay
 
 log = logging.getLogger("stock_relay.server")
 
@@ -155,7 +158,7 @@ def signed(body_type: str) -> Callable[[SignedHandler], Handler]:
 
 
 async def handle_woocommerce(request: web.Request) -> web.StreamResponse:
-    """WooCommerce's native webhooks (PROTOCOL.md §4): its own signature scheme, so not ``signed()``."""
+    """WooCommerce's native webhooks (docs/wire-protocol.md §4): its own signature scheme, so not ``signed()``."""
     relay = request.app[RELAY]
     site = relay.config.site(request.match_info["site"])
     if site is None:

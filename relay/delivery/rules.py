@@ -12,7 +12,7 @@ The choices, documented in docs/configuration.md:
 
 from __future__ import annotations
 
-from .config import StockRules
+from ..config import StockRules
 
 
 def channel_sku(rules: StockRules, sku: str) -> str | None:

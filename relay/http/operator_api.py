@@ -1,4 +1,4 @@
-"""The operator's endpoints: signed status, audit, dead letters, lineage, replay and export (PROTOCOL.md §2),
+"""The operator's endpoints: signed status, audit, dead letters, lineage, replay and export (docs/wire-protocol.md §2),
 plus the unsigned probes ``/readyz`` and ``/metrics`` and the OpenAPI document.
 
 Reads run the same ``views`` functions the CLI runs on the file; replay runs ``replay_chunk`` write
@@ -17,18 +17,22 @@ from typing import Any
 
 from aiohttp import web
 
-from . import metrics, protocol, views
-from .config import SiteConfig
-from .errors import PayloadError
-from .replay import SCOPES, replay_chunk
-from .runtime import Relay
+from ..config import SiteConfig
+from ..errors import PayloadError
+from ..intake import protocol
+from ..repair.replay import SCOPES, replay_chunk
+from ..runtime import Relay
+from ..storage import views
+from . import metrics
 
 MAX_REPLAY_SKUS = 10_000
 MAX_DEAD_PAGE = 100_000
 MAX_UNIX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second an ISO 8601 time can name
 EXPORT_KINDS = ("state", "audit")
 RELAY = web.AppKey("relay", Relay)
-OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"  # package data (pyproject.toml): in the wheel too
+OPENAPI_PATH = (
+    Path(__file__).resolve().parent.parent / "openapi.yaml"
+)  # package data (pyproject.toml): in the wheel too
 
 
 def _text(doc: dict[str, Any], name: str, max_length: int = 191) -> str | None:

@@ -3,7 +3,7 @@
 Each runs against the local database (``-c CONFIG``, the relay running or not) or, with
 ``--remote URL``, against a relay over the signed API, with the site's secret taken from a
 reference (``--secret env:NAME``, default ``env:STOCK_RELAY_SECRET``) so it never sits in shell
-history. Both paths run the same queries (relay/views.py) and print the same output: a readable
+history. Both paths run the same queries (relay/storage/views.py) and print the same output: a readable
 table, or ``--json``. Long operations show progress on a terminal and stay quiet when piped.
 """
 
@@ -27,12 +27,14 @@ from typing import IO, Any, TypeVar
 import aiohttp
 import yarl
 
-from . import config as config_module
-from . import outbound, secretref, views
+from .. import config as config_module
+from .. import secretref
+from ..delivery import outbound
+from ..errors import ConfigError, RelayError, TransientDeliveryError
+from ..repair.replay import SCOPES, Chunk, replay_chunk
+from ..storage import views
+from ..storage.store import Reader, Store, read_view
 from .client import SignedClient
-from .errors import ConfigError, RelayError, TransientDeliveryError
-from .replay import SCOPES, Chunk, replay_chunk
-from .store import Reader, Store, read_view
 
 T = TypeVar("T")
 COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export")
@@ -184,7 +186,7 @@ class Local:
 
 
 class Remote:
-    """The same questions over the signed API (PROTOCOL.md §2)."""
+    """The same questions over the signed API (docs/wire-protocol.md §2)."""
 
     def __init__(self, url: str, site: str, secret: str) -> None:
         self.url, self.site_id, self.secret = url, site, secret

@@ -9,9 +9,9 @@ import json
 import sys
 import time
 
-from .config import Config
-from .errors import VaultError
-from .vault import Vault
+from ..config import Config
+from ..errors import VaultError
+from ..vault import Vault
 
 
 def run_credentials(cfg: Config, action: str, name: str) -> int:

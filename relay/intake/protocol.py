@@ -1,4 +1,4 @@
-"""The wire protocol's checks (PROTOCOL.md §2): strict JSON, the envelope of every signed request, a batch's events.
+"""The wire protocol's checks (docs/wire-protocol.md §2): strict JSON, the envelope of every signed request, a batch's events.
 
 Everything here is pure: it judges what a request says and never touches the database. Parsing refuses hostile
 JSON (duplicate keys, NaN, deep nesting, giant numbers). Each event is validated on its own, so a batch is
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from .errors import PayloadError
+from ..errors import PayloadError
 
 KINDS = ("stock", "deleted", "restored")
 STATUSES = ("instock", "outofstock", "onbackorder")

@@ -14,7 +14,7 @@ the failure still reaches only the caller whose job caused it.
 The writer runs on one dedicated thread with the standard library driver so that a whole group is a
 single thread hop; aiosqlite would cost a hop per statement.
 
-Every read is a *view*: a plain function ``view(conn) -> data`` (relay/views.py) run by a ``Reader`` on a
+Every read is a *view*: a plain function ``view(conn) -> data`` (relay/storage/views.py) run by a ``Reader`` on a
 read-only connection (WAL lets it run beside the writer). The relay's Store keeps a few such connections
 open for its reader threads; the CLI reads the file through the same ``Reader`` (``read_view``), and its
 writes go through a ``Store`` of its own, so SQLite's locking and busy timeout serialise them with a
@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .errors import StorageError
+from ..errors import StorageError
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -300,7 +300,7 @@ def _reading(path: Path) -> Iterator[None]:
 class Reader:
     """Read-only connections to one database file, opened when first needed and kept for the next read.
 
-    ``run(view)`` lends a connection to a view function (relay/views.py) on the calling thread, whichever it
+    ``run(view)`` lends a connection to a view function (relay/storage/views.py) on the calling thread, whichever it
     is, and takes it back after; at most ``keep`` idle ones stay open. A connection whose view failed or whose
     stream was left unfinished is closed instead: it may still hold a statement, and with it an old snapshot.
     So a view returns data, never a cursor or an unfinished iterator (``connection`` is for streaming).
@@ -432,7 +432,7 @@ class Store:
         return await future
 
     async def query(self, view: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a view (relay/views.py) on one of the store's read-only connections, on a reader thread.
+        """Run a view (relay/storage/views.py) on one of the store's read-only connections, on a reader thread.
 
         The views are plain sqlite3 functions so the CLI can run the very same ones on the file (``read_view``).
         """

@@ -21,13 +21,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
-from . import audit, rules
-from .config import ChannelConfig, ReconcileConfig
-from .connectors.base import Connector
-from .deliveries import make_due
-from .errors import DeliveryError, TransientDeliveryError
+from ..config import ChannelConfig, ReconcileConfig
+from ..connectors.base import Connector
+from ..delivery import rules
+from ..delivery.deliveries import make_due
+from ..errors import DeliveryError, TransientDeliveryError
+from ..storage import audit
+from ..storage.store import Store
 from .reconcile import record_drift
-from .store import Store
 
 log = logging.getLogger("stock_relay.readback")
 FAILURE_PAUSE_SECONDS = 60.0

@@ -20,10 +20,11 @@ from collections.abc import Callable
 import aiohttp
 import yarl
 
-from . import outbound, signing
-from .config import SiteConfig
-from .errors import TransientDeliveryError
-from .ids import new_msg_id
+from .. import signing
+from ..config import SiteConfig
+from ..delivery import outbound
+from ..errors import TransientDeliveryError
+from ..ids import new_msg_id
 
 log = logging.getLogger("stock_relay.shop_wake")
 WAKE_PATH = "/wp-json/stock-relay/v1/wake"

@@ -1,6 +1,6 @@
 """A signed client for the relay's own API: what the demo, the benchmarks and tests post with.
 
-It is the same wire contract the WordPress plugin speaks (PROTOCOL.md), written once in Python.
+It is the same wire contract the WordPress plugin speaks (docs/wire-protocol.md), written once in Python.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from . import signing
-from .ids import new_event_id, new_msg_id
+from .. import signing
+from ..ids import new_event_id, new_msg_id
 
 
 class SignedClient:

@@ -1,4 +1,4 @@
-"""WooCommerce's own webhooks, for shops without the plugin (PROTOCOL.md §4).
+"""WooCommerce's own webhooks, for shops without the plugin (docs/wire-protocol.md §4).
 
 ``POST /v1/sites/{site}/woocommerce`` takes the topics ``product.updated``, ``product.created``,
 ``product.deleted`` and ``product.restored``, verified by ``X-WC-Webhook-Signature`` =
@@ -21,9 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import ingest, protocol, signing
-from .config import SiteConfig
-from .errors import PayloadError, SignatureError
+from .. import signing
+from ..config import SiteConfig
+from ..errors import PayloadError, SignatureError
+from . import ingest, protocol
 
 TOPICS = {"product.updated": "stock", "product.created": "stock", "product.restored": "restored"}
 DELETED = "product.deleted"
@@ -69,7 +70,7 @@ def to_event(doc: Any, kind: str, event_id: str, version: int, known_sku: str | 
     """The REST product resource WooCommerce sends, as one stock event of the wire protocol.
 
     A variation whose stock its parent manages (``manage_stock: "parent"``) reports the parent's stock row,
-    so the event is the parent's (``product_id`` owns the stock, PROTOCOL.md §2). ``product.deleted``
+    so the event is the parent's (``product_id`` owns the stock, docs/wire-protocol.md §2). ``product.deleted``
     carries only ``id``: the SKU is the one the relay last saw for that product (``known_sku``).
     """
     if not isinstance(doc, dict) or not isinstance(doc.get("id"), int) or isinstance(doc.get("id"), bool):

@@ -1,0 +1,3 @@
+"""The command line: ``stock-relay`` (main) and its front ends: operator commands, reconcile, credentials, the demo
+and the signed test client it drives.
+"""
