@@ -15,7 +15,7 @@ import pytest
 from relay import signing
 from relay.cli.client import stock_event
 from relay.config import StockRules
-from relay.delivery import deliveries as queue
+from relay.delivery import deliveries
 
 from .conftest import Reply, eventually, fast_dispatch, make_config, webhook_channel
 
@@ -149,17 +149,17 @@ def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
     from relay.delivery.deliveries import make_due
 
     make_due(conn, "s", "c", "A", 1, now=0.0)
-    first = queue.claim(conn, "s", "c", 10, "t1", lease_seconds=30, now=1.0)
+    first = deliveries.claim(conn, "s", "c", 10, "t1", lease_seconds=30, now=1.0)
     assert [c.sku for c in first] == ["A"]
-    assert queue.claim(conn, "s", "c", 10, "t2", lease_seconds=30, now=2.0) == []
-    taken_over = queue.claim(conn, "s", "c", 10, "t2", lease_seconds=30, now=40.0)  # t1's lease ran out
+    assert deliveries.claim(conn, "s", "c", 10, "t2", lease_seconds=30, now=2.0) == []
+    taken_over = deliveries.claim(conn, "s", "c", 10, "t2", lease_seconds=30, now=40.0)  # t1's lease ran out
     assert [c.sku for c in taken_over] == ["A"]
-    policy = queue.RetryPolicy(1, 10, 3600)
-    ok = [queue.Outcome("A", queue.OK, quantity=5)]
-    assert queue.settle(conn, "s", "c", "t1", first, ok, policy, 41.0, random.Random(1)) == 0
+    policy = deliveries.RetryPolicy(1, 10, 3600)
+    ok = [deliveries.Outcome("A", deliveries.OK, quantity=5)]
+    assert deliveries.settle(conn, "s", "c", "t1", first, ok, policy, 41.0, random.Random(1)) == 0
     assert conn.execute("SELECT claim_token, state FROM deliveries").fetchone() == ("t2", "pending")
     assert conn.execute("SELECT COUNT(*) FROM audit WHERE action = 'lease_lost'").fetchone()[0] == 1
-    assert queue.settle(conn, "s", "c", "t2", taken_over, ok, policy, 42.0, random.Random(1)) == 1
+    assert deliveries.settle(conn, "s", "c", "t2", taken_over, ok, policy, 42.0, random.Random(1)) == 1
     assert conn.execute("SELECT claim_token, state, delivered_quantity FROM deliveries").fetchone() == (
         None,
         "delivered",
@@ -169,7 +169,7 @@ def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
     """Delays double per attempt within [d/2, d], are capped, and never undercut Retry-After."""
-    policy = queue.RetryPolicy(base_seconds=1, max_seconds=60, give_up_after_seconds=3600)
+    policy = deliveries.RetryPolicy(base_seconds=1, max_seconds=60, give_up_after_seconds=3600)
     rand = random.Random(7)
     for attempts, ceiling in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (30, 60)]:
         for _ in range(50):

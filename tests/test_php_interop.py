@@ -13,7 +13,7 @@ import pytest
 from relay import signing
 from relay.cli.client import stock_event
 from relay.errors import SignatureError
-from relay.intake import protocol as ingest
+from relay.intake import protocol
 
 from .conftest import Reply, make_config, webhook_channel
 
@@ -86,8 +86,8 @@ def test_php_batch_passes_relay_validation() -> None:
     out = json.loads(php(code, secret, str(now)))
     body = out["body"].encode()
     assert signing.verify([secret], out["headers"], body, now=now) == now
-    doc = ingest.check_envelope(ingest.parse_json(body), "stock.batch", "main")
-    valid, rejected = ingest.split_batch(doc, 500)
+    doc = protocol.check_envelope(protocol.parse_json(body), "stock.batch", "main")
+    valid, rejected = protocol.split_batch(doc, 500)
     assert rejected == []
     assert [(e.product_id, e.variation_id, e.sku, e.stock_quantity, e.kind) for e in valid] == [
         (40, 43, "TEE-RED", 7, "stock"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.delivery import deliveries as queue
+from relay.delivery import deliveries
 from relay.errors import StorageError
 from relay.runtime import Relay
 from relay.storage import retention
@@ -138,7 +138,7 @@ def test_open_dead_letters_are_found_by_index_not_by_reading_them_all(tmp_path: 
     made each delivery ~100x dearer for the one writer every channel and ingest share."""
     conn = sqlite3.connect(tmp_path / "db.sqlite3")
     migrate(conn)
-    assert any("USING INDEX dead_letters_open_sku" in step for step in _plan(conn, queue.RESOLVE_DEAD_LETTER))
+    assert any("USING INDEX dead_letters_open_sku" in step for step in _plan(conn, deliveries.RESOLVE_DEAD_LETTER))
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     retention.prune_events(conn, 0.0, ["sandbox"])
