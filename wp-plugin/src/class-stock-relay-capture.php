@@ -175,6 +175,17 @@ final class Stock_Relay_Capture {
 		}
 	}
 
+	/**
+	 * Name the cause of this request's changes when no hook can tell it: the relay's signed
+	 * stock.adjust route sets `relay` before it applies a change, so the change it causes goes back to
+	 * the relay like any other, marked as the relay's own (PROTOCOL.md §3).
+	 *
+	 * @param array<string, mixed> $cause E.g. array( 'kind' => 'relay' ).
+	 */
+	public static function set_cause( array $cause ): void {
+		self::$cause = $cause;
+	}
+
 	/** Remember a product for the end of the request. */
 	private static function touch( int $id ): void {
 		if ( $id > 0 && ! isset( self::$touched[ $id ] ) ) {

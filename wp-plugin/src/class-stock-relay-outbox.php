@@ -22,7 +22,7 @@ declare(strict_types=1);
  */
 final class Stock_Relay_Outbox {
 
-	public const SCHEMA_VERSION = 2;
+	public const SCHEMA_VERSION = 3; // 3: the stock.adjust tables (adjustments, adjust_requests).
 	public const LEASE          = 60;
 	public const TOUCHED        = 'touched'; // Stock_Relay_Capture::TOUCHED (uninstall.php loads this file alone).
 
@@ -38,6 +38,18 @@ final class Stock_Relay_Outbox {
 		return $wpdb->prefix . 'stock_relay_versions';
 	}
 
+	/** The relay's stock.adjust keys: one row per key, applied (final) or refused (tried again on a repeat). */
+	public static function adjustments_table(): string {
+		global $wpdb;
+		return $wpdb->prefix . 'stock_relay_adjustments';
+	}
+
+	/** The answers of stock.adjust requests by webhook-id (replay memory, kept Stock_Relay_Adjust_Route::KEEP seconds). */
+	public static function adjust_requests_table(): string {
+		global $wpdb;
+		return $wpdb->prefix . 'stock_relay_adjust_requests';
+	}
+
 	/** Create or migrate the tables (activation, and on load when the stored schema is older). */
 	public static function install(): void {
 		global $wpdb;
@@ -45,6 +57,10 @@ final class Stock_Relay_Outbox {
 		$charset = $wpdb->get_charset_collate();
 		$outbox  = self::table();
 		$version = self::versions_table();
+		$adjust  = self::adjustments_table();
+		$answers = self::adjust_requests_table();
+		// Keys and webhook-ids are printable ASCII compared byte for byte (ascii_bin): the default
+		// utf8mb4 collation is case-insensitive and would take `ebay:A1:1` for `EBAY:a1:1`.
 		dbDelta(
 			"CREATE TABLE {$outbox} (
 				id bigint(20) unsigned NOT NULL AUTO_INCREMENT,
@@ -64,6 +80,28 @@ final class Stock_Relay_Outbox {
 				version bigint(20) unsigned NOT NULL DEFAULT 0,
 				last_hash varchar(40) NOT NULL DEFAULT '',
 				PRIMARY KEY  (product_id)
+			) {$charset};
+			CREATE TABLE {$adjust} (
+				adjust_key varchar(191) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+				product_id bigint(20) unsigned NOT NULL DEFAULT 0,
+				sku varchar(191) NOT NULL DEFAULT '',
+				delta bigint(20) NOT NULL DEFAULT 0,
+				reason varchar(16) NOT NULL DEFAULT '',
+				result varchar(16) NOT NULL DEFAULT '',
+				code varchar(32) NOT NULL DEFAULT '',
+				quantity bigint(20) NULL,
+				created_at bigint(20) NOT NULL,
+				updated_at bigint(20) NOT NULL,
+				PRIMARY KEY  (adjust_key),
+				KEY product_id (product_id)
+			) {$charset};
+			CREATE TABLE {$answers} (
+				webhook_id varchar(191) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+				body_hash char(64) NOT NULL,
+				answer longtext NOT NULL,
+				created_at bigint(20) NOT NULL,
+				PRIMARY KEY  (webhook_id),
+				KEY created_at (created_at)
 			) {$charset};"
 		);
 		update_option( 'stock_relay_schema', self::SCHEMA_VERSION, true );
@@ -74,6 +112,8 @@ final class Stock_Relay_Outbox {
 		global $wpdb;
 		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
 		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::versions_table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
+		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::adjustments_table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
+		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::adjust_requests_table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix.
 	}
 
 	/**

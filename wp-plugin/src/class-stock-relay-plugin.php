@@ -31,6 +31,7 @@ final class Stock_Relay_Plugin {
 		add_action( 'stock_relay_resend_chunk', array( Stock_Relay_Resend::class, 'run_chunk' ), 10, 0 ); // Stock_Relay_Resend::HOOK, spelled out: the class loads only when a resend runs.
 		add_action( 'rest_api_init', array( Stock_Relay_Snapshot_Route::class, 'register' ) ); // The relay's signed snapshot route (docs/wire-protocol.md §3).
 		add_action( 'rest_api_init', array( Stock_Relay_Wake_Route::class, 'register' ) ); // The relay's signed wake call: drain now.
+		add_action( 'rest_api_init', array( Stock_Relay_Adjust_Route::class, 'register' ) ); // The relay's signed stock.adjust: marketplace sales, once per key.
 		if ( is_admin() ) {
 			Stock_Relay_Admin::register();
 			add_filter( 'site_status_tests', array( Stock_Relay_Health::class, 'tests' ) ); // Does anything retry when nobody visits?

@@ -22,15 +22,16 @@ final class Stock_Relay_Snapshot {
 	 * The checks that come before anything else: a site id and secret are configured, the body is
 	 * within 64 KiB, and the Standard Webhooks signature is valid for the site's secret.
 	 *
-	 * @param array<string, string> $headers webhook-id, webhook-timestamp, webhook-signature ('' when absent).
+	 * @param array<string, string> $headers   webhook-id, webhook-timestamp, webhook-signature ('' when absent).
+	 * @param int                   $max_bytes The route's body limit (64 KiB unless it says otherwise).
 	 * @return array{status: int, code: string, message: string}|null Null when the request is authentic.
 	 */
-	public static function authenticate( string $site, string $secret, array $headers, string $body, int $now ): ?array {
+	public static function authenticate( string $site, string $secret, array $headers, string $body, int $now, int $max_bytes = self::MAX_BYTES ): ?array {
 		if ( '' === $site || '' === $secret ) {
 			return self::error( 404, 'unknown_site', 'This shop has no Stock Relay site id and secret configured yet.' );
 		}
-		if ( strlen( $body ) > self::MAX_BYTES ) {
-			return self::error( 413, 'body_too_large', 'The request body may be at most 64 KiB.' );
+		if ( strlen( $body ) > $max_bytes ) {
+			return self::error( 413, 'body_too_large', 'The request body may be at most ' . intdiv( $max_bytes, 1024 ) . ' KiB.' );
 		}
 		$id        = (string) ( $headers['webhook-id'] ?? '' );
 		$timestamp = (string) ( $headers['webhook-timestamp'] ?? '' );

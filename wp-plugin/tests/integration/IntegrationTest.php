@@ -38,7 +38,7 @@ final class IntegrationTest extends TestCase {
 	public function test_activation_created_tables_and_hpos_was_declared_in_before_woocommerce_init(): void {
 		global $wpdb;
 		$this->assertSame( Stock_Relay_Outbox::table(), $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', Stock_Relay_Outbox::table() ) ) );
-		$this->assertSame( '2', (string) get_option( 'stock_relay_schema' ) );
+		$this->assertSame( '3', (string) get_option( 'stock_relay_schema' ) );
 		$declared = get_option( 'srt_hpos_declared' );
 		$this->assertContains( array( 'custom_order_tables', 'stock-relay.php', true, true ), $declared );
 		$this->assertSame( 'no', $wpdb->get_var( "SELECT autoload FROM {$wpdb->options} WHERE option_name = 'stock_relay_secret'" ), 'the secret is not autoloaded' );
@@ -947,5 +947,218 @@ final class IntegrationTest extends TestCase {
 		ob_start();
 		Stock_Relay_Admin::render();
 		return (string) ob_get_clean();
+	}
+
+	/** One signed stock.adjust request over HTTP (signed independently of the plugin's signer). @param array<int, mixed> $items @param array<string, mixed> $options As snapshot(). */
+	private function adjust( array $items, array $options = array() ): array {
+		return $this->snapshot( array( 'type' => 'stock.adjust', 'site' => SRT::SITE, 'items' => $items ), array( 'route' => 'adjust' ) + $options );
+	}
+
+	/** The stock as the database holds it now. */
+	private function stock( int $id ): int {
+		wp_cache_flush();
+		return (int) get_post_meta( $id, '_stock', true );
+	}
+
+	/** @return array<string, mixed>|null The adjustments row of a key. */
+	private function adjustment( string $key ): ?array {
+		global $wpdb;
+		return $wpdb->get_row( $wpdb->prepare( 'SELECT * FROM ' . Stock_Relay_Outbox::adjustments_table() . ' WHERE adjust_key = %s', $key ), ARRAY_A );
+	}
+
+	/** A marketplace sale applied through the signed route changes the stock once and goes back to the relay as cause relay. */
+	public function test_a_signed_adjust_applies_once_answers_the_new_quantity_and_reports_back_with_cause_relay(): void {
+		$id  = SRT::product( array( 'sku' => 'ADJ-A', 'qty' => 5 ) );
+		$key = 'ebay:' . bin2hex( random_bytes( 4 ) ) . ':1';
+		$r   = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-A', 'delta' => -2, 'reason' => 'sale', 'channel' => 'ebay', 'order' => 'x', 'line' => 1 ) ) );
+		$this->assertSame( 200, $r['status'], $r['raw'] );
+		$this->assertSame( array( 'type' => 'adjust.result', 'items' => array( array( 'key' => $key, 'result' => 'applied', 'quantity' => 3 ) ) ), $r['body'] );
+		$this->assertSame( 3, $this->stock( $id ) );
+		$this->assertSame( array( $id, '-2', 'sale', 'applied', '3' ), array( (int) $this->adjustment( $key )['product_id'], $this->adjustment( $key )['delta'], $this->adjustment( $key )['reason'], $this->adjustment( $key )['result'], $this->adjustment( $key )['quantity'] ) );
+		$e = $this->wait_events( 1 )[0];
+		$this->assertSame( array( $id, 'ADJ-A', 3, 'instock', array( 'kind' => 'relay' ) ), array( $e['product_id'], $e['sku'], $e['stock_quantity'], $e['stock_status'], $e['cause'] ) );
+		$this->assert_no_more_events( 1 );
+	}
+
+	/** A key counts once: a new request with it answers duplicate with the first quantity; a replayed webhook-id the original answer. */
+	public function test_the_same_key_again_is_a_duplicate_and_a_replayed_request_gets_the_original_answer(): void {
+		$id     = SRT::product( array( 'sku' => 'ADJ-D', 'qty' => 10 ) );
+		$key    = 'ebay:' . bin2hex( random_bytes( 4 ) ) . ':1';
+		$signed = array( 'id' => 'msg_adj' . bin2hex( random_bytes( 8 ) ), 'timestamp' => time() );
+		$first  = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ) ), $signed );
+		$this->assertSame( array( array( 'key' => $key, 'result' => 'applied', 'quantity' => 7 ) ), $first['body']['items'] ?? $first['raw'] );
+		// The shop sells one itself in between: a duplicate still answers what the application answered.
+		SRT::shop( array( array( 'order', 3001, array( $id => 1 ) ) ) );
+		$this->assertSame( 6, $this->stock( $id ) );
+
+		$again = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ), array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ) ) );
+		$this->assertSame( 200, $again['status'], $again['raw'] );
+		$this->assertSame( array( array( 'key' => $key, 'result' => 'duplicate', 'quantity' => 7 ), array( 'key' => $key, 'result' => 'duplicate', 'quantity' => 7 ) ), $again['body']['items'] );
+		$this->assertSame( 6, $this->stock( $id ), 'a duplicate changes nothing' );
+
+		// Within one request: the second copy of a new key is a duplicate of the first.
+		$key2 = $key . ':cancel';
+		$both = $this->adjust( array( array( 'key' => $key2, 'sku' => 'ADJ-D', 'delta' => 3, 'reason' => 'cancel' ), array( 'key' => $key2, 'sku' => 'ADJ-D', 'delta' => 3, 'reason' => 'cancel' ) ) );
+		$this->assertSame( array( array( 'key' => $key2, 'result' => 'applied', 'quantity' => 9 ), array( 'key' => $key2, 'result' => 'duplicate', 'quantity' => 9 ) ), $both['body']['items'] );
+		$this->assertSame( 9, $this->stock( $id ) );
+
+		$replay = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ) ), $signed );
+		$this->assertSame( array( 200, $first['body'], 'true' ), array( $replay['status'], $replay['body'], $replay['headers']['idempotent-replayed'] ?? null ), $replay['raw'] );
+		$this->assertSame( 9, $this->stock( $id ), 'a replay changes nothing' );
+		$reused = $this->adjust( array( array( 'key' => $key . 'x', 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ) ), $signed );
+		$this->assertSame( array( 409, 'webhook_id_reused' ), array( $reused['status'], $reused['body']['error']['code'] ?? $reused['raw'] ) );
+		$this->assertNull( $this->adjustment( $key . 'x' ) );
+		$this->assertSame( 9, $this->stock( $id ) );
+	}
+
+	/** Refusals per item, with the valid items of the same request applied; a refused key is tried again once fixed. */
+	public function test_unknown_unmanaged_trashed_and_malformed_items_are_refused_while_the_others_apply(): void {
+		$ok      = SRT::product( array( 'sku' => 'ADJ-OK', 'qty' => 4 ) );
+		$free    = SRT::product( array( 'sku' => 'ADJ-FREE', 'manage' => false ) );
+		$trash   = SRT::product( array( 'sku' => 'ADJ-TRASH', 'qty' => 8 ) );
+		SRT::shop( array( array( 'trash', $trash ) ) );
+		$p       = 'amazon:' . bin2hex( random_bytes( 4 ) ) . ':';
+		$items   = array(
+			array( 'key' => $p . '1', 'sku' => 'ADJ-NONE', 'delta' => -1, 'reason' => 'sale' ),
+			array( 'key' => $p . '2', 'sku' => 'ADJ-FREE', 'delta' => -1, 'reason' => 'sale' ),
+			array( 'key' => $p . '3', 'sku' => 'ADJ-TRASH', 'delta' => -1, 'reason' => 'sale' ),
+			array( 'key' => $p . '4', 'sku' => 'ADJ-OK', 'delta' => 0, 'reason' => 'sale' ),
+			array( 'key' => $p . '5', 'sku' => 'ADJ-OK', 'delta' => -1, 'reason' => 'gift' ),
+			array( 'key' => $p . '6', 'sku' => 'ADJ-OK', 'delta' => '-1', 'reason' => 'sale' ),
+			array( 'key' => 'has space', 'sku' => 'ADJ-OK', 'delta' => -1, 'reason' => 'sale' ),
+			array( 'key' => $p . '8', 'sku' => 'ADJ-OK', 'delta' => 1000001, 'reason' => 'sale' ),
+			'not an object',
+			array( 'key' => $p . '10', 'sku' => 'ADJ-OK', 'delta' => -5, 'reason' => 'sale' ),
+			array( 'key' => $p . '11:refund:77', 'sku' => 'ADJ-OK', 'delta' => 2, 'reason' => 'refund' ),
+		);
+		$r = $this->adjust( $items );
+		$this->assertSame( 200, $r['status'], $r['raw'] );
+		$got = array_map( static fn( $e ) => array( $e['key'], $e['result'], $e['code'] ?? $e['quantity'] ), $r['body']['items'] );
+		$this->assertSame(
+			array(
+				array( $p . '1', 'refused', 'unknown_sku' ),
+				array( $p . '2', 'refused', 'not_managed' ),
+				array( $p . '3', 'refused', 'trashed' ),
+				array( $p . '4', 'refused', 'invalid_item' ),
+				array( $p . '5', 'refused', 'invalid_item' ),
+				array( $p . '6', 'refused', 'invalid_item' ),
+				array( 'has space', 'refused', 'invalid_item' ),
+				array( $p . '8', 'refused', 'invalid_item' ),
+				array( null, 'refused', 'invalid_item' ),
+				array( $p . '10', 'applied', -1 ), // Never clamped: WooCommerce allows negative stock.
+				array( $p . '11:refund:77', 'applied', 1 ),
+			),
+			$got
+		);
+		$this->assertSame( 'No product or variation has the SKU ADJ-NONE.', $r['body']['items'][0]['message'] );
+		$this->assertSame( 1, $this->stock( $ok ) );
+		$this->assertSame( 8, $this->stock( $trash ) );
+		$this->assertSame( array( 'refused', 'not_managed' ), array( $this->adjustment( $p . '2' )['result'], $this->adjustment( $p . '2' )['code'] ), 'a refusal is remembered' );
+
+		// A repeat of a refused key is tried again: still refused while the cause stands, applied once it is fixed.
+		$this->assertSame( 'not_managed', $this->adjust( array( $items[1] ) )['body']['items'][0]['code'] ?? null );
+		update_post_meta( $free, '_manage_stock', 'yes' );
+		update_post_meta( $free, '_stock', '6' );
+		SRT::shop( array( array( 'untrash', $trash ) ) );
+		$fixed = $this->adjust( array( $items[1], $items[2], $items[1] ) )['body']['items'];
+		$this->assertSame( array( array( 'key' => $p . '2', 'result' => 'applied', 'quantity' => 5 ), array( 'key' => $p . '3', 'result' => 'applied', 'quantity' => 7 ), array( 'key' => $p . '2', 'result' => 'duplicate', 'quantity' => 5 ) ), $fixed );
+		$this->assertSame( array( 5, 7 ), array( $this->stock( $free ), $this->stock( $trash ) ) );
+	}
+
+	/** Whole-request refusals change nothing and record no key. */
+	public function test_adjust_refusals_401_400_and_413_change_nothing(): void {
+		$id  = SRT::product( array( 'sku' => 'ADJ-SIG', 'qty' => 5 ) );
+		$key = 'ebay:' . bin2hex( random_bytes( 4 ) ) . ':1';
+		$one = array( array( 'key' => $key, 'sku' => 'ADJ-SIG', 'delta' => -1, 'reason' => 'sale' ) );
+		$doc = array( 'type' => 'stock.adjust', 'site' => SRT::SITE, 'items' => $one );
+		$cases = array(
+			'no signature'  => array( $this->adjust( $one, array( 'unsigned' => true ) ), 401, 'signature_missing' ),
+			'bad signature' => array( $this->adjust( $one, array( 'signature' => 'v1,' . base64_encode( str_repeat( 'x', 32 ) ) ) ), 401, 'signature_invalid' ),
+			'other secret'  => array( $this->adjust( $one, array( 'secret' => 'whsec_' . base64_encode( str_repeat( 'k', 32 ) ) ) ), 401, 'signature_invalid' ),
+			'old timestamp' => array( $this->adjust( $one, array( 'timestamp' => time() - 301 ) ), 401, 'timestamp_out_of_tolerance' ),
+			'wrong type'    => array( $this->snapshot( array( 'type' => 'snapshot.page' ) + $doc, array( 'route' => 'adjust' ) ), 400, 'type_mismatch' ),
+			'wrong site'    => array( $this->snapshot( array( 'site' => 'other-shop' ) + $doc, array( 'route' => 'adjust' ) ), 400, 'type_mismatch' ),
+			'no items'      => array( $this->snapshot( array( 'type' => 'stock.adjust', 'site' => SRT::SITE ), array( 'route' => 'adjust' ) ), 400, 'missing_field' ),
+			'empty items'   => array( $this->adjust( array() ), 400, 'malformed_json' ),
+			'101 items'     => array( $this->adjust( array_fill( 0, 101, $one[0] ) ), 400, 'batch_too_large' ),
+			'not json'      => array( $this->snapshot( '{"type": "stock.adjust",', array( 'route' => 'adjust' ) ), 400, 'malformed_json' ),
+			'text/plain'    => array( $this->adjust( $one, array( 'content_type' => 'text/plain' ) ), 415, 'unsupported_media_type' ),
+			'over 1 MiB'    => array( $this->snapshot( json_encode( $doc + array( 'pad' => str_repeat( 'p', 1048576 ) ) ), array( 'route' => 'adjust' ) ), 413, 'body_too_large' ),
+		);
+		foreach ( $cases as $name => list( $answer, $status, $code ) ) {
+			$this->assertSame( array( $status, $code ), array( $answer['status'], $answer['body']['error']['code'] ?? $answer['raw'] ), $name );
+			$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $answer['raw'], "$name: never the secret" );
+		}
+		$this->assertArrayHasKey( 'server_time', $cases['old timestamp'][0]['body']['error'] );
+		$this->assertSame( 5, $this->stock( $id ), 'nothing changed' );
+		$this->assertNull( $this->adjustment( $key ), 'no key recorded' );
+	}
+
+	/** The same key in parallel requests (PHP's server runs four workers here) is applied exactly once. */
+	public function test_the_same_key_in_parallel_requests_is_applied_exactly_once(): void {
+		$id  = SRT::product( array( 'sku' => 'ADJ-PAR', 'qty' => 50 ) );
+		$key = 'ebay:' . bin2hex( random_bytes( 4 ) ) . ':1';
+		// WooCommerce's stock write takes 400 ms here, inside the transaction: the requests overlap there.
+		update_option( 'srt_slow_stock_ms', 400 );
+		try {
+			$body  = json_encode( array( 'type' => 'stock.adjust', 'site' => SRT::SITE, 'items' => array( array( 'key' => $key, 'sku' => 'ADJ-PAR', 'delta' => -1, 'reason' => 'sale' ) ) ) );
+			$multi = curl_multi_init();
+			$hands = array();
+			for ( $i = 0; $i < 3; $i++ ) {
+				$msg = 'msg_par' . $i . bin2hex( random_bytes( 6 ) );
+				$ts  = (string) time();
+				$sig = 'v1,' . base64_encode( hash_hmac( 'sha256', "$msg.$ts.$body", base64_decode( substr( SRT::SECRET, 6 ) ), true ) );
+				$ch  = curl_init( getenv( 'SRT_WP_URL' ) . '/wp-json/stock-relay/v1/adjust' );
+				curl_setopt_array( $ch, array( CURLOPT_POST => true, CURLOPT_POSTFIELDS => $body, CURLOPT_RETURNTRANSFER => true, CURLOPT_TIMEOUT => 30, CURLOPT_HTTPHEADER => array( 'Content-Type: application/json', "webhook-id: $msg", "webhook-timestamp: $ts", "webhook-signature: $sig" ) ) );
+				curl_multi_add_handle( $multi, $ch );
+				$hands[] = $ch;
+			}
+			$start = microtime( true );
+			do {
+				curl_multi_exec( $multi, $running );
+				curl_multi_select( $multi, 0.05 );
+			} while ( $running > 0 );
+			$took    = microtime( true ) - $start;
+			$answers = array();
+			foreach ( $hands as $ch ) {
+				$this->assertSame( 200, (int) curl_getinfo( $ch, CURLINFO_RESPONSE_CODE ), (string) curl_multi_getcontent( $ch ) );
+				$answers[] = json_decode( (string) curl_multi_getcontent( $ch ), true )['items'][0];
+				curl_multi_remove_handle( $multi, $ch );
+			}
+			curl_multi_close( $multi );
+		} finally {
+			delete_option( 'srt_slow_stock_ms' );
+		}
+		$results = array_column( $answers, 'result' );
+		sort( $results );
+		$this->assertSame( array( 'applied', 'duplicate', 'duplicate' ), $results, json_encode( $answers ) );
+		$this->assertSame( array( 49, 49, 49 ), array_column( $answers, 'quantity' ) );
+		$this->assertSame( 49, $this->stock( $id ), 'one unit, once' );
+		// They ran side by side: three sequential requests would take at least 1.2 s for the stock writes alone;
+		// the duplicates waited on the first one's key and never reached the slow write.
+		$this->assertLessThan( 1.2, $took, 'the requests overlapped (PHP_CLI_SERVER_WORKERS > 1)' );
+	}
+
+	/** A variation's SKU adjusts the variation's own stock, or its parent's when the parent manages it. */
+	public function test_a_variation_sku_adjusts_the_variation_or_the_parent_that_manages_its_stock(): void {
+		$own_parent = SRT::product( array( 'sku' => 'ADJ-VP', 'variable' => true, 'manage' => false ) );
+		$own        = SRT::product( array( 'sku' => 'ADJ-V-OWN', 'parent' => $own_parent, 'qty' => 6 ) );
+		$parent     = SRT::product( array( 'sku' => 'ADJ-VQ', 'variable' => true, 'qty' => 20 ) );
+		$inherit    = SRT::product( array( 'sku' => 'ADJ-V-INH', 'parent' => $parent, 'manage' => false ) );
+		$p          = 'etsy:' . bin2hex( random_bytes( 4 ) ) . ':';
+		$r          = $this->adjust(
+			array(
+				array( 'key' => $p . '1', 'sku' => 'ADJ-V-OWN', 'delta' => -2, 'reason' => 'sale' ),
+				array( 'key' => $p . '2', 'sku' => 'ADJ-V-INH', 'delta' => -3, 'reason' => 'sale' ),
+			)
+		);
+		$this->assertSame( array( array( 'key' => $p . '1', 'result' => 'applied', 'quantity' => 4 ), array( 'key' => $p . '2', 'result' => 'applied', 'quantity' => 17 ) ), $r['body']['items'] ?? $r['raw'] );
+		$this->assertSame( array( 4, 17 ), array( $this->stock( $own ), $this->stock( $parent ) ) );
+		$this->assertSame( '', get_post_meta( $inherit, '_stock', true ), 'the inheriting variation has no stock of its own' );
+		$this->assertSame( array( $own, $parent ), array( (int) $this->adjustment( $p . '1' )['product_id'], (int) $this->adjustment( $p . '2' )['product_id'] ), 'the key records the stock owner' );
+		$events = $this->wait_events( 3 );
+		$by_sku = array_column( $events, null, 'sku' );
+		$this->assertSame( array( $own, 4, array( 'kind' => 'relay' ) ), array( $by_sku['ADJ-V-OWN']['product_id'], $by_sku['ADJ-V-OWN']['stock_quantity'], $by_sku['ADJ-V-OWN']['cause'] ) );
+		$this->assertSame( array( $parent, 17, array( 'kind' => 'relay' ) ), array( $by_sku['ADJ-V-INH']['product_id'], $by_sku['ADJ-V-INH']['stock_quantity'], $by_sku['ADJ-V-INH']['cause'] ) );
 	}
 }

@@ -139,3 +139,16 @@ function srt_ops(): void {
 	}
 	wp_send_json( array( 'ok' => true, 'out' => $out ) );
 }
+
+/**
+ * A slow stock write on demand (option srt_slow_stock_ms): WooCommerce's before_set_stock hook sleeps, so
+ * two requests adjusting the same key overlap inside the plugin's transaction instead of one after the other.
+ */
+function srt_slow_stock(): void {
+	$ms = (int) get_option( 'srt_slow_stock_ms', 0 );
+	if ( $ms > 0 ) {
+		usleep( 1000 * $ms );
+	}
+}
+add_action( 'woocommerce_product_before_set_stock', 'srt_slow_stock' );
+add_action( 'woocommerce_variation_before_set_stock', 'srt_slow_stock' );

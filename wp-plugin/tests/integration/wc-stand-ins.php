@@ -189,6 +189,20 @@ namespace {
 		return false;
 	}
 
+	/**
+	 * wc_get_product_id_by_sku(): WC_Product_Data_Store_CPT::get_product_id_by_sku, the id of a product or
+	 * variation with this SKU that is not in the trash, or 0 (WooCommerce ≥ 3.6 reads the SKU from its
+	 * wc_product_meta_lookup table, which mirrors `_sku`; the stand-ins have no lookup table, so `_sku`).
+	 */
+	function wc_get_product_id_by_sku( $sku ): int {
+		global $wpdb;
+		if ( ! $sku ) {
+			return 0;
+		}
+		$id = $wpdb->get_var( $wpdb->prepare( "SELECT posts.ID FROM {$wpdb->posts} AS posts INNER JOIN {$wpdb->postmeta} AS meta ON posts.ID = meta.post_id AND meta.meta_key = '_sku' WHERE posts.post_type IN ( 'product', 'product_variation' ) AND posts.post_status != 'trash' AND meta.meta_value = %s LIMIT 1", $sku ) );
+		return (int) apply_filters( 'woocommerce_get_product_id_by_sku', $id, $sku );
+	}
+
 	/** WC_Post_Data::deferred_product_sync: the parent is re-saved at shutdown priority 10. */
 	function wc_deferred_product_sync( int $parent_id ): void {
 		global $srt_deferred;
@@ -224,6 +238,7 @@ namespace {
 		}
 		$owner = wc_get_product( $product->get_stock_managed_by_id() );
 		do_action( $owner->get_type() === 'variation' ? 'woocommerce_variation_before_set_stock' : 'woocommerce_product_before_set_stock', $owner );
+		add_post_meta( $owner->get_id(), '_stock', 0, true ); // The data store ensures a row exists to update.
 		$sql = array(
 			'set'      => $wpdb->prepare( "UPDATE {$wpdb->postmeta} SET meta_value = %f WHERE post_id = %d AND meta_key = '_stock'", $qty, $owner->get_id() ),
 			'increase' => $wpdb->prepare( "UPDATE {$wpdb->postmeta} SET meta_value = meta_value + %f WHERE post_id = %d AND meta_key = '_stock'", $qty, $owner->get_id() ),
