@@ -98,6 +98,17 @@ def signed_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dic
     }
 
 
+def shop_request_headers(secrets: Iterable[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers of a signed JSON call to the shop's plugin (snapshot, wake, adjust): signed with every active
+    secret of the site, since mid-rotation the plugin may hold the old one or the new one."""
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(sign(s, msg_id, timestamp, body) for s in secrets),
+    }
+
+
 def _parse_signatures(header: str) -> list[tuple[str, bytes]]:
     found = []
     for part in header.split(" "):

@@ -154,13 +154,7 @@ class ShopClient:
         return self.retry_wait * (2 * state.attempt_number - 1)
 
     async def _post(self, body: bytes) -> bytes:
-        msg_id, timestamp = new_msg_id(), int(self.now())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": " ".join(signing.sign(s, msg_id, timestamp, body) for s in self.site.secrets),
-        }
+        headers = signing.shop_request_headers(self.site.secrets, new_msg_id(), int(self.now()), body)
         answer = await outbound.send(
             self.session,
             "POST",

@@ -37,14 +37,7 @@ async def wake_shop(site: SiteConfig, session: aiohttp.ClientSession, now: Calla
     """POST a signed ``outbox.wake`` to the site's shop; True when it took it (2xx). Logs, never raises."""
     url = site.shop_url + WAKE_PATH
     body = json.dumps({"type": WAKE_TYPE, "site": site.id}, separators=(",", ":")).encode()
-    msg_id, timestamp = new_msg_id(), int(now())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        # Every active secret, as for snapshot pages: the plugin may hold the old or the new one mid-rotation.
-        "webhook-signature": " ".join(signing.sign(s, msg_id, timestamp, body) for s in site.secrets),
-    }
+    headers = signing.shop_request_headers(site.secrets, new_msg_id(), int(now()), body)
     try:
         answer = await outbound.send(
             session,
