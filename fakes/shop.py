@@ -1,5 +1,7 @@
-"""A stand-in for a WooCommerce shop running the Stock Relay plugin: its signed ``snapshot`` route (PROTOCOL.md §3)
-and its ``wake`` route (recorded raw, for a test to verify; ``hold_wake`` keeps the answer back until set).
+"""A stand-in for a WooCommerce shop running the Stock Relay plugin: its signed ``snapshot`` route (PROTOCOL.md §3),
+its ``wake`` route (recorded raw, for a test to verify; ``hold_wake`` keeps the answer back until set) and its
+``adjust`` route (docs/wire-protocol.md §3b: each key applied at most once, a repeat answered ``duplicate``;
+``adjust_script`` answers scripted statuses first, ``hold_adjust`` keeps the answer back after applying).
 
 It serves the same pages as the plugin (wp-plugin/src/class-stock-relay-snapshot.php, docs/wire-protocol.md):
 items paged by post id, the stock owner's version read before the state, trashed items as ``deleted``,
@@ -62,6 +64,11 @@ class FakeShop:
         self.status_override: int | None = None  # answer every request with this status (an outage)
         self.wakes: list[tuple[dict[str, str], bytes]] = []  # each wake call's headers (lower-case names) and body
         self.hold_wake: asyncio.Event | None = None
+        self.adjusted: dict[str, int | None] = {}  # key → the quantity after it was applied: each key at most once
+        self.adjust_calls: list[dict[str, Any]] = []  # every signed adjust request's body, as sent
+        self.adjust_script: list[tuple[int, dict[str, str]]] = []  # (status, headers) answered first, in order
+        self.hold_adjust: asyncio.Event | None = None  # applied, but the answer waits until set
+        self.adjust_max_items = 100  # more in one request: 413
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -110,6 +117,7 @@ class FakeShop:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_post("/wp-json/stock-relay/v1/snapshot", self.snapshot)
         app.router.add_post("/wp-json/stock-relay/v1/wake", self.wake)
+        app.router.add_post("/wp-json/stock-relay/v1/adjust", self.adjust)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -172,6 +180,60 @@ class FakeShop:
             self.refused += 1
             return _error(401, "signature_invalid", "The signature does not match this shop's secret.")
         return web.json_response({"type": "outbox.wake", "site": self.site}, status=202)
+
+    async def adjust(self, request: web.Request) -> web.Response:
+        """The plugin's adjust route: each key changes its product's stock at most once (the plugin does it in one
+        transaction with the key); a repeat is a ``duplicate`` with the current quantity."""
+        body = await request.read()
+        if not self._signed(request, body):
+            self.refused += 1
+            return _error(401, "signature_invalid", "The signature does not match this shop's secret.")
+        if self.adjust_script:
+            status, headers = self.adjust_script.pop(0)
+            response = _error(status, "scripted", "Scripted failure.")
+            response.headers.update(headers)
+            return response
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return _error(400, "malformed_json", "The body is not JSON.")
+        if doc.get("type") != "stock.adjust" or doc.get("site") != self.site:
+            return _error(400, "type_mismatch", "This route takes a stock.adjust for this shop's site.")
+        items = doc.get("items")
+        if not isinstance(items, list) or not items:
+            return _error(400, "missing_field", "items must hold 1 to 100 changes.")
+        if len(items) > self.adjust_max_items:
+            return _error(413, "batch_too_large", f"At most {self.adjust_max_items} items per request.")
+        self.adjust_calls.append(doc)
+        results = [self._apply(item) for item in items]
+        if self.hold_adjust is not None:
+            await self.hold_adjust.wait()
+        return web.json_response({"type": "adjust.result", "items": results})
+
+    def _apply(self, item: Any) -> dict[str, Any]:
+        key = item.get("key") if isinstance(item, dict) else None
+        if not isinstance(key, str) or not 0 < len(key) <= 191 or not all("!" <= ch <= "~" for ch in key):
+            return {"key": key, "result": "refused", "code": "invalid_item", "message": "key is not a valid key"}
+        if key in self.adjusted:
+            return {"key": key, "result": "duplicate", "quantity": self.adjusted[key]}
+        delta, reason = item.get("delta"), item.get("reason")
+        if isinstance(delta, bool) or not isinstance(delta, int) or not delta or abs(delta) > 1_000_000:
+            return {"key": key, "result": "refused", "code": "invalid_item", "message": "delta is not valid"}
+        if reason not in ("sale", "cancel", "refund"):
+            return {"key": key, "result": "refused", "code": "invalid_item", "message": "reason is not valid"}
+        found = [p for p in self.products.values() if p.sku == item.get("sku")]
+        if not found:
+            return {"key": key, "result": "refused", "code": "unknown_sku", "message": "No product has this SKU."}
+        product = found[0]
+        if product.trashed:
+            return {"key": key, "result": "refused", "code": "trashed", "message": "The product is in the trash."}
+        if product.quantity is None:
+            return {"key": key, "result": "refused", "code": "not_managed", "message": "Stock is not managed."}
+        product.quantity += delta
+        product.modified = self.clock()
+        self.bump(product.owner)
+        self.adjusted[key] = product.quantity
+        return {"key": key, "result": "applied", "quantity": product.quantity}
 
     def _changed_since(self, product: Product, since: float | None) -> bool:
         if since is None:

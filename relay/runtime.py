@@ -17,8 +17,9 @@ import aiohttp
 
 from . import __version__, connectors
 from .config import Config, SiteConfig
-from .delivery import deliveries
+from .delivery import adjustments, deliveries
 from .delivery.dispatch import ChannelWorker
+from .delivery.shop import ShopWorker
 from .errors import ReconcileError, StorageError
 from .http.metrics import Metrics
 from .repair import reconcile, shop_wake
@@ -51,6 +52,7 @@ class Relay:
         self.now = now
         self.store = Store(config.database_path)
         self.workers: dict[tuple[str, str], ChannelWorker] = {}
+        self.shop_workers: dict[str, ShopWorker] = {}  # per site with a shop_url: reported sales → the shop
         self.stopping = asyncio.Event()
         self.shutting_down = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,7 +78,7 @@ class Relay:
     async def _open(self, run_workers: bool) -> None:
         """Everything start() does once the state directory is locked."""
         await self.store.open()
-        released = await self.store.write(lambda conn: deliveries.release(conn))
+        released = await self.store.write(lambda conn: deliveries.release(conn) + adjustments.release(conn))
         if released:
             log.info("released %d claims left by a previous run", released)
         self._session = aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"})
@@ -89,9 +91,14 @@ class Relay:
                 if ReadBack.enabled_for(connector, site.reconcile):
                     worker.readback = ReadBack(self.store, site.id, channel, connector, site.reconcile, self.now)
                 self.workers[(site.id, channel.name)] = worker
+            if site.shop_url:
+                shop = ShopWorker(self.store, site, self._session, self.config.dispatch, self.now)
+                self.shop_workers[site.id] = shop
         if run_workers:
             for worker in self.workers.values():
                 self._tasks.append(asyncio.create_task(worker.run(self.stopping), name=f"worker {worker.name}"))
+            for shop in self.shop_workers.values():
+                self._tasks.append(asyncio.create_task(shop.run(self.stopping), name=f"worker {shop.name}"))
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
             for site in self.config.sites:
                 if site.shop_url and (site.reconcile.incremental_minutes or site.reconcile.full_hour is not None):
@@ -180,6 +187,10 @@ class Relay:
                 found[worker.name] = "its loop has stopped (see the log)"
             elif (age := worker.stalled_for(limit)) is not None:
                 found[worker.name] = f"stuck {worker.phase} for {age:.0f} s"
+        for shop in self.shop_workers.values():
+            task = tasks.get(f"worker {shop.name}")
+            if task is not None and task.done():
+                found[shop.name] = "its loop has stopped (see the log)"
         return found
 
     async def database_writable(self, timeout: float = 2.0) -> str | None:
@@ -231,6 +242,12 @@ class Relay:
             if site_id == site:
                 worker.wake.set()
 
+    def wake_shop(self, site: str) -> None:
+        """New sales are due for ``site``'s shop: its worker should send them now."""
+        worker = self.shop_workers.get(site)
+        if worker is not None:
+            worker.wake.set()
+
     def begin_shutdown(self) -> None:
         """Stop intake: ingest answers 503 shutting_down from now on."""
         self.shutting_down = True
@@ -252,7 +269,7 @@ class Relay:
             self._tasks.clear()
         with contextlib.suppress(StorageError):
             # Whatever a cancelled worker still held is due again at once for the next start.
-            await self.store.write(lambda conn: deliveries.release(conn))
+            await self.store.write(lambda conn: deliveries.release(conn) + adjustments.release(conn))
         await self._close_resources()
 
     async def _close_resources(self) -> None:

@@ -203,6 +203,35 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE requests ADD COLUMN digest TEXT;
     """,
+    # 7: two-way sync (issue 15): one row per change another system reported for the shop's stock (a sale, its
+    # cancellation, a refund), keyed by what makes it that change (relay/intake/sales.py builds the key), so INSERT
+    # OR IGNORE counts it once however often it is reported. The shop worker (relay/delivery/shop_sales.py) claims
+    # due rows under a lease and a token as deliveries are claimed, sends them as stock.adjust and keeps the shop's
+    # answer: applied (with the shop's quantity) or refused (with its code and message).
+    """
+    CREATE TABLE sales (
+        site            TEXT    NOT NULL,
+        key             TEXT    NOT NULL,      -- <channel>:<order>:<line>[:cancel | :refund:<refund id>]
+        channel         TEXT    NOT NULL,
+        order_id        TEXT    NOT NULL,
+        line_id         TEXT    NOT NULL,
+        sku             TEXT    NOT NULL,
+        delta           INTEGER NOT NULL,      -- what the shop's stock moves by: a sale is negative
+        reason          TEXT    NOT NULL,      -- sale | cancel | refund
+        source          TEXT    NOT NULL,      -- inbound (a signed sales.report)
+        received_at     REAL    NOT NULL,
+        state           TEXT    NOT NULL,      -- pending | applied | refused
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL    NOT NULL,
+        claim_token     TEXT,
+        lease_until     REAL,
+        quantity        INTEGER,               -- the shop's stock after it applied the change
+        last_error      TEXT,
+        updated_at      REAL    NOT NULL,
+        PRIMARY KEY (site, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX sales_due ON sales (site, state, next_attempt_at);
+    """,
 ]
 
 

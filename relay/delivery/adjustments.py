@@ -1,0 +1,170 @@
+"""The sales table's write jobs: claim due sales for the shop under a lease, settle them by the shop's answer.
+
+The shop is one more destination: what goes to it are changes (``delta``), not states, so nothing coalesces and
+every row is sent until the shop has answered for its key. A claim stamps rows with a fresh ``claim_token`` and a
+``lease_until`` and audits them as sent (the claim is the send's own commit); every settlement is conditional on
+that token, as in deliveries.py, so a worker that stalled past its lease can never settle a row claimed since.
+Resending is always safe: the plugin applies each key at most once and answers a repeat ``duplicate``.
+
+A sale is never given up (invariant 10: at least once, once seen): a transient failure retries with the dispatch
+backoff for as long as it takes; only the shop's own refusal makes a row ``refused`` (a dead letter).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..storage import audit
+from .deliveries import AUTH, PERMANENT, TRANSIENT, RetryPolicy
+
+APPLIED = "applied"  # the shop applied the key, now or before (its "applied" and "duplicate")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    key: str
+    channel: str
+    sku: str
+    delta: int
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one claimed sale."""
+
+    key: str
+    status: str  # APPLIED | PERMANENT (refused) | TRANSIENT | AUTH (retried after a pause, no attempt counted)
+    quantity: int | None = None  # the shop's stock after applying
+    answer: str = ""  # the shop's per-item result: applied | duplicate | refused
+    code: str = ""  # the shop's refusal code
+    error: str = ""
+    retry_after: float | None = None  # seconds: the shop's Retry-After, or the pause
+    http_status: int | None = None
+    latency_ms: float | None = None
+
+
+def claim(
+    conn: sqlite3.Connection, site: str, limit: int, token: str, lease_seconds: float, now: float, msg_id: str
+) -> list[Claimed]:
+    """Claim up to ``limit`` due sales of ``site`` and audit them as sent in request ``msg_id``."""
+    rows = conn.execute(
+        "SELECT key, channel, sku, delta, reason, attempts FROM sales"
+        " WHERE site = ? AND state = 'pending' AND next_attempt_at <= ? AND (claim_token IS NULL OR lease_until < ?)"
+        " ORDER BY next_attempt_at, received_at LIMIT ?",
+        (site, now, now, limit),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE sales SET claim_token = ?, lease_until = ?, updated_at = ? WHERE site = ? AND key = ?",
+        [(token, now + lease_seconds, now, site, row[0]) for row in rows],
+    )
+    claimed = [Claimed(*row) for row in rows]
+    audit.record(
+        conn,
+        [
+            audit.entry(
+                now,
+                site,
+                "adjust_sent",
+                channel=c.channel,
+                sku=c.sku,
+                event_id=c.key,
+                detail={"delta": c.delta, "reason": c.reason, "attempt": c.attempts + 1, "webhook_id": msg_id},
+            )  # fmt: skip
+            for c in claimed
+        ],
+    )
+    return claimed
+
+
+def settle(
+    conn: sqlite3.Connection,
+    site: str,
+    token: str,
+    claimed: Sequence[Claimed],
+    results: Sequence[Result],
+    policy: RetryPolicy,
+    now: float,
+    rand: random.Random,
+) -> int:
+    """Record each result (only where our claim still holds); returns how many rows were ours."""
+    by_key = {c.key: c for c in claimed}
+    logged: list[audit.Entry] = []
+    settled = 0
+    for result in results:
+        item = by_key[result.key]
+        where = (site, result.key, token)
+        detail: dict[str, object] = {"attempt": item.attempts + 1}
+        if result.status == APPLIED:
+            cursor = conn.execute(
+                "UPDATE sales SET state = 'applied', quantity = ?, attempts = attempts + 1, last_error = NULL,"
+                " claim_token = NULL, lease_until = NULL, updated_at = ? WHERE site = ? AND key = ? AND claim_token = ?",
+                (result.quantity, now, *where),
+            )
+            action, detail["result"] = "sale_applied", result.answer
+        elif result.status == PERMANENT:
+            reason = f"{result.code}: {result.error}" if result.code else result.error
+            cursor = conn.execute(
+                "UPDATE sales SET state = 'refused', attempts = attempts + 1, last_error = ?,"
+                " claim_token = NULL, lease_until = NULL, updated_at = ? WHERE site = ? AND key = ? AND claim_token = ?",
+                (reason, now, *where),
+            )
+            action, detail["reason"], detail["code"] = "dead_letter", reason, result.code
+        else:
+            if result.status == AUTH:  # paused: the claim is released, no attempt counted
+                attempts, delay = item.attempts, result.retry_after or 0.0
+            else:
+                assert result.status == TRANSIENT
+                attempts = item.attempts + 1
+                delay = policy.delay(attempts, result.retry_after, rand)
+            cursor = conn.execute(
+                "UPDATE sales SET attempts = ?, next_attempt_at = ?, last_error = ?,"
+                " claim_token = NULL, lease_until = NULL, updated_at = ? WHERE site = ? AND key = ? AND claim_token = ?",
+                (attempts, now + delay, result.error, now, *where),
+            )
+            action, detail["outcome"], detail["error"] = "attempt", result.status, result.error
+            detail["retry_in"] = round(delay, 3)
+        if cursor.rowcount == 0:
+            action, detail = "lease_lost", {}
+        else:
+            settled += 1
+        logged.append(
+            audit.entry(
+                now,
+                site,
+                action,
+                channel=item.channel,
+                sku=item.sku,
+                event_id=item.key,
+                quantity=result.quantity,
+                http_status=result.http_status,
+                latency_ms=result.latency_ms,
+                detail=detail,
+            )  # fmt: skip
+        )
+    audit.record(conn, logged)
+    return settled
+
+
+def release(conn: sqlite3.Connection, site: str | None = None) -> int:
+    """Drop claims so their rows are due again: one site's at its worker's stop, or every claim at start-up (the
+    state directory's lock proves no other relay holds one)."""
+    if site is None:
+        return conn.execute(
+            "UPDATE sales SET claim_token = NULL, lease_until = NULL WHERE claim_token IS NOT NULL"
+        ).rowcount
+    return conn.execute(
+        "UPDATE sales SET claim_token = NULL, lease_until = NULL WHERE site = ? AND claim_token IS NOT NULL", (site,)
+    ).rowcount
+
+
+def next_due(conn: sqlite3.Connection, site: str) -> float | None:
+    """View: when the site's next pending sale is due (wall clock), or None when nothing is pending."""
+    due = conn.execute(
+        "SELECT MIN(next_attempt_at) FROM sales WHERE site = ? AND state = 'pending'", (site,)
+    ).fetchone()[0]
+    return None if due is None else float(due)
