@@ -109,6 +109,10 @@ def _vault_count(keys: tuple[str, ...]) -> str | None:
     return _count("keys")(keys) if keys else None
 
 
+def _secret_count(secrets: tuple[str, ...]) -> str | None:
+    return _count("active")(secrets) if secrets else None
+
+
 _QUANTITY = (0, 1_000_000)
 _DISPATCH_WHOLE = (1, 1_000_000)
 _DISPATCH_NUMBER = (0.001, 10_000_000)
@@ -144,7 +148,9 @@ def _read_sites(node: _Node, key: str, values: dict[str, Any]) -> tuple[SiteConf
 def _site(site_id: str, node: _Node) -> SiteConfig:
     if not SITE_ID.match(site_id):
         raise ConfigError(node.path, "a site id is 1 to 64 of a-z, 0-9 and '-'")
-    return SiteConfig(id=site_id, **_read(SiteConfig, node))
+    site = SiteConfig(id=site_id, **_read(SiteConfig, node))
+    _check_sales_secrets(node, site)
+    return site
 
 
 def _read_site_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
@@ -158,6 +164,30 @@ def _read_site_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[s
         except ValueError as exc:
             raise ConfigError(node.sub(key), str(exc)) from None
     return secrets
+
+
+def _read_sales_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
+    """The secrets another system signs its ``sales.report`` with; none: the channel's sales route is off (404)."""
+    ref = node.get(key, str)
+    if not ref:
+        return ()
+    secrets = tuple(node.resolve_secret(key, ref).split())
+    for value in secrets:
+        try:
+            signing.secret_key(value)
+        except ValueError as exc:
+            raise ConfigError(node.sub(key), str(exc)) from None
+    return secrets
+
+
+def _check_sales_secrets(node: _Node, site: SiteConfig) -> None:
+    """Sales need somewhere to go, and a system that reports them must not hold the shop's own secret."""
+    for index, channel in enumerate(site.channels):
+        path = f"{node.sub('channels')}[{index}].sales_secret"
+        if channel.sales_secrets and not site.shop_url:
+            raise ConfigError(path, "needs the site's shop_url: the relay sends reported sales to the shop there")
+        if set(channel.sales_secrets) & set(site.secrets):
+            raise ConfigError(path, "must not be the site's secret: give each reporting system a secret of its own")
 
 
 def _read_channels(node: _Node, key: str, values: dict[str, Any]) -> tuple[ChannelConfig, ...]:
@@ -321,6 +351,11 @@ class ChannelConfig:
         default_factory=dict, metadata=spec(types=MARKETPLACE_TYPES, reader=_read_account, doc="")
     )
     credentials: str = field(default="", metadata=spec(types=MARKETPLACE_TYPES, doc="`SITE/CHANNEL`"))
+    # any type: the secret(s) another system signs this channel's sales.report with (docs/wire-protocol.md §2b);
+    # none: the channel's sales route answers 404
+    sales_secrets: tuple[str, ...] = field(
+        default=(), repr=False, metadata=spec(key="sales_secret", reader=_read_sales_secrets, redact=_secret_count)
+    )
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ class Local:
             row.update(type=channel.type, circuit=None)
         last = await self.view(lambda conn: views.last_event_at(conn, self.site.id))
         reconcile = await self.view(lambda conn: views.reconcile_status(conn, self.site.id))
+        sales = await self.view(lambda conn: views.sales_status(conn, self.site.id, now))
         return views.with_iso(
             {
                 "site": self.site.id,
@@ -129,6 +130,7 @@ class Local:
                 "last_event_at": last,
                 "channels": channels,
                 "reconcile": reconcile,
+                "sales": sales,
             }
         )
 
@@ -323,7 +325,7 @@ async def _run(args: argparse.Namespace) -> int:
         status = await backend.status()
         print(json.dumps(status, indent=2) if args.json else format_status(status, now), file=out)
         stuck = [c for c in status["channels"] if c.get("dead_letters") or c.get("worker", "ok") != "ok"]
-        return 0 if not stuck else 3
+        return 0 if not stuck and not (status.get("sales") or {}).get("refused") else 3
     if args.command == "audit":
         where = views.AuditFilter(args.sku, args.channel, args.event_id, parse_since(args.since, now))
         entries = await audit_entries(backend, where, max(1, args.limit), progress)
@@ -469,7 +471,22 @@ def format_status(status: dict[str, Any], now: float) -> str:
     head = f"site {status['site']}: last event received {ago(status.get('last_event_at'), now)}"
     headers = ("channel", "type", "pending", "in flight", "oldest", "dead", "circuit", "last success", "last error")
     stalled = [f"{c['name']}: {c['worker']}" for c in status["channels"] if c.get("worker", "ok") != "ok"]
-    return "\n".join([head, table(headers, rows), *(f"STALLED {s}" for s in stalled)])
+    return "\n".join([head, table(headers, rows), *(f"STALLED {s}" for s in stalled), *format_sales(status)])
+
+
+def format_sales(status: dict[str, Any]) -> list[str]:
+    """Sales other systems reported for the shop: counts, the newest error of one waiting, the refused ones."""
+    sales = status.get("sales")
+    if not sales or not (sales["pending"] or sales["applied"] or sales["refused"]):
+        return []
+    oldest = "" if sales["oldest_pending_age"] is None else f" (oldest {duration(sales['oldest_pending_age'])})"
+    lines = [
+        f"sales to the shop: {sales['pending']} pending{oldest}, {sales['applied']} applied, {sales['refused']} refused"
+    ]
+    if sales.get("last_error"):
+        lines.append(f"  waiting: {sales['last_error']['key']}: {sales['last_error']['message'][:100]}")
+    lines += [f"  REFUSED {r['key']} (SKU {r['sku']}): {r['reason'][:100]}" for r in sales.get("refused_examples", [])]
+    return lines
 
 
 def format_audit(entries: list[dict[str, Any]]) -> str:

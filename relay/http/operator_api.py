@@ -107,6 +107,7 @@ async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
             ],
             "last_event_at": views.last_event_at(conn, site.id),
             "reconcile": views.reconcile_status(conn, site.id),
+            "sales": views.sales_status(conn, site.id, now),
         }
 
     snapshot = await relay.store.query(read)

@@ -22,7 +22,7 @@ from .. import __version__, signing
 from ..config import Config, SiteConfig
 from ..delivery.ratelimit import TokenBucket
 from ..errors import PayloadError, SignatureError, StorageError
-from ..intake import ingest, protocol
+from ..intake import ingest, protocol, sales
 from ..intake import woocommerce as woocommerce_webhooks
 from ..intake.ingest import BatchOutcome
 from ..runtime import Relay
@@ -112,6 +112,7 @@ def make_app(config: Config, relay: Relay) -> web.Application:
     app.router.add_post("/v1/sites/{site}/replay", signed("replay.request")(operator_api.handle_replay))
     app.router.add_post("/v1/sites/{site}/export", signed("export.request")(operator_api.handle_export))
     app.router.add_post("/v1/sites/{site}/woocommerce", handle_woocommerce)
+    app.router.add_post("/v1/sites/{site}/channels/{channel}/sales", handle_sales)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", operator_api.handle_readyz)
     app.router.add_get("/metrics", operator_api.handle_metrics)
@@ -123,38 +124,48 @@ SignedHandler = Callable[[web.Request, SiteConfig, dict[str, Any]], Awaitable[we
 
 
 def signed(body_type: str) -> Callable[[SignedHandler], Handler]:
-    """Wrap a handler with the whole-request checks every signed POST shares."""
+    """Wrap a handler with the whole-request checks every signed POST shares, signed with the site's secret."""
 
     def wrap(handler: SignedHandler) -> Handler:
         @functools.wraps(handler)
         async def checked(request: web.Request) -> web.StreamResponse:
-            relay = request.app[RELAY]
-            config = relay.config
-            site = config.site(request.match_info["site"])
+            site = request.app[RELAY].config.site(request.match_info["site"])
             if site is None:
-                return error_response(
-                    404, "unknown_site", "This relay has no such site; check the site id in the plugin settings."
-                )
-            content_type = request.headers.get("Content-Type", "")
-            if content_type.split(";")[0].strip().lower() != "application/json":
-                return error_response(415, "unsupported_media_type", "Send the body as application/json.")
-            body = await read_capped(request, config.max_body_bytes)
-            if body is None:
-                return error_response(
-                    413,
-                    "body_too_large",
-                    f"The body is over {config.max_body_bytes} bytes; send fewer events per request.",
-                )
-            now = relay.now()
-            signing.verify(site.secrets, request.headers, body, now, config.timestamp_tolerance_seconds)
-            if (limited := over_budget(request, site)) is not None:
-                return limited
-            doc = protocol.check_envelope(protocol.parse_json(body), body_type, site.id)
+                return unknown_site()
+            doc = await verified(request, site, site.secrets, body_type)
+            if isinstance(doc, web.Response):
+                return doc
             return await handler(request, site, doc)
 
         return checked
 
     return wrap
+
+
+def unknown_site() -> web.Response:
+    return error_response(404, "unknown_site", "This relay has no such site; check the site id in the plugin settings.")
+
+
+async def verified(
+    request: web.Request, site: SiteConfig, secrets: tuple[str, ...], body_type: str
+) -> dict[str, Any] | web.Response:
+    """The checks every signed POST shares once its site is known, cheapest first: content type, size, the
+    signature (with ``secrets``: the site's, or a channel's sales secret), the site's request budget, then JSON and
+    envelope. Returns the body's document, or the answer that refuses the request."""
+    relay = request.app[RELAY]
+    config = relay.config
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return error_response(415, "unsupported_media_type", "Send the body as application/json.")
+    body = await read_capped(request, config.max_body_bytes)
+    if body is None:
+        return error_response(
+            413, "body_too_large", f"The body is over {config.max_body_bytes} bytes; send fewer events per request."
+        )
+    signing.verify(secrets, request.headers, body, relay.now(), config.timestamp_tolerance_seconds)
+    if (limited := over_budget(request, site)) is not None:
+        return limited
+    return protocol.check_envelope(protocol.parse_json(body), body_type, site.id)
 
 
 async def handle_woocommerce(request: web.Request) -> web.StreamResponse:
@@ -261,6 +272,39 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
         relay.metrics.count_batch(site.id, outcome.response)
     headers = {"Idempotent-Replayed": "true"} if outcome.repeated else None
     # The body the writer already encoded (what web.json_response would send), not a second json.dumps.
+    return web.Response(text=outcome.body, status=202, headers=headers, content_type="application/json")
+
+
+async def handle_sales(request: web.Request) -> web.StreamResponse:
+    """Sales another system reports for one channel (docs/wire-protocol.md §2b), signed with that channel's own
+    ``sales_secret``: recorded once per key, answered 202 after the commit, applied to the shop by its worker."""
+    relay = request.app[RELAY]
+    site = relay.config.site(request.match_info["site"])
+    if site is None:
+        return unknown_site()
+    name = request.match_info["channel"]
+    channel = next((c for c in site.channels if c.name == name and c.sales_secrets), None)
+    if channel is None:
+        return error_response(
+            404, "unknown_channel", "This site has no channel of that name that takes sales (no sales_secret is set)."
+        )
+    doc = await verified(request, site, channel.sales_secrets, "sales.report")
+    if isinstance(doc, web.Response):
+        return doc
+    valid, rejected = sales.split_report(doc, channel.name)
+    if relay.shutting_down:
+        return error_response(
+            503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
+        )
+    job = sales.ReportWrite(
+        site.id, channel.name, request.headers["webhook-id"], valid, rejected, relay.now(), protocol.content_digest(doc)
+    )
+    outcome = await relay.store.write(job)
+    if outcome.reused:
+        return webhook_id_reused()
+    if outcome.accepted:
+        relay.wake_shop(site.id)
+    headers = {"Idempotent-Replayed": "true"} if outcome.repeated else None
     return web.Response(text=outcome.body, status=202, headers=headers, content_type="application/json")
 
 

@@ -159,6 +159,35 @@ def last_event_at(conn: sqlite3.Connection, site: str) -> float | None:
     return None if row is None else float(row[0])
 
 
+def sales_status(conn: sqlite3.Connection, site: str, now: float, examples: int = 5) -> dict[str, Any]:
+    """Sales other systems reported for the shop (relay/intake/sales.py): how many wait, were applied or refused,
+    the newest error of one still waiting, and a few refused ones with the shop's reason."""
+    counts = dict(conn.execute("SELECT state, count(*) FROM sales WHERE site = ? GROUP BY state", (site,)).fetchall())
+    oldest = conn.execute(
+        "SELECT min(received_at) FROM sales WHERE site = ? AND state = 'pending'", (site,)
+    ).fetchone()[0]
+    error = conn.execute(
+        "SELECT key, last_error, updated_at FROM sales WHERE site = ? AND state = 'pending' AND last_error IS NOT NULL"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (site,),
+    ).fetchone()
+    refused = conn.execute(
+        "SELECT key, sku, delta, last_error, updated_at FROM sales WHERE site = ? AND state = 'refused'"
+        " ORDER BY updated_at DESC LIMIT ?",
+        (site, examples),
+    ).fetchall()
+    return {
+        "pending": counts.get("pending", 0),
+        "applied": counts.get("applied", 0),
+        "refused": counts.get("refused", 0),
+        "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
+        "last_error": None if error is None else {"key": error[0], "message": error[1], "at": error[2]},
+        "refused_examples": [
+            {"key": r[0], "sku": r[1], "delta": r[2], "reason": r[3], "updated_at": r[4]} for r in refused
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     sku: str | None = None
