@@ -43,32 +43,7 @@ final class Stock_Relay_Adjust_Route {
 
 	/** Register the route (rest_api_init). */
 	public static function register(): void {
-		register_rest_route(
-			Stock_Relay_Snapshot_Route::NAMESPACE,
-			self::ROUTE,
-			array(
-				'methods'             => 'POST',
-				'callback'            => array( self::class, 'handle' ),
-				// Open on purpose, as the snapshot route: the signature is the authentication, checked first in handle().
-				'permission_callback' => '__return_true',
-			)
-		);
-		add_filter( 'rest_request_before_callbacks', array( self::class, 'keep_own_errors' ), 10, 3 );
-	}
-
-	/**
-	 * Answer a body WordPress cannot parse as JSON here, after the signature check (see the snapshot route).
-	 *
-	 * @param mixed                $response Result so far.
-	 * @param array<string, mixed> $handler  The matched handler.
-	 * @param WP_REST_Request      $request  The request.
-	 * @return mixed
-	 */
-	public static function keep_own_errors( $response, $handler, $request ) {
-		if ( is_wp_error( $response ) && isset( $handler['callback'] ) && array( self::class, 'handle' ) === $handler['callback'] && 'rest_invalid_json' === $response->get_error_code() ) {
-			return null;
-		}
-		return $response;
+		Stock_Relay_Signed_Route::register( self::ROUTE, array( self::class, 'handle' ) );
 	}
 
 	/**
@@ -80,11 +55,7 @@ final class Stock_Relay_Adjust_Route {
 		$now      = time();
 		$settings = Stock_Relay_Plugin::settings();
 		$body     = (string) $request->get_body();
-		$headers  = array();
-		foreach ( array( 'webhook-id', 'webhook-timestamp', 'webhook-signature' ) as $name ) {
-			$headers[ $name ] = (string) $request->get_header( $name );
-		}
-		$error = Stock_Relay_Snapshot::authenticate( $settings['site'], $settings['secret'], $headers, $body, $now, self::MAX_BYTES );
+		list( $headers, $error ) = Stock_Relay_Signed_Route::authenticate( $request, $settings, $now, self::MAX_BYTES );
 		$items = null;
 		if ( null === $error ) {
 			$items = self::parse_request( (string) $request->get_header( 'content-type' ), $body, $settings['site'] );

@@ -19,39 +19,12 @@ declare(strict_types=1);
  */
 final class Stock_Relay_Snapshot_Route {
 
-	public const NAMESPACE = 'stock-relay/v1';
+	public const NAMESPACE = Stock_Relay_Signed_Route::NAMESPACE;
 	public const ROUTE     = '/snapshot';
 
 	/** Register the route (rest_api_init). */
 	public static function register(): void {
-		register_rest_route(
-			self::NAMESPACE,
-			self::ROUTE,
-			array(
-				'methods'             => 'POST',
-				'callback'            => array( self::class, 'handle' ),
-				// Open on purpose: the relay has no WordPress account. The Standard Webhooks signature
-				// with the site's secret is the authentication, checked first thing in handle().
-				'permission_callback' => '__return_true',
-			)
-		);
-		add_filter( 'rest_request_before_callbacks', array( self::class, 'keep_own_errors' ), 10, 3 );
-	}
-
-	/**
-	 * WordPress answers a body it cannot parse as JSON (rest_invalid_json) before any callback runs,
-	 * in its own error shape; this route answers that itself, after checking the signature.
-	 *
-	 * @param mixed                $response Result so far (a WP_Error when WordPress refused the request).
-	 * @param array<string, mixed> $handler  The matched handler.
-	 * @param WP_REST_Request      $request  The request.
-	 * @return mixed
-	 */
-	public static function keep_own_errors( $response, $handler, $request ) {
-		if ( is_wp_error( $response ) && isset( $handler['callback'] ) && array( self::class, 'handle' ) === $handler['callback'] && 'rest_invalid_json' === $response->get_error_code() ) {
-			return null;
-		}
-		return $response;
+		Stock_Relay_Signed_Route::register( self::ROUTE, array( self::class, 'handle' ) );
 	}
 
 	/**
@@ -63,11 +36,7 @@ final class Stock_Relay_Snapshot_Route {
 		$now      = time();
 		$settings = Stock_Relay_Plugin::settings();
 		$body     = (string) $request->get_body();
-		$headers  = array();
-		foreach ( array( 'webhook-id', 'webhook-timestamp', 'webhook-signature' ) as $name ) {
-			$headers[ $name ] = (string) $request->get_header( $name );
-		}
-		$error = Stock_Relay_Snapshot::authenticate( $settings['site'], $settings['secret'], $headers, $body, $now );
+		list( , $error ) = Stock_Relay_Signed_Route::authenticate( $request, $settings, $now );
 		if ( null === $error ) {
 			$params = Stock_Relay_Snapshot::parse_request( (string) $request->get_header( 'content-type' ), $body, $settings['site'] );
 			$error  = isset( $params['status'] ) ? $params : null;
