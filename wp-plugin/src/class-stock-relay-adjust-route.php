@@ -40,6 +40,7 @@ final class Stock_Relay_Adjust_Route {
 	public const MAX_BYTES = 1048576; // 1 MiB, as the relay's own limit: 100 items with long keys and extra fields exceed 64 KiB.
 	public const KEEP      = 600; // Seconds a webhook-id's answer is kept: 2 x the 300 s tolerance.
 	public const REASONS   = array( 'sale', 'cancel', 'refund' );
+	public const LOCK_RETRIES = 3; // Tries of one item's transaction when InnoDB ends it as a deadlock or a lock wait timeout.
 
 	/** Register the route (rest_api_init). */
 	public static function register(): void {
@@ -93,20 +94,9 @@ final class Stock_Relay_Adjust_Route {
 	 * @return array<int, mixed>|array{status: int, code: string, message: string} The items, or an error (it has a `status` key).
 	 */
 	public static function parse_request( string $content_type, string $body, string $site ): array {
-		$media = strtolower( trim( explode( ';', $content_type )[0] ) );
-		if ( 'application/json' !== $media ) {
-			return Stock_Relay_Snapshot::error( 415, 'unsupported_media_type', 'Send the adjust request as application/json.' );
-		}
-		$doc = json_decode( $body, false );
-		if ( ! $doc instanceof stdClass ) {
-			return Stock_Relay_Snapshot::error( 400, 'malformed_json', 'The body must be a JSON object.' );
-		}
-		$doc = get_object_vars( $doc );
-		if ( self::TYPE !== ( $doc['type'] ?? null ) ) {
-			return Stock_Relay_Snapshot::error( 400, 'type_mismatch', 'This route takes only type stock.adjust.' );
-		}
-		if ( ( $doc['site'] ?? null ) !== $site ) {
-			return Stock_Relay_Snapshot::error( 400, 'type_mismatch', 'The site in the body is not this shop\'s site id.' );
+		list( $doc, $error ) = Stock_Relay_Snapshot::envelope( $content_type, $body, $site, self::TYPE );
+		if ( null !== $error ) {
+			return $error;
 		}
 		if ( ! array_key_exists( 'items', $doc ) ) {
 			return Stock_Relay_Snapshot::error( 400, 'missing_field', 'The field items is missing.' );
@@ -168,42 +158,51 @@ final class Stock_Relay_Adjust_Route {
 		$now     = time();
 
 		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix, values through prepare().
-		self::sql( 'START TRANSACTION' );
-		try {
-			// The key first: a concurrent transaction with the same key waits here until this one ends.
-			$new = self::sql( $wpdb->prepare( "INSERT IGNORE INTO {$table} (adjust_key, product_id, sku, delta, reason, result, code, quantity, created_at, updated_at) VALUES (%s, 0, %s, %d, %s, 'pending', '', NULL, %d, %d)", $key, $sku, $delta, $reason, $now, $now ) );
-			if ( 0 === $new ) {
-				// Known key: a locking read sees the latest committed row (and holds it while a refused key is tried again).
-				$row = $wpdb->get_row( $wpdb->prepare( "SELECT result, quantity FROM {$table} WHERE adjust_key = %s FOR UPDATE", $key ), ARRAY_A );
-				if ( ! is_array( $row ) ) {
-					throw new RuntimeException( 'the adjustment row could not be read' );
+		// InnoDB may end one of two transactions that wait on the same key as a deadlock (both read it, then both
+		// write it); the loser is rolled back whole, so trying it again is safe, and it then finds the key applied.
+		for ( $attempt = 1; ; $attempt++ ) {
+			self::sql( 'START TRANSACTION' );
+			try {
+				// The key first: a concurrent transaction with the same key waits here until this one ends.
+				$new = self::sql( $wpdb->prepare( "INSERT IGNORE INTO {$table} (adjust_key, product_id, sku, delta, reason, result, code, quantity, created_at, updated_at) VALUES (%s, 0, %s, %d, %s, 'pending', '', NULL, %d, %d)", $key, $sku, $delta, $reason, $now, $now ) );
+				if ( 0 === $new ) {
+					// Known key: a locking read sees the latest committed row. A shared lock, as the INSERT's duplicate
+					// check already holds: two transactions that both find the key applied then never wait on each other.
+					$row = $wpdb->get_row( $wpdb->prepare( "SELECT result, quantity FROM {$table} WHERE adjust_key = %s LOCK IN SHARE MODE", $key ), ARRAY_A );
+					if ( ! is_array( $row ) ) {
+						throw new RuntimeException( 'the adjustment row could not be read: ' . $wpdb->last_error );
+					}
+					if ( 'applied' === $row['result'] ) {
+						self::sql( 'ROLLBACK' );
+						return array(
+							'key'      => $key,
+							'result'   => 'duplicate',
+							'quantity' => null === $row['quantity'] ? null : (int) $row['quantity'],
+						);
+					}
 				}
-				if ( 'applied' === $row['result'] ) {
-					self::sql( 'ROLLBACK' );
-					return array(
-						'key'      => $key,
-						'result'   => 'duplicate',
-						'quantity' => null === $row['quantity'] ? null : (int) $row['quantity'],
-					);
+				list( $owner, $code, $message ) = null === $problem ? self::resolve( $sku ) : array( 0, 'invalid_item', $problem );
+				if ( null !== $code ) {
+					self::sql( $wpdb->prepare( "UPDATE {$table} SET product_id = %d, sku = %s, delta = %d, reason = %s, result = 'refused', code = %s, quantity = NULL, updated_at = %d WHERE adjust_key = %s", $owner ? $owner->get_id() : 0, $sku, $delta, $reason, $code, $now, $key ) );
+					self::sql( 'COMMIT' );
+					return self::refused( $key, $code, $message );
 				}
-			}
-			list( $owner, $code, $message ) = null === $problem ? self::resolve( $sku ) : array( 0, 'invalid_item', $problem );
-			if ( null !== $code ) {
-				self::sql( $wpdb->prepare( "UPDATE {$table} SET product_id = %d, sku = %s, delta = %d, reason = %s, result = 'refused', code = %s, quantity = NULL, updated_at = %d WHERE adjust_key = %s", $owner ? $owner->get_id() : 0, $sku, $delta, $reason, $code, $now, $key ) );
+				wc_update_product_stock( $owner, abs( $delta ), $delta < 0 ? 'decrease' : 'increase' );
+				$stock_id = (int) $owner->get_stock_managed_by_id();
+				// This transaction's own write: the row as its UPDATE left it (atomic on the latest value),
+				// not the value WooCommerce computed from its earlier read, which a concurrent sale may have changed.
+				$quantity = $wpdb->get_var( $wpdb->prepare( "SELECT meta_value FROM {$wpdb->postmeta} WHERE post_id = %d AND meta_key = '_stock' LIMIT 1", $stock_id ) );
+				$quantity = (int) round( (float) $quantity );
+				self::sql( $wpdb->prepare( "UPDATE {$table} SET product_id = %d, sku = %s, delta = %d, reason = %s, result = 'applied', code = '', quantity = %d, updated_at = %d WHERE adjust_key = %s", $stock_id, $sku, $delta, $reason, $quantity, $now, $key ) );
 				self::sql( 'COMMIT' );
-				return self::refused( $key, $code, $message );
+				break;
+			} catch ( Throwable $e ) {
+				$wpdb->query( 'ROLLBACK' );
+				if ( $attempt < self::LOCK_RETRIES && self::lost_a_lock( $e ) ) {
+					continue;
+				}
+				throw $e instanceof RuntimeException ? $e : new RuntimeException( 'adjust failed', 0, $e );
 			}
-			wc_update_product_stock( $owner, abs( $delta ), $delta < 0 ? 'decrease' : 'increase' );
-			$stock_id = (int) $owner->get_stock_managed_by_id();
-			// This transaction's own write: the row as its UPDATE left it (atomic on the latest value),
-			// not the value WooCommerce computed from its earlier read, which a concurrent sale may have changed.
-			$quantity = $wpdb->get_var( $wpdb->prepare( "SELECT meta_value FROM {$wpdb->postmeta} WHERE post_id = %d AND meta_key = '_stock' LIMIT 1", $stock_id ) );
-			$quantity = (int) round( (float) $quantity );
-			self::sql( $wpdb->prepare( "UPDATE {$table} SET product_id = %d, sku = %s, delta = %d, reason = %s, result = 'applied', code = '', quantity = %d, updated_at = %d WHERE adjust_key = %s", $stock_id, $sku, $delta, $reason, $quantity, $now, $key ) );
-			self::sql( 'COMMIT' );
-		} catch ( Throwable $e ) {
-			$wpdb->query( 'ROLLBACK' );
-			throw $e instanceof RuntimeException ? $e : new RuntimeException( 'adjust failed', 0, $e );
 		}
 		// phpcs:enable
 		return array(
@@ -253,6 +252,15 @@ final class Stock_Relay_Adjust_Route {
 			'code'    => $code,
 			'message' => $message,
 		);
+	}
+
+	/**
+	 * Whether a failed transaction lost a lock race (MySQL/MariaDB 1213 deadlock, 1205 lock wait timeout).
+	 *
+	 * @param Throwable $e What the transaction threw.
+	 */
+	private static function lost_a_lock( Throwable $e ): bool {
+		return false !== stripos( $e->getMessage(), 'deadlock' ) || false !== stripos( $e->getMessage(), 'lock wait timeout' );
 	}
 
 	/**

@@ -55,6 +55,40 @@ final class Stock_Relay_Snapshot {
 	}
 
 	/**
+	 * The envelope every signed request to the plugin shares, checked after its signature: a JSON media
+	 * type, an object body, and its `type` and `site` (strings, this route's and this shop's).
+	 *
+	 * @param string $content_type The Content-Type header.
+	 * @param string $body         The raw body.
+	 * @param string $site         This shop's site id.
+	 * @param string $type         The body type the route takes, e.g. snapshot.page.
+	 * @return array{0: array<string, mixed>|null, 1: array{status: int, code: string, message: string}|null} The body's fields, or the error.
+	 */
+	public static function envelope( string $content_type, string $body, string $site, string $type ): array {
+		$media = strtolower( trim( explode( ';', $content_type )[0] ) );
+		if ( 'application/json' !== $media ) {
+			return array( null, self::error( 415, 'unsupported_media_type', "Send the {$type} request as application/json." ) );
+		}
+		$doc = json_decode( $body, false );
+		if ( ! $doc instanceof stdClass ) {
+			return array( null, self::error( 400, 'malformed_json', 'The body must be a JSON object.' ) );
+		}
+		$doc = get_object_vars( $doc );
+		foreach ( array( 'type', 'site' ) as $field ) {
+			if ( isset( $doc[ $field ] ) && ! is_string( $doc[ $field ] ) ) {
+				return array( null, self::error( 400, 'malformed_json', "The field {$field} must be a string." ) );
+			}
+		}
+		if ( $type !== ( $doc['type'] ?? null ) ) {
+			return array( null, self::error( 400, 'type_mismatch', "This route takes only type {$type}." ) );
+		}
+		if ( ( $doc['site'] ?? null ) !== $site ) {
+			return array( null, self::error( 400, 'type_mismatch', 'The site in the body is not this shop\'s site id.' ) );
+		}
+		return array( $doc, null );
+	}
+
+	/**
 	 * Check the media type and the body of a request whose signature was already verified.
 	 *
 	 * @param string $content_type The Content-Type header ('' when absent).
@@ -64,25 +98,9 @@ final class Stock_Relay_Snapshot {
 	 *         The parameters (modified_after in Unix microseconds), or an error (it has a `status` key).
 	 */
 	public static function parse_request( string $content_type, string $body, string $site ): array {
-		$media = strtolower( trim( explode( ';', $content_type )[0] ) );
-		if ( 'application/json' !== $media ) {
-			return self::error( 415, 'unsupported_media_type', 'Send the snapshot request as application/json.' );
-		}
-		$doc = json_decode( $body, false );
-		if ( ! $doc instanceof stdClass ) {
-			return self::error( 400, 'malformed_json', 'The body must be a JSON object.' );
-		}
-		$doc = get_object_vars( $doc );
-		foreach ( array( 'type', 'site' ) as $field ) {
-			if ( isset( $doc[ $field ] ) && ! is_string( $doc[ $field ] ) ) {
-				return self::error( 400, 'malformed_json', "The field {$field} must be a string." );
-			}
-		}
-		if ( self::TYPE !== ( $doc['type'] ?? null ) ) {
-			return self::error( 400, 'type_mismatch', 'This route takes only type snapshot.page.' );
-		}
-		if ( ( $doc['site'] ?? null ) !== $site ) {
-			return self::error( 400, 'type_mismatch', 'The site in the body is not this shop\'s site id.' );
+		list( $doc, $error ) = self::envelope( $content_type, $body, $site, self::TYPE );
+		if ( null !== $error ) {
+			return $error;
 		}
 		$after_id = $doc['after_id'] ?? 0;
 		if ( ! is_int( $after_id ) || $after_id < 0 ) {

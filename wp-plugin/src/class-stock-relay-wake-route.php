@@ -74,22 +74,7 @@ final class Stock_Relay_Wake_Route {
 	 * @return array{status: int, code: string, message: string}|null Null when it is fine.
 	 */
 	public static function check_body( string $content_type, string $body, string $site ): ?array {
-		$media = strtolower( trim( explode( ';', $content_type )[0] ) );
-		if ( 'application/json' !== $media ) {
-			return Stock_Relay_Snapshot::error( 415, 'unsupported_media_type', 'Send the wake request as application/json.' );
-		}
-		$doc = json_decode( $body, false );
-		if ( ! $doc instanceof stdClass ) {
-			return Stock_Relay_Snapshot::error( 400, 'malformed_json', 'The body must be a JSON object.' );
-		}
-		$doc = get_object_vars( $doc );
-		if ( self::TYPE !== ( $doc['type'] ?? null ) ) {
-			return Stock_Relay_Snapshot::error( 400, 'type_mismatch', 'This route takes only type outbox.wake.' );
-		}
-		if ( ( $doc['site'] ?? null ) !== $site ) {
-			return Stock_Relay_Snapshot::error( 400, 'type_mismatch', 'The site in the body is not this shop\'s site id.' );
-		}
-		return null;
+		return Stock_Relay_Snapshot::envelope( $content_type, $body, $site, self::TYPE )[1];
 	}
 
 	/**
