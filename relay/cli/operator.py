@@ -1,4 +1,4 @@
-"""``stock-relay status | audit | dead | lineage | replay | export``: the operator's commands.
+"""``stock-relay status | audit | dead | lineage | replay | export | oversold``: the operator's commands.
 
 Each runs against the local database (``-c CONFIG``, the relay running or not) or, with
 ``--remote URL``, against a relay over the signed API, with the site's secret taken from a
@@ -37,7 +37,7 @@ from ..storage.store import Reader, Store, read_view
 from .client import SignedClient
 
 T = TypeVar("T")
-COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export")
+COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export", "oversold")
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEAD_SHOWN = 50
@@ -82,6 +82,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     export.add_argument("--since", help="audit only: from this time (1h, 2d, ISO 8601)")
+    oversold = command(
+        "oversold", "sales that left the shop below zero (the last unit sold twice): SKU, channels, orders"
+    )
+    oversold.add_argument("--since", default=f"{views.OVERSOLD_DAYS}d", help="from this time (default 7d; or ISO 8601)")
+    oversold.add_argument("--limit", type=int, default=500, help="incidents to show, newest first (default 500)")
 
 
 def views_kinds() -> tuple[str, ...]:
@@ -123,6 +128,7 @@ class Local:
         last = await self.view(lambda conn: views.last_event_at(conn, self.site.id))
         reconcile = await self.view(lambda conn: views.reconcile_status(conn, self.site.id))
         sales = await self.view(lambda conn: views.sales_status(conn, self.site.id, now))
+        oversold = await self.view(lambda conn: views.oversold_status(conn, self.site.id, now))
         return views.with_iso(
             {
                 "site": self.site.id,
@@ -131,6 +137,7 @@ class Local:
                 "channels": channels,
                 "reconcile": reconcile,
                 "sales": sales,
+                "oversold": oversold,
             }
         )
 
@@ -353,6 +360,15 @@ async def _run(args: argparse.Namespace) -> int:
             if result["unknown_skus"]:
                 print(f"never seen by this relay (nothing to send): {', '.join(result['unknown_skus'])}", file=out)
         return 0
+    if args.command == "oversold":
+        where = views.AuditFilter(since=parse_since(args.since, now), action="oversold")
+        incidents = [
+            views.oversold_incident(e) for e in await audit_entries(backend, where, max(1, args.limit), progress)
+        ]
+        print(
+            json.dumps(incidents, indent=2, ensure_ascii=False) if args.json else format_oversold(incidents), file=out
+        )
+        return 0
     return await _export(backend, args, now, progress)
 
 
@@ -471,7 +487,38 @@ def format_status(status: dict[str, Any], now: float) -> str:
     head = f"site {status['site']}: last event received {ago(status.get('last_event_at'), now)}"
     headers = ("channel", "type", "pending", "in flight", "oldest", "dead", "circuit", "last success", "last error")
     stalled = [f"{c['name']}: {c['worker']}" for c in status["channels"] if c.get("worker", "ok") != "ok"]
-    return "\n".join([head, table(headers, rows), *(f"STALLED {s}" for s in stalled), *format_sales(status)])
+    lines = [head, table(headers, rows), *(f"STALLED {s}" for s in stalled), *format_sales(status)]
+    return "\n".join([*lines, *format_oversold_status(status)])
+
+
+def format_oversold_status(status: dict[str, Any]) -> list[str]:
+    """One line when sales left the shop below zero lately (an older relay's answer has no such field)."""
+    oversold = status.get("oversold")
+    if not oversold or not oversold["incidents"]:
+        return []
+    count, newest = oversold["incidents"], oversold["newest"]
+    line = f"oversold: {count} incident{'s' if count != 1 else ''} in the last {oversold['days']} days"
+    if newest:
+        line += f", newest: SKU {newest['sku']} ({_sale_name(newest['channel'], newest['key'])},"
+        line += f" shop now {newest['shop_quantity']}); stock-relay oversold"
+    return [line]
+
+
+def _sale_name(channel: str, key: str) -> str:
+    """``ebay order 12-345`` from the sale's key ``ebay:12-345:1``."""
+    order = key.split(":")[1] if key.count(":") >= 2 else key
+    return f"{channel} order {order}"
+
+
+def format_oversold(incidents: list[dict[str, Any]]) -> str:
+    if not incidents:
+        return "no oversold incidents in that time"
+    rows = []
+    for i in incidents:
+        sales = ", ".join(f"{s['key']} ({s['delta']:+d} → {s['quantity']})" for s in i["sales"]) or i["key"]
+        rows.append((when(i["at"]), i["sku"], i["shop_quantity"], ", ".join(i["channels"]), sales))
+    text = table(("time (UTC)", "sku", "shop now", "channels", "sales (key, change → shop's stock after)"), rows)
+    return f'{text}\n\nthe shop\'s stock is below zero: see docs/operations.md, "Oversold", to resolve'
 
 
 def format_sales(status: dict[str, Any]) -> list[str]:

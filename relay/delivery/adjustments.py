@@ -8,6 +8,10 @@ Resending is always safe: the plugin applies each key at most once and answers a
 
 A sale is never given up (invariant 10: at least once, once seen): a transient failure retries with the dispatch
 backoff for as long as it takes; only the shop's own refusal makes a row ``refused`` (a dead letter).
+
+A sale the shop answers with a quantity below zero sold a unit the shop no longer had (the last unit sold twice):
+its settlement also records an ``oversold`` incident in the audit log (invariant 11: shown, never clamped), once
+per sale, since only the settlement that moves the row to ``applied`` records it.
 """
 
 from __future__ import annotations
@@ -46,6 +50,16 @@ class Result:
     retry_after: float | None = None  # seconds: the shop's Retry-After, or the pause
     http_status: int | None = None
     latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Oversold:
+    """An incident: ``key`` (a sale on ``channel``) left the shop's stock of ``sku`` at ``quantity`` < 0."""
+
+    key: str
+    channel: str
+    sku: str
+    quantity: int
 
 
 def claim(
@@ -90,8 +104,10 @@ def settle(
     policy: RetryPolicy,
     now: float,
     rand: random.Random,
+    oversold: list[Oversold] | None = None,
 ) -> int:
-    """Record each result (only where our claim still holds); returns how many rows were ours."""
+    """Record each result (only where our claim still holds); returns how many rows were ours. Each sale that left
+    the shop below zero is audited as an incident and, when ``oversold`` is given, appended to it."""
     by_key = {c.key: c for c in claimed}
     logged: list[audit.Entry] = []
     settled = 0
@@ -146,8 +162,39 @@ def settle(
                 detail=detail,
             )  # fmt: skip
         )
+        below = result.quantity is not None and result.quantity < 0
+        if action == "sale_applied" and below and item.delta < 0:
+            assert result.quantity is not None
+            incident = Oversold(item.key, item.channel, item.sku, result.quantity)
+            logged.append(_oversold_entry(conn, site, incident, item.delta, now))
+            if oversold is not None:
+                oversold.append(incident)
     audit.record(conn, logged)
     return settled
+
+
+def _oversold_entry(conn: sqlite3.Connection, site: str, incident: Oversold, delta: int, now: float) -> audit.Entry:
+    """The incident's audit entry: this sale, and the sale that took the stock this sale found (the last unit, or
+    the one before), found as the newest other applied sale of the SKU that answered that quantity. None is named
+    when the shop's stock reached it otherwise (an edit in the shop, an order in the shop itself)."""
+    found = incident.quantity - delta  # the shop's stock just before this sale
+    rows = conn.execute(
+        "SELECT key, channel, order_id, delta, quantity FROM sales WHERE site = ? AND key = ?"
+        " UNION ALL SELECT * FROM (SELECT key, channel, order_id, delta, quantity FROM sales"
+        "   WHERE site = ? AND sku = ? AND key <> ? AND state = 'applied' AND delta < 0 AND quantity = ?"
+        "   ORDER BY updated_at DESC LIMIT 1)",
+        (site, incident.key, site, incident.sku, incident.key, found),
+    ).fetchall()
+    sales = [{"key": r[0], "channel": r[1], "order": r[2], "delta": r[3], "quantity": r[4]} for r in rows]
+    detail = {
+        "shop_quantity": incident.quantity,
+        "channels": sorted({s["channel"] for s in sales}),
+        "sales": sales,
+    }
+    return audit.entry(
+        now, site, "oversold", channel=incident.channel, sku=incident.sku, event_id=incident.key,
+        quantity=incident.quantity, detail=detail,
+    )  # fmt: skip
 
 
 def release(conn: sqlite3.Connection, site: str | None = None) -> int:

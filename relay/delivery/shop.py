@@ -35,7 +35,7 @@ from ..errors import StorageError, TransientDeliveryError
 from ..ids import new_msg_id
 from ..storage.store import Store
 from . import adjustments, outbound
-from .adjustments import APPLIED, Claimed, Result
+from .adjustments import APPLIED, Claimed, Oversold, Result
 from .deliveries import AUTH, PERMANENT, TRANSIENT, RetryPolicy
 
 log = logging.getLogger("stock_relay.shop")
@@ -71,6 +71,7 @@ class ShopWorker:
             settings.backoff_base_seconds, settings.backoff_max_seconds, settings.give_up_after_hours * 3600
         )
         self._said = ""  # the last failure logged, so an outage is one line, not one per retry
+        self.on_oversold: Callable[[str], None] | None = None  # called with the channel of each oversold incident
 
     @property
     def name(self) -> str:
@@ -124,11 +125,26 @@ class ShopWorker:
             results = [Result(c.key, TRANSIENT, error="the shop did not answer in time") for c in claimed]
         settled_at = self.now()
 
+        oversold: list[Oversold] = []
+
         def settle(conn: sqlite3.Connection) -> int:
-            return adjustments.settle(conn, self.site.id, token, claimed, results, self.policy, settled_at, self.rand)
+            oversold.clear()  # a write job may run again after a failed commit
+            return adjustments.settle(
+                conn, self.site.id, token, claimed, results, self.policy, settled_at, self.rand, oversold
+            )
 
         settled = await self.store.write(settle)
         self._log(claimed, results)
+        for incident in oversold:
+            log.warning(
+                "%s: OVERSOLD %s: sale %s left the shop at %d (stock-relay oversold)",
+                self.name,
+                incident.sku,
+                incident.key,
+                incident.quantity,
+            )
+            if self.on_oversold is not None:
+                self.on_oversold(incident.channel)
         return settled
 
     async def _send(self, claimed: Sequence[Claimed], msg_id: str) -> list[Result]:

@@ -71,6 +71,12 @@ class Metrics:
             ["site", "channel", "state"],
             registry=r,
         )
+        self.oversold = Counter(
+            "stock_relay_oversold",
+            "Sales that left the shop's stock below zero (the last unit sold twice), by the channel that sold it",
+            ["site", "channel"],
+            registry=r,
+        )
         self.worker_stalled = Gauge(
             "stock_relay_worker_stalled", "1 when a channel's dispatcher has stopped ticking", ["site", "channel"],
             registry=r,
@@ -118,6 +124,9 @@ class Metrics:
             self._child(self.deliveries, site, channel, status).inc(count)
         for status_class, count in by_class.items():
             self._child(self.attempts, site, channel, status_class).inc(count)
+
+    def count_oversold(self, site: str, channel: str) -> None:
+        self._child(self.oversold, site, channel).inc()
 
     def set_queues(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Gauges from a status snapshot: one row per channel with site, name, pending, age, dead, circuit."""

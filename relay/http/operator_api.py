@@ -88,6 +88,7 @@ def audit_filter(doc: dict[str, Any], site: SiteConfig) -> views.AuditFilter:
         event_id=_text(doc, "event_id", 128),
         since=_time(doc, "since"),
         until=_time(doc, "until"),
+        action=_text(doc, "action", 64),
     )
 
 
@@ -124,7 +125,12 @@ async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
 
 
 async def handle_status(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
-    return web.json_response(await site_status(request.app[RELAY], site))
+    relay = request.app[RELAY]
+    status = await site_status(relay, site)
+    # Here, not in site_status: /metrics calls that on every scrape, and this reads a week of the audit log.
+    now = relay.now()
+    status["oversold"] = await relay.store.query(lambda conn: views.oversold_status(conn, site.id, now))
+    return web.json_response(status)
 
 
 async def handle_audit(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:

@@ -188,6 +188,40 @@ def sales_status(conn: sqlite3.Connection, site: str, now: float, examples: int 
     }
 
 
+OVERSOLD_DAYS = 7
+
+
+def oversold_status(conn: sqlite3.Connection, site: str, now: float, days: int = OVERSOLD_DAYS) -> dict[str, Any]:
+    """Oversold incidents (relay/delivery/adjustments.py) of the last ``days`` days: how many, and the newest."""
+    since = now - days * 86400
+    count = conn.execute(
+        "SELECT COUNT(*) FROM audit WHERE at >= ? AND site = ? AND action = 'oversold'", (since, site)
+    ).fetchone()[0]
+    newest = conn.execute(
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE at >= ? AND site = ? AND action = 'oversold'"
+        " ORDER BY id DESC LIMIT 1",
+        (since, site),
+    ).fetchone()
+    return {"days": days, "incidents": count, "newest": None if newest is None else oversold_incident(newest)}
+
+
+def oversold_incident(row: Sequence[Any] | dict[str, Any]) -> dict[str, Any]:
+    """An ``oversold`` audit row as an incident: SKU, the shop's quantity after it, the channels and the sales."""
+    entry = row if isinstance(row, dict) else _audit_row(row)
+    detail = entry.get("detail") or {}
+    return with_iso(
+        {
+            "at": entry["at"],
+            "sku": entry["sku"],
+            "channel": entry["channel"],
+            "key": entry["event_id"],
+            "shop_quantity": entry["quantity"],
+            "channels": detail.get("channels", [entry["channel"]]),
+            "sales": detail.get("sales", []),
+        }
+    )
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     sku: str | None = None
@@ -195,6 +229,7 @@ class AuditFilter:
     event_id: str | None = None
     since: float | None = None
     until: float | None = None
+    action: str | None = None
 
 
 AUDIT_COLUMNS = (
@@ -222,7 +257,8 @@ def audit_page(
 def _audit_where(site: str, where: AuditFilter) -> tuple[str, list[Any]]:
     sql = "site = ?"
     params: list[Any] = [site]
-    for column, value in (("sku", where.sku), ("channel", where.channel), ("event_id", where.event_id)):
+    columns = (("sku", where.sku), ("channel", where.channel), ("event_id", where.event_id), ("action", where.action))
+    for column, value in columns:
         if value is not None:
             sql += f" AND {column} = ?"
             params.append(value)
