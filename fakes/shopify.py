@@ -12,6 +12,10 @@
   ``changeFromQuantity``; a repeated key returns the first answer without applying anything.
 - The mutation is all-or-nothing: any ``userErrors`` (path ``["input","quantities","i",…]``)
   and nothing is applied.
+- Orders (``sell``, ``cancel``, ``refund``) change the store's own available quantity, as Shopify does, and are
+  delivered as the ``orders/create``, ``orders/cancelled`` and ``refunds/create`` webhooks (REST Order and Refund
+  bodies) to ``webhook_url``, signed ``X-Shopify-Hmac-Sha256`` = base64(HMAC-SHA256(client secret, body)), with
+  ``X-Shopify-Event-Id`` per event and ``X-Shopify-Webhook-Id`` per delivery; ``deliver`` resends on demand.
 
 Defaults are the Standard plan's published 100 points/s; the bucket size is not published per
 plan any more, so it defaults to 1,000 points (the largest single query). Scale both for benches.
@@ -19,9 +23,17 @@ plan any more, so it defaults to 1,000 points (the largest single query). Scale 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import itertools
+import json
 import re
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from graphql import (
     FieldNode,
@@ -91,6 +103,10 @@ class FakeShopify(FakeMarketplace):
         self.idempotency: dict[str, dict[str, Any]] = {}
         self.applied_keys: list[str] = []
         self.spent = 0.0  # cost points taken by the queries answered (what a read's read_cost must cover)
+        self.webhook_url = ""  # where order webhooks go
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.deliveries: list[tuple[str, str, str, int]] = []  # (topic, event id, webhook id, status answered)
+        self._ids = itertools.count(820982911946154508)
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -113,6 +129,99 @@ class FakeShopify(FakeMarketplace):
 
     def quantity(self, sku: str) -> int | None:
         return self.levels.get((self.variants.get(sku, ""), self.location_id))
+
+    # --- orders and their webhooks -------------------------------------------------------------------
+
+    def _move(self, sku: str | None, delta: int) -> None:
+        if sku in self.variants:
+            key = (self.variants[sku], self.location_id)
+            self.levels[key] = self.levels.get(key, 0) + delta
+
+    async def sell(self, sku: str | None, quantity: int = 1, fulfillment_service: str = "manual") -> dict[str, Any]:
+        """A customer orders one line: the store's available quantity drops (for its own stock), then the webhook."""
+        order_id, line_id = next(self._ids), next(self._ids)
+        line = {
+            "id": line_id,
+            "sku": sku,
+            "quantity": quantity,
+            "variant_id": next(self._ids),
+            "product_id": next(self._ids),
+            "fulfillment_service": fulfillment_service,
+            "fulfillment_status": None,
+        }
+        order = {
+            "id": order_id,
+            "name": f"#{1000 + len(self.orders) + 1}",
+            "cancelled_at": None,
+            "updated_at": _iso(),
+            "line_items": [line],
+        }
+        self.orders[order_id] = order
+        if fulfillment_service == "manual":
+            self._move(sku, -quantity)
+        await self.deliver("orders/create", order)
+        return order
+
+    async def cancel(self, order_id: int, restock: bool = True) -> dict[str, Any]:
+        order = self.orders[order_id]
+        order.update(cancelled_at=_iso(), updated_at=_iso())
+        if restock:
+            for line in order["line_items"]:
+                if line["fulfillment_service"] == "manual":
+                    self._move(line["sku"], line["quantity"])
+        await self.deliver("orders/cancelled", order)
+        return order
+
+    async def refund(self, order_id: int, quantity: int = 1, restock_type: str = "return") -> dict[str, Any]:
+        """A refund of the order's first line; restocked in the store unless ``no_restock``."""
+        line = self.orders[order_id]["line_items"][0]
+        refund = {
+            "id": next(self._ids),
+            "order_id": order_id,
+            "created_at": _iso(),
+            "refund_line_items": [
+                {
+                    "id": next(self._ids),
+                    "line_item_id": line["id"],
+                    "quantity": quantity,
+                    "restock_type": restock_type,
+                    "line_item": dict(line),
+                }
+            ],
+        }
+        if restock_type != "no_restock":
+            self._move(line["sku"], quantity)
+        await self.deliver("refunds/create", refund)
+        return refund
+
+    async def deliver(
+        self, topic: str, body: Any, event_id: str | None = None, attempts: int = 1, secret: str | None = None
+    ) -> list[int]:
+        """POST one event to ``webhook_url`` as Shopify does; a failed delivery is retried (each retry keeps the
+        webhook id) up to ``attempts`` times. ``event_id`` given: a repeat of that event. The statuses answered."""
+        raw = json.dumps(body).encode()
+        event = event_id or str(uuid.uuid4())
+        webhook = str(uuid.uuid4())
+        digest = hmac.new((secret or self.client_secret).encode(), raw, hashlib.sha256).digest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+            "X-Shopify-Shop-Domain": "fake-store.myshopify.com",
+            "X-Shopify-Webhook-Id": webhook,
+            "X-Shopify-Event-Id": event,
+            "X-Shopify-API-Version": "2026-04",
+            "X-Shopify-Triggered-At": _iso(),
+        }
+        statuses: list[int] = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(attempts):
+                async with session.post(self.webhook_url, data=raw, headers=headers) as response:
+                    statuses.append(response.status)
+                self.deliveries.append((topic, event, webhook, statuses[-1]))
+                if statuses[-1] == 200:
+                    break
+        return statuses
 
     # --- endpoints ----------------------------------------------------------------------------------
 
@@ -284,3 +393,7 @@ class FakeShopify(FakeMarketplace):
         if key is not None:
             self.idempotency[key] = result
         return result
+
+
+def _iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")

@@ -180,12 +180,37 @@ def _read_sales_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[
     return secrets
 
 
+def _read_webhook_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
+    """The secret(s) a marketplace signs its webhooks with (Shopify: the app's client secret, as it is)."""
+    ref = node.get(key, str)
+    return tuple(node.resolve_secret(key, ref).split()) if ref else ()
+
+
+def _read_flag(node: _Node, key: str, values: dict[str, Any], default: bool) -> bool:
+    value = node.lookup(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(node.sub(key), "must be true or false")
+    return value
+
+
+def _read_names(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
+    names = node.lookup(key, ["manual"])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(node.sub(key), "must be a list of names, e.g. [manual]")
+    return tuple(names)
+
+
 def _check_sales_secrets(node: _Node, site: SiteConfig) -> None:
     """Sales need somewhere to go, and a system that reports them must not hold the shop's own secret."""
     for index, channel in enumerate(site.channels):
         path = f"{node.sub('channels')}[{index}].sales_secret"
         if channel.sales_secrets and not site.shop_url:
             raise ConfigError(path, "needs the site's shop_url: the relay sends reported sales to the shop there")
+        if channel.takes_sales_webhooks and not site.shop_url:
+            raise ConfigError(
+                f"{node.sub('channels')}[{index}].webhook_secret",
+                "needs the site's shop_url to import sales (or set import_sales: false)",
+            )
         if set(channel.sales_secrets) & set(site.secrets):
             raise ConfigError(path, "must not be the site's secret: give each reporting system a secret of its own")
 
@@ -356,6 +381,29 @@ class ChannelConfig:
     sales_secrets: tuple[str, ...] = field(
         default=(), repr=False, metadata=spec(key="sales_secret", reader=_read_sales_secrets, redact=_secret_count)
     )
+    # marketplaces' own sales (Shopify: order webhooks, docs/connectors.md "Sales"): applied to the shop once each
+    import_sales: bool = field(
+        default=True, metadata=spec(types=("shopify",), reader=functools.partial(_read_flag, default=True))
+    )
+    webhook_secrets: tuple[str, ...] = field(
+        default=(),
+        repr=False,
+        metadata=spec(key="webhook_secret", types=("shopify",), reader=_read_webhook_secrets, redact=_secret_count),
+    )
+    restock_on_cancel: bool = field(
+        default=True, metadata=spec(types=("shopify",), reader=functools.partial(_read_flag, default=True))
+    )
+    restock_on_refund: bool = field(
+        default=False, metadata=spec(types=("shopify",), reader=functools.partial(_read_flag, default=False))
+    )
+    # a line counts as a sale only when one of these ships it (Shopify's fulfilment networks ship their own stock)
+    fulfillment_services: tuple[str, ...] = field(
+        default=("manual",), metadata=spec(types=("shopify",), reader=_read_names, doc="`[manual]`")
+    )
+
+    @property
+    def takes_sales_webhooks(self) -> bool:
+        return self.import_sales and bool(self.webhook_secrets)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ MAX_QUANTITY = 1_000_000
 MAX_KEY_LENGTH = 191  # the plugin stores the key in a column this wide
 PART = re.compile(r"^[!-9;-~]{1,64}$", re.ASCII)  # printable ASCII without spaces or ':', the key's separator
 SOURCE_INBOUND = "inbound"
+SOURCE_WEBHOOK = "webhook"  # a marketplace's own order webhooks (relay/intake/shopify.py)
 
 
 class Sale(NamedTuple):
@@ -131,7 +132,10 @@ class ReportWrite:
     """Write job: record a report's new sales (each key once), audit them, remember the webhook-id and its answer.
 
     The webhook-id is remembered per channel (``sales/<channel>/<id>`` in the requests table), so another system's
-    id never collides with the plugin's or another channel's.
+    id never collides with the plugin's or another channel's. ``source`` says who reported the sales (``inbound``:
+    the sales route; ``webhook``: a marketplace's order webhooks, whose event id stands in for the webhook-id);
+    ``audit_skipped`` writes each rejected item to the audit log as ``sale_skipped`` (a marketplace's lines that
+    are not sales of the shop's stock, which nobody else would be told about).
     """
 
     site: str
@@ -141,6 +145,8 @@ class ReportWrite:
     rejected: Sequence[SaleRejection]
     now: float
     digest: str
+    source: str = SOURCE_INBOUND
+    audit_skipped: bool = False
 
     def __call__(self, conn: sqlite3.Connection) -> ReportOutcome:
         site, now = self.site, self.now
@@ -159,11 +165,11 @@ class ReportWrite:
                 "INSERT OR IGNORE INTO sales (site, key, channel, order_id, line_id, sku, delta, reason, source,"
                 " received_at, state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'pending',?,?)",
                 (site, sale.key, self.channel, sale.order, sale.line, sale.sku, sale.delta, sale.reason,
-                 SOURCE_INBOUND, now, now, now),
+                 self.source, now, now, now),
             ).rowcount  # fmt: skip
             accepted += inserted
             duplicates += 1 - inserted
-            detail = {"reason": sale.reason, "delta": sale.delta, "source": SOURCE_INBOUND, "webhook_id": self.msg_id}
+            detail = {"reason": sale.reason, "delta": sale.delta, "source": self.source, "webhook_id": self.msg_id}
             logged.append(
                 audit.entry(
                     now,
@@ -175,6 +181,11 @@ class ReportWrite:
                     detail=detail,
                 )  # fmt: skip
             )
+        if self.audit_skipped:
+            for skip in self.rejected:
+                detail = {"code": skip.code, "message": skip.message, "source": self.source, "webhook_id": self.msg_id}
+                key = f"{self.channel}:{skip.order}:{skip.line}"
+                logged.append(audit.entry(now, site, "sale_skipped", channel=self.channel, event_id=key, detail=detail))
         audit.record(conn, logged)
         response = {"accepted": accepted, "duplicates": duplicates, "rejected": [r.as_dict() for r in self.rejected]}
         text = json.dumps(response)
