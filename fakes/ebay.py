@@ -11,11 +11,19 @@
 - A call budget of ``calls_per_day`` (eBay's default Inventory API quota is 2,000,000/day) spread
   as ``rate`` calls/s with ``burst``; over it: 429 with errorId 2001, as eBay answers.
 - ``revisions_per_day`` per SKU (250); past it the item fails with statusCode 400.
+- ``GET /sell/fulfillment/v1/order?filter=lastmodifieddate:[FROM..]&limit=&offset=`` (Sell Fulfillment
+  ``getOrders``): the orders modified since FROM, ``limit`` 1-200 (default 50; ``page_limit`` caps it
+  lower for tests), paged by ``offset`` with ``next`` while more follow. A test makes orders with
+  ``sell(sku, qty)`` (which lowers the item's quantity, as eBay does) and cancels them with ``cancel``.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import itertools
+import re
+import time
 from typing import Any
 
 from aiohttp import web
@@ -23,10 +31,27 @@ from aiohttp import web
 from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer, query
 
 DAY = 86400.0
+ORDERS_FILTER = re.compile(r"^lastmodifieddate:\[(.+?)\.\.(.*)\]$")
 
 
 def ebay_error(error_id: int, message: str, category: str = "REQUEST") -> dict[str, Any]:
     return {"errorId": error_id, "domain": "API_INVENTORY", "category": category, "message": message}
+
+
+def orders_error(error_id: int, message: str) -> dict[str, Any]:
+    return {"errorId": error_id, "domain": "API_FULFILLMENT", "category": "REQUEST", "message": message}
+
+
+def _stamp(at: float | None = None) -> str:
+    moment = dt.datetime.fromtimestamp(time.time() if at is None else at, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _parse(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class FakeEbay(FakeMarketplace):
@@ -49,6 +74,10 @@ class FakeEbay(FakeMarketplace):
         self.offers: dict[str, dict[str, Any]] = {}  # offerId → {sku, availableQuantity, status}
         self.revisions: dict[str, Window] = {}
         self.item_failures: dict[str, tuple[int, int]] = {}  # sku → (statusCode, errorId), for tests
+        self.orders: dict[str, dict[str, Any]] = {}  # orderId → the order as getOrders returns it
+        self.page_limit = 200  # the largest getOrders page this fake serves (eBay: 200)
+        self.page_failures: dict[int, int] = {}  # getOrders offset → the status its next request gets, for tests
+        self._numbers = itertools.count(1)
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -56,12 +85,44 @@ class FakeEbay(FakeMarketplace):
         router.add_post("/sell/inventory/v1/bulk_update_price_quantity", self.bulk_update)
         router.add_get("/sell/inventory/v1/offer", self.get_offers)
         router.add_post("/sell/inventory/v1/bulk_get_inventory_item", self.bulk_get)
+        router.add_get("/sell/fulfillment/v1/order", self.get_orders)
 
     def add_item(self, sku: str, quantity: int = 0, offer_quantity: int | None = None) -> None:
         self.items[sku] = quantity
         if offer_quantity is not None:
             offer_id = str(9_000_000 + len(self.offers))
             self.offers[offer_id] = {"sku": sku, "availableQuantity": offer_quantity, "status": "PUBLISHED"}
+
+    def sell(self, sku: str, quantity: int = 1, lines: int = 1) -> str:
+        """A buyer checks out ``lines`` line items of ``quantity`` each; eBay lowers the item's quantity itself."""
+        number = next(self._numbers)
+        order_id = f"27-{number:05d}-{number:05d}"
+        now = _stamp()
+        self.orders[order_id] = {
+            "orderId": order_id,
+            "creationDate": now,
+            "lastModifiedDate": now,
+            "orderFulfillmentStatus": "NOT_STARTED",
+            "orderPaymentStatus": "PAID",
+            "cancelStatus": {"cancelState": "NONE_REQUESTED", "cancelRequests": []},
+            "lineItems": [
+                {"lineItemId": f"{10_000_000_000 + number * 10 + i}", "sku": sku, "quantity": quantity,
+                 "legacyItemId": "110554245398", "title": f"Product {sku}"}
+                for i in range(lines)
+            ],
+        }  # fmt: skip
+        if sku in self.items:
+            self.items[sku] -= quantity * lines
+        return order_id
+
+    def cancel(self, order_id: str) -> None:
+        """The order is cancelled: eBay gives the quantity back to the listing and marks the order CANCELED."""
+        order = self.orders[order_id]
+        order["cancelStatus"] = {"cancelState": "CANCELED", "cancelledDate": _stamp(), "cancelRequests": []}
+        order["lastModifiedDate"] = _stamp()
+        for line in order["lineItems"]:
+            if line["sku"] in self.items:
+                self.items[line["sku"]] += line["quantity"]
 
     def shown(self, sku: str) -> int | None:
         """What the listing shows: the smaller of the item's quantity and its offers' shares."""
@@ -106,6 +167,42 @@ class FakeEbay(FakeMarketplace):
         if not offers:
             return web.json_response({"errors": [ebay_error(25713, "This Offer is not available.")]}, status=404)
         return web.json_response({"offers": offers, "total": len(offers)})
+
+    async def get_orders(self, request: web.Request) -> web.Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        args = query(request)
+        since: dt.datetime | None = None
+        if "filter" in args:
+            match = ORDERS_FILTER.match(args["filter"])
+            if match is None:
+                return web.json_response({"errors": [orders_error(30700, "Invalid filter")]}, status=400)
+            since = _parse(match.group(1))
+            if since is None or (match.group(2) and _parse(match.group(2)) is None):
+                return web.json_response({"errors": [orders_error(30700, "Invalid date in filter")]}, status=400)
+        try:
+            limit, offset = int(args.get("limit", "50")), int(args.get("offset", "0"))
+        except ValueError:
+            return web.json_response({"errors": [orders_error(30800, "Invalid limit or offset")]}, status=400)
+        if not 1 <= limit <= 200 or offset < 0:
+            return web.json_response({"errors": [orders_error(30800, "Invalid limit or offset")]}, status=400)
+        limit = min(limit, self.page_limit)
+        if offset in self.page_failures:
+            status = self.page_failures.pop(offset)
+            if status == 429:
+                self.throttled += 1
+            error = {"errorId": 2001 if status == 429 else 25001, "message": "scripted failure"}
+            return web.json_response({"errors": [error]}, status=status, headers={"Retry-After": "0"})
+        found = [
+            o for o in reversed(self.orders.values()) if since is None or _parse(o["lastModifiedDate"]) >= since
+        ]  # newest first, by creation
+        page = found[offset : offset + limit]
+        base = f"{self.url}/sell/fulfillment/v1/order"
+        doc: dict[str, Any] = {"href": base, "total": len(found), "limit": limit, "offset": offset, "orders": page}
+        if offset + limit < len(found):
+            doc["next"] = f"{base}?limit={limit}&offset={offset + limit}"
+        return web.json_response(doc)
 
     async def bulk_get(self, request: web.Request) -> web.Response:
         refused = self._gate(request)

@@ -383,15 +383,17 @@ class ChannelConfig:
     )
     # marketplaces' own sales (Shopify: order webhooks, docs/connectors.md "Sales"): applied to the shop once each
     import_sales: bool = field(
-        default=True, metadata=spec(types=("shopify",), reader=functools.partial(_read_flag, default=True))
+        default=True, metadata=spec(types=("shopify", "ebay"), reader=functools.partial(_read_flag, default=True))
     )
+    # eBay: how often its orders are read (relay/intake/sweep.py)
+    sales_poll_seconds: float = field(default=60.0, metadata=spec(number=(5, 86_400), types=("ebay",)))
     webhook_secrets: tuple[str, ...] = field(
         default=(),
         repr=False,
         metadata=spec(key="webhook_secret", types=("shopify",), reader=_read_webhook_secrets, redact=_secret_count),
     )
     restock_on_cancel: bool = field(
-        default=True, metadata=spec(types=("shopify",), reader=functools.partial(_read_flag, default=True))
+        default=True, metadata=spec(types=("shopify", "ebay"), reader=functools.partial(_read_flag, default=True))
     )
     restock_on_refund: bool = field(
         default=False, metadata=spec(types=("shopify",), reader=functools.partial(_read_flag, default=False))

@@ -22,6 +22,7 @@ from .delivery.dispatch import ChannelWorker
 from .delivery.shop import ShopWorker
 from .errors import ReconcileError, StorageError
 from .http.metrics import Metrics
+from .intake.sweep import SalesSweeper
 from .repair import reconcile, shop_wake
 from .repair.readback import ReadBack
 from .storage import retention as retention_module
@@ -53,6 +54,7 @@ class Relay:
         self.store = Store(config.database_path)
         self.workers: dict[tuple[str, str], ChannelWorker] = {}
         self.shop_workers: dict[str, ShopWorker] = {}  # per site with a shop_url: reported sales → the shop
+        self.sweepers: dict[tuple[str, str], SalesSweeper] = {}  # channels whose orders are polled for sales
         self.stopping = asyncio.Event()
         self.shutting_down = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,6 +93,10 @@ class Relay:
                 if ReadBack.enabled_for(connector, site.reconcile):
                     worker.readback = ReadBack(self.store, site.id, channel, connector, site.reconcile, self.now)
                 self.workers[(site.id, channel.name)] = worker
+                if site.shop_url and connector.lists_sales and channel.import_sales:
+                    wake = functools.partial(self.wake_shop, site.id)
+                    sweeper = SalesSweeper(self.store, site, channel, connector, self.now, wake)
+                    self.sweepers[(site.id, channel.name)] = sweeper
             if site.shop_url:
                 shop = ShopWorker(self.store, site, self._session, self.config.dispatch, self.now)
                 shop.on_oversold = functools.partial(self.metrics.count_oversold, site.id)
@@ -100,6 +106,8 @@ class Relay:
                 self._tasks.append(asyncio.create_task(worker.run(self.stopping), name=f"worker {worker.name}"))
             for shop in self.shop_workers.values():
                 self._tasks.append(asyncio.create_task(shop.run(self.stopping), name=f"worker {shop.name}"))
+            for sweeper in self.sweepers.values():
+                self._tasks.append(asyncio.create_task(sweeper.run(self.stopping), name=f"worker {sweeper.name}"))
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
             for site in self.config.sites:
                 if site.shop_url and (site.reconcile.incremental_minutes or site.reconcile.full_hour is not None):

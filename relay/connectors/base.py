@@ -9,6 +9,7 @@ marketplace connectors need: a batch size, a rate budget that learns from thrott
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +22,7 @@ import aiohttp
 from ..config import ChannelConfig
 from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, ConfigError, DeliveryError, QuotaHold
+from ..intake.sales import Sale, SaleRejection
 from ..vault import Credentials, Vault
 
 MAX_CLAIM = 1000  # SKUs a claim grown with the rate holds at most: the largest batch_size the config allows
@@ -151,6 +153,19 @@ class Connector(ABC):
         already charged ``read_budget`` with ``read_cost``; ``read`` must not spend more calls than that.
         """
         raise NotImplementedError(f"the {self.type} connector cannot read back")
+
+    # Sales intake by polling (relay/intake/sweep.py): a connector that can list the channel's order lines sets
+    # ``lists_sales`` and implements ``sales_since``.
+    lists_sales: ClassVar[bool] = False
+
+    async def sales_since(
+        self, since: dt.datetime, gate: Callable[[], Awaitable[None]]
+    ) -> tuple[list[Sale], list[SaleRejection]]:
+        """The sales (and cancellations) of the orders modified since ``since``, keyed ``<channel>:<order>:<line>``
+        with the shop's SKU, and the lines that are not sales of the shop's stock. ``gate`` is awaited before
+        each API call (it takes the call from the rate budget). Raises a DeliveryError when any page failed:
+        the caller then records nothing."""
+        raise NotImplementedError(f"the {self.type} connector cannot list orders")
 
     async def close(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing of their own
         """Release anything the connector holds open."""

@@ -29,6 +29,12 @@ so the rest last until midnight (``revisions.py``). The counts are kept in SQLit
 Answers: 401 → refresh the user token once, then pause; 403 (scope) → pause; 429 (errorId 2001),
 5xx and errorId 25001 → retry; other 4xx → dead letter.
 
+Sales (relay/intake/sweep.py): the Sell Fulfillment API's ``getOrders``, ``GET /sell/fulfillment/v1/order`` with
+``filter=lastmodifieddate:[FROM..]``, 200 orders a page, paged by ``offset`` while the answer has ``next``. Each line
+item is a sale ``<channel>:<orderId>:<lineItemId>`` of its ``quantity``; a CANCELED order's lines also give
+``…:cancel`` (with ``restock_on_cancel``). The calls use a token of their own, granted for the fulfillment scope,
+so a seller who has not consented to it loses intake only, never pushes.
+
 Read-back: ``POST /bulk_get_inventory_item`` with up to 25 SKUs, one call; each SKU's
 ``inventoryItem.availability.shipToLocationAvailability.quantity``. None: eBay answers that SKU
 with a 404 (or a 4xx naming it unknown or invalid). Offer caps (``availableQuantity``) are not read.
@@ -38,9 +44,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import math
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -55,6 +62,7 @@ from ..errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from ..intake.sales import Sale, SaleRejection, validate_item
 from ..vault import Vault
 from . import http, revisions
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -63,6 +71,10 @@ from .revisions import DAILY_REVISIONS, RevisionBudget
 MAX_BATCH = 25
 CALLS_PER_CLAIM = 40  # bulk calls per claim at most: 1,000 SKUs, the largest claim (see above)
 SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
+ORDERS_SCOPE = "https://api.ebay.com/oauth/api_scope/sell.fulfillment.readonly"
+INVENTORY_API = "/sell/inventory/v1"
+ORDERS_PATH = "/sell/fulfillment/v1/order"
+ORDERS_PAGE = 200  # getOrders' largest limit
 RETRYABLE_ERRORS = {25001, 2001}  # system error; too many requests
 THROTTLE_WAIT = 60.0  # eBay's 429 usually carries no Retry-After
 
@@ -71,6 +83,7 @@ class EbayConnector(Connector):
     type = "ebay"
     account_keys = ()
     read_batch_size = MAX_BATCH
+    lists_sales = True
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -81,6 +94,7 @@ class EbayConnector(Connector):
         self.offers: dict[str, list[str]] = {}  # SKU → published offer ids (only with update_offers)
         self.revisions = RevisionBudget()
         self.auth = TokenAuth(self._fetch_token)
+        self.orders_auth = TokenAuth(functools.partial(self._fetch_token, orders=True))
         self._secrets: set[str] = set()
 
     @property
@@ -108,7 +122,7 @@ class EbayConnector(Connector):
         unsaved = self.revisions.take_unsaved()
         return None if unsaved is None else revisions.saver(self.site, self.name, *unsaved)
 
-    async def _fetch_token(self) -> tuple[str, float]:
+    async def _fetch_token(self, orders: bool = False) -> tuple[str, float]:
         creds = await http.load_credentials(self.credentials, ("client_id", "client_secret", "refresh_token"), "eBay")
         self._secrets.update(v for v in creds.values() if v)
         basic = base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
@@ -116,7 +130,7 @@ class EbayConnector(Connector):
         form = {
             "grant_type": "refresh_token",
             "refresh_token": creds["refresh_token"],
-            "scope": creds.get("scope") or SCOPE,
+            "scope": (creds.get("orders_scope") or ORDERS_SCOPE) if orders else (creds.get("scope") or SCOPE),
         }
         doc = await http.token_grant(
             self.session,
@@ -142,7 +156,7 @@ class EbayConnector(Connector):
             return await outbound.send(
                 self.session,
                 method,
-                f"{self.base}/sell/inventory/v1{path}",
+                f"{self.base}{path if path == ORDERS_PATH else INVENTORY_API + path}",
                 timeout=self.config.timeout_seconds,
                 what="eBay",
                 headers=headers,
@@ -150,7 +164,7 @@ class EbayConnector(Connector):
                 params=params,
             )
 
-        answer = await http.with_token(self.auth, call, "eBay")
+        answer = await http.with_token(self.orders_auth if path == ORDERS_PATH else self.auth, call, "eBay")
         verdict = outbound.classify(answer)
         if verdict.kind in (Kind.OK, Kind.PERMANENT):  # the caller reads what eBay said (207, 400, 404)
             return answer
@@ -162,7 +176,8 @@ class EbayConnector(Connector):
             budget=self.budget,
             throttle_wait=THROTTLE_WAIT,
             throttled="eBay throttled the call (429)",
-            auth=f"eBay refused the token's scope ({answer.status}); grant the sell.inventory scope again",
+            auth=f"eBay refused the token's scope ({answer.status}); grant the"
+            f" {'sell.fulfillment' if path == ORDERS_PATH else 'sell.inventory'} scope again",
         )
 
     async def _offers_for(self, sku: str) -> list[str]:
@@ -223,6 +238,57 @@ class EbayConnector(Connector):
                 self.revisions.spend(u.channel_sku, now)
             results.update(self._judge(chunk, answer))
         return results
+
+    # --- sales ---------------------------------------------------------------------------------------
+
+    async def sales_since(
+        self, since: dt.datetime, gate: Callable[[], Awaitable[None]]
+    ) -> tuple[list[Sale], list[SaleRejection]]:
+        stamp = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{since.microsecond // 1000:03d}Z"
+        sales: list[Sale] = []
+        skipped: list[SaleRejection] = []
+        offset = 0
+        while True:
+            await gate()
+            params = {"filter": f"lastmodifieddate:[{stamp}..]", "limit": str(ORDERS_PAGE), "offset": str(offset)}
+            answer = await self._call("GET", ORDERS_PATH, params=params)
+            doc = answer.json()
+            orders = doc.get("orders") if isinstance(doc, dict) else None
+            if answer.status != 200 or not isinstance(doc, dict) or not isinstance(orders or [], list):
+                raise PermanentDeliveryError(
+                    f"eBay refused the orders search ({answer.status}): {_messages(doc)}",
+                    http_status=answer.status,
+                    excerpt=http.scrub(answer.text, self._secrets),
+                )
+            self.budget.succeeded()
+            for order in orders or []:
+                if isinstance(order, dict):
+                    self._order_sales(order, sales, skipped)
+            if not doc.get("next") or not orders:
+                return sales, skipped
+            offset += len(orders)
+
+    def _order_sales(self, order: dict[str, Any], sales: list[Sale], skipped: list[SaleRejection]) -> None:
+        """An order's line items as sales (and, cancelled, as cancellations), with the shop's SKU."""
+        cancelled = (order.get("cancelStatus") or {}).get("cancelState") == "CANCELED"
+        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
+        kinds = ("sale", "cancel") if cancelled and self.config.restock_on_cancel else ("sale",)
+        for line in order.get("lineItems") or []:
+            if not isinstance(line, dict):
+                continue
+            sku = line.get("sku")
+            item = {
+                "order": order.get("orderId"),
+                "line": line.get("lineItemId"),
+                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
+                "quantity": line.get("quantity"),
+            }
+            for kind in kinds:
+                found = validate_item({**item, "kind": kind}, 0, self.name)
+                if isinstance(found, Sale):
+                    sales.append(found)
+                else:
+                    skipped.append(found)
 
     # --- read-back -------------------------------------------------------------------------------
 

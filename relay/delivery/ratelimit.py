@@ -66,6 +66,17 @@ class RateBudget:
                     return
                 await asyncio.sleep(max(wait, 0.001))
 
+    def try_spare(self, cost: float = 1.0, reserve: float = 0.5) -> bool:
+        """Take ``cost`` only if it is spare: nobody is waiting in ``acquire``, no throttle pause is in force, and
+        at least ``reserve`` of the burst is still there afterwards (work that must never delay pushes: intake)."""
+        if self._lock.locked() or self._now() < self._blocked_until:
+            return False
+        self.bucket._refill()
+        if self.bucket._tokens - cost < self.bucket.burst * reserve:
+            return False
+        self.bucket._tokens -= cost
+        return True
+
     def throttled(self, retry_after: float | None = None) -> None:
         """The remote said "too fast": slow down and respect its pause."""
         self.throttles += 1

@@ -232,6 +232,18 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX sales_due ON sales (site, state, next_attempt_at);
     """,
+    # 8: sales intake by polling (relay/intake/sweep.py): per channel, the time up to which its orders have been
+    # read. It is written in the transaction that records the sales it covers, so it never moves past a line
+    # that is not committed.
+    """
+    CREATE TABLE sales_cursors (
+        site       TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        cursor     TEXT NOT NULL,             -- ISO 8601 UTC: orders modified before it have been read
+        updated_at REAL NOT NULL,             -- the poll that wrote it
+        PRIMARY KEY (site, channel)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
