@@ -7,7 +7,9 @@ then ``read`` runs; the fakes count what the read really spent, which must not e
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,23 @@ import pytest
 from fakes.amazon import FakeAmazon
 from fakes.ebay import FakeEbay
 from fakes.etsy import FakeEtsy
+from fakes.shop import FakeShop
 from fakes.shopify import FakeShopify
 from fakes.tiktok import FakeTikTok
 from fakes.walmart import FakeWalmart
-from relay.config import ChannelConfig, RateLimit
+from relay.cli.client import SignedClient, stock_event
+from relay.config import ChannelConfig, RateLimit, ReconcileConfig
 from relay.connectors import build
 from relay.connectors.amazon import AmazonConnector
 from relay.connectors.base import Connector, Update
+from relay.connectors.sandbox import SandboxConnector
 from relay.errors import QuotaHold, TransientDeliveryError
+from relay.repair.readback import UNREPORTED_GRACE_SECONDS
+from relay.storage import views
 from relay.vault import Vault
 
+from .conftest import SITE_SECRET, RunningRelay, StartRelay
+from .marketplaces import channel, marketplace_config, settle, store_credentials
 from .spec_files import load, spec_path, swagger_validator
 from .test_specs_shopify_ebay_etsy import check_graphql, openapi_validator, request_schema
 
@@ -605,3 +614,134 @@ async def test_tiktok_read_refreshes_an_expired_token_once(make: Make, tiktok: F
     tiktok.tokens.expire_all()
     assert await read(connector, ["A"]) == {"A": 7}
     assert len(tiktok.calls("/api/v2/token/refresh")) == 2 and tiktok.bad_signatures == 0
+
+
+# --- read-back never undoes a sale (issue 15, invariant 11) ------------------------------------------
+
+SKU = "TS-RED-M"
+EBAY_SALES_SECRET = "whsec_ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+
+
+async def ebay_relay(
+    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, shop: FakeShop, sells: bool, clock: list[float]
+) -> RunningRelay:
+    """A relay with the fake eBay (read-back on, driven by hand) and a sandbox beside it; eBay's sales reach the
+    relay through the sales route when ``sells``."""
+    ebay.add_item(SKU, 0)
+    extra = {"sales_secrets": (EBAY_SALES_SECRET,)} if sells else {}
+    sandbox = ChannelConfig(name="sandbox", type="sandbox", batch_size=20, rate=RateLimit(200, 200))
+    cfg = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, **extra))
+    readback = ReconcileConfig(incremental_minutes=0, full_hour=None, readback_hours=1, readback_share=1.0)
+    site = replace(cfg.sites[0], channels=(*cfg.sites[0].channels, sandbox), shop_url=shop.url, reconcile=readback)
+    cfg = replace(cfg, sites=(site,))
+    creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
+    store_credentials(cfg, "main/ebay", creds)
+    r: RunningRelay = await start_relay(cfg, now=lambda: clock[0])
+    assert (await r.client.send_events([stock_event(1, SKU, 5, 1)]))[0] == 202
+    await settle(r)
+    assert ebay.items[SKU] == 5
+    clock[0] += 1  # read-back finds its differences after the push
+    return r
+
+
+async def read_round(r: RunningRelay, name: str = "ebay") -> int:
+    """One whole read-back round of a channel, as its worker runs it when nothing is due; returns how many differed."""
+    readback = r.relay.workers[("main", name)].readback
+    assert readback is not None
+    differed = await readback.step()
+    await readback.step()  # the end of the round
+    return differed
+
+
+async def readback_audit(r: RunningRelay) -> list[tuple[Any, ...]]:
+    rows = await r.relay.store.read(
+        "SELECT json_extract(detail, '$.reason'), json_extract(detail, '$.shown'), json_extract(detail, '$.sales')"
+        " FROM audit WHERE action = 'reconcile' AND channel = 'ebay' ORDER BY id"
+    )
+    return [tuple(row) for row in rows]
+
+
+@pytest.fixture
+async def wc_shop() -> AsyncIterator[FakeShop]:
+    fake = await FakeShop("main", SITE_SECRET).start()
+    fake.add(1, SKU, 5)
+    yield fake
+    await fake.stop()
+
+
+async def test_readback_before_the_sale_is_applied_does_not_raise_ebay(
+    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, wc_shop: FakeShop
+) -> None:
+    """eBay sells one (shows 4, was sent 5): read before the sale reaches the shop, and again after the shop applied it
+    but before its change came back, it is explained by the sale, not raised; then the shop's 4 reaches every channel."""
+    clock = [time.time()]
+    r = await ebay_relay(tmp_path, start_relay, ebay, wc_shop, True, clock)
+    ebay.items[SKU] = 4  # the sale, on eBay
+    client = SignedClient(r.base_url, "main", EBAY_SALES_SECRET, r.session)
+    sale = {"order": "12-345", "line": "1", "sku": SKU, "quantity": 1, "kind": "sale"}
+    assert (await client.post("channels/ebay/sales", {"type": "sales.report", "site": "main", "items": [sale]}))[
+        0
+    ] == 202
+
+    assert await read_round(r) == 1
+    await settle(r)
+    assert ebay.items[SKU] == 4, "not raised while the sale is pending"
+    await r.relay.shop_workers["main"].drain()
+    assert wc_shop.products[1].quantity == 4
+    assert await read_round(r) == 1
+    await settle(r)
+    assert ebay.items[SKU] == 4, "not raised while the shop's change is on its way back"
+    assert await readback_audit(r) == [("explained_by_sales", 4, '["ebay:12-345:1"]')] * 2
+    assert await r.count("SELECT count(*) FROM drift") == 0
+
+    assert (await r.client.send_events([stock_event(1, SKU, 4, 2, cause="relay")]))[0] == 202  # the shop's change
+    await settle(r)
+    sandbox = r.relay.workers[("main", "sandbox")].connector
+    assert isinstance(sandbox, SandboxConnector)
+    assert (wc_shop.products[1].quantity, ebay.items[SKU], sandbox.listings[SKU]) == (4, 4, 4)
+    assert await read_round(r) == 0
+
+
+async def test_a_lower_count_no_sale_explains_is_repaired(
+    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, wc_shop: FakeShop
+) -> None:
+    """On a channel that reports no sales (the sandbox), a lower count is raised at once, as before; on one that does
+    (eBay), a higher count is raised at once too."""
+    clock = [time.time()]
+    r = await ebay_relay(tmp_path, start_relay, ebay, wc_shop, True, clock)
+    sandbox = r.relay.workers[("main", "sandbox")].connector
+    assert isinstance(sandbox, SandboxConnector)
+    sandbox.listings[SKU] = 2
+    assert await read_round(r, "sandbox") == 1
+    await settle(r)
+    assert sandbox.listings[SKU] == 5
+    ebay.items[SKU] = 9
+    assert await read_round(r) == 1
+    await settle(r)
+    assert ebay.items[SKU] == 5
+    assert [row[:2] for row in await readback_audit(r)] == [("channel_shows", 9)]
+
+
+async def test_a_channel_that_reports_sales_is_trusted_lower_for_a_while(
+    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, wc_shop: FakeShop
+) -> None:
+    """eBay reports its sales, shows 3 with none recorded: held as drift (a sale may not be reported yet), then raised
+    by a read UNREPORTED_GRACE_SECONDS later that still finds it lower with no sale."""
+    clock = [time.time()]
+    r = await ebay_relay(tmp_path, start_relay, ebay, wc_shop, True, clock)
+    ebay.items[SKU] = 3
+    assert await read_round(r) == 1
+    await settle(r)
+    assert ebay.items[SKU] == 3
+    drift = await r.relay.store.query(lambda conn: views.drift(conn, "main", "ebay"))
+    assert [(e["reason"], e["expected"], e["shown"]) for e in drift["examples"]] == [("lower_unreported", 5, 3)]
+    clock[0] += UNREPORTED_GRACE_SECONDS - 60
+    assert await read_round(r) == 1
+    await settle(r)
+    assert ebay.items[SKU] == 3, "still within the grace"
+    clock[0] += 61
+    assert await read_round(r) == 1
+    await settle(r)
+    assert ebay.items[SKU] == 5
+    reasons = [row[0] for row in await readback_audit(r)]
+    assert reasons == ["lower_unreported", "lower_unreported", "channel_shows"]

@@ -9,6 +9,17 @@ most ``readback_share`` of the channel's rate budget (after a read that cost *n*
 *n* / (share x rate) seconds). A difference is repaired through the ordinary delivery (the row is made
 due, so the dispatcher sends the shop's newest value) and audited with cause ``reconcile``.
 
+A channel that shows LESS than it was sent may have sold the difference (invariant 11: nothing raises a channel
+above the truth). While a sale of that SKU from that channel is not yet applied to the shop, or was applied after
+the relay's newest shop event for the SKU (the shop's change is not back yet), the difference is explained by sales:
+it is audited (reason ``explained_by_sales``) and left for the sale's own push, which sends the shop's new quantity
+and so also repairs any part of the difference the sales do not explain. A lower count with no such sale is
+repaired at once on a channel that cannot report sales; one that can report them (a ``sales_secret``, or order
+import) is first held as drift ``lower_unreported`` and raised only if a read at least ``UNREPORTED_GRACE_SECONDS``
+later still finds it lower with no sale recorded: a sale not reported yet must not be offered again, while a
+count lowered by hand must not stay low forever (docs/operations.md, "Read-back"). A channel showing MORE than it
+was sent is repaired at once.
+
 Read-back needs no ``shop_url``: it compares a channel with the relay's own record of what it sent, so it
 runs on a site the shop only pushes to, too (docs/configuration.md). Each ReadBack says at start-up that it
 will read, so its calls are no surprise; ``readback_hours: 0`` turns it off.
@@ -33,6 +44,7 @@ from .reconcile import record_drift
 log = logging.getLogger("stock_relay.readback")
 FAILURE_PAUSE_SECONDS = 60.0
 NOTHING_YET_SECONDS = 5.0
+UNREPORTED_GRACE_SECONDS = 3600.0  # how long a lower count on a channel that reports sales is trusted
 
 
 def delivered(conn: sqlite3.Connection, site: str, channel: str, after: str, limit: int) -> list[tuple[str, int]]:
@@ -118,16 +130,59 @@ class ReadBack:
         found = [(sku, quantity, shown.get(channel_sku)) for channel_sku, (sku, quantity) in sent.items()]
         differ = [(sku, quantity, seen) for sku, quantity, seen in found if seen != quantity]
         if differ:
-            now = self.now()
-            await self.store.write(lambda conn: repair(conn, self.site, self.channel.name, differ, now))
+            now, sells = self.now(), reports_sales(self.channel, self.connector)
+            await self.store.write(lambda conn: repair(conn, self.site, self.channel.name, differ, now, sells))
             self.differences += len(differ)
         return len(differ)
 
 
+def reports_sales(channel: ChannelConfig, connector: Connector) -> bool:
+    """Whether the channel's sales reach the relay: its inbound sales route (``sales_secret``), or its orders imported
+    (``import_sales`` on a connector that lists orders, or Shopify's order webhooks). The import keys are read by name:
+    they arrive with the order sweeps, being built beside this."""
+    imports = getattr(channel, "import_sales", False) and (
+        getattr(connector, "lists_sales", False) or getattr(channel, "takes_sales_webhooks", False)
+    )
+    return bool(channel.sales_secrets) or bool(imports)
+
+
+def unapplied_sales(conn: sqlite3.Connection, site: str, channel: str, sku: str, want_seq: int) -> list[str]:
+    """View: keys of the channel's sales of ``sku`` the channel may show but the relay's newest event for the SKU
+    does not: still pending for the shop, or applied after that event was received."""
+    received = conn.execute("SELECT received_at FROM events WHERE seq = ?", (want_seq,)).fetchone()
+    since = float(received[0]) if received else 0.0
+    rows = conn.execute(
+        "SELECT key FROM sales WHERE site = ? AND state = 'pending' AND channel = ? AND sku = ?"
+        " UNION ALL SELECT key FROM sales WHERE site = ? AND state = 'applied' AND channel = ? AND sku = ?"
+        " AND updated_at >= ? ORDER BY 1 LIMIT 20",
+        (site, channel, sku, site, channel, sku, since),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _held(conn: sqlite3.Connection, site: str, channel: str, sku: str, sent: int, shown: int, now: float) -> bool:
+    """Write-job step: True while a lower count on a channel that reports sales is still trusted (see the module
+    docstring); the first sighting is recorded as drift ``lower_unreported`` and its time kept until it is raised."""
+    row = conn.execute(
+        "SELECT reason, expected, shown, found_at FROM drift WHERE site = ? AND channel = ? AND sku = ?",
+        (site, channel, sku),
+    ).fetchone()
+    if row is not None and tuple(row[:3]) == ("lower_unreported", sent, shown):
+        return now - float(row[3]) < UNREPORTED_GRACE_SECONDS
+    record_drift(conn, site, channel, sku, sent, shown, "lower_unreported", now)
+    return True
+
+
 def repair(
-    conn: sqlite3.Connection, site: str, channel: str, differ: Sequence[tuple[str, int, int | None]], now: float
+    conn: sqlite3.Connection,
+    site: str,
+    channel: str,
+    differ: Sequence[tuple[str, int, int | None]],
+    now: float,
+    sells: bool = False,
 ) -> int:
-    """Write job: make each differing delivery due again (unless it moved on meanwhile); returns how many."""
+    """Write job: make each differing delivery due again (unless it moved on meanwhile, or sales explain a lower
+    count: see the module docstring); returns how many. ``sells``: the channel reports its sales."""
     repaired = 0
     logged: list[audit.Entry] = []
     for sku, sent, shown in differ:
@@ -138,6 +193,18 @@ def repair(
         ).fetchone()
         if row is None:
             continue  # a newer value is on its way, or was sent since the read: nothing to repair
+        if shown is not None and shown < sent:
+            keys = unapplied_sales(conn, site, channel, sku, row[0])
+            held = not keys and sells and _held(conn, site, channel, sku, sent, shown, now)
+            if keys or held:
+                reason = "explained_by_sales" if keys else "lower_unreported"
+                detail = {"cause": "reconcile", "reason": reason, "expected": sent, "shown": shown}
+                if keys:
+                    detail["sales"] = keys
+                logged.append(
+                    audit.entry(now, site, "reconcile", channel=channel, sku=sku, quantity=sent, detail=detail)
+                )
+                continue
         # A channel that has no such listing cannot be repaired by sending again (Amazon, for one,
         # accepts updates for unknown SKUs and drops them): report it, for the operator to list it.
         reason = "not_listed" if shown is None else "channel_shows"
