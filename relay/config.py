@@ -729,7 +729,7 @@ def _plain(obj: Any, kind: str = "") -> dict[str, Any]:
         elif s.mapping:
             value = {item.id: _plain(item) for item in value}
         elif isinstance(value, tuple):
-            value = [_plain(item) for item in value]
+            value = [_plain(item) if is_dataclass(item) else item for item in value]
         elif is_dataclass(value):
             value = _plain(value, kind)
         elif isinstance(value, Mapping):

@@ -138,12 +138,9 @@ class ReadBack:
 
 def reports_sales(channel: ChannelConfig, connector: Connector) -> bool:
     """Whether the channel's sales reach the relay: its inbound sales route (``sales_secret``), or its orders imported
-    (``import_sales`` on a connector that lists orders, or Shopify's order webhooks). The import keys are read by name:
-    they arrive with the order sweeps, being built beside this."""
-    imports = getattr(channel, "import_sales", False) and (
-        getattr(connector, "lists_sales", False) or getattr(channel, "takes_sales_webhooks", False)
-    )
-    return bool(channel.sales_secrets) or bool(imports)
+    (``import_sales`` on a connector that lists orders, or Shopify's order webhooks)."""
+    imports = channel.import_sales and (connector.lists_sales or channel.takes_sales_webhooks)
+    return bool(channel.sales_secrets) or imports
 
 
 def unapplied_sales(conn: sqlite3.Connection, site: str, channel: str, sku: str, want_seq: int) -> list[str]:
