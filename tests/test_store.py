@@ -10,8 +10,9 @@ import pytest
 
 from relay.delivery import deliveries
 from relay.errors import StorageError
+from relay.repair import readback
 from relay.runtime import Relay
-from relay.storage import retention
+from relay.storage import retention, views
 from relay.storage.store import MAX_GROUP, MIGRATIONS, Store, migrate
 
 from .conftest import make_config
@@ -147,3 +148,22 @@ def test_open_dead_letters_are_found_by_index_not_by_reading_them_all(tmp_path: 
     plan = _plan(conn, prune)
     assert any("USING INDEX dead_letters_open_event" in step for step in plan), plan
     assert not any(step.startswith("SCAN l") for step in plan), plan
+
+
+def test_two_way_sync_reads_are_index_lookups(tmp_path: Path) -> None:
+    """Read-back asks for every SKU a channel shows lower whether its sales explain it, and status counts a week of
+    oversold incidents: over a sales table that is never pruned and an audit log of 30 days, both must be index
+    lookups, not scans."""
+    conn = sqlite3.connect(tmp_path / "db.sqlite3")
+    migrate(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    readback.unapplied_sales(conn, "s", "c", "SKU", 1)
+    views.oversold_status(conn, "s", 1_000_000.0)
+    conn.set_trace_callback(None)
+    for sql in statements:
+        plan = _plan(conn, sql)
+        assert not any(step.startswith("SCAN") for step in plan), (sql, plan)
+    plans = [step for sql in statements for step in _plan(conn, sql)]
+    assert any("INDEX sales_sku" in step for step in plans), plans
+    assert any("INDEX audit_oversold" in step for step in plans), plans

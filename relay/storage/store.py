@@ -244,6 +244,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (site, channel)
     ) WITHOUT ROWID;
     """,
+    # 9: the reads two-way sync adds, by index rather than by scanning tables that only grow: read-back asks, for
+    # every SKU a channel shows lower, whether that channel's sales explain it (sales is never pruned), and the
+    # status answer counts a week of oversold incidents (otherwise every audit row of the week is read).
+    """
+    CREATE INDEX sales_sku ON sales (site, channel, sku, state, updated_at);
+    CREATE INDEX audit_oversold ON audit (site, at) WHERE action = 'oversold';
+    """,
 ]
 
 
