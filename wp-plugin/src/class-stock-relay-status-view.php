@@ -1,6 +1,7 @@
 <?php
 /**
- * Formats the relay's status answer for the admin page's "Channels" table; no WordPress dependency.
+ * Formats the relay's status answer for the admin page's "Channels", "Sales from marketplaces" and "Oversold"
+ * blocks; no WordPress dependency but its translation functions (__, _n).
  *
  * @package StockRelay
  */
@@ -73,6 +74,224 @@ final class Stock_Relay_Status_View {
 			$age = intdiv( $diff, 86400 ) . ' d ago';
 		}
 		return gmdate( 'Y-m-d H:i', (int) $time ) . ' UTC (' . $age . ')';
+	}
+
+	/**
+	 * The "Sales from marketplaces" block from the answer's `sales` object: label/value rows (waiting, applied,
+	 * refused, the newest error of a waiting one) and one line per refused sale with the shop's reason in plain
+	 * words. Null when the relay sends no `sales` (an older relay): the page then shows nothing new.
+	 *
+	 * @param array<string, mixed> $body Decoded status answer.
+	 * @param int|null             $now  Unix time; now when null.
+	 * @return array{rows: array<int, array{0: string, 1: string}>, refused: string[]}|null
+	 */
+	public static function sales( array $body, ?int $now = null ): ?array {
+		$sales = $body['sales'] ?? null;
+		if ( ! is_array( $sales ) ) {
+			return null;
+		}
+		$now     = $now ?? time();
+		$count   = static fn( $value ): string => is_numeric( $value ) ? (string) (int) $value : '—';
+		$waiting = $count( $sales['pending'] ?? null );
+		if ( isset( $sales['oldest_pending_age'] ) && is_numeric( $sales['oldest_pending_age'] ) && (int) $sales['pending'] > 0 ) {
+			/* translators: 1: number of sales, 2: an age such as "5 min" */
+			$waiting = sprintf( __( '%1$s (the oldest for %2$s)', 'stock-relay' ), $waiting, self::age( (int) $sales['oldest_pending_age'] ) );
+		}
+		$rows = array(
+			array( __( 'Waiting to be applied in the shop', 'stock-relay' ), $waiting ),
+			array( __( 'Applied', 'stock-relay' ), $count( $sales['applied'] ?? null ) ),
+			array( __( 'Refused by the shop', 'stock-relay' ), $count( $sales['refused'] ?? null ) ),
+		);
+		$error = $sales['last_error'] ?? null;
+		if ( is_array( $error ) && is_string( $error['message'] ?? null ) && '' !== $error['message'] ) {
+			$rows[] = array(
+				__( 'Last error while applying a waiting sale', 'stock-relay' ),
+				$error['message'] . ( isset( $error['at'] ) && is_numeric( $error['at'] ) ? ' (' . self::when( (float) $error['at'], $now ) . ')' : '' ),
+			);
+		}
+		$refused = array();
+		foreach ( is_array( $sales['refused_examples'] ?? null ) ? $sales['refused_examples'] : array() as $example ) {
+			if ( ! is_array( $example ) ) {
+				continue;
+			}
+			$refused[] = sprintf(
+				/* translators: 1: SKU, 2: stock change such as -1, 3: the sale's key (channel:order:line), 4: the shop's reason */
+				__( 'SKU %1$s, change %2$s (sale %3$s): %4$s', 'stock-relay' ),
+				self::scalar( $example['sku'] ?? null ),
+				is_int( $example['delta'] ?? null ) ? sprintf( '%+d', $example['delta'] ) : '—',
+				self::scalar( $example['key'] ?? null ),
+				self::refusal( $example['reason'] ?? null )
+			);
+		}
+		return array(
+			'rows'    => $rows,
+			'refused' => $refused,
+		);
+	}
+
+	/**
+	 * The shop's refusal (the relay keeps it as "code: message") in plain words; an unknown code as sent.
+	 *
+	 * @param mixed $reason The refused sale's `reason`.
+	 */
+	public static function refusal( $reason ): string {
+		if ( ! is_string( $reason ) || '' === $reason ) {
+			return __( 'no reason given', 'stock-relay' );
+		}
+		$code  = preg_match( '/^([a-z_]+)(?::|$)/', $reason, $m ) ? $m[1] : '';
+		$plain = array(
+			'unknown_sku'  => __( 'No product has this SKU in the shop. Give the product this SKU (or correct it on the marketplace).', 'stock-relay' ),
+			'not_managed'  => __( 'The shop does not manage stock for this product. Turn on "Manage stock" for it (or its parent product).', 'stock-relay' ),
+			'trashed'      => __( 'The product is in the shop\'s trash. Restore it if it is still sold.', 'stock-relay' ),
+			'invalid_item' => __( 'The shop could not read this sale (a malformed SKU, change or key).', 'stock-relay' ),
+		);
+		return $plain[ $code ] ?? $reason;
+	}
+
+	/**
+	 * The "Oversold" block from the answer's `oversold` object: a summary line, one row per incident (newest first:
+	 * when, SKU, the channels and orders, the shop's quantity now) and what to do. Incidents are `$entries` when
+	 * given (the audit log's `oversold` entries, as audit.query answers them: every incident of the period), else
+	 * the answer's `newest` alone. Null when the relay sends no `oversold` (an older relay).
+	 *
+	 * @param array<string, mixed>     $body    Decoded status answer.
+	 * @param array<int, mixed>|null   $entries Audit entries (action oversold), or null.
+	 * @param array<string, int|null>  $stock   The shop's quantity now, by SKU (missing: unknown).
+	 * @param int|null                 $now     Unix time; now when null.
+	 * @return array{summary: string, rows: array<int, array<int, string|string[]>>, advice: string}|null
+	 */
+	public static function oversold( array $body, ?array $entries = null, array $stock = array(), ?int $now = null ): ?array {
+		$oversold = $body['oversold'] ?? null;
+		if ( ! is_array( $oversold ) ) {
+			return null;
+		}
+		$now   = $now ?? time();
+		$days  = is_numeric( $oversold['days'] ?? null ) ? (int) $oversold['days'] : 7;
+		$count = is_numeric( $oversold['incidents'] ?? null ) ? (int) $oversold['incidents'] : 0;
+		$list  = array();
+		if ( null !== $entries ) {
+			foreach ( $entries as $entry ) {
+				if ( is_array( $entry ) && ( $entry['action'] ?? 'oversold' ) === 'oversold' ) {
+					$list[] = self::incident_from_audit( $entry );
+				}
+			}
+		}
+		if ( ! $list && is_array( $oversold['newest'] ?? null ) ) {
+			$list[] = $oversold['newest'];
+		}
+		usort( $list, static fn( array $a, array $b ): int => (float) ( $b['at'] ?? 0 ) <=> (float) ( $a['at'] ?? 0 ) );
+		$count = max( $count, count( $list ) );
+		if ( 0 === $count ) {
+			/* translators: %d: number of days */
+			return array( 'summary' => sprintf( _n( 'No sale left the shop\'s stock below zero in the last %d day.', 'No sale left the shop\'s stock below zero in the last %d days.', $days, 'stock-relay' ), $days ), 'rows' => array(), 'advice' => '' );
+		}
+		$rows = array();
+		foreach ( $list as $incident ) {
+			$sku    = self::scalar( $incident['sku'] ?? null );
+			$orders = array();
+			foreach ( is_array( $incident['sales'] ?? null ) ? $incident['sales'] : array() as $sale ) {
+				if ( is_array( $sale ) ) {
+					$orders[] = sprintf(
+						/* translators: 1: channel, 2: order number, 3: stock change such as -1, 4: the shop's stock after it */
+						__( '%1$s order %2$s: %3$s (shop stock after it: %4$s)', 'stock-relay' ),
+						self::scalar( $sale['channel'] ?? null ),
+						self::scalar( $sale['order'] ?? null ),
+						is_int( $sale['delta'] ?? null ) ? sprintf( '%+d', $sale['delta'] ) : '—',
+						self::scalar( $sale['quantity'] ?? null )
+					);
+				}
+			}
+			if ( ! $orders ) {
+				$channels = is_array( $incident['channels'] ?? null ) ? array_map( array( self::class, 'scalar' ), $incident['channels'] ) : array( self::scalar( $incident['channel'] ?? null ) );
+				$orders[] = implode( ', ', $channels );
+			}
+			$now_qty = array_key_exists( $sku, $stock ) && null !== $stock[ $sku ]
+				? (string) (int) $stock[ $sku ]
+				/* translators: %s: the shop's stock right after the sale */
+				: sprintf( __( 'unknown (%s after the sale)', 'stock-relay' ), self::scalar( $incident['shop_quantity'] ?? null ) );
+			$rows[]  = array(
+				is_numeric( $incident['at'] ?? null ) ? self::when( (float) $incident['at'], $now ) : '—',
+				$sku,
+				$orders,
+				$now_qty,
+			);
+		}
+		$summary = sprintf(
+			/* translators: 1: number of incidents, 2: number of days */
+			_n( '%1$d sale in the last %2$d days sold a unit the shop no longer had (the last unit sold twice).', '%1$d sales in the last %2$d days sold a unit the shop no longer had (the last unit sold twice).', $count, 'stock-relay' ),
+			$count,
+			$days
+		);
+		if ( $count > count( $rows ) ) {
+			/* translators: %d: number of incidents shown */
+			$summary .= ' ' . sprintf( _n( 'The newest %d is shown; the relay\'s `stock-relay oversold` lists them all.', 'The newest %d are shown; the relay\'s `stock-relay oversold` lists them all.', count( $rows ), 'stock-relay' ), count( $rows ) );
+		}
+		return array(
+			'summary' => $summary,
+			'rows'    => $rows,
+			'advice'  => __( 'The last unit was sold on two channels: one of the orders cannot be filled from stock. Contact one buyer and cancel that order on its marketplace (the cancellation adds the unit back), or restock the product here; every channel then gets the new quantity. See the plugin documentation, "Oversold".', 'stock-relay' ),
+		);
+	}
+
+	/**
+	 * What the admin notice needs from a status answer: the count and the newest incident's key and time, or null
+	 * when the answer reports none (or is from a relay without `oversold`).
+	 *
+	 * @param array<string, mixed> $body Decoded status answer.
+	 * @return array{incidents: int, days: int, key: string, at: float, sku: string}|null
+	 */
+	public static function oversold_summary( array $body ): ?array {
+		$oversold = $body['oversold'] ?? null;
+		$newest   = is_array( $oversold ) ? ( $oversold['newest'] ?? null ) : null;
+		if ( ! is_array( $newest ) || ! is_numeric( $oversold['incidents'] ?? null ) || (int) $oversold['incidents'] < 1 ) {
+			return null;
+		}
+		return array(
+			'incidents' => (int) $oversold['incidents'],
+			'days'      => is_numeric( $oversold['days'] ?? null ) ? (int) $oversold['days'] : 7,
+			'key'       => self::scalar( $newest['key'] ?? null ),
+			'at'        => is_numeric( $newest['at'] ?? null ) ? (float) $newest['at'] : 0.0,
+			'sku'       => self::scalar( $newest['sku'] ?? null ),
+		);
+	}
+
+	/**
+	 * An audit entry of action `oversold` (audit.query) as the status answer's incident object.
+	 *
+	 * @param array<string, mixed> $entry Audit entry.
+	 * @return array<string, mixed>
+	 */
+	private static function incident_from_audit( array $entry ): array {
+		$detail = is_array( $entry['detail'] ?? null ) ? $entry['detail'] : array();
+		return array(
+			'at'            => $entry['at'] ?? null,
+			'sku'           => $entry['sku'] ?? null,
+			'channel'       => $entry['channel'] ?? null,
+			'key'           => $entry['event_id'] ?? null,
+			'shop_quantity' => $entry['quantity'] ?? ( $detail['shop_quantity'] ?? null ),
+			'channels'      => $detail['channels'] ?? array( $entry['channel'] ?? null ),
+			'sales'         => $detail['sales'] ?? array(),
+		);
+	}
+
+	/**
+	 * A value as one plain-text token: '—' for null, '?' for what is not a plain value.
+	 *
+	 * @param mixed $value Value.
+	 */
+	private static function scalar( $value ): string {
+		return null === $value ? '—' : ( is_scalar( $value ) && ! is_bool( $value ) ? (string) $value : '?' );
+	}
+
+	/** Seconds as "45 s", "5 min", "2 h", "3 d". */
+	private static function age( int $seconds ): string {
+		if ( $seconds < 60 ) {
+			return max( 0, $seconds ) . ' s';
+		}
+		if ( $seconds < 3600 ) {
+			return intdiv( $seconds, 60 ) . ' min';
+		}
+		return $seconds < 86400 ? intdiv( $seconds, 3600 ) . ' h' : intdiv( $seconds, 86400 ) . ' d';
 	}
 
 	/**
