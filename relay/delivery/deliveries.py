@@ -44,6 +44,13 @@ class Claimed:
     stock_status: str
     version: int
     received_at: float  # when the shop's change reached the relay: the start of ingest→delivered latency
+    # This channel's own sales of the SKU that ``stock_quantity`` does not include yet (UNAPPLIED_SALES): (key, units)
+    # each. The channel already took them off; pushing the shop's quantity unreduced would offer them again.
+    unapplied: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def unapplied_units(self) -> int:
+        return sum(units for _, units in self.unapplied)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +135,38 @@ def make_due_many(conn: sqlite3.Connection, rows: Iterable[Due], *, restart: boo
     conn.executemany(MAKE_DUE[restart], rows)
 
 
+# A channel's own sales of a SKU that the shop's quantity in event ?seq does not include yet (invariant 11): still
+# pending for the shop, or applied at or after that event reached the relay (the shop's change is on its way back).
+# ?3 is a JSON list of [sku, seq]; each is two lookups by the index sales_sku (the sales table is never pruned).
+# Read-back asks it before raising a lower count; a claim, for the quantity it pushes (``claim``).
+UNAPPLIED_SALES = (
+    "WITH wanted (sku, since) AS (SELECT json_extract(j.value, '$[0]'), COALESCE(e.received_at, 0.0)"
+    "   FROM json_each(?3) j LEFT JOIN events e ON e.seq = json_extract(j.value, '$[1]'))"
+    " SELECT w.sku, s.key, s.delta FROM wanted w CROSS JOIN sales s INDEXED BY sales_sku"
+    "   WHERE s.site = ?1 AND s.channel = ?2 AND s.sku = w.sku AND s.state = 'pending'"
+    " UNION ALL SELECT w.sku, s.key, s.delta FROM wanted w CROSS JOIN sales s INDEXED BY sales_sku"
+    "   WHERE s.site = ?1 AND s.channel = ?2 AND s.sku = w.sku AND s.state = 'applied' AND s.updated_at >= w.since"
+    " ORDER BY 1, 2"
+)
+
+
+def unapplied_sales(
+    conn: sqlite3.Connection, site: str, channel: str, wanted: Iterable[tuple[str, int]]
+) -> dict[str, list[tuple[str, int]]]:
+    """View: for each (SKU, event seq) wanted, the channel's sales, cancellations and refunds of the SKU (key, delta)
+    that the event's quantity does not include yet (UNAPPLIED_SALES); SKUs with none are left out."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for sku, key, delta in conn.execute(UNAPPLIED_SALES, (site, channel, json.dumps(list(wanted)))):
+        found.setdefault(sku, []).append((key, int(delta)))
+    return found
+
+
 def claim(
     conn: sqlite3.Connection, site: str, channel: str, limit: int, token: str, lease_seconds: float, now: float
 ) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries, each with the newest event and the channel's own sales of the SKU that
+    event does not include yet (one query for the batch). Only sales count: a cancellation or refund not yet applied
+    is left to arrive through the shop (nothing is raised on a restock the shop has not made)."""
     rows = conn.execute(
         "SELECT d.sku, d.want_seq, d.attempts, e.event_id, e.kind, e.product_id, e.manage_stock,"
         " e.stock_quantity, e.stock_status, e.version, e.received_at"
@@ -145,13 +181,35 @@ def claim(
         " WHERE site = ? AND channel = ? AND sku = ?",
         [(token, now + lease_seconds, site, channel, row[0]) for row in rows],
     )
+    sold = unapplied_sales(conn, site, channel, [(row[0], row[1]) for row in rows]) if rows else {}
     return [
         Claimed(
             sku=r[0], seq=r[1], attempts=r[2], event_id=r[3], kind=r[4], product_id=r[5],
             manage_stock=bool(r[6]), stock_quantity=r[7], stock_status=r[8], version=r[9], received_at=r[10],
+            unapplied=tuple((key, -delta) for key, delta in sold.get(r[0], ()) if delta < 0),
         )
         for r in rows
     ]  # fmt: skip
+
+
+def shop_quantity(item: Claimed) -> int | None:
+    """The shop's quantity to publish for a claimed delivery: the event's, less the channel's own sales it does not
+    include yet (see ``claim``); the stock rules then floor it at 0."""
+    if item.stock_quantity is None or not item.manage_stock:
+        return item.stock_quantity
+    return item.stock_quantity - item.unapplied_units
+
+
+def unapplied_note(item: Claimed, sent: int | None, shown: int = 5) -> str:
+    """The audit's account of a quantity lowered by the channel's own unapplied sales, e.g. "sent 4: shop 5, less 1
+    unit of this channel's sale ebay:O-1:L1 not yet in the shop"; "" when nothing was taken off."""
+    units = item.unapplied_units
+    if not units or item.stock_quantity is None or not item.manage_stock:
+        return ""
+    keys = [key for key, _ in item.unapplied]
+    named = ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+    what = f"{units} unit{'s' if units != 1 else ''} of this channel's sale{'s' if len(keys) != 1 else ''} {named}"
+    return f"sent {sent}: shop {item.stock_quantity}, less {what} not yet in the shop"
 
 
 def settle(
@@ -201,7 +259,11 @@ def settle(
             logged.append(_audit(now, site, channel, item, "lease_lost", out.quantity, None, None, {}))
             continue
         settled += 1
-        detail = {"outcome": out.status, "attempt": item.attempts + 1}
+        detail: dict[str, object] = {"outcome": out.status, "attempt": item.attempts + 1}
+        note = unapplied_note(item, out.quantity) if out.quantity is not None else ""
+        if note:
+            detail["unapplied_sales"] = [key for key, _ in item.unapplied]
+            detail["adjusted"] = note
         if out.error:
             detail["error"] = out.error
         if out.excerpt:

@@ -329,8 +329,9 @@ class ChannelWorker:
     def _update_for(self, item: Claimed) -> Update | None:
         channel_rules = self.channel.rules
         channel_sku = rules.channel_sku(channel_rules, item.sku)
+        stock = deliveries.shop_quantity(item)  # less the channel's own sales the shop has not yet applied
         quantity = rules.published_quantity(
-            channel_rules, item.sku, item.kind, item.manage_stock, item.stock_quantity, item.stock_status
+            channel_rules, item.sku, item.kind, item.manage_stock, stock, item.stock_status
         )
         if channel_sku is None or quantity is None:
             return None

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from ..config import ChannelConfig, ReconcileConfig
 from ..connectors.base import Connector
 from ..delivery import rules
-from ..delivery.deliveries import make_due
+from ..delivery.deliveries import make_due, unapplied_sales
 from ..errors import DeliveryError, TransientDeliveryError
 from ..storage import audit
 from ..storage.store import Store
@@ -143,20 +143,6 @@ def reports_sales(channel: ChannelConfig, connector: Connector) -> bool:
     return bool(channel.sales_secrets) or imports
 
 
-def unapplied_sales(conn: sqlite3.Connection, site: str, channel: str, sku: str, want_seq: int) -> list[str]:
-    """View: keys of the channel's sales of ``sku`` the channel may show but the relay's newest event for the SKU
-    does not: still pending for the shop, or applied after that event was received."""
-    received = conn.execute("SELECT received_at FROM events WHERE seq = ?", (want_seq,)).fetchone()
-    since = float(received[0]) if received else 0.0
-    rows = conn.execute(
-        "SELECT key FROM sales WHERE site = ? AND state = 'pending' AND channel = ? AND sku = ?"
-        " UNION ALL SELECT key FROM sales WHERE site = ? AND state = 'applied' AND channel = ? AND sku = ?"
-        " AND updated_at >= ? ORDER BY 1 LIMIT 20",
-        (site, channel, sku, site, channel, sku, since),
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
 def _held(conn: sqlite3.Connection, site: str, channel: str, sku: str, sent: int, shown: int, now: float) -> bool:
     """Write-job step: True while a lower count on a channel that reports sales is still trusted (see the module
     docstring); the first sighting is recorded as drift ``lower_unreported`` and its time kept until it is raised."""
@@ -191,7 +177,7 @@ def repair(
         if row is None:
             continue  # a newer value is on its way, or was sent since the read: nothing to repair
         if shown is not None and shown < sent:
-            keys = unapplied_sales(conn, site, channel, sku, row[0])
+            keys = [key for key, _ in unapplied_sales(conn, site, channel, [(sku, row[0])]).get(sku, [])][:20]
             held = not keys and sells and _held(conn, site, channel, sku, sent, shown, now)
             if keys or held:
                 reason = "explained_by_sales" if keys else "lower_unreported"
