@@ -62,6 +62,7 @@ final class Stock_Relay_Delivery {
 
 	/** The watchdog: every minute, drain if a retry is due or rows wait (covers a lost kick). */
 	public static function watchdog(): void {
+		Stock_Relay_Oversold_Notice::refresh(); // At most every 15 minutes: keeps the oversold notice current.
 		$due = (int) get_option( self::DUE, 0 );
 		if ( $due > time() || ( 0 === $due && ! Stock_Relay_Outbox::has_pending() ) ) {
 			return; // Backing off until then (a retry is scheduled), or nothing waits.

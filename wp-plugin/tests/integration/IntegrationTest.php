@@ -799,6 +799,112 @@ final class IntegrationTest extends TestCase {
 		$this->assertStringContainsString( '<td>never</td>', $html );
 	}
 
+	/** An oversold incident as the relay's status answer carries it (relay/storage/views.py oversold_incident). @return array<string, mixed> */
+	private static function oversold_incident( float $at, string $sku, string $order ): array {
+		return array(
+			'at'            => $at,
+			'sku'           => $sku,
+			'channel'       => 'ebay',
+			'key'           => "ebay:$order:1",
+			'shop_quantity' => -1,
+			'channels'      => array( 'ebay', 'shopify' ),
+			'sales'         => array(
+				array( 'key' => "ebay:$order:1", 'channel' => 'ebay', 'order' => $order, 'delta' => -1, 'quantity' => -1 ),
+				array( 'key' => 'shopify:1001:1', 'channel' => 'shopify', 'order' => '1001', 'delta' => -1, 'quantity' => 0 ),
+			),
+		);
+	}
+
+	/** The admin notices of one screen, rendered in this process as the current user. */
+	private function notices( string $screen ): string {
+		require_once ABSPATH . 'wp-admin/includes/admin.php';
+		Stock_Relay_Admin::register();
+		set_current_screen( $screen );
+		ob_start();
+		do_action( 'admin_notices' );
+		return (string) ob_get_clean();
+	}
+
+	/**
+	 * Oversold incidents (issue 15 item 5): the Stock Relay page lists them and the sales block, a Products screen
+	 * and the dashboard show a notice from what the page stored (no relay call), dismissible per newest incident;
+	 * not for users without manage_woocommerce, not on other screens; an older relay's answer shows nothing new.
+	 */
+	public function test_oversold_incidents_on_the_page_and_as_a_dismissible_notice(): void {
+		$log_at = (int) @filesize( getenv( 'SRT_WORK' ) . '/debug.log' );
+		update_option( Stock_Relay_Oversold_Notice::CHECKED, time() + 3600, true ); // Keep the watchdog's status reads out of it.
+		delete_option( Stock_Relay_Oversold_Notice::OPTION );
+		delete_user_meta( 1, Stock_Relay_Oversold_Notice::DISMISSED );
+		SRT::product( array( 'sku' => 'OS-TEE', 'qty' => -1 ) );
+		$first  = self::oversold_incident( time() - 600, 'OS-TEE', '12-345' );
+		$older  = self::oversold_incident( time() - 2 * 86400, 'OS-<i>MUG</i>', '12-300' );
+		$status = static fn( array $newest, int $count ): array => array(
+			'type'     => 'status',
+			'channels' => array( array( 'name' => 'ebay' ) ),
+			'sales'    => array( 'pending' => 1, 'applied' => 7, 'refused' => 1, 'oldest_pending_age' => 30, 'last_error' => null, 'refused_examples' => array( array( 'key' => 'ebay:9:1', 'sku' => 'NOPE', 'delta' => -1, 'reason' => 'unknown_sku: No product or variation has the SKU NOPE.', 'updated_at' => time() ) ) ),
+			'oversold' => array( 'days' => 7, 'incidents' => $count, 'newest' => $newest ),
+		);
+		$audit = static fn( array $incident, int $id ): array => array( 'id' => $id, 'at' => $incident['at'], 'action' => 'oversold', 'channel' => 'ebay', 'sku' => $incident['sku'], 'event_id' => $incident['key'], 'quantity' => -1, 'detail' => array( 'shop_quantity' => -1, 'channels' => $incident['channels'], 'sales' => $incident['sales'] ) );
+		SRT::mode( array( 'status_body' => $status( $first, 2 ), 'audit_body' => array( 'type' => 'audit', 'entries' => array( $audit( $first, 9 ), $audit( $older, 4 ) ), 'next_cursor' => null ) ) );
+
+		$this->assertSame( '', $this->notices( 'edit-product' ), 'nothing stored yet: no notice, and no relay call to find out' );
+		$html = $this->render_admin();
+		$this->assertStringContainsString( 'Sales from marketplaces', $html );
+		$this->assertStringContainsString( '<th scope="row">Refused by the shop</th><td>1</td>', $html );
+		$this->assertStringContainsString( 'SKU NOPE, change -1 (sale ebay:9:1): No product has this SKU in the shop.', $html );
+		$this->assertStringContainsString( '2 sales in the last 7 days sold a unit the shop no longer had', $html );
+		$this->assertMatchesRegularExpression( '#<td>OS-TEE</td><td>ebay order 12-345: -1 \(shop stock after it: -1\)<br>shopify order 1001: -1 \(shop stock after it: 0\)</td><td>-1</td>#', $html, 'newest first, with the shop\'s stock now' );
+		$this->assertStringContainsString( '<td>OS-&lt;i&gt;MUG&lt;/i&gt;</td>', $html, 'escaped, and listed after the newer one' );
+		$this->assertLessThan( strpos( $html, 'OS-&lt;i&gt;MUG' ), strpos( $html, '<td>OS-TEE</td>' ) );
+		$this->assertStringContainsString( 'The last unit was sold on two channels', $html );
+		$query = json_decode( SRT::requests( '/audit' )[0]['body'], true );
+		$this->assertSame( array( 'audit.query', 'oversold' ), array( $query['type'], $query['action'] ) );
+		$this->assertTrue( SRT::signature_ok( SRT::requests( '/audit' )[0]['headers'], SRT::requests( '/audit' )[0]['body'] ) );
+
+		SRT::clear_requests();
+		$notice = $this->notices( 'edit-product' );
+		$this->assertStringContainsString( 'id="stock-relay-oversold-notice"', $notice, 'a Products screen shows the notice' );
+		$this->assertStringContainsString( '2 marketplace sales in the last 7 days sold a unit the shop no longer had (newest: SKU OS-TEE)', $notice );
+		$this->assertStringContainsString( 'page=stock-relay#stock-relay-oversold', $notice );
+		$this->assertSame( '', $this->notices( 'edit-post' ), 'other admin pages are left alone' );
+		$this->assertSame( array(), SRT::requests( '/status' ), 'the notice never asks the relay' );
+		$editor = wp_insert_user( array( 'user_login' => 'os-editor-' . wp_rand(), 'user_pass' => 'x-' . wp_rand(), 'role' => 'editor' ) );
+		wp_set_current_user( (int) $editor );
+		$this->assertSame( '', $this->notices( 'dashboard' ), 'no notice without manage_woocommerce' );
+		wp_set_current_user( 1 );
+
+		// The browser: the dashboard shows it; the dismiss link (nonce) hides it until a newer incident.
+		$cookies = $this->admin_login();
+		$page    = $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' );
+		$this->assertStringContainsString( 'id="stock-relay-oversold-notice"', $page['body'] );
+		$this->assertSame( 1, preg_match( '#href="([^"]*action=stock_relay_dismiss_oversold[^"]*)"#', $page['body'], $m ) );
+		$dismiss = html_entity_decode( $m[1] );
+		$this->assertStringContainsString( '_wpnonce=', $dismiss );
+		$forged = $this->admin_http( $cookies, 'GET', '/wp-admin/admin-post.php?action=stock_relay_dismiss_oversold&key=' . rawurlencode( $first['key'] ) . '&_wpnonce=bad' );
+		$this->assertSame( 403, $forged['status'], 'no dismissal without the nonce' );
+		$this->assertStringContainsString( 'id="stock-relay-oversold-notice"', $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'] );
+		$this->assertSame( 302, $this->admin_http( $cookies, 'GET', (string) substr( $dismiss, strlen( (string) getenv( 'SRT_WP_URL' ) ) ) )['status'] );
+		$this->assertStringNotContainsString( 'stock-relay-oversold-notice', $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'], 'dismissed' );
+		wp_cache_delete( 1, 'user_meta' );
+		$this->assertSame( '', $this->notices( 'edit-product' ) );
+
+		$newer = self::oversold_incident( time() - 60, 'OS-TEE', '12-999' );
+		SRT::mode( array( 'status_body' => $status( $newer, 3 ) ) );
+		$this->render_admin();
+		$this->assertStringContainsString( '3 marketplace sales', $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'], 'a newer incident shows it again' );
+
+		// A relay from before these fields: nothing new on the page, the notice goes, no PHP notice or warning.
+		SRT::mode( array( 'status_body' => array( 'type' => 'status', 'channels' => array( array( 'name' => 'ebay' ) ) ) ) );
+		$html = $this->render_admin();
+		$this->assertStringNotContainsString( 'Sales from marketplaces', $html );
+		$this->assertStringNotContainsString( 'Oversold', $html );
+		$this->assertStringNotContainsString( 'stock-relay-oversold-notice', $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'] );
+		$log = substr( (string) @file_get_contents( getenv( 'SRT_WORK' ) . '/debug.log' ), $log_at );
+		$this->assertDoesNotMatchRegularExpression( '/PHP (Warning|Notice|Fatal error)/', $log );
+		$this->assertDoesNotMatchRegularExpression( '#PHP Deprecated:.*stock-relay/src#', $log, 'WordPress 6.1\'s own deprecations on PHP 8 aside' );
+		delete_option( Stock_Relay_Oversold_Notice::CHECKED );
+	}
+
 	/**
 	 * End to end: the real relay process reads this WordPress's signed snapshot route (`reconcile --full`),
 	 * adopts what it never received, and delivers it to a webhook channel (the recorder's /channel).

@@ -3,7 +3,7 @@
  * A recording relay for the integration test (router script for `php -S`). It appends every request
  * (path, the webhook-* headers, raw body) to $RECORDER_DIR/requests.jsonl and answers the way
  * $RECORDER_DIR/mode.json says: {"status": 202, "reject_skus": [...], "retry_after": N, "max_events": N,
- * "status_body": {...} (the 200 answer to status.query), "replay_scheduled": N (what a replay.request answers)}.
+ * "status_body": {...} (the 200 answer to status.query), "audit_body": {...} (to audit.query), "replay_scheduled": N (what a replay.request answers)}.
  * It verifies nothing itself: the test checks the signatures with its own few lines of HMAC.
  *
  * @package StockRelay
@@ -41,6 +41,10 @@ if ( preg_match( '#/ping$#', $path ) ) {
 }
 if ( preg_match( '#/replay$#', $path ) && ! isset( $mode['status'] ) ) { // The relay's answer to a replay.request (relay/http/operator_api.py).
 	echo json_encode( array( 'type' => 'replay', 'scope' => $doc['scope'] ?? null, 'scheduled' => (int) ( $mode['replay_scheduled'] ?? 0 ), 'unknown_skus' => array() ) );
+	return;
+}
+if ( preg_match( '#/audit$#', $path ) && isset( $mode['audit_body'] ) ) { // The 200 answer to audit.query.
+	echo json_encode( $mode['audit_body'] );
 	return;
 }
 if ( preg_match( '#/status$#', $path ) && isset( $mode['status_body'] ) ) {
