@@ -154,20 +154,14 @@ def _site(site_id: str, node: _Node) -> SiteConfig:
 
 
 def _read_site_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
-    ref = node.get(key, str)
-    if not ref:
+    if not node.get(key, str):
         raise ConfigError(node.sub(key), "required: a reference such as env:NAME, file:/path or credential:NAME")
-    secrets = tuple(node.resolve_secret(key, ref).split())
-    for value in secrets:
-        try:
-            signing.secret_key(value)
-        except ValueError as exc:
-            raise ConfigError(node.sub(key), str(exc)) from None
-    return secrets
+    return _read_whsec_secrets(node, key, values)
 
 
-def _read_sales_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
-    """The secrets another system signs its ``sales.report`` with; none: the channel's sales route is off (404)."""
+def _read_whsec_secrets(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
+    """Standard Webhooks secrets (``whsec_…``; several while one rotates), each checked; none when unset (for a
+    channel's ``sales_secret``: its sales route is off, 404)."""
     ref = node.get(key, str)
     if not ref:
         return ()
@@ -379,7 +373,7 @@ class ChannelConfig:
     # any type: the secret(s) another system signs this channel's sales.report with (docs/wire-protocol.md §2b);
     # none: the channel's sales route answers 404
     sales_secrets: tuple[str, ...] = field(
-        default=(), repr=False, metadata=spec(key="sales_secret", reader=_read_sales_secrets, redact=_secret_count)
+        default=(), repr=False, metadata=spec(key="sales_secret", reader=_read_whsec_secrets, redact=_secret_count)
     )
     # marketplaces' own sales (Shopify: order webhooks, docs/connectors.md "Sales"): applied to the shop once each
     import_sales: bool = field(

@@ -187,10 +187,14 @@ async def handle_woocommerce(request: web.Request) -> web.StreamResponse:
     if (limited := over_budget(request, site)) is not None:
         return limited
     if relay.shutting_down:
-        return error_response(
-            503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
-        )
+        return shutting_down()
     return await woocommerce_webhooks.handle(request, site, body, relay)
+
+
+def shutting_down() -> web.Response:
+    return error_response(
+        503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
+    )
 
 
 def webhook_id_reused() -> web.Response:
@@ -255,9 +259,7 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     relay = request.app[RELAY]
     events, rejected = protocol.split_batch(doc, relay.config.max_batch_events)
     if relay.shutting_down:
-        return error_response(
-            503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
-        )
+        return shutting_down()
     msg_id = request.headers["webhook-id"]
     channels = [c.name for c in site.channels]
     now = relay.now()
@@ -294,9 +296,7 @@ async def handle_sales(request: web.Request) -> web.StreamResponse:
         return doc
     valid, rejected = sales.split_report(doc, channel.name)
     if relay.shutting_down:
-        return error_response(
-            503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
-        )
+        return shutting_down()
     job = sales.ReportWrite(
         site.id, channel.name, request.headers["webhook-id"], valid, rejected, relay.now(), protocol.content_digest(doc)
     )
@@ -331,9 +331,7 @@ async def handle_shopify(request: web.Request) -> web.StreamResponse:
     topic, event_id = shopify.topic_and_event(request.headers)
     valid, skipped = shopify.to_sales(topic, protocol.parse_json(body), channel)
     if relay.shutting_down:
-        return error_response(
-            503, "shutting_down", "The relay is restarting; retry shortly.", {"Retry-After": str(RETRY_AFTER_SHUTDOWN)}
-        )
+        return shutting_down()
     job = sales.ReportWrite(
         site.id, channel.name, event_id, valid, skipped, relay.now(), "", sales.SOURCE_WEBHOOK, audit_skipped=True
     )
