@@ -187,10 +187,21 @@ def _read_flag(node: _Node, key: str, values: dict[str, Any], default: bool) -> 
     return value
 
 
-def _read_names(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
-    names = node.lookup(key, ["manual"])
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise ConfigError(node.sub(key), "must be a list of names, e.g. [manual]")
+# Who ships a marketplace order line from the shop's own stock, in each marketplace's words (a fulfilment network
+# ships from its own stock: Shopify's fulfilment services, Amazon's AFN/FBA, Walmart's WFS, Fulfilled by TikTok)
+FULFILMENT_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "shopify": ("manual",),
+    "amazon": ("MFN",),
+    "walmart": ("SellerFulfilled",),
+    "tiktok": ("FULFILLMENT_BY_SELLER",),
+}
+
+
+def _read_fulfilment(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
+    default = FULFILMENT_DEFAULTS[values["type"]]
+    names = node.lookup(key, list(default))
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(node.sub(key), f"must be a list of names, e.g. [{', '.join(default)}]")
     return tuple(names)
 
 
@@ -377,24 +388,30 @@ class ChannelConfig:
     )
     # marketplaces' own sales (Shopify: order webhooks, docs/connectors.md "Sales"): applied to the shop once each
     import_sales: bool = field(
-        default=True, metadata=spec(types=("shopify", "ebay"), reader=functools.partial(_read_flag, default=True))
+        default=True, metadata=spec(types=MARKETPLACE_TYPES, reader=functools.partial(_read_flag, default=True))
     )
-    # eBay: how often its orders are read (relay/intake/sweep.py)
-    sales_poll_seconds: float = field(default=60.0, metadata=spec(number=(5, 86_400), types=("ebay",)))
+    # how often a marketplace's orders are read (relay/intake/sweep.py; Shopify's sweep catches missed webhooks)
+    sales_poll_seconds: float = field(default=60.0, metadata=spec(number=(5, 86_400), types=MARKETPLACE_TYPES))
     webhook_secrets: tuple[str, ...] = field(
         default=(),
         repr=False,
         metadata=spec(key="webhook_secret", types=("shopify",), reader=_read_webhook_secrets, redact=_secret_count),
     )
     restock_on_cancel: bool = field(
-        default=True, metadata=spec(types=("shopify", "ebay"), reader=functools.partial(_read_flag, default=True))
+        default=True, metadata=spec(types=MARKETPLACE_TYPES, reader=functools.partial(_read_flag, default=True))
     )
     restock_on_refund: bool = field(
         default=False, metadata=spec(types=("shopify",), reader=functools.partial(_read_flag, default=False))
     )
     # a line counts as a sale only when one of these ships it (Shopify's fulfilment networks ship their own stock)
     fulfillment_services: tuple[str, ...] = field(
-        default=("manual",), metadata=spec(types=("shopify",), reader=_read_names, doc="`[manual]`")
+        default=("manual",),
+        metadata=spec(
+            types=tuple(FULFILMENT_DEFAULTS),
+            reader=_read_fulfilment,
+            by_type=FULFILMENT_DEFAULTS,
+            doc="`[manual]` for `shopify`, `[MFN]` for `amazon`, `[SellerFulfilled]` for `walmart`, `[FULFILLMENT_BY_SELLER]` for `tiktok`",
+        ),
     )
 
     @property

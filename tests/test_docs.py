@@ -50,7 +50,7 @@ def covers_every_type(key: config.Key, general: str | None, pairs: list[tuple[st
     if not key.spec.by_type:
         return True
     named = {t for _, t in pairs}
-    for kind in config.CHANNEL_TYPES:
+    for kind in key.spec.types or config.CHANNEL_TYPES:  # a key some types use only: those types
         own = default_for(key, kind) != key.default
         if (
             kind not in named
