@@ -15,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
@@ -26,6 +26,13 @@ from ..intake.sales import Sale, SaleRejection
 from ..vault import Credentials, Vault
 
 MAX_CLAIM = 1000  # SKUs a claim grown with the rate holds at most: the largest batch_size the config allows
+
+
+class SalesGate(Protocol):
+    """What ``sales_since`` awaits before each API call: it takes ``cost`` from the channel's rate budget, in the
+    budget's units (one call; Shopify's cost points, where one query costs what it selects)."""
+
+    def __call__(self, cost: float = 1.0) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +165,11 @@ class Connector(ABC):
     # ``lists_sales`` and implements ``sales_since``.
     lists_sales: ClassVar[bool] = False
 
-    async def sales_since(
-        self, since: dt.datetime, gate: Callable[[], Awaitable[None]]
-    ) -> tuple[list[Sale], list[SaleRejection]]:
+    async def sales_since(self, since: dt.datetime, gate: SalesGate) -> tuple[list[Sale], list[SaleRejection]]:
         """The sales (and cancellations) of the orders modified since ``since``, keyed ``<channel>:<order>:<line>``
         with the shop's SKU, and the lines that are not sales of the shop's stock. ``gate`` is awaited before
-        each API call (it takes the call from the rate budget). Raises a DeliveryError when any page failed:
-        the caller then records nothing."""
+        each API call (it takes the call, or with ``gate(cost)`` the query's cost, from the rate budget). Raises a
+        DeliveryError when any page failed: the caller then records nothing."""
         raise NotImplementedError(f"the {self.type} connector cannot list orders")
 
     async def close(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing of their own

@@ -139,15 +139,15 @@ class SalesSweeper:
                 for wait in waits:
                     wait.cancel()
 
-    async def _gate(self) -> None:
-        """Take one call from the channel's budget: a spare one, or, when no call was made for a whole interval,
-        one queued with the pushes (so intake's floor is one call per interval)."""
+    async def _gate(self, cost: float = 1.0) -> None:
+        """Take one call (``cost`` in the budget's units) from the channel's budget: a spare one, or, when no call
+        was made for a whole interval, one queued with the pushes (so intake's floor is one call per interval)."""
         budget = self.connector.budget
-        while not budget.try_spare(1.0):
+        while not budget.try_spare(cost):
             if self.stopping.is_set():
                 raise _Stopped
             if time.monotonic() - self._last_call >= self.interval:
-                await budget.acquire(1.0)
+                await budget.acquire(cost)
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), SPARE_WAIT_SECONDS)
