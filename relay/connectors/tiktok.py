@@ -29,13 +29,25 @@ is due, the rescan itself (product search, its pages in ``read_cost``, waiting f
 go) gives every quantity, with no Get Product. None: no product of the shop has the seller SKU. A
 product gone (12052048) or no longer holding the SKU drops the mapping and fails the read as transient;
 the next read rescans.
+
+Sales (relay/intake/sweep.py, and the order webhook of relay/intake/tiktok.py): Get Order List, ``POST
+/order/202309/orders/search`` (100 orders a page, ``sort_field=update_time``, body ``update_time_ge``/
+``update_time_lt`` in Unix seconds, paged by ``page_token`` while the answer has ``next_page_token``), and for a
+webhook Get Order Detail, ``GET /order/202309/orders?ids=``. In 202309 a line item is one unit (it has no
+quantity): each is a sale ``<channel>:<order id>:<line item id>`` of 1, the SKU its ``seller_sku`` mapped back
+through ``rules.sku_map``. An order ``CANCELLED`` (or a line whose ``display_status`` is, after a partial
+cancellation) also gives ``…:cancel`` with ``restock_on_cancel``. UNPAID orders count: TikTok reserves the stock
+when the order is placed and gives it back when an unpaid order is cancelled, which then restocks the shop too.
+Only orders whose ``fulfillment_type`` is in ``fulfillment_services`` (default FULFILLMENT_BY_SELLER) are sales
+of the shop's stock; Fulfilled by TikTok ships from TikTok's warehouses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +55,8 @@ import aiohttp
 
 from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, MovedError, PermanentDeliveryError, TransientDeliveryError
+from ..intake.sales import Sale, SaleRejection, validate_item
+from ..intake.shopify import shop_sku_for
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, Update
@@ -56,6 +70,11 @@ SKU_NOT_IN_PRODUCT = 12052230  # "The SKU does not belong to this product.": the
 DEFAULT_RATE = TYPE_DEFAULTS["tiktok"][1]  # the rate batch_size is sized for (see Connector.rate_scaled_batch)
 CONCURRENCY = 8  # products updated (or read) at once at most; never more than the budget's burst
 READ_BATCH = 50  # seller SKUs per read: at most one Get Product each
+ORDERS_SEARCH = "/order/202309/orders/search"  # Get Order List
+ORDER_DETAIL = "/order/202309/orders"  # Get Order Detail (?ids=, up to 50)
+ORDERS_PAGE = 100  # Get Order List's largest page_size
+CANCELLED = "CANCELLED"  # an order's status, or a line item's display_status after a partial cancellation
+SELLER_FULFILLED = "FULFILLMENT_BY_SELLER"  # what an order without fulfillment_type is taken to be
 
 
 @dataclass
@@ -71,6 +90,7 @@ class TikTokConnector(Connector):
     type = "tiktok"
     account_keys = ()
     read_batch_size = READ_BATCH
+    lists_sales = True
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -249,6 +269,79 @@ class TikTokConnector(Connector):
                 error = PermanentDeliveryError(f"TikTok Shop refused SKU {u.channel_sku}: {text}", http_status=200)
                 results[u.sku] = ItemResult(error, 200, text)
         return results
+
+    # --- sales ---------------------------------------------------------------------------------------------------
+
+    async def sales_since(
+        self, since: dt.datetime, gate: Callable[[], Awaitable[None]]
+    ) -> tuple[list[Sale], list[SaleRejection]]:
+        # The upper bound holds the window still while its pages are read: an order updated meanwhile moves past
+        # it (sorted by update_time) instead of shifting the pages, and the next poll's window holds it.
+        body = {"update_time_ge": int(since.timestamp()), "update_time_lt": int(time.time()) + 1}
+        sales: list[Sale] = []
+        skipped: list[SaleRejection] = []
+        token = ""
+        while True:
+            await gate()
+            query = {"page_size": str(ORDERS_PAGE), "sort_field": "update_time", "sort_order": "ASC"}
+            if token:
+                query["page_token"] = token
+            data = await self.api.call("POST", ORDERS_SEARCH, body, query, charged=True)
+            orders = data.get("orders") if isinstance(data, dict) else None
+            if not isinstance(orders or [], list):
+                raise PermanentDeliveryError("TikTok Shop's order list answer has no list of orders", http_status=200)
+            for order in orders or []:
+                if isinstance(order, dict):
+                    self._order_sales(order, sales, skipped)
+            token = str(data.get("next_page_token") or "")
+            if not token or not orders:
+                return sales, skipped
+
+    async def order_sales(self, order_id: str) -> tuple[list[Sale], list[SaleRejection]]:
+        """One order's sales, read with Get Order Detail (a webhook names the order, not its lines); charged to
+        the budget like a push. Raises a DeliveryError when TikTok cannot answer, or does not know the order."""
+        data = await self.api.call("GET", ORDER_DETAIL, None, {"ids": order_id})
+        orders = data.get("orders") if isinstance(data, dict) else None
+        found = [o for o in orders or [] if isinstance(o, dict) and str(o.get("id")) == order_id]
+        if not found:
+            raise TransientDeliveryError(f"TikTok Shop's order detail did not include order {order_id}")
+        sales: list[Sale] = []
+        skipped: list[SaleRejection] = []
+        self._order_sales(found[0], sales, skipped)
+        return sales, skipped
+
+    def _order_sales(self, order: dict[str, Any], sales: list[Sale], skipped: list[SaleRejection]) -> None:
+        """An order's line items (one unit each) as sales and, cancelled, cancellations of the shop's SKU; or why
+        a line is no sale of the shop's stock."""
+        order_id = order.get("id")
+        fulfilled_by = str(order.get("fulfillment_type") or SELLER_FULFILLED)
+        for index, line in enumerate(order.get("line_items") or []):
+            if not isinstance(line, dict):
+                continue
+            line_id = line.get("id")
+            named = (str(order_id) if order_id else None, str(line_id) if line_id else None)
+            if fulfilled_by not in self.config.fulfillment_services:
+                message = f"fulfilled by {fulfilled_by[:64]!r}, which ships its own stock"
+                skipped.append(SaleRejection(index, *named, "fulfilled_elsewhere", message))
+                continue
+            seller_sku = line.get("seller_sku")
+            if not isinstance(seller_sku, str) or not seller_sku.strip():
+                skipped.append(SaleRejection(index, *named, "no_sku", "the line has no seller SKU"))
+                continue
+            sku = shop_sku_for(self.config, seller_sku)
+            if sku is None:
+                message = f"seller SKU {seller_sku[:100]!r} is no shop SKU of this channel (rules.sku_map)"
+                skipped.append(SaleRejection(index, *named, "unmapped_sku", message))
+                continue
+            cancelled = CANCELLED in (order.get("status"), line.get("display_status"))
+            kinds = ("sale", "cancel") if cancelled and self.config.restock_on_cancel else ("sale",)
+            for kind in kinds:
+                item = {"order": order_id, "line": line_id, "sku": sku, "quantity": 1, "kind": kind}
+                found = validate_item(item, index, self.name)
+                if isinstance(found, Sale):
+                    sales.append(found)
+                else:
+                    skipped.append(found)
 
     # --- read-back -------------------------------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ slower; 5xx or an answer that is not TikTok's JSON → retry; any other non-zero
 (``MovedError`` for 12052048, the product is gone). Tokens: ``GET {auth}/api/v2/token/refresh``; the
 expiries it returns are Unix timestamps, not durations, and a new refresh token is saved to the vault.
 ``account.shop_cipher`` left out is taken from the authorized shops (``shop_id`` picks one of several).
+
+TikTok signs its webhooks with the same app key and secret (relay/intake/tiktok.py): ``app_keys`` loads them from
+the vault without a token refresh, so a webhook can be verified while TikTok's token endpoint is down.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .tiktok_sign import sign
 
 BAD_SIGNATURE = 106001
 PRODUCT_GONE = 12052048  # "Product does not exist.": the product our cached mapping names was deleted
+KEYS_RELOAD_SECONDS = 60.0  # a webhook whose signature does not match rereads the app secret at most this often
 
 
 class TikTokApi:
@@ -57,14 +61,28 @@ class TikTokApi:
         self.secrets: set[str] = set()  # every token and secret seen: scrubbed from audit excerpts
         self._app_key = ""
         self._app_secret = ""
+        self._keys_loaded_at = float("-inf")  # monotonic time of the last vault read of the app key and secret
 
     async def ready(self) -> None:
         """Load the app key and secret the signature needs (with the first token), if not done yet."""
         if not self._app_secret:
             await self.auth.token()
 
+    async def app_keys(self, fresh: bool = False) -> tuple[str, str]:
+        """The app key and secret (what webhooks are signed with), read from the vault once, or again when
+        ``fresh`` and the last read is over ``KEYS_RELOAD_SECONDS`` old (a secret rotated with ``credentials set``
+        is taken without a restart, while a stream of forged requests costs at most one vault read a minute)."""
+        stale = fresh and time.monotonic() - self._keys_loaded_at >= KEYS_RELOAD_SECONDS
+        if not self._app_secret or stale:
+            creds = await http.load_credentials(self.credentials, ("app_key", "app_secret"), "TikTok Shop")
+            self._keys_loaded_at = time.monotonic()
+            self.secrets.update(v for v in creds.values() if v)
+            self._app_key, self._app_secret = creds["app_key"], creds["app_secret"]
+        return self._app_key, self._app_secret
+
     async def fetch_token(self) -> tuple[str, float]:
         creds = await http.load_credentials(self.credentials, ("app_key", "app_secret", "refresh_token"), "TikTok Shop")
+        self._keys_loaded_at = time.monotonic()
         self.secrets.update(v for v in creds.values() if v)
         self._app_key, self._app_secret = creds["app_key"], creds["app_secret"]
         params = {

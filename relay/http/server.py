@@ -23,6 +23,7 @@ from ..config import Config, SiteConfig
 from ..delivery.ratelimit import TokenBucket
 from ..errors import PayloadError, SignatureError, StorageError
 from ..intake import ingest, protocol, sales, shopify
+from ..intake import tiktok as tiktok_webhooks
 from ..intake import woocommerce as woocommerce_webhooks
 from ..intake.ingest import BatchOutcome
 from ..runtime import Relay
@@ -114,6 +115,7 @@ def make_app(config: Config, relay: Relay) -> web.Application:
     app.router.add_post("/v1/sites/{site}/woocommerce", handle_woocommerce)
     app.router.add_post("/v1/sites/{site}/channels/{channel}/sales", handle_sales)
     app.router.add_post("/v1/sites/{site}/channels/{channel}/shopify", handle_shopify)
+    app.router.add_post("/v1/sites/{site}/channels/{channel}/tiktok", handle_tiktok)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", operator_api.handle_readyz)
     app.router.add_get("/metrics", operator_api.handle_metrics)
@@ -340,6 +342,29 @@ async def handle_shopify(request: web.Request) -> web.StreamResponse:
         relay.wake_shop(site.id)
     headers = {"Idempotent-Replayed": "true"} if outcome.repeated else None
     return web.Response(text=outcome.body, status=200, headers=headers, content_type="application/json")
+
+
+async def handle_tiktok(request: web.Request) -> web.StreamResponse:
+    """A TikTok Shop channel's order webhooks (relay/intake/tiktok.py): verified with the channel's app secret, each
+    order's lines read from TikTok and recorded once, answered 200 only after the commit (TikTok retries the rest)."""
+    relay = request.app[RELAY]
+    site = relay.config.site(request.match_info["site"])
+    if site is None:
+        return unknown_site()
+    connector = tiktok_webhooks.connector_for(relay, site, request.match_info["channel"])
+    if connector is None:
+        return error_response(
+            404, "unknown_channel", "This site has no TikTok Shop channel of that name that imports sales (shop_url)."
+        )
+    body = await read_capped(request, relay.config.max_body_bytes)
+    if body is None:
+        return error_response(413, "body_too_large", f"The body is over {relay.config.max_body_bytes} bytes.")
+    await tiktok_webhooks.verify(connector, request.headers, body)
+    if (limited := over_budget(request, site)) is not None:
+        return limited
+    if relay.shutting_down:
+        return shutting_down()
+    return await tiktok_webhooks.handle(relay, site, connector, body)
 
 
 async def handle_ping(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
