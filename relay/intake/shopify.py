@@ -18,7 +18,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import ChannelConfig
@@ -68,12 +68,28 @@ def to_sales(topic: str, doc: Any, channel: ChannelConfig) -> tuple[list[Sale], 
     if not isinstance(doc, dict):
         raise PayloadError("malformed_json", "The body must be a Shopify order or refund object.")
     if topic == "refunds/create":
-        return _refund(doc, channel)
+        order, refund = _id(doc.get("order_id")), _id(doc.get("id"))
+        items = doc.get("refund_line_items")
+        if order is None or refund is None or not isinstance(items, list):
+            raise PayloadError(
+                "malformed_json", "A refund needs integer 'id' and 'order_id' and a 'refund_line_items' list."
+            )
+        return refund_sales(order, refund, items, channel)
     order = _id(doc.get("id"))
     lines = doc.get("line_items")
     if order is None or not isinstance(lines, list):
         raise PayloadError("malformed_json", "An order needs an integer 'id' and a 'line_items' list.")
-    kind = "cancel" if topic == "orders/cancelled" else "sale"
+    return order_sales(order, lines, "cancel" if topic == "orders/cancelled" else "sale", channel)
+
+
+# The two functions below are shared by the webhooks and the orders sweep (relay/connectors/shopify.py, which
+# hands them GraphQL orders in the REST shape): one line gives one key, whichever path saw it first.
+
+
+def order_sales(
+    order: str, lines: Sequence[Any], kind: str, channel: ChannelConfig
+) -> tuple[list[Sale], list[SaleRejection]]:
+    """An order's ``line_items`` (REST shape) as sales, or, ``kind`` cancel, as cancellations; and the skipped."""
     sales: list[Sale] = []
     skipped: list[SaleRejection] = []
     for index, line in enumerate(lines):
@@ -85,16 +101,13 @@ def to_sales(topic: str, doc: Any, channel: ChannelConfig) -> tuple[list[Sale], 
     return sales, skipped
 
 
-def _refund(doc: dict[str, Any], channel: ChannelConfig) -> tuple[list[Sale], list[SaleRejection]]:
-    order, refund = _id(doc.get("order_id")), _id(doc.get("id"))
-    lines = doc.get("refund_line_items")
-    if order is None or refund is None or not isinstance(lines, list):
-        raise PayloadError(
-            "malformed_json", "A refund needs integer 'id' and 'order_id' and a 'refund_line_items' list."
-        )
+def refund_sales(
+    order: str, refund: str, items: Sequence[Any], channel: ChannelConfig
+) -> tuple[list[Sale], list[SaleRejection]]:
+    """A refund's ``refund_line_items`` (REST shape) as restocks, each unless its ``restock_type`` is no_restock."""
     sales: list[Sale] = []
     skipped: list[SaleRejection] = []
-    for index, item in enumerate(lines):
+    for index, item in enumerate(items):
         item = item if isinstance(item, dict) else {}
         line = dict(item.get("line_item") or {}) if isinstance(item.get("line_item"), dict) else {}
         line.setdefault("id", item.get("line_item_id"))
