@@ -31,6 +31,8 @@ from ..errors import (
     StorageError,
     TransientDeliveryError,
 )
+from ..storage import pauses
+from ..storage.pauses import Pause
 from ..storage.store import Store
 from . import deliveries, rules
 from .circuit import CLOSED, HALF_OPEN, CircuitBreaker
@@ -139,6 +141,9 @@ class ChannelWorker:
         # Reading back what the channel shows (relay/repair/readback.py), only while nothing is due; set by the runtime.
         self.readback: IdleWork | None = None
         self.last_success: float | None = None  # wall clock of the last item the channel confirmed
+        # The operator's pause (relay/storage/pauses.py) as the last claim found it; the operator API sets it at once
+        # too, so batches claimed ahead before the pause are given back instead of pushed (``drain_once``).
+        self.paused: Pause | None = None
         self._state_restored = False  # the connector's saved state is read once, before the first push
         # (token, rows) claimed by a settle for the pushes to come, and the settle left committing (overlapped)
         self._ahead: collections.deque[tuple[str, list[Claimed]]] = collections.deque()
@@ -175,7 +180,9 @@ class ChannelWorker:
                 continue
             if worked == 0:
                 due = None
-                if self.circuit.seconds_until_probe() == 0:  # while paused, when the rows are due does not matter
+                # While the circuit is open or the operator paused the channel, when the rows are due does not matter:
+                # the worker looks again at its idle poll (a resume over the API wakes it at once).
+                if self.circuit.seconds_until_probe() == 0 and self.paused is None:
                     with contextlib.suppress(StorageError):  # the next claim reports it, and waits
                         due = await self._next_due()
                 if self._may_read_back(due):
@@ -208,6 +215,8 @@ class ChannelWorker:
             self.connector.restore_state(await self.store.query(self.connector.read_state))
             self._state_restored = True
         probing = self.circuit.state == HALF_OPEN
+        if self.paused is not None and self._ahead:  # paused since they were claimed: give them back, unsent
+            await self._release_claims()
         if not self._ahead:
             await self._finish_settle()  # whatever it claimed is the next batch
         if self._ahead:  # claimed by an earlier settle, in the same commit
@@ -241,11 +250,15 @@ class ChannelWorker:
         lease, now = self.settings.lease_seconds, self.now()
         tokens = [secrets.token_hex(16) for _ in range(batches)]
 
-        def claim(conn: sqlite3.Connection) -> list[tuple[str, list[Claimed]]]:
+        def claim(conn: sqlite3.Connection) -> tuple[Pause | None, list[tuple[str, list[Claimed]]]]:
+            # The pause is read in the claim's own transaction (one lookup by key): a pause that committed is obeyed.
+            if (paused := pauses.pause_of(conn, self.site, self.channel.name)) is not None:
+                return paused, []
             claims = [(t, deliveries.claim(conn, self.site, self.channel.name, limit, t, lease, now)) for t in tokens]
-            return [(t, rows) for t, rows in claims if rows]
+            return None, [(t, rows) for t, rows in claims if rows]
 
-        return await self.store.write(claim)
+        self.paused, claimed = await self.store.write(claim)
+        return claimed
 
     async def _settle(
         self, token: str, claimed: Sequence[Claimed], outcomes: Sequence[Outcome], now: float, claim_next: bool
@@ -263,8 +276,8 @@ class ChannelWorker:
             settled = deliveries.settle(
                 conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand, dead
             )
-            if not limit:
-                return settled, []
+            if not limit or pauses.pause_of(conn, self.site, self.channel.name) is not None:
+                return settled, []  # paused: the next drain_once's claim finds the pause and says so
             return settled, deliveries.claim(
                 conn, self.site, self.channel.name, limit, next_token, self.settings.lease_seconds, now
             )
@@ -416,6 +429,8 @@ class ChannelWorker:
         went to reading back quantities about to change). A retry due later does not.
         """
         if self.readback is None or self.circuit.seconds_until_probe() > 0 or not self.readback.due():
+            return False
+        if self.paused is not None:  # the operator stopped the channel: it is not called at all, not even to read
             return False
         return due is None or due - self.now() > self.channel.coalesce_seconds
 

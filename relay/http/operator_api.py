@@ -1,5 +1,6 @@
-"""The operator's endpoints: signed status, audit, dead letters, lineage, replay and export (docs/wire-protocol.md §2),
-plus the unsigned probes ``/readyz`` and ``/metrics`` and the OpenAPI document.
+"""The operator's endpoints: signed status, products, audit, dead letters and their retry, lineage, replay, pause and
+resume, and export (docs/wire-protocol.md §2), plus the unsigned probes ``/readyz`` and ``/metrics`` and the OpenAPI
+document.
 
 Reads run the same ``views`` functions the CLI runs on the file; replay runs ``replay_chunk`` write
 jobs. Request fields are checked here with errors that say what to send (400 ``invalid_field``).
@@ -22,7 +23,7 @@ from ..errors import PayloadError
 from ..intake import protocol
 from ..repair.replay import SCOPES, replay_chunk
 from ..runtime import Relay
-from ..storage import views
+from ..storage import attention, dead_retry, pauses, products, views
 from . import metrics
 
 MAX_REPLAY_SKUS = 10_000
@@ -72,6 +73,28 @@ def _int(doc: dict[str, Any], name: str, default: int | None, low: int, high: in
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise PayloadError("invalid_field", f"'{name}' must be a whole number from {low} to {high}.")
     return value
+
+
+def _words(doc: dict[str, Any], name: str, max_length: int) -> str:
+    """Required free text a person wrote (a reason, a login): shown in WordPress and in a terminal, so one line of
+    printable characters, surrounding spaces dropped."""
+    value = doc.get(name)
+    if value is None:
+        raise PayloadError("missing_field", f"Say '{name}' (text of 1 to {max_length} characters).")
+    if not isinstance(value, str) or not 0 < len(value.strip()) <= max_length:
+        raise PayloadError("invalid_field", f"'{name}' must be text of 1 to {max_length} characters.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise PayloadError("invalid_field", f"'{name}' must be one line without control characters.")
+    return value.strip()
+
+
+def _text_list(doc: dict[str, Any], name: str, most: int) -> list[str]:
+    raw = doc.get(name)
+    if not isinstance(raw, list) or not 0 < len(raw) <= most:
+        raise PayloadError("invalid_field", f"'{name}' must list 1 to {most} SKUs.")
+    if not all(isinstance(s, str) and 0 < len(s) <= 191 for s in raw):
+        raise PayloadError("invalid_field", "Each SKU must be text of 1 to 191 characters.")
+    return raw
 
 
 def _channel(site: SiteConfig, doc: dict[str, Any]) -> str | None:
@@ -130,7 +153,23 @@ async def handle_status(request: web.Request, site: SiteConfig, doc: dict[str, A
     # Here, not in site_status: /metrics calls that on every scrape, and this reads a week of the audit log.
     now = relay.now()
     status["oversold"] = await relay.store.query(lambda conn: views.oversold_status(conn, site.id, now))
+    status["attention"] = views.with_iso(attention.attention(status))
     return web.json_response(status)
+
+
+async def handle_products(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    """Where a page of SKUs stands on every channel, in one indexed query (relay/storage/products.py)."""
+    relay = request.app[RELAY]
+    skus = _text_list(doc, "skus", products.MAX_SKUS)
+    channels = [c.name for c in site.channels]
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        return products.products(conn, site.id, channels, skus, list(pauses.pauses(conn, site.id)))
+
+    answer = await relay.store.query(read)
+    return web.json_response(
+        views.with_iso({"type": "products", "site": site.id, "server_time": relay.now(), **answer})
+    )
 
 
 async def handle_audit(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
@@ -144,16 +183,115 @@ async def handle_audit(request: web.Request, site: SiteConfig, doc: dict[str, An
 
 
 async def handle_dead(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    """Open dead letters, newest first; with ``limit``, a page, and ``next_cursor`` for the one after (null at the end)."""
     channel, sku = _channel(site, doc), _text(doc, "sku")
     limit = _int(doc, "limit", None, 1, MAX_DEAD_PAGE)
+    cursor = _int(doc, "cursor", None, 1, 2**63 - 1)
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        letters = views.dead_letters(conn, site.id, channel, sku, None if limit is None else limit + 1, cursor)
+        more = limit is not None and len(letters) > limit
+        letters = letters[:limit] if more else letters
         return {
             "total": views.count_dead_letters(conn, site.id, channel, sku),
-            "dead_letters": views.dead_letters(conn, site.id, channel, sku, limit),
+            "dead_letters": letters,
+            "next_cursor": letters[-1]["id"] if more else None,
         }
 
     return web.json_response({"type": "dead_letters", **await request.app[RELAY].store.query(read)})
+
+
+async def handle_dead_retry(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    """Retry chosen dead letters, each a channel and a SKU (relay/storage/dead_retry.py); a resent request gets the
+    first answer."""
+    relay = request.app[RELAY]
+    raw = doc.get("items")
+    if not isinstance(raw, list) or not 0 < len(raw) <= dead_retry.MAX_ITEMS:
+        raise PayloadError("invalid_field", f"'items' must list 1 to {dead_retry.MAX_ITEMS} {{channel, sku}} objects.")
+    names = {c.name for c in site.channels}
+    items: list[tuple[str, str]] = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("sku"), str) or not 0 < len(item["sku"]) <= 191:
+            raise PayloadError(
+                "invalid_field", 'Each item must be {"channel": ..., "sku": text of 1 to 191 characters}.'
+            )
+        if item.get("channel") not in names:
+            raise PayloadError("invalid_field", f"This site has no channel {str(item.get('channel'))[:64]!r}.")
+        items.append((item["channel"], item["sku"]))
+    actor = _words(doc, "actor", pauses.MAX_ACTOR) if doc.get("actor") is not None else None
+    if (seen := await _answered(relay, site, request, doc)) is not None:
+        return seen
+    results = await relay.store.write(lambda conn: dead_retry.retry_dead(conn, site.id, items, actor, relay.now()))
+    relay.wake(site.id)
+    answer = {"type": "dead_retry", "scheduled": sum(r["result"] == "scheduled" for r in results), "items": results}
+    await _remember(relay, site, request, doc, answer)
+    return web.json_response(answer)
+
+
+async def handle_pause(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    """Pause one channel (``channel``) or every channel of the site, with the reason and who (relay/storage/pauses.py)."""
+    relay = request.app[RELAY]
+    channel = _channel(site, doc)
+    reason, actor = _words(doc, "reason", pauses.MAX_REASON), _words(doc, "actor", pauses.MAX_ACTOR)
+    channels = [channel] if channel else [c.name for c in site.channels]
+    done, already = await relay.store.write(
+        lambda conn: pauses.pause(conn, site.id, channels, reason, actor, relay.now())
+    )
+    for found in done + already:  # at once, not at its next claim: batches it claimed ahead are given back unsent
+        if (worker := relay.workers.get((site.id, found.channel))) is not None:
+            worker.paused = found
+    answer = {
+        "type": "paused",
+        "paused": [{"channel": p.channel, **p.as_dict()} for p in done],
+        "already_paused": [{"channel": p.channel, **p.as_dict()} for p in already],
+    }
+    return web.json_response(views.with_iso(answer))
+
+
+async def handle_resume(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
+    """Resume one channel (``channel``) or every paused channel of the site; its queue is sent from where it stopped."""
+    relay = request.app[RELAY]
+    channel = _channel(site, doc)
+    actor = _words(doc, "actor", pauses.MAX_ACTOR)
+    channels = [channel] if channel else [c.name for c in site.channels]
+    lifted = await relay.store.write(lambda conn: pauses.resume(conn, site.id, channels, actor, relay.now()))
+    for found in lifted:
+        if (worker := relay.workers.get((site.id, found.channel))) is not None:
+            worker.paused = None
+    relay.wake(site.id)
+    answer = {"type": "resumed", "resumed": [{"channel": p.channel, **p.as_dict()} for p in lifted]}
+    return web.json_response(views.with_iso(answer))
+
+
+async def _answered(relay: Relay, site: SiteConfig, request: web.Request, doc: dict[str, Any]) -> web.Response | None:
+    """The first answer to this webhook-id, when it was seen (409 when it carried other content), else None."""
+    msg_id, digest = request.headers["webhook-id"], protocol.content_digest(doc)
+    seen = await relay.store.query(
+        lambda conn: conn.execute(
+            "SELECT response, digest FROM requests WHERE site = ? AND msg_id = ?", (site.id, msg_id)
+        ).fetchone()
+    )
+    if seen is not None and protocol.is_reuse(seen[1], digest):
+        raise PayloadError(
+            "webhook_id_reused",
+            "This webhook-id was already used for a request with other content; nothing was scheduled.",
+            status=409,
+        )
+    if seen is not None:  # a resent request gets the original answer, and nothing is scheduled twice
+        return web.json_response(json.loads(seen[0]), headers={"Idempotent-Replayed": "true"})
+    return None
+
+
+async def _remember(
+    relay: Relay, site: SiteConfig, request: web.Request, doc: dict[str, Any], answer: dict[str, Any]
+) -> None:
+    msg_id, digest = request.headers["webhook-id"], protocol.content_digest(doc)
+    await relay.store.write(
+        lambda conn: conn.execute(
+            "INSERT OR IGNORE INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)",
+            (site.id, msg_id, json.dumps(answer), relay.now(), digest),
+        )
+    )
 
 
 async def handle_lineage(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
@@ -169,31 +307,11 @@ async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, A
     scope = doc.get("scope")
     if scope not in SCOPES:
         raise PayloadError("invalid_field", "'scope' must be 'dead', 'skus' or 'all'.")
-    skus: list[str] = []
-    if scope == "skus":
-        raw = doc.get("skus")
-        if not isinstance(raw, list) or not 0 < len(raw) <= MAX_REPLAY_SKUS:
-            raise PayloadError("invalid_field", f"'skus' must list 1 to {MAX_REPLAY_SKUS} SKUs.")
-        if not all(isinstance(s, str) and 0 < len(s) <= 191 for s in raw):
-            raise PayloadError("invalid_field", "Each SKU must be text of 1 to 191 characters.")
-        skus = raw
+    skus = _text_list(doc, "skus", MAX_REPLAY_SKUS) if scope == "skus" else []
     channel = _channel(site, doc)
     channels = [channel] if channel else [c.name for c in site.channels]
-    msg_id = request.headers["webhook-id"]
-    digest = protocol.content_digest(doc)
-    seen = await relay.store.query(
-        lambda conn: conn.execute(
-            "SELECT response, digest FROM requests WHERE site = ? AND msg_id = ?", (site.id, msg_id)
-        ).fetchone()
-    )
-    if seen is not None and protocol.is_reuse(seen[1], digest):
-        raise PayloadError(
-            "webhook_id_reused",
-            "This webhook-id was already used for a request with other content; nothing was scheduled.",
-            status=409,
-        )
-    if seen is not None:  # a resent request gets the original answer, and nothing is scheduled twice
-        return web.json_response(json.loads(seen[0]), headers={"Idempotent-Replayed": "true"})
+    if (seen := await _answered(relay, site, request, doc)) is not None:
+        return seen
     scheduled, unknown, after = 0, [], ""
     while True:
         chunk = await relay.store.write(
@@ -206,12 +324,7 @@ async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, A
             break
         after = chunk.next_after
     answer = {"type": "replay", "scope": scope, "scheduled": scheduled, "unknown_skus": unknown}
-    await relay.store.write(
-        lambda conn: conn.execute(
-            "INSERT OR IGNORE INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)",
-            (site.id, msg_id, json.dumps(answer), relay.now(), digest),
-        )
-    )
+    await _remember(relay, site, request, doc, answer)
     return web.json_response(answer)
 
 

@@ -251,6 +251,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sales_sku ON sales (site, channel, sku, state, updated_at);
     CREATE INDEX audit_oversold ON audit (site, at) WHERE action = 'oversold';
     """,
+    # 10: an operator's pause of a channel (relay/storage/pauses.py): one row while it is paused, with why and who
+    # (the WordPress user's login, or the shell user of the CLI). The dispatcher's claim looks it up by its key in
+    # the claim's own transaction, so a pause committed is a pause obeyed, by this relay and after a restart alike.
+    # Nothing else changes while a channel is paused: its deliveries keep queuing and coalescing as usual.
+    """
+    CREATE TABLE channel_pauses (
+        site      TEXT NOT NULL,
+        channel   TEXT NOT NULL,
+        reason    TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        paused_at REAL NOT NULL,
+        PRIMARY KEY (site, channel)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

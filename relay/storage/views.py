@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+from . import pauses
+
 MAX_PAGE = 500
 J = TypeVar("J")
 # Fields that hold a time as Unix seconds. Each answer keeps the number (scripts and the WordPress plugin read it)
@@ -21,7 +23,8 @@ J = TypeVar("J")
 TIME_FIELDS = frozenset(
     {
         "at", "server_time", "last_event_at", "last_success", "created_at", "received_at", "updated_at",
-        "next_attempt_at", "found_at", "started_at", "finished_at", "checked_at",
+        "next_attempt_at", "found_at", "started_at", "finished_at", "checked_at", "paused_at", "since",
+        "confirmed_at", "pending_since", "failing_since",
     }
 )  # fmt: skip
 
@@ -91,6 +94,19 @@ def channel_status(
     dead = conn.execute(
         "SELECT COUNT(*) FROM dead_letters WHERE site = ? AND channel = ? AND resolved_at IS NULL", (site, channel)
     ).fetchone()[0]
+    # What the plugin raises notices from: deliveries failing (waiting for a retry) and since when, and the newest
+    # dead letter; by deliveries_due and dead_letters_open (its rowid order is the letters' order), no scan.
+    failing, failing_since = conn.execute(
+        "SELECT COUNT(first_failure_at), MIN(first_failure_at) FROM deliveries"
+        " WHERE site = ? AND channel = ? AND state = 'pending'",
+        (site, channel),
+    ).fetchone()
+    newest_dead = conn.execute(
+        "SELECT sku, reason, created_at FROM dead_letters WHERE site = ? AND channel = ? AND resolved_at IS NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (site, channel),
+    ).fetchone()
+    paused = pauses.pause_of(conn, site, channel)
     return with_iso(
         {
             "name": channel,
@@ -102,6 +118,11 @@ def channel_status(
             "last_success": last_success,
             "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
             "drift": {**drift(conn, site, channel), "checked_at": checked_at(conn, site, read_back_at)},
+            "paused": None if paused is None else paused.as_dict(),
+            "failing": {"items": failing, "since": failing_since},
+            "newest_dead_letter": None
+            if newest_dead is None
+            else {"sku": newest_dead[0], "reason": newest_dead[1], "since": newest_dead[2]},
         }
     )
 
@@ -286,15 +307,35 @@ def _dead_where(site: str, channel: str | None, sku: str | None) -> tuple[str, l
     return sql, params
 
 
+def dead_explanation(letter: dict[str, Any]) -> str:
+    """A dead letter in plain words: the relay's reason and, where the channel answered, its answer ("(422)" alone
+    says nothing), on one line."""
+    reason = str(letter.get("reason") or "")
+    answer = letter.get("answer")
+    if answer and str(answer) not in reason:
+        status = f"HTTP {letter['http_status']} " if letter.get("http_status") else ""
+        reason += f"; answered {status}{answer}"
+    return " ".join(reason.split())
+
+
 def dead_letters(
-    conn: sqlite3.Connection, site: str, channel: str | None = None, sku: str | None = None, limit: int | None = None
+    conn: sqlite3.Connection,
+    site: str,
+    channel: str | None = None,
+    sku: str | None = None,
+    limit: int | None = None,
+    before: int | None = None,
 ) -> list[dict[str, Any]]:
     """Open dead letters, newest first, with the quantity the shop has now beside the one that failed, and the
-    channel's own answer to the attempt that failed (``http_status`` and ``answer``, the audit log's excerpt)."""
+    channel's own answer to the attempt that failed (``http_status`` and ``answer``, the audit log's excerpt; both in
+    plain words as ``message``). ``before``: only letters older than that id (the next page's cursor)."""
     where, params = _dead_where(site, channel, sku)
+    if before is not None:
+        where += " AND l.id < ?"
+        params.append(before)
     sql = (
         "SELECT l.id, l.channel, l.sku, l.quantity, l.reason, l.created_at, e.event_id, e.version, e.stock_quantity,"
-        " a.http_status, json_extract(a.detail, '$.response')"
+        " a.http_status, json_extract(a.detail, '$.response'), e.product_id, e.parent_id"
         " FROM dead_letters l LEFT JOIN deliveries d ON d.site = l.site AND d.channel = l.channel AND d.sku = l.sku"
         " LEFT JOIN events e ON e.seq = d.want_seq LEFT JOIN events f ON f.seq = l.event_seq"
         # the last attempt that carried the dead-lettered event (audit_sku finds the SKU's rows; few per SKU)
@@ -308,9 +349,10 @@ def dead_letters(
         params.append(limit)
     names = (
         "id", "channel", "sku", "quantity", "reason", "created_at", "event_id", "version", "shop_quantity",
-        "http_status", "answer",
+        "http_status", "answer", "product_id", "parent_id",
     )  # fmt: skip
-    return [with_iso(dict(zip(names, row, strict=True))) for row in conn.execute(sql, params)]
+    letters = [dict(zip(names, row, strict=True)) for row in conn.execute(sql, params)]
+    return [with_iso({**letter, "message": dead_explanation(letter)}) for letter in letters]
 
 
 def count_dead_letters(conn: sqlite3.Connection, site: str, channel: str | None = None, sku: str | None = None) -> int:
