@@ -33,9 +33,10 @@ rescans and answers.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -44,6 +45,7 @@ from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..delivery import outbound
 from ..delivery.outbound import Kind
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, QuotaHold, TransientDeliveryError
+from ..intake.sales import Sale, SaleRejection, validate_item
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -57,12 +59,16 @@ BATCH_READ = 100  # listing ids per batch inventory read
 DEFAULT_RATE = TYPE_DEFAULTS["etsy"][1]  # the rate batch_size is sized for (see Connector.rate_scaled_batch)
 QPS_WINDOW = 1.0  # the per-second limit's retry-after is at most this; a longer one means the day's quota
 QUOTA_PROBE_SECONDS = 60.0  # how long to hold when a success spent the day's quota (Etsy says no retry-after then)
+RECEIPTS_PAGE = 100  # getShopReceipts' largest limit
+EARLIEST_FILTER = 946684800  # the smallest timestamp getShopReceipts' filters accept (2000-01-01)
+LISTING_SCOPES = "listings_r and listings_w"
 
 
 class EtsyConnector(Connector):
     type = "etsy"
     account_keys = ("shop_id",)
     read_batch_size = BATCH_READ
+    lists_sales = True
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -114,9 +120,10 @@ class EtsyConnector(Connector):
         body: Any = None,
         params: Mapping[str, str] | None = None,
         charged: bool = False,
+        scopes: str = LISTING_SCOPES,
     ) -> Any:
         """One call, charged unless the caller ``charged`` it already; returns the parsed body of a 2xx or raises
-        the classified error."""
+        the classified error (a 403 names ``scopes``, what the call needs)."""
         self.quota.check()  # the day's quota is spent: a call now would only be refused
         if not charged:
             await self.budget.acquire(1.0)
@@ -163,8 +170,7 @@ class EtsyConnector(Connector):
             "Etsy",
             snippet,
             budget=self.budget,
-            auth=f"Etsy refused access ({status}: {message or 'forbidden'});"
-            " check the app's listings_r and listings_w scopes and shop",
+            auth=f"Etsy refused access ({status}: {message or 'forbidden'}); check the app's {scopes} scopes and shop",
             permanent=f"Etsy refused the request ({status}{': ' + message if message else ''})",
         )
 
@@ -297,6 +303,78 @@ class EtsyConnector(Connector):
         body = self.inventory_body(inventory, {u.channel_sku: u.quantity for u in group})
         await self._call("PUT", path, body)
 
+    # --- sales ---------------------------------------------------------------------------------------
+
+    async def sales_since(
+        self, since: dt.datetime, gate: Callable[[], Awaitable[None]]
+    ) -> tuple[list[Sale], list[SaleRejection]]:
+        stamp = max(EARLIEST_FILTER, math.floor(since.timestamp()))
+        path = f"/v3/application/shops/{self.shop_id}/receipts"
+        sales: list[Sale] = []
+        skipped: list[SaleRejection] = []
+        for canceled in (False, True):
+            offset = 0
+            while True:
+                self.quota.check()  # the day's quota is spent: take no spare call for a call Etsy would refuse
+                await gate()
+                params = {
+                    "min_last_modified": str(stamp),
+                    "was_canceled": "true" if canceled else "false",
+                    "sort_on": "created",
+                    "sort_order": "desc",
+                    "limit": str(RECEIPTS_PAGE),
+                    "offset": str(offset),
+                }
+                doc = await self._call("GET", path, params=params, charged=True, scopes="transactions_r")
+                receipts = doc.get("results") if isinstance(doc, dict) else None
+                count = doc.get("count") if isinstance(doc, dict) else None
+                if not isinstance(receipts, list) or isinstance(count, bool) or not isinstance(count, int):
+                    raise TransientDeliveryError("Etsy's receipts answer had no results list or count")
+                for receipt in receipts:
+                    if isinstance(receipt, dict):
+                        self._receipt_sales(receipt, canceled, sales, skipped)
+                offset += len(receipts)
+                if not receipts or offset >= count:
+                    break
+        return sales, skipped
+
+    def _receipt_sales(
+        self, receipt: dict[str, Any], canceled: bool, sales: list[Sale], skipped: list[SaleRejection]
+    ) -> None:
+        """A receipt's transactions as sales (and, canceled, as cancellations), with the shop's SKU."""
+        canceled = canceled or receipt.get("status") == "canceled"
+        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
+        kinds = ("sale", "cancel") if canceled and self.config.restock_on_cancel else ("sale",)
+        order = _part(receipt.get("receipt_id"))
+        for line in receipt.get("transactions") or []:
+            if not isinstance(line, dict):
+                continue
+            sku = line.get("sku")
+            if sku is None or sku == "":
+                skipped.append(
+                    SaleRejection(
+                        0,
+                        order,
+                        _part(line.get("transaction_id")),
+                        "no_sku",
+                        f"Etsy transaction {line.get('transaction_id')} (listing {line.get('listing_id')}) has no SKU,"
+                        " so the shop cannot tell which product was sold; give the listing's products SKUs on Etsy",
+                    )
+                )
+                continue
+            item = {
+                "order": order,
+                "line": _part(line.get("transaction_id")),
+                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
+                "quantity": line.get("quantity"),
+            }
+            for kind in kinds:
+                found = validate_item({**item, "kind": kind}, 0, self.name)
+                if isinstance(found, Sale):
+                    sales.append(found)
+                else:
+                    skipped.append(found)
+
     # --- read-back -------------------------------------------------------------------------------------
 
     def read_cost(self, channel_skus: Sequence[str]) -> float:
@@ -346,6 +424,13 @@ class EtsyConnector(Connector):
         for sku in skus:
             self.listings.pop(sku, None)
         self.scanned_at = float("-inf")  # the next read (or push) rescans, whatever the rescan interval
+
+
+def _part(value: Any) -> str | None:
+    """An Etsy id (a JSON integer) as a sale key's part; None, which the sale's check refuses, for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    return str(value)
 
 
 def _remaining_today(answer: outbound.Answer) -> int | None:
