@@ -16,17 +16,31 @@
   entry in ``data.errors``; ``sku_errors`` scripts more. The others are applied.
 - Limit: TikTok publishes none; this fake allows ``rate`` calls a second (bucket of ``rate``, times
   ``speed``) and answers HTTP 429 beyond it.
+- Orders: ``sell(seller_sku, quantity)`` places an order of ``quantity`` line items (in 202309 a line item is one
+  unit) and lowers the SKU's stock in its first warehouse, as TikTok reserves it when the order is placed (unpaid
+  too); an order Fulfilled by TikTok ships from TikTok's own stock and lowers nothing. ``cancel(order_id)`` marks it
+  CANCELLED and gives the stock back.
+- ``POST /order/202309/orders/search?page_size&page_token&sort_field&sort_order`` (Get Order List): body filters
+  ``update_time_ge``/``update_time_lt`` (and ``create_time_*``, ``order_status``), ``page_size`` 1-100
+  (``order_page_limit`` caps it lower for tests), an opaque ``next_page_token`` while more follow;
+  ``order_page_failures`` scripts an HTTP status for a page (by its number, from 0).
+- ``GET /order/202309/orders?ids=a,b`` (Get Order Detail): up to 50 ids; orders it does not hold are left out.
+- Webhooks: ``notify(order_id)`` POSTs an ORDER_STATUS_CHANGE (type 1) notification to ``webhook_url`` as TikTok
+  does, signed ``Authorization: hex(HMAC-SHA256(app secret, app key + body))``.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import itertools
 import json
 import secrets
 import time
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from .common import Bucket, Clock, FakeMarketplace, TokenIssuer, query
@@ -61,6 +75,12 @@ class FakeTikTok(FakeMarketplace):
         self.sku_errors: dict[str, tuple[int, str]] = {}  # SKU id → (code, message) the next update answers
         self.bad_signatures = 0
         self._seq = 0
+        self.orders: dict[str, dict[str, Any]] = {}  # order id → the order as Get Order List returns it
+        self.order_page_limit = 100  # the largest Get Order List page this fake serves (TikTok: 100)
+        self.order_page_failures: dict[int, int] = {}  # page number → the HTTP status its next request gets
+        self.webhook_url = ""  # where notify() posts
+        self.notifications: list[tuple[str, int]] = []  # (tts_notification_id, status answered)
+        self._order_ids = itertools.count(576_000_000_000_000_001)
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -69,6 +89,8 @@ class FakeTikTok(FakeMarketplace):
         router.add_post("/product/202309/products/search", self.search)
         router.add_get("/product/202309/products/{product_id}", self.get_product)
         router.add_post("/product/202309/products/{product_id}/inventory/update", self.update_inventory)
+        router.add_post("/order/202309/orders/search", self.search_orders)
+        router.add_get("/order/202309/orders", self.order_detail)
 
     # --- state ---------------------------------------------------------------------------------------------
 
@@ -119,6 +141,133 @@ class FakeTikTok(FakeMarketplace):
         sku = self._sku(seller_sku)
         assert sku is not None
         return str(sku["id"])
+
+    # --- orders --------------------------------------------------------------------------------------------
+
+    def sell(
+        self,
+        seller_sku: str,
+        quantity: int = 1,
+        fulfillment_type: str = "FULFILLMENT_BY_SELLER",
+        status: str = "AWAITING_SHIPMENT",
+    ) -> str:
+        """A buyer orders ``quantity`` units of a SKU: one line item each; TikTok reserves the stock at once."""
+        sku = self._sku(seller_sku)
+        now = int(time.time())
+        order_id = str(next(self._order_ids))
+        lines = [
+            {"id": str(next(self._order_ids)), "sku_id": sku["id"] if sku else "0", "seller_sku": seller_sku,
+             "product_id": self._product_of(seller_sku), "product_name": f"Product {seller_sku}",
+             "display_status": status, "sku_type": "NORMAL", "is_gift": False, "sale_price": "9.99",
+             "currency": "GBP", "package_status": "TO_FULFILL"}
+            for _ in range(quantity)
+        ]  # fmt: skip
+        self.orders[order_id] = {
+            "id": order_id,
+            "status": status,
+            "fulfillment_type": fulfillment_type,
+            "shipping_type": "TIKTOK",
+            "create_time": now,
+            "update_time": now,
+            "paid_time": now if status != "UNPAID" else 0,
+            "line_items": lines,
+        }
+        if fulfillment_type == "FULFILLMENT_BY_SELLER":
+            self._move_stock(seller_sku, -quantity)
+        return order_id
+
+    def cancel(self, order_id: str) -> None:
+        """The order is cancelled (by the buyer, the seller or, unpaid, by TikTok): its stock comes back."""
+        order = self.orders[order_id]
+        order["status"] = "CANCELLED"
+        order["update_time"] = int(time.time())
+        for line in order["line_items"]:
+            if line["display_status"] != "CANCELLED" and order["fulfillment_type"] == "FULFILLMENT_BY_SELLER":
+                self._move_stock(line["seller_sku"], 1)
+            line["display_status"] = "CANCELLED"
+
+    def _product_of(self, seller_sku: str) -> str:
+        for product in self.products.values():
+            if any(s["seller_sku"] == seller_sku for s in product["skus"]):
+                return str(product["id"])
+        return "0"
+
+    def _move_stock(self, seller_sku: str, change: int) -> None:
+        for product in self.products.values():
+            for sku in product["skus"]:
+                if sku["seller_sku"] == seller_sku and sku["inventory"]:
+                    sku["inventory"][0]["quantity"] = max(0, sku["inventory"][0]["quantity"] + change)
+                    return
+
+    async def notify(
+        self, order_id: str, notification_id: str | None = None, secret: str | None = None, kind: int = 1
+    ) -> int:
+        """POST a notification about ``order_id`` to ``webhook_url`` as TikTok does (``kind`` 1: its status changed),
+        signed with the app secret (or ``secret``); a repeat of a notification reuses its ``notification_id``."""
+        order = self.orders.get(order_id, {})
+        note = notification_id or str(next(self._order_ids))
+        data = {"order_id": order_id, "order_status": order.get("status", ""), "is_on_hold_order": False,
+                "update_time": order.get("update_time", int(time.time()))}  # fmt: skip
+        doc = {"type": kind, "tts_notification_id": note, "shop_id": self.shop_id, "timestamp": int(time.time()),
+               "data": data}  # fmt: skip
+        raw = json.dumps(doc).encode()
+        sign = hmac.new((secret or self.app_secret).encode(), self.app_key.encode() + raw, hashlib.sha256)
+        headers = {"Authorization": sign.hexdigest(), "Content-Type": "application/json"}
+        async with aiohttp.ClientSession() as session, session.post(self.webhook_url, data=raw, headers=headers) as r:
+            await r.read()
+            self.notifications.append((note, r.status))
+            return r.status
+
+    async def search_orders(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        refused = self._gate(request, raw)
+        if refused is not None:
+            return refused
+        args = query(request)
+        try:
+            size = int(args["page_size"])
+            start = int(base64.urlsafe_b64decode(args["page_token"]).decode()) if args.get("page_token") else 0
+            filters = json.loads(raw) if raw else {}
+            assert isinstance(filters, dict) and 1 <= size <= 100 and start >= 0
+            assert args.get("sort_field", "create_time") in ("create_time", "update_time")
+            assert args.get("sort_order", "DESC") in ("ASC", "DESC")
+            bounds = {k: filters[k] for k in filters if k.endswith(("_ge", "_lt"))}
+            assert all(isinstance(v, int) and not isinstance(v, bool) for v in bounds.values())
+        except (KeyError, ValueError, AssertionError):
+            return tts(36009004, "Invalid request parameters.", status=400)
+        size = min(size, self.order_page_limit)
+        page_number = start // size
+        if page_number in self.order_page_failures:
+            status = self.order_page_failures.pop(page_number)
+            if status == 429:
+                self.throttled += 1
+                return tts(36009003, "Too many requests.", status=429)
+            return tts(36009001, "Internal error, please retry.", status=status)
+        field = args.get("sort_field", "create_time")
+        found = [o for o in self.orders.values() if self._matches(o, filters)]
+        found.sort(key=lambda o: (o[field], o["id"]), reverse=args.get("sort_order", "DESC") == "DESC")
+        page = found[start : start + size]
+        more = start + size < len(found)
+        token = base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else ""
+        return tts(0, "Success", {"orders": page, "next_page_token": token, "total_count": len(found)})
+
+    @staticmethod
+    def _matches(order: dict[str, Any], filters: dict[str, Any]) -> bool:
+        for name in ("update_time", "create_time"):
+            if f"{name}_ge" in filters and order[name] < filters[f"{name}_ge"]:
+                return False
+            if f"{name}_lt" in filters and order[name] >= filters[f"{name}_lt"]:
+                return False
+        return filters.get("order_status") in (None, order["status"])
+
+    async def order_detail(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, b"")
+        if refused is not None:
+            return refused
+        ids = [i for i in query(request).get("ids", "").split(",") if i]
+        if not 1 <= len(ids) <= 50:
+            return tts(36009004, "ids must list 1 to 50 order ids.", status=400)
+        return tts(0, "Success", {"orders": [self.orders[i] for i in ids if i in self.orders]})
 
     # --- auth and signature --------------------------------------------------------------------------------
 
