@@ -21,15 +21,31 @@ waits for ``Retry-After`` or else ``x-next-replenish-time``. Answers: 400, 404 (
 Read-back: ``GET /v3/inventory?sku={sku}[&shipNode={id}]`` → ``{sku, quantity: {unit, amount}}``, one
 SKU per call, 20 SKUs per read, on the single-call budget (the caller charges it). None: Walmart
 answers 404 (the seller has no item with that SKU).
+
+Sales (relay/intake/sweep.py): the Orders API's "Get all orders", ``GET /v3/orders`` with
+``lastModifiedStartDate`` (the sweep's window), ``createdStartDate`` (``CREATED_LOOKBACK`` before it: without
+one Walmart only looks 7 days back, and an older order's cancellation would be missed), ``shipNodeType`` (once
+per type in ``fulfillment_services``: Walmart answers one type per search, SellerFulfilled by default) and
+``limit=200``; further pages are ``GET /v3/orders{meta.nextCursor}``, the cursor as Walmart gave it. A search that
+matches nothing is Walmart's 404 ``CONTENT_NOT_FOUND.GMP_ORDER_API``: no orders, not a failure.
+Each order line is a sale ``<channel>:<purchaseOrderId>:<lineNumber>`` of ``orderLineQuantity`` (the quantity
+ordered; ``orderLineStatuses`` split it by status). Cancellations are counted per unit, because a line can be
+cancelled a unit at a time and the key scheme has one cancel key per line: the line's n-th cancelled unit is
+``<channel>:<purchaseOrderId>:<lineNumber>-<n>:cancel`` (+1), so a line's Cancelled quantity growing from 1 to 2
+adds exactly the second unit, however often or late either is read (with ``restock_on_cancel``). An order whose
+``shipNode.type`` is not in ``fulfillment_services`` (WFS ships Walmart's stock) is returned as skipped lines.
+The calls have a budget of their own (Walmart limits each API separately) besides the spare push call the sweep's
+gate takes.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -39,6 +55,7 @@ from ..delivery import outbound
 from ..delivery.outbound import Kind, Ladder
 from ..delivery.ratelimit import RateBudget
 from ..errors import PermanentDeliveryError, TransientDeliveryError
+from ..intake.sales import Sale, SaleRejection, validate_item
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update, read_each
@@ -52,6 +69,12 @@ STATUS_PAGE = 1000
 LADDER = Ladder(permanent=frozenset({400, 404, 405, 406, 413, 415}))
 RETRY_ITEM_STATUS = {"SYSTEM_ERROR", "TIMEOUT_ERROR"}
 READ_BATCH = 20  # SKUs per read: one GET each
+ORDERS_PATH = "/v3/orders"
+ORDERS_PAGE = 200  # Get all orders' largest limit
+ORDERS_LIMIT = (5000 / 60, 50)  # Get all orders: 5,000 calls a minute per seller
+CREATED_LOOKBACK = dt.timedelta(days=30)  # orders created this long before the window are still searched
+SHIP_NODE_TYPES = ("SellerFulfilled", "WFSFulfilled", "3PLFulfilled")  # what shipNodeType takes
+NO_ORDERS = "CONTENT_NOT_FOUND.GMP_ORDER_API"  # Walmart's 404 for a search that matched no order
 
 
 class WalmartConnector(FeedConnector):
@@ -59,6 +82,7 @@ class WalmartConnector(FeedConnector):
     account_keys = ()
     feed_after_seconds = 1800.0
     read_batch_size = READ_BATCH
+    lists_sales = True
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -69,6 +93,7 @@ class WalmartConnector(FeedConnector):
         self.channel_type = config.account.get("channel_type", "")  # WM_CONSUMER.CHANNEL.TYPE, if Walmart issued one
         self.feed_budget = RateBudget(*FEED_LIMIT)
         self.status_budget = RateBudget(*STATUS_LIMIT)
+        self.orders_budget = RateBudget(*ORDERS_LIMIT)
         self.auth = TokenAuth(self._fetch_token)
         self._secrets: set[str] = set()
 
@@ -108,6 +133,7 @@ class WalmartConnector(FeedConnector):
         body: Any = None,
         upload: bytes | None = None,
         charged: bool = False,
+        api: str = "Inventory",
     ) -> Any:
         """One call charged to ``budget`` (unless the caller ``charged`` it already); returns the parsed body of a
         2xx or raises the classified error."""
@@ -147,14 +173,15 @@ class WalmartConnector(FeedConnector):
             budget=budget,
             throttle_wait=self._replenish_wait(answer) or throttle_wait(budget.rate),
             throttled="Walmart throttled the call (429)",
-            auth=f"Walmart refused access ({answer.status}: {reason});"
-            " check that the API key may use the Inventory API",
+            auth=f"Walmart refused access ({answer.status}: {reason}); check that the API key may use the {api} API",
             permanent=f"Walmart refused the request ({answer.status}: {reason})",
         )
 
     def _error_text(self, answer: outbound.Answer) -> str:
         doc = answer.json()
         errors = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errors, dict):  # the Orders API wraps them: {"errors": {"error": [...]}}
+            errors = errors.get("error")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
             text = f"{first.get('code', '')} {first.get('message') or first.get('description') or ''}".strip()
@@ -217,6 +244,123 @@ class WalmartConnector(FeedConnector):
             raise TransientDeliveryError(f"Walmart's inventory answer for SKU {channel_sku} had no quantity")
         return int(quantity["amount"])
 
+    # --- sales -----------------------------------------------------------------------------------------
+
+    async def sales_since(
+        self, since: dt.datetime, gate: Callable[[], Awaitable[None]]
+    ) -> tuple[list[Sale], list[SaleRejection]]:
+        node_types = [t for t in SHIP_NODE_TYPES if t in self.config.fulfillment_services]
+        if not node_types:
+            raise PermanentDeliveryError(
+                f"fulfillment_services names none of Walmart's ship node types ({', '.join(SHIP_NODE_TYPES)}),"
+                " so no order could be a sale of the shop's stock"
+            )
+        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
+        sales: list[Sale] = []
+        skipped: list[SaleRejection] = []
+        for node_type in node_types:
+            async for order in self._orders(since, node_type, gate):
+                self._order_sales(order, node_type, back, sales, skipped)
+        return sales, skipped
+
+    async def _orders(
+        self, since: dt.datetime, node_type: str, gate: Callable[[], Awaitable[None]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every order of ``node_type`` modified since ``since``, page by page (a failed page raises)."""
+        path = ORDERS_PATH
+        params = {
+            "lastModifiedStartDate": _stamp(since),
+            "createdStartDate": _stamp(since - CREATED_LOOKBACK),
+            "shipNodeType": node_type,
+            "limit": str(ORDERS_PAGE),
+        }
+        cursors: set[str] = set()
+        while True:
+            await gate()
+            try:
+                doc = await self._call(self.orders_budget, "GET", path, params, api="Orders")
+            except PermanentDeliveryError as exc:
+                if exc.http_status == 404 and NO_ORDERS in exc.excerpt:
+                    return  # nothing (more) matched
+                raise
+            listing = _obj(doc).get("list")
+            orders = _obj(_obj(listing).get("elements")).get("order")
+            if not isinstance(listing, dict) or not isinstance(orders or [], list):
+                raise TransientDeliveryError("Walmart's orders answer had no list of orders")
+            for order in orders or []:
+                if isinstance(order, dict):
+                    yield order
+            cursor = _obj(listing.get("meta")).get("nextCursor")
+            if not cursor or not orders:
+                return
+            if not isinstance(cursor, str) or not cursor.startswith("?") or not cursor.isprintable() or " " in cursor:
+                raise PermanentDeliveryError("Walmart's nextCursor is not a query string", excerpt=str(cursor)[:200])
+            if cursor in cursors:  # Walmart did not move on: reading on would loop, stopping would lose pages
+                raise TransientDeliveryError("Walmart gave the same nextCursor twice; the poll is read again")
+            cursors.add(cursor)
+            path, params = ORDERS_PATH + cursor, {}
+
+    def _order_sales(
+        self,
+        order: dict[str, Any],
+        asked: str,
+        back: Mapping[str, str],
+        sales: list[Sale],
+        skipped: list[SaleRejection],
+    ) -> None:
+        """An order's lines as sales of the shop's SKU and their cancelled units as cancellations, or, shipped from
+        a node ``fulfillment_services`` leaves out, as skipped lines."""
+        po = order.get("purchaseOrderId")
+        node_type = _obj(order.get("shipNode")).get("type") or asked
+        lines = _obj(order.get("orderLines")).get("orderLine")
+        for line in lines if isinstance(lines, list) else []:
+            if not isinstance(line, dict):
+                continue
+            number = line.get("lineNumber")
+            if node_type not in self.config.fulfillment_services:
+                named = (str(po) if po is not None else None, str(number) if number is not None else None)
+                message = f"shipped by a {str(node_type)[:32]!r} node, from stock that is not the shop's"
+                skipped.append(SaleRejection(0, *named, "fulfilled_elsewhere", message))
+                continue
+            sku = _obj(line.get("item")).get("sku")
+            item = {
+                "order": po,
+                "line": number,
+                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
+                "quantity": _amount(line.get("orderLineQuantity")),
+            }
+            sale = validate_item({**item, "kind": "sale"}, 0, self.name)
+            if not isinstance(sale, Sale):
+                skipped.append(sale)  # its cancellations would be refused for the same reason
+                continue
+            sales.append(sale)
+            if self.config.restock_on_cancel:
+                for outcome in self._cancelled_units(item, line):
+                    if isinstance(outcome, Sale):
+                        sales.append(outcome)
+                    else:
+                        skipped.append(outcome)
+
+    def _cancelled_units(self, item: dict[str, Any], line: dict[str, Any]) -> list[Sale | SaleRejection]:
+        """One cancellation of +1 per cancelled unit, keyed by the unit's place (``<lineNumber>-<n>``): the key of
+        a unit once cancelled never changes, so a later, larger Cancelled quantity adds only the new units."""
+        statuses = _obj(line.get("orderLineStatuses")).get("orderLineStatus")
+        amounts = [
+            _amount(s.get("statusQuantity"))
+            for s in (statuses if isinstance(statuses, list) else [])
+            if isinstance(s, dict) and s.get("status") == "Cancelled"
+        ]
+        if any(amount is None for amount in amounts):
+            message = "a Cancelled status has no whole quantity"
+            return [SaleRejection(0, str(item["order"]), str(item["line"]), "invalid_quantity", message)]
+        cancelled = sum(a for a in amounts if a is not None)
+        if isinstance(item["quantity"], int):
+            cancelled = min(cancelled, item["quantity"])  # never more units back than the line sold
+        return [
+            validate_item({**item, "line": f"{item['line']}-{unit}", "quantity": 1, "kind": "cancel"}, 0, self.name)
+            for unit in range(1, cancelled + 1)
+        ]
+
     # --- feed route -------------------------------------------------------------------------------------
 
     def feed_document(self, updates: Sequence[Update]) -> dict[str, Any]:
@@ -266,3 +410,24 @@ class WalmartConnector(FeedConnector):
             return ItemResult(TransientDeliveryError(f"Walmart feed {feed.feed_id}: {status} {reason}".strip()))
         error = PermanentDeliveryError(f"Walmart refused SKU {item.get('sku')} in feed {feed.feed_id}: {reason}")
         return ItemResult(error, 200, reason)
+
+
+def _stamp(moment: dt.datetime) -> str:
+    """A search date as Walmart's examples write it (``2020-03-16T10:30:15Z``), rounded down to the second: the
+    window only ever grows."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: a field of the wrong type reads as missing."""
+    return value if isinstance(value, dict) else {}
+
+
+def _amount(quantity: Any) -> int | None:
+    """A ``{unitOfMeasurement, amount}``'s amount (a string in Walmart's answers) as a whole number, or None."""
+    amount = _obj(quantity).get("amount")
+    if isinstance(amount, str) and amount.strip().isdigit():
+        return int(amount.strip())
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        return amount
+    return None
