@@ -1,4 +1,4 @@
-"""``stock-relay status | audit | dead | lineage | replay | export | oversold``: the operator's commands.
+"""``stock-relay status | audit | dead | lineage | replay | export | oversold | pause | resume``: the operator's commands.
 
 Each runs against the local database (``-c CONFIG``, the relay running or not) or, with
 ``--remote URL``, against a relay over the signed API, with the site's secret taken from a
@@ -32,12 +32,13 @@ from .. import secretref
 from ..delivery import outbound
 from ..errors import ConfigError, RelayError, TransientDeliveryError
 from ..repair.replay import SCOPES, Chunk, replay_chunk
-from ..storage import views
+from ..storage import attention, views
 from ..storage.store import Reader, Store, read_view
+from . import pausing
 from .client import SignedClient
 
 T = TypeVar("T")
-COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export", "oversold")
+COMMANDS = ("status", "audit", "dead", "lineage", "replay", "export", "oversold", *pausing.COMMANDS)
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEAD_SHOWN = 50
@@ -87,6 +88,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     oversold.add_argument("--since", default=f"{views.OVERSOLD_DAYS}d", help="from this time (default 7d; or ISO 8601)")
     oversold.add_argument("--limit", type=int, default=500, help="incidents to show, newest first (default 500)")
+    pausing.add_arguments(
+        command("pause", "stop sending to a channel (changes keep queuing), with the reason; persisted and audited"),
+        command("resume", "send to a paused channel again, from where it stopped"),
+    )
 
 
 def views_kinds() -> tuple[str, ...]:
@@ -129,7 +134,7 @@ class Local:
         reconcile = await self.view(lambda conn: views.reconcile_status(conn, self.site.id))
         sales = await self.view(lambda conn: views.sales_status(conn, self.site.id, now))
         oversold = await self.view(lambda conn: views.oversold_status(conn, self.site.id, now))
-        return views.with_iso(
+        status = views.with_iso(
             {
                 "site": self.site.id,
                 "server_time": now,
@@ -140,6 +145,7 @@ class Local:
                 "oversold": oversold,
             }
         )
+        return {**status, "attention": views.with_iso(attention.attention(status))}
 
     async def audit_page(
         self, where: views.AuditFilter, limit: int, before: int | None
@@ -360,6 +366,12 @@ async def _run(args: argparse.Namespace) -> int:
             if result["unknown_skus"]:
                 print(f"never seen by this relay (nothing to send): {', '.join(result['unknown_skus'])}", file=out)
         return 0
+    if args.command in pausing.COMMANDS:
+        answer = await pausing.run(backend, args)
+        print(
+            json.dumps(answer, indent=2, ensure_ascii=False) if args.json else pausing.format_answer(answer), file=out
+        )
+        return 0
     if args.command == "oversold":
         where = views.AuditFilter(since=parse_since(args.since, now), action="oversold")
         incidents = [
@@ -487,7 +499,12 @@ def format_status(status: dict[str, Any], now: float) -> str:
     head = f"site {status['site']}: last event received {ago(status.get('last_event_at'), now)}"
     headers = ("channel", "type", "pending", "in flight", "oldest", "dead", "circuit", "last success", "last error")
     stalled = [f"{c['name']}: {c['worker']}" for c in status["channels"] if c.get("worker", "ok") != "ok"]
-    lines = [head, table(headers, rows), *(f"STALLED {s}" for s in stalled), *format_sales(status)]
+    paused = [
+        f"PAUSED {c['name']} since {when(p['paused_at'])} UTC by {p['actor']}: {p['reason']} (stock-relay resume)"
+        for c in status["channels"]
+        if (p := c.get("paused"))  # an older relay's answer has no such field
+    ]
+    lines = [head, table(headers, rows), *paused, *(f"STALLED {s}" for s in stalled), *format_sales(status)]
     return "\n".join([*lines, *format_oversold_status(status)])
 
 
@@ -565,12 +582,7 @@ def format_dead(dead: dict[str, Any]) -> str:
 
 def dead_reason(letter: dict[str, Any]) -> str:
     """The relay's reason and, where the channel answered, its answer: "(422)" alone says nothing."""
-    reason = str(letter.get("reason") or "")
-    answer = letter.get("answer")
-    if answer and str(answer) not in reason:
-        status = f"HTTP {letter['http_status']} " if letter.get("http_status") else ""
-        reason += f"; answered {status}{answer}"
-    return " ".join(reason.split())
+    return views.dead_explanation(letter)
 
 
 def format_lineage(trace: dict[str, Any]) -> str:

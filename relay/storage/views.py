@@ -73,9 +73,10 @@ def channel_status(
             "SELECT state, COUNT(*) FROM deliveries WHERE site = ? AND channel = ? GROUP BY state", (site, channel)
         ).fetchall()
     )
-    oldest, in_flight = conn.execute(
-        "SELECT MIN(pending_since), SUM(claim_token IS NOT NULL AND lease_until > ?) FROM deliveries"
-        " WHERE site = ? AND channel = ? AND state = 'pending'",
+    # With what the plugin raises notices from: deliveries failing (waiting for a retry) and since when.
+    oldest, in_flight, failing, failing_since = conn.execute(
+        "SELECT MIN(pending_since), SUM(claim_token IS NOT NULL AND lease_until > ?), COUNT(first_failure_at),"
+        " MIN(first_failure_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
         (now, site, channel),
     ).fetchone()
     if last_success is None:
@@ -94,13 +95,7 @@ def channel_status(
     dead = conn.execute(
         "SELECT COUNT(*) FROM dead_letters WHERE site = ? AND channel = ? AND resolved_at IS NULL", (site, channel)
     ).fetchone()[0]
-    # What the plugin raises notices from: deliveries failing (waiting for a retry) and since when, and the newest
-    # dead letter; by deliveries_due and dead_letters_open (its rowid order is the letters' order), no scan.
-    failing, failing_since = conn.execute(
-        "SELECT COUNT(first_failure_at), MIN(first_failure_at) FROM deliveries"
-        " WHERE site = ? AND channel = ? AND state = 'pending'",
-        (site, channel),
-    ).fetchone()
+    # The newest dead letter, by dead_letters_open: its rows are in rowid order, so no sort.
     newest_dead = conn.execute(
         "SELECT sku, reason, created_at FROM dead_letters WHERE site = ? AND channel = ? AND resolved_at IS NULL"
         " ORDER BY id DESC LIMIT 1",
