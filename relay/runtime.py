@@ -38,13 +38,15 @@ REQUEST_ID_MIN_KEEP_SECONDS = 3600.0
 PRUNE_BATCH = 1000
 
 
-def prune_request_ids(conn: sqlite3.Connection, older_than: float) -> int:
-    """Write job: drop up to PRUNE_BATCH remembered webhook-ids received before ``older_than``."""
-    return conn.execute(
+def prune_request_ids(conn: sqlite3.Connection, older_than: float) -> tuple[int, bool]:
+    """Write job: drop up to PRUNE_BATCH remembered webhook-ids received before ``older_than`` (by the
+    ``requests_age`` index); (deleted, more to do)."""
+    deleted = conn.execute(
         "DELETE FROM requests WHERE (site, msg_id) IN"
         " (SELECT site, msg_id FROM requests WHERE received_at < ? LIMIT ?)",
         (older_than, PRUNE_BATCH),
     ).rowcount
+    return deleted, deleted == PRUNE_BATCH
 
 
 class Relay:
@@ -58,6 +60,8 @@ class Relay:
         self.stopping = asyncio.Event()
         self.shutting_down = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._event_walk = retention_module.Walk()  # where housekeeping's slices of old history stopped
+        self._dead_letter_walk = retention_module.Walk()
         self._session: aiohttp.ClientSession | None = None
         self._lock_file: IO[str] | None = None
         self._stopped = False
@@ -166,21 +170,22 @@ class Relay:
         keep = max(REQUEST_ID_MIN_KEEP_SECONDS, 2 * self.config.timestamp_tolerance_seconds)
         retention = self.config.retention_days * 86_400
         channels = sorted({c.name for site in self.config.sites for c in site.channels})
-        jobs: list[tuple[Callable[[sqlite3.Connection, float], int], float]] = [
+        jobs: list[tuple[Callable[[sqlite3.Connection, float], tuple[int, bool]], float]] = [
             (prune_request_ids, keep),
             (retention_module.prune_audit, retention),
-            (functools.partial(retention_module.prune_events, channels=channels), retention),
-            (retention_module.prune_dead_letters, retention),
+            (functools.partial(retention_module.prune_events, channels=channels, walk=self._event_walk), retention),
+            (functools.partial(retention_module.prune_dead_letters, walk=self._dead_letter_walk), retention),
         ]
         deleted = 0
+        for walk in (self._event_walk, self._dead_letter_walk):
+            walk.begin_round(self.now())
         try:
             for job, age in jobs:
-                while not self.stopping.is_set():
+                more = True
+                while more and not self.stopping.is_set():
                     before = self.now() - age
-                    count = await self.store.write(lambda conn, job=job, before=before: job(conn, before))  # type: ignore[misc]
+                    count, more = await self.store.write(lambda conn, job=job, before=before: job(conn, before))  # type: ignore[misc]
                     deleted += count
-                    if count < PRUNE_BATCH:
-                        break
         finally:  # also when a prune failed on a full disk: the checkpoint is what gives the WAL's space back
             await self.store.checkpoint()
         return deleted

@@ -142,8 +142,13 @@ def test_open_dead_letters_are_found_by_index_not_by_reading_them_all(tmp_path: 
     migrate(conn)
     assert any("USING INDEX dead_letters_open_sku" in step for step in _plan(conn, deliveries.RESOLVE_DEAD_LETTER))
     statements: list[str] = []
+    conn.execute(
+        "INSERT INTO events (site, event_id, kind, product_id, sku, manage_stock, stock_status, backorders, version,"
+        " occurred_at, cause_kind, received_at, outcome) VALUES ('main', 'e1', 'stock.changed', 1, 'S', 1,"
+        " 'instock', 'no', 1, '', 'order', 0, 'accepted')"
+    )
     conn.set_trace_callback(statements.append)
-    retention.prune_events(conn, 0.0, ["sandbox"])
+    retention.prune_events(conn, 1.0, ["sandbox"], retention.Walk())
     conn.set_trace_callback(None)
     (prune,) = [sql for sql in statements if "dead_letters" in sql]
     plan = _plan(conn, prune)
