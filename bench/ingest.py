@@ -1,6 +1,7 @@
 """Ingest: signed single-event batches over 32 connections, the real relay vs a bare aiohttp 202 handler.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--warmup 3] [--connections 32] [--paced-rps 500]
+                                     [--skus 5000] [--random]
 
 Both servers run in their own process; the load generator is this process. The bare handler reads
 the body and answers 202. The relay (``stock-relay serve`` on a fresh SQLite file, one site with no
@@ -19,6 +20,10 @@ soon as the previous answer arrives: the requests/s ratio), then for the relay *
 Afterwards the relay is SIGKILLed and the SQLite file is opened: the number of events in it must
 equal the number of 202s, id for id.
 
+SKUs: each event's SKU is one of ``--skus``, walked in order by default (SKU-0, SKU-1, ...: neighbouring keys,
+the best case for SQLite's pages) or, with ``--random``, drawn at random (a seeded draw), as a large catalogue's
+real traffic is: each event then touches pages all over the deliveries and index B-trees (issue 20 §6).
+
 Targets (issue 2): relay ≥ 50 % of the bare handler's requests/s; every 202 durable; p99 ≤ 10 ms.
 The last line of stdout is one JSON object with the figures.
 """
@@ -29,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sqlite3
 import sys
 import tempfile
@@ -68,15 +74,18 @@ asyncio.run(main())
 class RequestMaker:
     """Single-event `stock.batch` requests as raw HTTP/1.1 bytes, each with a fresh event and webhook-id."""
 
-    def __init__(self, host: str, port: int, secret: str) -> None:
+    def __init__(self, host: str, port: int, secret: str, skus: int = 5000, shuffled: bool = False) -> None:
         self.host, self.port, self.secret = host, port, secret
         self.counter = 0
+        self.skus = skus
+        self.draw = random.Random(20) if shuffled else None
 
     def make(self) -> tuple[str, bytes]:
         self.counter += 1
         n = self.counter
+        number = self.draw.randrange(self.skus) if self.draw else n % self.skus
         # A new product per event, so no event is ever stale; SKUs repeat so deliveries coalesce.
-        event = stock_event(n, f"SKU-{n % 5000}", n % 100, 1, event_id=new_event_id())
+        event = stock_event(n, f"SKU-{number}", n % 100, 1, event_id=new_event_id())
         body = json.dumps({"type": "stock.batch", "site": "bench", "events": [event]}, separators=(",", ":")).encode()
         headers = signing.signed_headers(self.secret, new_msg_id(), int(time.time()), body)
         head = (
@@ -217,7 +226,7 @@ def drive_server(
     server: ServerProcess, secret: str, args: argparse.Namespace, paced: bool
 ) -> tuple[PhaseResult, PhaseResult, PhaseResult | None]:
     """Warm-up, saturated and (optionally) paced phases against one server, each with a pre-signed pool."""
-    maker = RequestMaker(server.host, server.port, secret)
+    maker = RequestMaker(server.host, server.port, secret, args.skus, args.random)
     expect = paced  # only the relay answers with a real outcome worth checking
     host, port, pid = server.host, server.port, server.pid
 
@@ -255,6 +264,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up before each server's phases (default 3)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--paced-rps", type=float, default=500.0, help="total rate of the paced phase (default 500)")
+    parser.add_argument("--skus", type=int, default=5000, help="how many SKUs the events spread over (default 5000)")
+    parser.add_argument("--random", action="store_true", help="draw each event's SKU at random (default: in order)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -290,7 +301,9 @@ def main() -> int:
     errors = bare_sat.errors + warm.errors + sat.errors + paced.errors
     inline = bare_sat.signed_inline + sat.signed_inline + paced.signed_inline
 
-    print(f"{args.connections} connections, single-event signed batches, {args.seconds:g} s per phase")
+    order = "random" if args.random else "in order"
+    print(f"{args.connections} connections, single-event signed batches, {args.seconds:g} s per phase,"
+          f" {args.skus} SKUs {order}")  # fmt: skip
     print(
         f"bare aiohttp 202 handler, saturated: {bare_sat.rps:8.0f} req/s   p50 {bare_ms['p50_ms']:6.2f} ms"
         f"   p99 {bare_ms['p99_ms']:6.2f} ms   server CPU {bare_cpu_us:5.0f} us/req"
@@ -323,6 +336,8 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "connections": args.connections,
         "seconds": args.seconds,
+        "skus": args.skus,
+        "sku_order": "random" if args.random else "sequential",
         "bare_rps": round(bare_sat.rps, 1),
         "bare_p50_ms": bare_ms["p50_ms"],
         "bare_p99_ms": bare_ms["p99_ms"],
