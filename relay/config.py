@@ -197,11 +197,23 @@ FULFILMENT_DEFAULTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The names each marketplace uses (Shopify's are the shop's own service handles: any name)
+FULFILMENT_NAMES: dict[str, tuple[str, ...]] = {
+    "amazon": ("MFN", "AFN"),
+    "walmart": ("SellerFulfilled", "WFSFulfilled", "3PLFulfilled"),
+    "tiktok": ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK"),
+}
+
+
 def _read_fulfilment(node: _Node, key: str, values: dict[str, Any]) -> tuple[str, ...]:
-    default = FULFILMENT_DEFAULTS[values["type"]]
+    kind = values["type"]
+    default = FULFILMENT_DEFAULTS[kind]
     names = node.lookup(key, list(default))
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
         raise ConfigError(node.sub(key), f"must be a list of names, e.g. [{', '.join(default)}]")
+    known = FULFILMENT_NAMES.get(kind)
+    if known and (unknown := [n for n in names if n not in known]):
+        raise ConfigError(node.sub(key), f"{', '.join(unknown)}: {kind} names only {', '.join(known)}")
     return tuple(names)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,22 @@ def test_ebay_changes_wait_a_second_to_coalesce_by_default(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as info:
         config.parse(raw, ENV | {"VAULT_KEY": VAULT_KEY}, tmp_path)
     assert info.value.path == "sites.main.channels[1].coalesce_seconds" and "0 to 60" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "names", "error"),
+    [
+        ("amazon", ["MFN", "FBA"], "FBA: amazon names only MFN, AFN"),
+        ("walmart", ["WFS"], "WFS: walmart names only SellerFulfilled, WFSFulfilled, 3PLFulfilled"),
+        ("tiktok", ["seller"], "seller: tiktok names only FULFILLMENT_BY_SELLER, FULFILLMENT_BY_TIKTOK"),
+        ("amazon", [], "must be a list of names, e.g. [MFN]"),
+    ],
+)
+def test_fulfilment_names_are_the_marketplaces_own(kind: str, names: list[str], error: str) -> None:
+    """A misspelt fulfilment name would silently import nothing (or everything): refused at load, by name."""
+    channel = {"name": "m", "type": kind, "fulfillment_services": names}
+    raw: dict[str, Any] = {"sites": {"main": {"secret": "env:MAIN_SECRET", "channels": [channel]}}}
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        config.parse(raw, ENV)
+    raw["sites"]["main"]["channels"][0]["fulfillment_services"] = list(config.FULFILMENT_NAMES[kind])
+    assert config.parse(raw, ENV).sites[0].channels[0].fulfillment_services == config.FULFILMENT_NAMES[kind]
