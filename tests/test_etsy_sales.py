@@ -214,7 +214,7 @@ async def test_a_missing_transactions_scope_stops_intake_not_pushes(
     """A seller who granted only the listing scopes: the poll fails naming transactions_r, and pushes still go out."""
     etsy.scopes.discard("transactions_r")
     r = await start_relay(config_for(tmp_path, etsy, shop))
-    with pytest.raises(AuthDeliveryError, match="transactions_r"):
+    with pytest.raises(AuthDeliveryError, match="check the app.s transactions_r scope"):
         await poll(r)
     await send(r, [("TS-ET-1", 6)])
     await settle(r)
