@@ -16,6 +16,14 @@
   delivered as the ``orders/create``, ``orders/cancelled`` and ``refunds/create`` webhooks (REST Order and Refund
   bodies) to ``webhook_url``, signed ``X-Shopify-Hmac-Sha256`` = base64(HMAC-SHA256(client secret, body)), with
   ``X-Shopify-Event-Id`` per event and ``X-Shopify-Webhook-Id`` per delivery; ``deliver`` resends on demand.
+  With no ``webhook_url`` the event is lost, as one Shopify gave up on is (what the orders sweep must catch).
+- The same orders in GraphQL form (the sweep): ``orders(first, after, query: "updated_at:>='ISO'",
+  sortKey: UPDATED_AT)``, ``order(id:)`` and ``refund(id:)``, answering only the fields selected, with cursor
+  paging of the ``orders``, ``lineItems`` and ``refundLineItems`` connections and ``refunds(first:)`` truncated;
+  requested cost as Shopify computes it (object 1, connection 2 + first × node, list first × element; pageInfo
+  free). A search this fake cannot read is answered with an error (Shopify would ignore it: stricter, to catch
+  the relay's mistakes). ``page_failures`` scripts an answer for the orders page at an offset: 503, or 429 for
+  Shopify's THROTTLED.
 
 Defaults are the Standard plan's published 100 points/s; the bucket size is not published per
 plan any more, so it defaults to 1,000 points (the largest single query). Scale both for benches.
@@ -36,8 +44,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from graphql import (
+    EnumValueNode,
     FieldNode,
     InlineFragmentNode,
+    IntValueNode,
     ListValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -54,13 +64,17 @@ MUTATION_COST = 10.0
 
 
 def value_of(node: ValueNode, variables: dict[str, Any]) -> Any:
-    """An argument's value as the request gives it: a variable, a string or a list of strings."""
+    """An argument's value as the request gives it: a variable, a string, an integer, an enum or a list."""
     if isinstance(node, VariableNode):
         return variables.get(node.name.value)
     if isinstance(node, StringValueNode):
         return node.value
     if isinstance(node, ListValueNode):
         return [value_of(v, variables) for v in node.values]
+    if isinstance(node, IntValueNode):
+        return int(node.value)
+    if isinstance(node, EnumValueNode):
+        return node.value
     return None
 
 
@@ -105,6 +119,8 @@ class FakeShopify(FakeMarketplace):
         self.spent = 0.0  # cost points taken by the queries answered (what a read's read_cost must cover)
         self.webhook_url = ""  # where order webhooks go
         self.orders: dict[int, dict[str, Any]] = {}
+        self.refunds: dict[int, list[dict[str, Any]]] = {}  # order id → its refunds (REST shape)
+        self.page_failures: dict[int, int] = {}  # orders page offset → the status its next query gets, for tests
         self.deliveries: list[tuple[str, str, str, int]] = []  # (topic, event id, webhook id, status answered)
         self._ids = itertools.count(820982911946154508)
         super().__init__()
@@ -137,28 +153,34 @@ class FakeShopify(FakeMarketplace):
             key = (self.variants[sku], self.location_id)
             self.levels[key] = self.levels.get(key, 0) + delta
 
-    async def sell(self, sku: str | None, quantity: int = 1, fulfillment_service: str = "manual") -> dict[str, Any]:
-        """A customer orders one line: the store's available quantity drops (for its own stock), then the webhook."""
-        order_id, line_id = next(self._ids), next(self._ids)
-        line = {
-            "id": line_id,
-            "sku": sku,
-            "quantity": quantity,
-            "variant_id": next(self._ids),
-            "product_id": next(self._ids),
-            "fulfillment_service": fulfillment_service,
-            "fulfillment_status": None,
-        }
+    async def sell(
+        self, sku: str | None, quantity: int = 1, fulfillment_service: str = "manual", lines: int = 1
+    ) -> dict[str, Any]:
+        """A customer orders ``lines`` lines of ``quantity`` each: the store's available quantity drops (for its
+        own stock), then the webhook."""
+        order_id = next(self._ids)
+        items = [
+            {
+                "id": next(self._ids),
+                "sku": sku,
+                "quantity": quantity,
+                "variant_id": next(self._ids),
+                "product_id": next(self._ids),
+                "fulfillment_service": fulfillment_service,
+                "fulfillment_status": None,
+            }
+            for _ in range(lines)
+        ]
         order = {
             "id": order_id,
             "name": f"#{1000 + len(self.orders) + 1}",
             "cancelled_at": None,
             "updated_at": _iso(),
-            "line_items": [line],
+            "line_items": items,
         }
         self.orders[order_id] = order
         if fulfillment_service == "manual":
-            self._move(sku, -quantity)
+            self._move(sku, -quantity * lines)
         await self.deliver("orders/create", order)
         return order
 
@@ -191,6 +213,8 @@ class FakeShopify(FakeMarketplace):
         }
         if restock_type != "no_restock":
             self._move(line["sku"], quantity)
+        self.refunds.setdefault(order_id, []).append(refund)
+        self.orders[order_id]["updated_at"] = _iso()
         await self.deliver("refunds/create", refund)
         return refund
 
@@ -214,6 +238,8 @@ class FakeShopify(FakeMarketplace):
             "X-Shopify-Triggered-At": _iso(),
         }
         statuses: list[int] = []
+        if not self.webhook_url:
+            return statuses  # nobody to deliver to: the event is lost
         async with aiohttp.ClientSession() as session:
             for _ in range(attempts):
                 async with session.post(self.webhook_url, data=raw, headers=headers) as response:
@@ -279,8 +305,14 @@ class FakeShopify(FakeMarketplace):
             requested = 2.0 + int(variables.get("first", 1)) * 2.0
         elif field.name.value == "nodes":
             requested = 1.0 + 3.0 * len(argument(field, "ids", variables) or [])
+        elif field.name.value in ORDER_FIELDS:
+            requested = query_cost(field, variables)
         else:
             requested = MUTATION_COST
+        if field.name.value == "orders":
+            offset = _offset(argument(field, "after", variables))
+            if offset in self.page_failures:
+                return self._page_failure(self.page_failures.pop(offset), requested)
         if self.points.take(requested):
             self.spent += requested
         else:
@@ -300,9 +332,83 @@ class FakeShopify(FakeMarketplace):
             data = {"inventorySetQuantities": result}
         elif field.name.value == "nodes":
             data = {"nodes": self._nodes(field, variables)}
+        elif field.name.value in ORDER_FIELDS:
+            try:
+                data = {_key(field): self._orders_field(field, variables)}
+            except ValueError as exc:
+                return web.json_response({"errors": [{"message": str(exc)}], "extensions": self._cost(requested)})
         else:
             return web.json_response({"errors": [{"message": f"field {field.name.value} not in this fake"}]})
         return web.json_response({"data": data, "extensions": self._cost(requested, requested)})
+
+    def _page_failure(self, status: int, requested: float) -> web.Response:
+        if status == 429:  # Shopify throttles GraphQL with HTTP 200 and a THROTTLED error
+            self.throttled += 1
+            error = {"message": "Throttled", "extensions": {"code": "THROTTLED"}}
+            return web.json_response({"errors": [error], "extensions": self._cost(requested)})
+        return web.json_response({"errors": "scripted failure"}, status=status)
+
+    # --- orders in GraphQL form ------------------------------------------------------------------------
+
+    def graphql_order(self, order_id: int) -> dict[str, Any]:
+        """The REST order and its refunds as the GraphQL ``Order`` (the fields the relay may select)."""
+        order = self.orders[order_id]
+        lines = {line["id"]: _graphql_line(line) for line in order["line_items"]}
+        refunds = [
+            {
+                "id": f"gid://shopify/Refund/{refund['id']}",
+                "legacyResourceId": str(refund["id"]),
+                "createdAt": refund["created_at"],
+                "refundLineItems": [
+                    {
+                        "id": f"gid://shopify/RefundLineItem/{item['id']}",
+                        "quantity": item["quantity"],
+                        "restockType": str(item["restock_type"]).upper(),
+                        "lineItem": lines[item["line_item_id"]],
+                    }
+                    for item in refund["refund_line_items"]
+                ],
+            }
+            for refund in self.refunds.get(order_id, [])
+        ]
+        return {
+            "id": f"gid://shopify/Order/{order_id}",
+            "legacyResourceId": str(order_id),
+            "name": order["name"],
+            "updatedAt": order["updated_at"],
+            "cancelledAt": order["cancelled_at"],
+            "lineItems": list(lines.values()),
+            "refunds": refunds,
+        }
+
+    def _orders_field(self, field: FieldNode, variables: dict[str, Any]) -> Any:
+        name = field.name.value
+        if name == "orders":
+            search = argument(field, "query", variables) or ""
+            match = SEARCH.match(search)
+            if search and match is None:
+                raise ValueError(f"this fake reads only updated_at:>='ISO' searches, not {search!r}")
+            since = datetime.fromisoformat(match.group(2).replace("Z", "+00:00")) if match else None
+            found = [self.graphql_order(order_id) for order_id in self.orders]
+            if since is not None:
+                strict = match is not None and match.group(1) == ">"
+                found = [
+                    o for o in found
+                    if (at := datetime.fromisoformat(o["updatedAt"])) > since or (not strict and at == since)
+                ]  # fmt: skip
+            if argument(field, "sortKey", variables) == "UPDATED_AT":
+                found.sort(key=lambda o: (o["updatedAt"], int(o["legacyResourceId"])))
+            return _render(field, found, variables)
+        wanted = str(argument(field, "id", variables) or "")
+        if name == "order":
+            number = wanted.removeprefix("gid://shopify/Order/")
+            order = self.graphql_order(int(number)) if number.isdigit() and int(number) in self.orders else None
+            return _render(field, order, variables)
+        for order_id in self.orders:  # refund(id:)
+            for refund in self.graphql_order(order_id)["refunds"]:
+                if refund["id"] == wanted:
+                    return _render(field, refund, variables)
+        return None
 
     def _variants(self, variables: dict[str, Any]) -> dict[str, Any]:
         wanted = re.findall(r'sku:"((?:[^"\\]|\\.)*)"', str(variables.get("query", "")))
@@ -393,6 +499,87 @@ class FakeShopify(FakeMarketplace):
         if key is not None:
             self.idempotency[key] = result
         return result
+
+
+ORDER_FIELDS = ("orders", "order", "refund")
+CONNECTIONS = ("orders", "lineItems", "refundLineItems")
+SEARCH = re.compile(r"^updated_at:(>=?)'?([0-9T:.+-]+Z?)'?$")
+
+
+def _key(field: FieldNode) -> str:
+    return field.alias.value if field.alias else field.name.value
+
+
+def _offset(cursor: Any) -> int:
+    """A connection cursor is the position after which the next page starts (opaque to the client)."""
+    try:
+        return int(base64.b64decode(str(cursor)).decode().removeprefix("after:")) if cursor else 0
+    except ValueError:
+        return 0
+
+
+def _render(field: FieldNode, value: Any, variables: dict[str, Any]) -> Any:
+    """``value`` answered as ``field`` selects it: connections paged by first/after, lists cut at first."""
+    first = argument(field, "first", variables)
+    if field.name.value in CONNECTIONS and isinstance(value, list):
+        start = _offset(argument(field, "after", variables))
+        size = int(first) if first is not None else len(value)
+        page = value[start : start + size]
+        cursors = [base64.b64encode(f"after:{start + i + 1}".encode()).decode() for i in range(len(page))]
+        value = {
+            "nodes": page,
+            "edges": [{"cursor": c, "node": n} for c, n in zip(cursors, page, strict=True)],
+            "pageInfo": {
+                "hasNextPage": start + size < len(value),
+                "hasPreviousPage": start > 0,
+                "startCursor": cursors[0] if cursors else None,
+                "endCursor": cursors[-1] if cursors else None,
+            },
+        }
+    elif isinstance(value, list) and first is not None:
+        value = value[: int(first)]
+    if field.selection_set is None or value is None:
+        return value
+    if isinstance(value, list):
+        return [_select(field.selection_set, v, variables) for v in value]
+    return _select(field.selection_set, value, variables)
+
+
+def _select(selection: SelectionSetNode, value: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in selection.selections:
+        if isinstance(item, InlineFragmentNode) and item.selection_set is not None:
+            out.update(_select(item.selection_set, value, variables))
+        elif isinstance(item, FieldNode):
+            out[_key(item)] = _render(item, value.get(item.name.value), variables)
+    return out
+
+
+def query_cost(field: FieldNode, variables: dict[str, Any]) -> float:
+    """Requested cost as Shopify computes it before running a query: scalars 0, an object 1 plus its fields, a
+    connection 2 + first × its node, a list first × its element (pageInfo is not charged here)."""
+    if field.selection_set is None or field.name.value == "pageInfo":
+        return 0.0
+    children = sum(query_cost(f, variables) for f in field.selection_set.selections if isinstance(f, FieldNode))
+    first = argument(field, "first", variables)
+    if field.name.value in CONNECTIONS:  # charged by the nodes it may return (only ``nodes`` is read here)
+        nodes = subfield(field.selection_set, "nodes")
+        inner = nodes.selection_set.selections if nodes is not None and nodes.selection_set else ()
+        per_node = 1.0 + sum(query_cost(f, variables) for f in inner if isinstance(f, FieldNode))
+        return 2.0 + int(first or 0) * per_node
+    if first is not None:
+        return int(first) * (1.0 + children)
+    return 1.0 + children
+
+
+def _graphql_line(line: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"gid://shopify/LineItem/{line['id']}",
+        "sku": line["sku"],
+        "quantity": line["quantity"],
+        "currentQuantity": line["quantity"],
+        "fulfillmentService": {"handle": line["fulfillment_service"]},
+    }
 
 
 def _iso() -> str:

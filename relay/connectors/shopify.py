@@ -24,10 +24,14 @@ Read-back: ``nodes(ids:)`` on the cached inventory items, each item's ``inventor
 ``quantities(names: ["available"])``; up to 100 SKUs per query. SKUs not cached yet are resolved
 first with the same lookup the push uses (its cost is part of ``read_cost``). None: no variant has
 the SKU, several do, or the item is not stocked at the location.
+
+Sales: order webhooks (relay/intake/shopify.py), and a sweep of the orders updated since a cursor that catches
+what the webhooks missed, under the same keys (``shopify_orders.OrdersReader``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -38,9 +42,11 @@ import aiohttp
 from ..config import ChannelConfig
 from ..delivery.outbound import excerpt
 from ..errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..intake.sales import Sale, SaleRejection
 from ..vault import Vault
-from .base import Connector, ItemResult, Update
+from .base import Connector, ItemResult, SalesGate, Update
 from .shopify_api import SET_COST, ShopifyAdmin
+from .shopify_orders import OrdersReader
 
 API_VERSION = "2026-04"
 MAX_BATCH = 250  # every GraphQL input array is capped at 250 items
@@ -101,6 +107,7 @@ class ShopifyConnector(Connector):
     type = "shopify"
     account_keys = ("shop", "location_id")
     read_batch_size = READ_BATCH
+    lists_sales = True
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -204,6 +211,11 @@ class ShopifyConnector(Connector):
         outcome = (data or {}).get("inventorySetQuantities") or {}
         results.update(self._judge(ready, outcome))
         return results
+
+    # --- sales -----------------------------------------------------------------------------------
+
+    async def sales_since(self, since: dt.datetime, gate: SalesGate) -> tuple[list[Sale], list[SaleRejection]]:
+        return await OrdersReader(self.api, self.config, gate).read(since)
 
     # --- read-back -------------------------------------------------------------------------------
 
