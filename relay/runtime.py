@@ -201,10 +201,10 @@ class Relay:
                 found[worker.name] = "its loop has stopped (see the log)"
             elif (age := worker.stalled_for(limit)) is not None:
                 found[worker.name] = f"stuck {worker.phase} for {age:.0f} s"
-        for shop in self.shop_workers.values():
-            task = tasks.get(f"worker {shop.name}")
+        for name in [shop.name for shop in self.shop_workers.values()] + [s.name for s in self.sweepers.values()]:
+            task = tasks.get(f"worker {name}")
             if task is not None and task.done():
-                found[shop.name] = "its loop has stopped (see the log)"
+                found[name] = "its loop has stopped (see the log)"
         return found
 
     async def database_writable(self, timeout: float = 2.0) -> str | None:

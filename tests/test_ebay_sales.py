@@ -178,3 +178,26 @@ async def test_intake_does_not_starve_pushes(
     between = [p for p in paths[pushes[0] : pushes[-1]] if "fulfillment" in p]
     assert len(pushes) == 40
     assert len(between) <= 10, f"{len(between)} intake calls among 40 pushes"
+
+
+async def test_a_stopped_order_poll_makes_the_relay_unready_and_status_says_when_orders_were_read(
+    tmp_path: Path, ebay: FakeEbay, shop: FakeShop, start_relay: StartRelay
+) -> None:
+    """A poller whose loop ended (here: cancelled, as an unexpected error would end it) reads no more orders: sales
+    would stop reaching the shop in silence, so /readyz names it. The sweeper keeps when it last read every page
+    and why the polls since failed."""
+    r = await start_relay(config_for(tmp_path, ebay, shop), run_workers=True)
+    sweeper = r.relay.sweepers[("main", "ebay")]
+    await eventually(lambda: sweeper.last_read_at is not None, what="the first poll")
+    ebay.page_failures[0] = 500
+    sweeper.wake.set()
+    await eventually(lambda: sweeper.last_error is not None, what="a failed poll to be remembered")
+    assert "500" in str(sweeper.last_error)
+    async with r.session.get(r.base_url + "/readyz") as answer:
+        assert answer.status == 200, await answer.text()
+    (task,) = [t for t in r.relay._tasks if t.get_name() == f"worker {sweeper.name}"]
+    task.cancel()
+    await eventually(task.done, what="the poll loop to end")
+    async with r.session.get(r.base_url + "/readyz") as answer:
+        body = await answer.json()
+    assert answer.status == 503 and body["problems"] == {sweeper.name: "its loop has stopped (see the log)"}

@@ -95,6 +95,8 @@ class SalesSweeper:
         self.stopping = asyncio.Event()
         self._last_call = time.monotonic()  # intake's last API call (see the module's docstring)
         self._said = ""  # the last failure logged, so an outage is one line, not one per poll
+        self.last_read_at: float | None = None  # the last poll that read every page (wall clock), for status
+        self.last_error: str | None = None  # why the polls since then failed, for status
         self._skipped: set[tuple[str, str]] = set()  # lines already said to be no sale of the shop's stock
 
     @property
@@ -110,6 +112,7 @@ class SalesSweeper:
         sales, skipped = await self.connector.sales_since(since, self._gate)
         self._log_skipped(skipped)
         outcome = await self.store.write(SweepWrite(self.site.id, self.channel.name, sales, started, self.now()))
+        self.last_read_at, self.last_error = started, None
         if outcome.accepted:
             log.info("%s: %d new sale(s) recorded", self.name, outcome.accepted)
             self.on_recorded()
@@ -128,6 +131,7 @@ class SalesSweeper:
             except _Stopped:
                 return
             except (DeliveryError, StorageError) as exc:
+                self.last_error = str(exc)
                 said = f"{type(exc).__name__}: {exc}"
                 if said != self._said:
                     log.warning("%s: reading orders failed, the next poll reads the same window: %s", self.name, exc)
