@@ -417,7 +417,7 @@ class ChannelConfig:
     )
     # a line counts as a sale only when one of these ships it (Shopify's fulfilment networks ship their own stock)
     fulfillment_services: tuple[str, ...] = field(
-        default=("manual",),
+        default=(),  # (): the type's own, FULFILMENT_DEFAULTS (set in __post_init__, also for configs built in code)
         metadata=spec(
             types=tuple(FULFILMENT_DEFAULTS),
             reader=_read_fulfilment,
@@ -425,6 +425,10 @@ class ChannelConfig:
             doc="`[manual]` for `shopify`, `[MFN]` for `amazon`, `[SellerFulfilled]` for `walmart`, `[FULFILLMENT_BY_SELLER]` for `tiktok`",
         ),
     )
+
+    def __post_init__(self) -> None:
+        if not self.fulfillment_services and self.type in FULFILMENT_DEFAULTS:
+            object.__setattr__(self, "fulfillment_services", FULFILMENT_DEFAULTS[self.type])
 
     @property
     def takes_sales_webhooks(self) -> bool:
