@@ -14,7 +14,7 @@ Cost. A query is charged its requested cost, as Shopify computes it before runni
 2 + ``first`` × its node, a list ``first`` × its element, scalars 0. A page of 10 orders with up to 10 lines
 each costs 232 points (282 with 5 refund ids per order, selected only with ``restock_on_refund``), well under
 half of the Standard bucket, so the sweeper can take it as spare budget. Shopify refunds the difference to what
-the answer really held (a page of three one-line orders is about 10 points); the budget learns that from
+the answer really held (a page of three one-line orders: 17 points); the budget learns that from
 ``throttleStatus``. An order with more lines, or more refunds, than the page holds is completed with queries of
 its own (``order(id:)``, ``refund(id:)``), as is every refund's lines: refunds are rare, and their lines are
 needed only with ``restock_on_refund``.
