@@ -14,15 +14,28 @@
   that takes one PUT); ``POST /feeds/2021-06-30/feeds`` → 202 ``{feedId}``; ``GET …/feeds/{id}`` goes
   IN_QUEUE → IN_PROGRESS → DONE over ``feed_seconds`` (or ``end_next_feed_with`` FATAL/CANCELLED), and
   applies the feed when it is DONE; ``GET …/documents/{id}`` → the gzip processing report's URL.
+- Orders v0: ``GET /orders/v0/orders?MarketplaceIds=&LastUpdatedAfter=`` (getOrders: the orders of that
+  marketplace updated at or after the ISO 8601 time, ``MaxResultsPerPage`` 1-100, default 100, ``page_limit``
+  caps it lower for tests; paged by ``NextToken``, sent with the same filters) and ``GET
+  /orders/v0/orders/{orderId}/orderItems`` (getOrderItems, ``items_page_limit`` lines a page, paged by
+  ``NextToken``); 400 ``InvalidInput`` for a missing or malformed parameter or an unknown token, 404 for an
+  unknown order. A test makes orders with ``sell(sku, qty, fulfillment)``: an MFN sale lowers the listing's
+  quantity, as Amazon does the moment an order is placed (Pending); an AFN one (FBA) ships from Amazon's stock
+  and leaves it. ``cancel`` gives an MFN order's units back; ``cancel_zeroes_quantity`` makes the cancelled
+  lines show ``QuantityOrdered`` 0, as integrators report of the real API. ``page_failures`` scripts a status
+  for a getOrders page (by its number, from 0).
 - Limits (rate/s, burst), all multiplied by ``speed``: patch 5/5, createFeedDocument 0.5/15,
-  createFeed (JSON_LISTINGS_FEED) 5 per 300 s, getFeed 2/15, getFeedDocument 0.0222/10, getListingsItem 5/10.
+  createFeed (JSON_LISTINGS_FEED) 5 per 300 s, getFeed 2/15, getFeedDocument 0.0222/10, getListingsItem 5/10,
+  getOrders 0.0167/20, getOrderItems 0.5/30.
   Over a limit:
   429 ``QuotaExceeded`` with no Retry-After; every 2xx carries ``x-amzn-RateLimit-Limit`` (the rate).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
+import itertools
 import json
 import secrets
 import time
@@ -39,7 +52,24 @@ LIMITS = {
     "getFeed": (2.0, 15),
     "getFeedDocument": (0.0222, 10),
     "getListingsItem": (5.0, 10),
+    "getOrders": (0.0167, 20),
+    "getOrderItems": (0.5, 30),
 }
+SALE_STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped")
+
+
+def _stamp(at: float | None = None) -> str:
+    return dt.datetime.fromtimestamp(time.time() if at is None else at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 INCLUDED_DATA = {"summaries", "attributes", "issues", "offers", "fulfillmentAvailability", "procurement"}
 
 
@@ -72,6 +102,14 @@ class FakeAmazon(FakeMarketplace):
         self.documents: dict[str, bytes | None] = {}  # feed document id → content (None until uploaded)
         self.feeds: dict[str, dict[str, Any]] = {}
         self.end_next_feed_with: str | None = None
+        self.orders: dict[str, dict[str, Any]] = {}  # AmazonOrderId → the order as getOrders returns it
+        self.order_items: dict[str, list[dict[str, Any]]] = {}  # AmazonOrderId → its lines as getOrderItems has them
+        self.page_limit = 100  # the largest getOrders page this fake serves (Amazon: 100)
+        self.items_page_limit = 100
+        self.page_failures: dict[int, int] = {}  # getOrders page number → the status its next request gets
+        self.cancel_zeroes_quantity = False
+        self._pages: dict[str, tuple[str, int]] = {}  # NextToken → (what it pages, the offset it stands for)
+        self._numbers = itertools.count(1)
         self._seq = 0
         super().__init__()
 
@@ -85,9 +123,52 @@ class FakeAmazon(FakeMarketplace):
         router.add_get("/feeds/2021-06-30/documents/{document_id}", self.get_document)
         router.add_put("/presigned/{document_id}", self.upload)
         router.add_get("/presigned/{document_id}", self.download)
+        router.add_get("/orders/v0/orders", self.get_orders)
+        router.add_get("/orders/v0/orders/{order_id}/orderItems", self.get_order_items)
 
     def add_listings(self, quantities: dict[str, int]) -> None:
         self.listings.update(quantities)
+
+    def sell(self, sku: str, quantity: int = 1, fulfillment: str = "MFN", lines: int = 1) -> str:
+        """A buyer orders ``lines`` lines of ``quantity`` each (Pending); an MFN order lowers the listing at once."""
+        number = next(self._numbers)
+        order_id = f"902-{3_000_000 + number:07d}-{1_000_000 + number:07d}"
+        now = _stamp()
+        self.orders[order_id] = {
+            "AmazonOrderId": order_id,
+            "PurchaseDate": now,
+            "LastUpdateDate": now,
+            "OrderStatus": "Pending",
+            "FulfillmentChannel": fulfillment,
+            "SalesChannel": "Amazon.com",
+            "NumberOfItemsShipped": 0,
+            "NumberOfItemsUnshipped": quantity * lines,
+            "MarketplaceId": self.marketplace_id,
+            "OrderType": "StandardOrder",
+            "IsReplacementOrder": False,
+        }
+        self.order_items[order_id] = [
+            {"ASIN": "B0FAKE0001", "OrderItemId": f"{60_000_000_000_000 + number * 100 + i}", "SellerSKU": sku,
+             "Title": f"Product {sku}", "QuantityOrdered": quantity, "QuantityShipped": 0}
+            for i in range(lines)
+        ]  # fmt: skip
+        if fulfillment == "MFN" and sku in self.listings:
+            self.listings[sku] -= quantity * lines
+        return order_id
+
+    def set_status(self, order_id: str, status: str) -> None:
+        """The order moves on (payment authorized, shipped): its lines stay as they are."""
+        self.orders[order_id].update(OrderStatus=status, LastUpdateDate=_stamp())
+
+    def cancel(self, order_id: str) -> None:
+        """The order is cancelled: Amazon gives an MFN order's units back to the listing."""
+        order = self.orders[order_id]
+        order.update(OrderStatus="Canceled", LastUpdateDate=_stamp(), NumberOfItemsUnshipped=0)
+        for line in self.order_items[order_id]:
+            if order["FulfillmentChannel"] == "MFN" and line["SellerSKU"] in self.listings:
+                self.listings[line["SellerSKU"]] += line["QuantityOrdered"]
+            if self.cancel_zeroes_quantity:
+                line["QuantityOrdered"] = 0
 
     def _id(self) -> str:
         self._seq += 1
@@ -196,6 +277,82 @@ class FakeAmazon(FakeMarketplace):
             self.listings[sku] = quantity
         else:
             self.ignored.append(sku)
+
+    # --- orders ----------------------------------------------------------------------------------------------
+
+    def _page_token(self, what: str, offset: int) -> str:
+        token = secrets.token_urlsafe(24)
+        self._pages[token] = (what, offset)
+        return token
+
+    def _offset(self, args: dict[str, str], what: str) -> int | None:
+        """The offset a request's NextToken stands for (0 without one); None for a token this fake never gave."""
+        token = args.get("NextToken")
+        if token is None:
+            return 0
+        page = self._pages.get(token)
+        return page[1] if page is not None and page[0] == what else None
+
+    async def get_orders(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "getOrders")
+        if refused is not None:
+            return refused
+        args = query(request)
+        marketplaces = [m for m in args.get("MarketplaceIds", "").split(",") if m]
+        if not marketplaces or len(marketplaces) > 50:
+            return sp_error(400, "InvalidInput", "MarketplaceIds is required (1 to 50 values).")
+        if "CreatedAfter" in args or "CreatedBefore" in args:
+            return sp_error(400, "InvalidInput", "This fake serves LastUpdatedAfter only.")
+        since = _parse(args.get("LastUpdatedAfter", ""))
+        if since is None:
+            return sp_error(400, "InvalidInput", "Either CreatedAfter or LastUpdatedAfter is required, in ISO 8601.")
+        try:
+            size = int(args.get("MaxResultsPerPage", "100"))
+        except ValueError:
+            size = 0
+        if not 1 <= size <= 100:
+            return sp_error(400, "InvalidInput", "MaxResultsPerPage must be 1 - 100.")
+        found = [
+            o
+            for o in self.orders.values()
+            if o["MarketplaceId"] in marketplaces and (_parse(o["LastUpdateDate"]) or since) >= since
+        ]
+        what = f"orders {','.join(marketplaces)} {since.isoformat()} {size}"
+        offset = self._offset(args, what)
+        if offset is None:
+            return sp_error(400, "InvalidInput", "Invalid NextToken, or the filters changed since it was given.")
+        number = offset // max(1, min(size, self.page_limit))
+        if number in self.page_failures:
+            status = self.page_failures.pop(number)
+            if status == 429:
+                self.throttled += 1
+                return sp_error(429, "QuotaExceeded", "You exceeded your quota for the requested resource.")
+            return sp_error(status, "InternalFailure", "We encountered an internal error. Please try again.")
+        limit = min(size, self.page_limit)
+        payload: dict[str, Any] = {"Orders": found[offset : offset + limit], "LastUpdatedBefore": _stamp()}
+        if offset + limit < len(found):
+            payload["NextToken"] = self._page_token(what, offset + limit)
+        return self._ok("getOrders", {"payload": payload})
+
+    async def get_order_items(self, request: web.Request) -> web.Response:
+        refused = self._gate(request, "getOrderItems")
+        if refused is not None:
+            return refused
+        order_id = request.match_info["order_id"]
+        if order_id not in self.order_items:
+            return sp_error(404, "NotFound", f"Order {order_id} was not found.")
+        what = f"items {order_id}"
+        offset = self._offset(query(request), what)
+        if offset is None:
+            return sp_error(400, "InvalidInput", "Invalid NextToken.")
+        lines = self.order_items[order_id]
+        payload: dict[str, Any] = {
+            "AmazonOrderId": order_id,
+            "OrderItems": lines[offset : offset + self.items_page_limit],
+        }
+        if offset + self.items_page_limit < len(lines):
+            payload["NextToken"] = self._page_token(what, offset + self.items_page_limit)
+        return self._ok("getOrderItems", {"payload": payload})
 
     # --- feeds ----------------------------------------------------------------------------------------------------
 

@@ -27,13 +27,27 @@ Read-back: ``getListingsItem`` (``GET /listings/2021-08-01/items/{sellerId}/{sku
 charged up front to its own budget (5/s, burst 10: ``read_budget``), never to the patches' one. The quantity is the
 ``fulfillmentAvailability`` entry of the channel's ``fulfillment_channel_code``; a listing without
 one shows 0. None: Amazon answers 404 (no listing with that SKU for the seller).
+
+Sales (relay/intake/sweep.py): Orders v0 ``getOrders`` (``GET /orders/v0/orders?MarketplaceIds=…&LastUpdatedAfter=…``,
+100 orders a page, paged by ``NextToken`` with the same filters) and, per order, ``getOrderItems`` (``GET
+/orders/v0/orders/{orderId}/orderItems``, paged by ``NextToken``). Each line of a seller-fulfilled order in a status
+that holds its units (Pending and PendingAvailability reserve them on Amazon already) is a sale
+``<channel>:<AmazonOrderId>:<OrderItemId>`` of ``QuantityOrdered``; a Canceled order also gives ``…:cancel``. Orders
+another network ships (``FulfillmentChannel`` not in ``fulfillment_services``: AFN, FBA's own stock) are skipped
+without reading their items. The Orders API has its own usage plans, apart from the Listings calls the push budget
+paces, so these calls are charged to two budgets of their own (getOrders 0.0167/s burst 20, getOrderItems 0.5/s
+burst 30) and never to the push budget: ``gate`` is not awaited, intake cannot delay a push. An order's lines are
+kept after a read (``_lines``) and read again only when it becomes Canceled, so an order costs one getOrderItems
+call however often its status changes and however many polls' overlap it falls into; returning the kept lines
+again is harmless (each key counts once).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -44,6 +58,7 @@ from ..delivery import outbound
 from ..delivery.outbound import Kind, Ladder
 from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..intake.sales import Sale, SaleRejection, validate_item
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update, read_each
@@ -58,6 +73,17 @@ CREATE_FEED_LIMIT = (5 / 300, 5)  # JSON_LISTINGS_FEED: 5 submissions per 5 minu
 GET_FEED_LIMIT = (2.0, 15)
 GET_DOCUMENT_LIMIT = (0.0222, 10)
 GET_LISTING_LIMIT = (5.0, 10)  # getListingsItem: listingsItems_2021-08-01.json
+GET_ORDERS_LIMIT = (0.0167, 20)  # ordersV0.json: getOrders
+GET_ORDER_ITEMS_LIMIT = (0.5, 30)  # ordersV0.json: getOrderItems
+ORDERS_PATH = "/orders/v0/orders"
+ORDERS_PAGE = 100  # getOrders' largest MaxResultsPerPage
+# OrderStatus values whose lines hold the seller's units: Pending (payment not yet authorized) and
+# PendingAvailability (a pre-order) already take them from the listing's quantity; Canceled gives them back.
+SALE_STATUSES = frozenset(
+    {"PendingAvailability", "Pending", "Unshipped", "PartiallyShipped", "Shipped", "InvoiceUnconfirmed"}
+)
+CANCELED = "Canceled"
+KEPT_ORDERS = 10_000  # orders whose lines are kept between polls (see the module's docstring)
 # 401/403 are handled before the ladder (a refresh, then a pause); an answer it does not know is a passing one.
 LADDER = Ladder(auth=frozenset(), permanent=frozenset({400, 404, 413, 415}))
 
@@ -77,6 +103,7 @@ class AmazonConnector(FeedConnector):
     account_keys = ("seller_id", "marketplace_id")
     feed_after_seconds = 120.0
     read_batch_size = GET_LISTING_LIMIT[1]
+    lists_sales = True
 
     def __init__(
         self, site: str, config: ChannelConfig, session: aiohttp.ClientSession, vault: Vault | None = None
@@ -93,6 +120,10 @@ class AmazonConnector(FeedConnector):
         self.status_budget = RateBudget(*GET_FEED_LIMIT)
         self.report_budget = RateBudget(*GET_DOCUMENT_LIMIT)
         self.listing_budget = RateBudget(*GET_LISTING_LIMIT)
+        self.orders_budget = RateBudget(*GET_ORDERS_LIMIT)
+        self.order_items_budget = RateBudget(*GET_ORDER_ITEMS_LIMIT)
+        # (AmazonOrderId, canceled) → the order's lines as read: an order is read again only when it is cancelled
+        self._lines: dict[tuple[str, bool], list[dict[str, Any]]] = {}
         self.auth = TokenAuth(self._fetch_token)
         self._secrets: set[str] = set()
 
@@ -126,6 +157,7 @@ class AmazonConnector(FeedConnector):
         body: Any = None,
         params: Mapping[str, str] | None = None,
         charged: bool = False,
+        role: str = "Product Listing",
     ) -> Any:
         """One call charged to ``budget`` (unless the caller ``charged`` it already); returns the parsed body of a
         2xx or raises the classified error."""
@@ -153,7 +185,7 @@ class AmazonConnector(FeedConnector):
             if answer.status in (401, 403):
                 raise AuthDeliveryError(
                     f"Amazon refused a fresh access token ({answer.status}: {self._error_text(answer)});"
-                    " check the app's authorization, its Product Listing role and the LWA client secret's rotation",
+                    f" check the app's authorization, its {role} role and the LWA client secret's rotation",
                     http_status=answer.status,
                     excerpt=http.scrub(answer.text, self._secrets),
                 )
@@ -233,6 +265,110 @@ class AmazonConnector(FeedConnector):
             error = PermanentDeliveryError(f"Amazon refused SKU {update.channel_sku}: {reason}", http_status=200)
             return ItemResult(error, 200, http.scrub(reason, self._secrets))
         return ItemResult(TransientDeliveryError(f"Amazon answered status {status!r}", http_status=200), 200)
+
+    # --- sales ---------------------------------------------------------------------------------------------
+
+    async def sales_since(
+        self, since: dt.datetime, gate: Callable[[], Awaitable[None]]
+    ) -> tuple[list[Sale], list[SaleRejection]]:
+        # ``gate`` is not awaited: it takes from the push budget, and the Orders API's usage plans are apart from
+        # the Listings calls that budget paces. The orders budgets below keep intake inside Amazon's own limits.
+        stamp = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = {
+            "MarketplaceIds": self.marketplace_id,
+            "LastUpdatedAfter": stamp,
+            "MaxResultsPerPage": str(ORDERS_PAGE),
+        }
+        orders: list[dict[str, Any]] = []
+        next_token = ""
+        while True:
+            # NextToken pages keep the filters: Amazon says it affects only the pagination of the filtered answer
+            page = await self._orders_call(
+                ORDERS_PATH, self.orders_budget, params | ({"NextToken": next_token} if next_token else {})
+            )
+            found = page.get("Orders")
+            if not isinstance(found, list):
+                raise TransientDeliveryError("Amazon's getOrders answer had no Orders list")
+            orders.extend(o for o in found if isinstance(o, dict))
+            next_token = str(page.get("NextToken") or "")
+            if not next_token:
+                break
+        sales: list[Sale] = []
+        skipped: list[SaleRejection] = []
+        for order in orders:
+            await self._order_sales(order, sales, skipped)
+        return sales, skipped
+
+    async def _orders_call(self, path: str, budget: RateBudget, params: Mapping[str, str]) -> dict[str, Any]:
+        doc = await self._call(budget, "GET", path, params=params, role="Inventory and Order Tracking")
+        payload = doc.get("payload") if isinstance(doc, dict) else None
+        if not isinstance(payload, dict):
+            raise TransientDeliveryError(f"Amazon's answer to GET {path.split('?')[0]} had no payload")
+        return payload
+
+    async def _order_items(self, order_id: str) -> list[dict[str, Any]]:
+        path = f"{ORDERS_PATH}/{quote(order_id, safe='')}/orderItems"
+        items: list[dict[str, Any]] = []
+        next_token = ""
+        while True:
+            page = await self._orders_call(
+                path, self.order_items_budget, {"NextToken": next_token} if next_token else {}
+            )
+            found = page.get("OrderItems")
+            if not isinstance(found, list):
+                raise TransientDeliveryError(
+                    f"Amazon's getOrderItems answer for order {order_id} had no OrderItems list"
+                )
+            items.extend(i for i in found if isinstance(i, dict))
+            next_token = str(page.get("NextToken") or "")
+            if not next_token:
+                return items
+
+    async def _order_sales(self, order: dict[str, Any], sales: list[Sale], skipped: list[SaleRejection]) -> None:
+        """An order's lines as sales (and, cancelled, as cancellations), with the shop's SKU."""
+        order_id = order.get("AmazonOrderId")
+        status = order.get("OrderStatus")
+        named = order_id if isinstance(order_id, str) else None
+        channel = order.get("FulfillmentChannel")
+        if channel not in self.config.fulfillment_services:
+            message = f"fulfilled by {str(channel)[:16]!r}, which ships its own stock (Amazon's FBA for AFN)"
+            skipped.append(SaleRejection(0, named, None, "fulfilled_elsewhere", message))
+            return
+        canceled = status == CANCELED
+        if not canceled and status not in SALE_STATUSES:
+            message = f"order status {str(status)[:32]!r} holds no units of the seller's stock"
+            skipped.append(SaleRejection(0, named, None, "not_a_sale", message))
+            return
+        if named is None:
+            skipped.append(SaleRejection(0, None, None, "invalid_order", "the order has no AmazonOrderId"))
+            return
+        kept = (named, canceled)
+        if kept not in self._lines:
+            self._lines[kept] = await self._order_items(named)
+            while len(self._lines) > KEPT_ORDERS:
+                del self._lines[next(iter(self._lines))]  # the oldest read
+        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
+        kinds = ("sale", "cancel") if canceled and self.config.restock_on_cancel else ("sale",)
+        # Integrators report Amazon zeroing a cancelled order's QuantityOrdered (not in the model): what this
+        # process read before the cancellation is the quantity to give back then.
+        sold = {line.get("OrderItemId"): line.get("QuantityOrdered") for line in self._lines.get((named, False), [])}
+        for line in self._lines[kept]:
+            sku = line.get("SellerSKU")
+            quantity = line.get("QuantityOrdered")
+            if canceled and quantity == 0:
+                quantity = sold.get(line.get("OrderItemId"), quantity)
+            item = {
+                "order": named,
+                "line": line.get("OrderItemId"),
+                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
+                "quantity": quantity,
+            }
+            for kind in kinds:
+                found = validate_item({**item, "kind": kind}, 0, self.name)
+                if isinstance(found, Sale):
+                    sales.append(found)
+                else:
+                    skipped.append(found)
 
     # --- read-back -----------------------------------------------------------------------------------
 
