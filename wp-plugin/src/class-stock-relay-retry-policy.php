@@ -1,6 +1,7 @@
 <?php
 /**
- * What to do with the relay's answer, and when to try again (docs/wire-protocol.md §2); no WordPress dependency.
+ * What to do with the relay's answer, and when to try again (docs/wire-protocol.md §2); no WordPress dependency
+ * but its translation function (__).
  *
  * @package StockRelay
  */
@@ -86,14 +87,17 @@ final class Stock_Relay_Retry_Policy {
 	}
 
 	/**
-	 * A sentence a shop owner can act on, for the status panel.
+	 * A sentence a shop owner can act on, for the status panel and the page's notices.
 	 *
 	 * @param int    $status  HTTP status (0 = no answer).
 	 * @param string $code    The relay's error code.
 	 * @param string $message The relay's message or the transport error.
+	 * @param bool   $queued  True for the outbox's deliveries (their changes are kept and resent); false for a
+	 *                        one-off request from the page (ping, status, replay), which nothing resends.
 	 */
-	public static function explain( int $status, string $code, string $message ): string {
+	public static function explain( int $status, string $code, string $message, bool $queued = true ): string {
 		$message = self::clip( $message );
+		$after   = $queued ? ' Changes are kept here and resent.' : ' ' . __( 'Nothing was done: try again when the relay answers.', 'stock-relay' );
 		switch ( $code ) {
 			case 'signature_invalid':
 			case 'signature_missing':
@@ -103,15 +107,18 @@ final class Stock_Relay_Retry_Policy {
 			case 'unknown_site':
 				return 'The relay does not know this site id: check the site id here and in the relay config.';
 			case 'storage_unavailable':
-				return 'The relay cannot write to its database right now (disk full?). Changes are kept here and resent.';
+				return 'The relay cannot write to its database right now (disk full?).' . $after;
 			case 'shutting_down':
-				return 'The relay is restarting. Changes are kept here and resent.';
+				return 'The relay is restarting.' . $after;
 			case 'rate_limited':
-				return 'The relay asked to slow down. Changes are kept here and resent.';
+				return 'The relay asked to slow down.' . $after;
 			case 'malformed_json':
 			case 'type_mismatch':
 			case 'missing_field':
-				return 'The relay could not read a batch (' . $code . '); it is kept below as refused. Update the plugin and the relay to matching versions.';
+				return $queued
+					? 'The relay could not read a batch (' . $code . '); it is kept below as refused. Update the plugin and the relay to matching versions.'
+					/* translators: %s: the relay's error code */
+					: sprintf( __( 'The relay could not read the request (%s). Update the plugin and the relay to matching versions.', 'stock-relay' ), $code );
 			case 'unsupported_media_type':
 				return 'The relay refused the content type of a batch; it is kept below as refused. Check that no proxy rewrites the requests.';
 		}
@@ -119,8 +126,22 @@ final class Stock_Relay_Retry_Policy {
 			return 'The relay said a batch was too large: batches are being split and resent.';
 		}
 		if ( 0 === $status ) {
-			return 'The relay could not be reached (' . $message . '). Changes are kept here and resent when it is back.';
+			return $queued
+				? 'The relay could not be reached (' . $message . '). Changes are kept here and resent when it is back.'
+				/* translators: %s: the transport error, such as "cURL error 7: Failed to connect" */
+				: sprintf( __( 'The relay could not be reached (%s).', 'stock-relay' ), $message ) . $after;
 		}
-		return sprintf( 'The relay answered %d%s. Changes are kept here and resent.', $status, '' !== $message ? ': ' . $message : '' );
+		if ( in_array( $status, array( 301, 302, 307, 308 ), true ) ) {
+			// The shipped deploy/nginx.conf answers http:// with a redirect; a signed POST is never followed (the
+			// body and signature would not survive it), so only the address can fix this.
+			/* translators: %d: HTTP status such as 301 */
+			return sprintf( __( 'The relay answered %d, a redirect: the relay\'s proxy redirects to https. Use the https:// address as the relay URL.', 'stock-relay' ), $status ) . $after;
+		}
+		if ( in_array( $status, array( 502, 503, 504 ), true ) && '' === $code ) {
+			// A relay error always carries its own code; a bare 502/503/504 comes from the proxy in front of it.
+			/* translators: %d: HTTP status such as 502 */
+			return sprintf( __( 'The proxy in front of the relay answered %d: the proxy answered but the relay behind it is down (or the proxy cannot reach it). Start the relay, or check the proxy\'s upstream address.', 'stock-relay' ), $status ) . $after;
+		}
+		return sprintf( 'The relay answered %d%s.', $status, '' !== $message ? ': ' . $message : '' ) . $after;
 	}
 }

@@ -38,15 +38,30 @@ final class Stock_Relay_Signer {
 	}
 
 	/**
-	 * The three Standard Webhooks headers for an outgoing request.
+	 * The secrets of a saved value: one, or several separated by spaces while the relay's secret rotates
+	 * (`whsec_OLD whsec_NEW`, as the relay's own reference holds them).
+	 *
+	 * @return string[]
+	 */
+	public static function secrets( string $value ): array {
+		return array_values( array_filter( preg_split( '/\s+/', trim( $value ) ) ?: array(), 'strlen' ) );
+	}
+
+	/**
+	 * The three Standard Webhooks headers for an outgoing request, signed with each secret of the value (the
+	 * relay accepts a request when any listed signature matches any of its active secrets).
 	 *
 	 * @return array<string, string>
 	 */
 	public static function headers( string $secret, string $msg_id, int $timestamp, string $body ): array {
+		$signatures = array();
+		foreach ( self::secrets( $secret ) as $one ) {
+			$signatures[] = self::sign( $one, $msg_id, $timestamp, $body );
+		}
 		return array(
 			'webhook-id'        => $msg_id,
 			'webhook-timestamp' => (string) $timestamp,
-			'webhook-signature' => self::sign( $secret, $msg_id, $timestamp, $body ),
+			'webhook-signature' => $signatures ? implode( ' ', $signatures ) : self::sign( $secret, $msg_id, $timestamp, $body ),
 		);
 	}
 

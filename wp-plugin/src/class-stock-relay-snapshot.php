@@ -40,7 +40,7 @@ final class Stock_Relay_Snapshot {
 			return self::error( 401, 'signature_missing', 'The request lacks the webhook-id, webhook-timestamp or webhook-signature header.' );
 		}
 		try {
-			$result = Stock_Relay_Signer::verify( array( $secret ), $id, $timestamp, $body, $signature, $now );
+			$result = Stock_Relay_Signer::verify( Stock_Relay_Signer::secrets( $secret ), $id, $timestamp, $body, $signature, $now );
 		} catch ( InvalidArgumentException $e ) {
 			// The saved secret is not a valid whsec_ secret: as good as none (its text is never repeated).
 			return self::error( 404, 'unknown_site', 'The Stock Relay secret saved in this shop is not valid; save the one from the relay again.' );

@@ -71,4 +71,24 @@ final class RetryPolicyTest extends TestCase {
 			$this->assertStringNotContainsString( 'answered', $text, $code );
 		}
 	}
+
+	public function test_a_redirect_says_to_use_https_and_a_bare_proxy_error_says_the_relay_is_down(): void {
+		foreach ( array( 301, 308 ) as $status ) {
+			$this->assertStringContainsString( 'Use the https:// address', Stock_Relay_Retry_Policy::explain( $status, '', '' ) );
+		}
+		foreach ( array( 502, 503, 504 ) as $status ) {
+			$this->assertStringContainsString( 'the relay behind it is down', Stock_Relay_Retry_Policy::explain( $status, '', '' ) );
+		}
+		$this->assertStringNotContainsString( 'behind it', Stock_Relay_Retry_Policy::explain( 503, 'storage_unavailable', '' ), 'the relay\'s own 503 says what it is' );
+	}
+
+	public function test_a_one_off_request_never_claims_changes_are_kept_and_resent(): void {
+		foreach ( array( array( 0, '' ), array( 500, '' ), array( 502, '' ), array( 301, '' ), array( 503, 'shutting_down' ), array( 503, 'storage_unavailable' ), array( 429, 'rate_limited' ), array( 400, 'malformed_json' ) ) as list( $status, $code ) ) {
+			$text = Stock_Relay_Retry_Policy::explain( $status, $code, 'cURL error 7', false );
+			$this->assertStringNotContainsString( 'resent', $text, "$status $code" );
+			$this->assertStringNotContainsString( 'kept', $text, "$status $code" );
+		}
+		$this->assertStringContainsString( 'Nothing was done', Stock_Relay_Retry_Policy::explain( 0, '', 'cURL error 7', false ) );
+		$this->assertStringContainsString( 'kept here and resent', Stock_Relay_Retry_Policy::explain( 0, '', 'cURL error 7' ), 'deliveries still say it' );
+	}
 }

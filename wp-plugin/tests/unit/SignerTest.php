@@ -67,4 +67,14 @@ final class SignerTest extends TestCase {
 		$this->assertMatchesRegularExpression( '/^msg_[0-9a-z]{26}$/', $a );
 		$this->assertMatchesRegularExpression( '/^evt_[0-9a-z]{26}$/', Stock_Relay_Signer::new_id( 'evt_' ) );
 	}
+
+	public function test_a_mid_rotation_value_signs_with_each_secret_and_verifies_either(): void {
+		$old     = 'whsec_' . base64_encode( str_repeat( 'a', 32 ) );
+		$new     = 'whsec_' . base64_encode( str_repeat( 'b', 32 ) );
+		$headers = Stock_Relay_Signer::headers( "$old $new", 'msg_1', 1700000000, '{}' );
+		$this->assertSame( Stock_Relay_Signer::sign( $old, 'msg_1', 1700000000, '{}' ) . ' ' . Stock_Relay_Signer::sign( $new, 'msg_1', 1700000000, '{}' ), $headers['webhook-signature'] );
+		$this->assertSame( array( $old, $new ), Stock_Relay_Signer::secrets( " $old  $new " ) );
+		$this->assertSame( 'valid', Stock_Relay_Signer::verify( array( $new ), 'msg_1', '1700000000', '{}', $headers['webhook-signature'], 1700000000 ), 'a relay that has only the new one' );
+		$this->assertSame( Stock_Relay_Signer::sign( $old, 'msg_1', 1700000000, '{}' ), Stock_Relay_Signer::headers( $old, 'msg_1', 1700000000, '{}' )['webhook-signature'], 'one secret: one signature, as before' );
+	}
 }
