@@ -186,6 +186,9 @@ final class Stock_Relay_Delivery {
 			// After a 413 the batch size grows back gradually (doubling per success), not in one jump.
 			$state['max_events'] = min( Stock_Relay_Payload::MAX_EVENTS, 2 * max( 1, (int) $state['max_events'] ) );
 			$state['batch']           = array();
+			// An error from before this success is history: the status panel shows it no longer.
+			$state['last_error']    = '';
+			$state['last_error_at'] = 0;
 			if ( $rejected ) {
 				/* translators: %d: number of events */
 				$state['last_error']    = sprintf( _n( 'The relay refused %d change as invalid; see the list below.', 'The relay refused %d changes as invalid; see the list below.', count( $rejected ), 'stock-relay' ), count( $rejected ) );

@@ -32,6 +32,7 @@ final class Stock_Relay_Plugin {
 		add_action( 'rest_api_init', array( Stock_Relay_Snapshot_Route::class, 'register' ) ); // The relay's signed snapshot route (docs/wire-protocol.md §3).
 		add_action( 'rest_api_init', array( Stock_Relay_Wake_Route::class, 'register' ) ); // The relay's signed wake call: drain now.
 		add_action( 'rest_api_init', array( Stock_Relay_Adjust_Route::class, 'register' ) ); // The relay's signed stock.adjust: marketplace sales, once per key.
+		add_action( 'rest_api_init', array( Stock_Relay_Status_Route::class, 'register' ) ); // The Stock Relay page's status and Test connection (cookie + nonce, manage_woocommerce).
 		if ( is_admin() ) {
 			Stock_Relay_Admin::register();
 			add_filter( 'site_status_tests', array( Stock_Relay_Health::class, 'tests' ) ); // Does anything retry when nobody visits?

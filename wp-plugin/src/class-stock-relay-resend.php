@@ -144,7 +144,12 @@ final class Stock_Relay_Resend {
 		);
 	}
 
-	/** How many items a resend covers. */
+	/** Is there anything to resend: at least one product or variation with a SKU (one indexed row read). */
+	public static function has_products(): bool {
+		return (bool) self::ids( 0, 1 );
+	}
+
+	/** How many products and variations a resend sends. */
 	private static function count(): int {
 		global $wpdb;
 		return (int) $wpdb->get_var( "SELECT COUNT(*) FROM {$wpdb->posts} p INNER JOIN {$wpdb->postmeta} m ON m.post_id = p.ID AND m.meta_key = '_sku' AND m.meta_value <> '' WHERE p.post_type IN ('product', 'product_variation') AND p.post_status NOT IN ('trash', 'auto-draft')" );

@@ -46,8 +46,9 @@ final class Stock_Relay_Status_View {
 				$text( $channel['pending'] ?? $channel['queue_depth'] ?? '—' ),
 				isset( $channel['oldest_pending_age'] ) && is_numeric( $channel['oldest_pending_age'] ) ? (int) $channel['oldest_pending_age'] . ' s' : '—',
 				$text( $channel['dead_letters'] ?? $channel['dead'] ?? '—' ),
-				$text( $channel['circuit'] ?? '—' ),
+				self::circuit( $channel['circuit'] ?? null ),
 				null === $last ? 'never' : ( is_int( $last ) || is_float( $last ) ? self::when( (float) $last, $now ) : $text( $last ) ),
+				self::last_error( $channel['last_error'] ?? null, $last, $now ),
 				self::drift_lines( $channel['drift'] ?? null, $now ),
 			);
 		}
@@ -55,7 +56,69 @@ final class Stock_Relay_Status_View {
 	}
 
 	/**
-	 * A Unix time as "2026-12-02 03:00 UTC (5 min ago)".
+	 * The column heads of rows(), in order.
+	 *
+	 * @return string[]
+	 */
+	public static function heads(): array {
+		return array( __( 'Channel', 'stock-relay' ), __( 'Pending', 'stock-relay' ), __( 'Oldest pending', 'stock-relay' ), __( 'Dead letters', 'stock-relay' ), __( 'Sending', 'stock-relay' ), __( 'Last success', 'stock-relay' ), __( 'Last error', 'stock-relay' ), __( 'Drift (shop vs channel)', 'stock-relay' ) );
+	}
+
+	/**
+	 * The relay's circuit breaker state in plain words (the state names are jargon).
+	 *
+	 * @param mixed $state closed, open, half_open, or missing (a relay that does not run the channel).
+	 */
+	public static function circuit( $state ): string {
+		$plain = array(
+			'closed'    => __( 'Sending normally', 'stock-relay' ),
+			'open'      => __( 'Paused after failures (tries again shortly)', 'stock-relay' ),
+			'half_open' => __( 'Trying again after failures', 'stock-relay' ),
+		);
+		return is_string( $state ) && isset( $plain[ $state ] ) ? $plain[ $state ] : ( is_string( $state ) && '' !== $state ? $state : '—' );
+	}
+
+	/**
+	 * The channel's newest delivery error, unless a success came after it (then it is history, not news).
+	 *
+	 * @param mixed $error        The channel's `last_error` ({message, at, sku}) or null.
+	 * @param mixed $last_success The channel's `last_success` (Unix time) or null.
+	 */
+	public static function last_error( $error, $last_success, int $now ): string {
+		if ( ! is_array( $error ) || ! is_string( $error['message'] ?? null ) || '' === $error['message'] ) {
+			return '—';
+		}
+		$at = is_numeric( $error['at'] ?? null ) ? (float) $error['at'] : null;
+		if ( null !== $at && is_numeric( $last_success ) && (float) $last_success >= $at ) {
+			return '—';
+		}
+		$sku = is_scalar( $error['sku'] ?? null ) && '' !== (string) $error['sku'] ? (string) $error['sku'] : '';
+		/* translators: 1: the channel's error, 2: SKU */
+		$text = '' !== $sku ? sprintf( __( '%1$s (SKU %2$s)', 'stock-relay' ), $error['message'], $sku ) : $error['message'];
+		return null === $at ? $text : $text . ', ' . self::when( $at, $now );
+	}
+
+	/**
+	 * A drift reason code of the relay in a plain sentence; an unknown code as sent.
+	 */
+	public static function drift_reason( string $code ): string {
+		$plain = array(
+			'not_listed'         => __( 'the channel has no listing with this SKU: list it there (sending again cannot fix it)', 'stock-relay' ),
+			'missed_event'       => __( 'the relay never received this change from the shop; it is being sent now', 'stock-relay' ),
+			'behind_hooks'       => __( 'the shop\'s change reached the relay late; it is being sent now', 'stock-relay' ),
+			'never_sent'         => __( 'never sent to this channel yet; it is being sent now', 'stock-relay' ),
+			'last_push_differs'  => __( 'the last quantity sent differs from the shop\'s; the right one is being sent', 'stock-relay' ),
+			'channel_shows'      => __( 'the channel shows another quantity; the right one is being sent again', 'stock-relay' ),
+			'channel_differs'    => __( 'the channel shows another quantity', 'stock-relay' ),
+			'lower_unreported'   => __( 'the channel shows fewer than sent, with no sale reported; repaired if no sale explains it within the hour', 'stock-relay' ),
+			'explained_by_sales' => __( 'a sale on this channel explains it; the shop applies it', 'stock-relay' ),
+		);
+		return $plain[ $code ] ?? $code;
+	}
+
+	/**
+	 * A Unix time as "2026-12-02 03:00 (5 min ago)" in the site's time zone (wp_date), or with " UTC" outside
+	 * WordPress: every time on the page has this one format.
 	 */
 	public static function when( float $time, int $now ): string {
 		if ( $time <= 0 ) {
@@ -73,7 +136,8 @@ final class Stock_Relay_Status_View {
 		} else {
 			$age = intdiv( $diff, 86400 ) . ' d ago';
 		}
-		return gmdate( 'Y-m-d H:i', (int) $time ) . ' UTC (' . $age . ')';
+		$date = function_exists( 'wp_date' ) ? (string) wp_date( 'Y-m-d H:i', (int) $time ) : gmdate( 'Y-m-d H:i', (int) $time ) . ' UTC';
+		return $date . ' (' . $age . ')';
 	}
 
 	/**
@@ -322,7 +386,7 @@ final class Stock_Relay_Status_View {
 				$scalar( $example['sku'] ?? null ),
 				$scalar( $example['expected'] ?? null ),
 				$scalar( $example['shown'] ?? null ),
-				isset( $example['reason'] ) && is_string( $example['reason'] ) ? ' (' . $example['reason'] . ')' : ''
+				isset( $example['reason'] ) && is_string( $example['reason'] ) ? ' (' . self::drift_reason( $example['reason'] ) . ')' : ''
 			);
 		}
 		return $lines;

@@ -381,7 +381,7 @@ final class IntegrationTest extends TestCase {
 		$this->assertTrue( SRT::signature_ok( $ping['headers'], $ping['body'] ) );
 		$html = $this->render_admin();
 		$this->assertStringContainsString( 'Changes waiting to be sent', $html );
-		$this->assertStringContainsString( 'does not report channel health yet', $html, 'status.query 404 degrades gracefully' );
+		$this->assertStringContainsString( 'does not report channel health yet', $this->relay_panel(), 'status.query 404 degrades gracefully' );
 		$this->assertMatchesRegularExpression( '/name=.option_page. value=.stock_relay./', $html, 'a Settings API form (options.php checks the group nonce)' );
 		$this->assertStringContainsString( '_wpnonce', $html );
 		$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $html, 'the secret is never echoed' );
@@ -470,12 +470,13 @@ final class IntegrationTest extends TestCase {
 	/**
 	 * One browser request to the site with the given cookie file (read and updated).
 	 *
-	 * @param array<string, string> $fields Form fields for a POST.
+	 * @param array<string, string> $fields  Form fields for a POST.
+	 * @param string[]              $headers Extra request headers ("Name: value").
 	 * @return array{status: int, body: string}
 	 */
-	private function admin_http( string $cookies, string $method, string $path, array $fields = array() ): array {
-		$ch = curl_init( getenv( 'SRT_WP_URL' ) . $path );
-		curl_setopt_array( $ch, array( CURLOPT_COOKIEFILE => $cookies, CURLOPT_COOKIEJAR => $cookies, CURLOPT_RETURNTRANSFER => true, CURLOPT_TIMEOUT => 30 ) );
+	private function admin_http( string $cookies, string $method, string $path, array $fields = array(), array $headers = array() ): array {
+		$ch = curl_init( ( 0 === strpos( $path, 'http' ) ? '' : getenv( 'SRT_WP_URL' ) ) . $path );
+		curl_setopt_array( $ch, array( CURLOPT_COOKIEFILE => $cookies, CURLOPT_COOKIEJAR => $cookies, CURLOPT_RETURNTRANSFER => true, CURLOPT_TIMEOUT => 30, CURLOPT_HTTPHEADER => $headers ) );
 		if ( 'POST' === $method ) {
 			curl_setopt_array( $ch, array( CURLOPT_POST => true, CURLOPT_POSTFIELDS => http_build_query( $fields ) ) );
 		}
@@ -790,11 +791,19 @@ final class IntegrationTest extends TestCase {
 				),
 			)
 		);
-		$html = $this->render_admin();
-		$this->assertStringContainsString( '3 SKUs differ (checked ' . gmdate( 'Y-m-d H:i', $checked ) . ' UTC (2 min ago))', $html );
-		$this->assertStringContainsString( '&lt;b&gt;X&lt;/b&gt;: expected 5, shown 7 (channel_differs)', $html, 'examples escaped' );
+		update_option( 'timezone_string', 'Europe/Berlin' ); // Times in the site's own zone (wp_date), not UTC.
+		try {
+			$html = $this->relay_panel();
+		} finally {
+			update_option( 'timezone_string', '' );
+		}
+		$local = ( new DateTimeImmutable( '@' . $checked ) )->setTimezone( new DateTimeZone( 'Europe/Berlin' ) )->format( 'Y-m-d H:i' );
+		$this->assertStringContainsString( '3 SKUs differ (checked ' . $local . ' (2 min ago))', $html );
+		$this->assertStringContainsString( '&lt;b&gt;X&lt;/b&gt;: expected 5, shown 7 (the channel shows another quantity)', $html, 'examples escaped, the reason in words' );
 		$this->assertStringNotContainsString( '<b>X</b>', $html );
-		$this->assertStringContainsString( '<td>' . gmdate( 'Y-m-d H:i', $checked ) . ' UTC (2 min ago)</td>', $html, 'last_success as a date and age, not the raw number' );
+		$this->assertStringContainsString( '<td>' . $local . ' (2 min ago)</td>', $html, 'last_success as a date and age, not the raw number' );
+		$this->assertStringContainsString( '<td>Sending normally</td>', $html );
+		$this->assertStringNotContainsString( 'UTC', $html );
 		$this->assertStringNotContainsString( (string) ( $checked + 0.25 ), $html );
 		$this->assertStringContainsString( '<td>never</td>', $html );
 	}
@@ -848,7 +857,7 @@ final class IntegrationTest extends TestCase {
 		SRT::mode( array( 'status_body' => $status( $first, 2 ), 'audit_body' => array( 'type' => 'audit', 'entries' => array( $audit( $first, 9 ), $audit( $older, 4 ) ), 'next_cursor' => null ) ) );
 
 		$this->assertSame( '', $this->notices( 'edit-product' ), 'nothing stored yet: no notice, and no relay call to find out' );
-		$html = $this->render_admin();
+		$html = $this->relay_panel();
 		$this->assertStringContainsString( 'Sales from marketplaces', $html );
 		$this->assertStringContainsString( '<th scope="row">Refused by the shop</th><td>1</td>', $html );
 		$this->assertStringContainsString( 'SKU NOPE, change -1 (sale ebay:9:1): No product has this SKU in the shop.', $html );
@@ -890,12 +899,12 @@ final class IntegrationTest extends TestCase {
 
 		$newer = self::oversold_incident( time() - 60, 'OS-TEE', '12-999' );
 		SRT::mode( array( 'status_body' => $status( $newer, 3 ) ) );
-		$this->render_admin();
+		$this->relay_panel();
 		$this->assertStringContainsString( '3 marketplace sales', $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'], 'a newer incident shows it again' );
 
 		// A relay from before these fields: nothing new on the page, the notice goes, no PHP notice or warning.
 		SRT::mode( array( 'status_body' => array( 'type' => 'status', 'channels' => array( array( 'name' => 'ebay' ) ) ) ) );
-		$html = $this->render_admin();
+		$html = $this->relay_panel();
 		$this->assertStringNotContainsString( 'Sales from marketplaces', $html );
 		$this->assertStringNotContainsString( 'Oversold', $html );
 		$this->assertStringNotContainsString( 'stock-relay-oversold-notice', $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'] );
@@ -1036,15 +1045,24 @@ final class IntegrationTest extends TestCase {
 
 	public function test_replay_dead_letters_button_asks_the_relay_signed_and_says_what_it_did(): void {
 		SRT::mode( array( 'replay_scheduled' => 3 ) );
-		$notice = Stock_Relay_Admin::replay_dead( Stock_Relay_Plugin::settings() );
-		$this->assertSame( 'The relay is sending 3 dead letters again, with the current quantity.', $notice );
+		$result = Stock_Relay_Admin::replay_dead( Stock_Relay_Plugin::settings() );
+		$notice = $result['message'];
+		$this->assertSame( array( 'success', 'The relay is sending 3 dead letters again, with the current quantity.' ), array( $result['type'], $notice ) );
 		$req = SRT::requests( '/replay' )[0];
 		$this->assertTrue( SRT::signature_ok( $req['headers'], $req['body'] ) );
 		$this->assertSame( array( 'type' => 'replay.request', 'site' => SRT::SITE, 'scope' => 'dead' ), json_decode( $req['body'], true ) );
 		SRT::mode( array( 'status' => 401 ) );
-		$this->assertStringContainsString( 'secret', Stock_Relay_Admin::replay_dead( Stock_Relay_Plugin::settings() ), 'a refusal in plain words' );
+		$this->assertStringContainsString( 'secret', Stock_Relay_Admin::replay_dead( Stock_Relay_Plugin::settings() )['message'], 'a refusal in plain words' );
 		$this->assertStringContainsString( 'Replay dead letters', $this->render_admin() );
 		$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $notice );
+	}
+
+	/** The relay's part of the page as the status route answers it (asked afresh), rendered in this process. */
+	private function relay_panel(): string {
+		wp_set_current_user( 1 );
+		$request = new WP_REST_Request( 'GET', '/' . Stock_Relay_Status_Route::NS . '/status' );
+		$request->set_param( 'refresh', true );
+		return (string) Stock_Relay_Status_Route::status( $request )->get_data()['html'];
 	}
 
 	private function render_admin(): string {
@@ -1266,5 +1284,246 @@ final class IntegrationTest extends TestCase {
 		$by_sku = array_column( $events, null, 'sku' );
 		$this->assertSame( array( $own, 4, array( 'kind' => 'relay' ) ), array( $by_sku['ADJ-V-OWN']['product_id'], $by_sku['ADJ-V-OWN']['stock_quantity'], $by_sku['ADJ-V-OWN']['cause'] ) );
 		$this->assertSame( array( $parent, 17, array( 'kind' => 'relay' ) ), array( $by_sku['ADJ-V-INH']['product_id'], $by_sku['ADJ-V-INH']['stock_quantity'], $by_sku['ADJ-V-INH']['cause'] ) );
+	}
+
+	/** The page's script config (wp_add_inline_script: var stockRelayAdmin = {...};) from a page's HTML. @return array<string, mixed> */
+	private static function script_config( string $html ): array {
+		return preg_match( '#var stockRelayAdmin = (\{.*?\});#', $html, $m ) ? (array) json_decode( $m[1], true ) : array();
+	}
+
+	/** A user with a known password and this role; returns the login. */
+	private static function user( string $role ): string {
+		$login = $role . '-' . wp_rand();
+		wp_insert_user( array( 'user_login' => $login, 'user_pass' => 'pw-' . $login, 'role' => $role ) );
+		return $login;
+	}
+
+	/** Log in as $login through wp-login.php; returns the cookie file. */
+	private function login_as( string $login ): string {
+		$cookies = (string) tempnam( (string) getenv( 'SRT_WORK' ), 'cookies' );
+		file_put_contents( $cookies, "127.0.0.1\tFALSE\t/\tFALSE\t0\twordpress_test_cookie\tWP%20Cookie%20check\n" );
+		$this->assertSame( 302, $this->admin_http( $cookies, 'POST', '/wp-login.php', array( 'log' => $login, 'pwd' => 'pw-' . $login, 'wp-submit' => 'Log In', 'testcookie' => '1' ) )['status'] );
+		return $cookies;
+	}
+
+	/**
+	 * Issue 17 item 1: the Stock Relay page renders without a single request to the relay; its script (enqueued on
+	 * this page only) loads the status from the plugin's REST route, which needs the capability and the wp_rest
+	 * nonce, and caches the relay's answer (one relay request for several loads; refresh=1 asks again).
+	 */
+	public function test_the_page_never_waits_for_the_relay_and_its_status_route_is_cached_and_guarded(): void {
+		SRT::mode( array( 'status_body' => array( 'type' => 'status', 'channels' => array( array( 'name' => 'ebay-<i>x</i>', 'circuit' => 'open', 'pending' => 2 ) ) ) ) );
+		Stock_Relay_Status_Route::forget();
+		SRT::clear_requests();
+		$cookies = $this->admin_login();
+		$page    = $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' );
+		$this->assertSame( 200, $page['status'] );
+		$this->assertStringContainsString( 'id="stock-relay-channels"', $page['body'] );
+		$this->assertStringContainsString( 'Asking the relay', $page['body'], 'a visible loading state' );
+		$this->assertStringContainsString( 'stock-relay/assets/admin.js', $page['body'] );
+		$this->assertSame( array(), SRT::requests( '' ), 'the page asked the relay nothing' );
+		$config = self::script_config( $page['body'] );
+		$this->assertArrayHasKey( 'nonce', $config );
+		$this->assertSame( 1, preg_match( '#<script src=["\']([^"\']*stock-relay/assets/admin\.js[^"\']*)["\']#', $page['body'], $src ) ); // WordPress 6.1 quotes with '.
+		$script = $this->admin_http( $cookies, 'GET', html_entity_decode( $src[1] ) );
+		$this->assertSame( 200, $script['status'] );
+		$this->assertStringContainsString( 'window.stockRelayAdmin', $script['body'], 'the script itself is served' );
+		$other = $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'];
+		$this->assertStringNotContainsString( 'stock-relay/assets/admin.js', $other, 'other admin pages are left alone' );
+		$this->assertStringNotContainsString( 'stockRelayAdmin', $other );
+		$this->assertSame( array(), SRT::requests( '' ) );
+
+		$nonce  = array( 'X-WP-Nonce: ' . $config['nonce'] );
+		$first  = $this->admin_http( $cookies, 'GET', (string) $config['statusUrl'], array(), $nonce );
+		$answer = json_decode( $first['body'], true );
+		$this->assertSame( 200, $first['status'], $first['body'] );
+		$this->assertSame( array( true, false ), array( $answer['ok'], $answer['cached'] ) );
+		$this->assertStringContainsString( '<td>ebay-&lt;i&gt;x&lt;/i&gt;</td>', $answer['html'], 'escaped' );
+		$this->assertStringContainsString( 'Paused after failures', $answer['html'] );
+		$this->assertCount( 1, SRT::requests( '/status' ) );
+		$this->assertTrue( SRT::signature_ok( SRT::requests( '/status' )[0]['headers'], SRT::requests( '/status' )[0]['body'] ) );
+		$second = json_decode( $this->admin_http( $cookies, 'GET', (string) $config['statusUrl'], array(), $nonce )['body'], true );
+		$this->assertSame( array( true, $answer['html'] ), array( $second['cached'], $second['html'] ) );
+		$this->assertCount( 1, SRT::requests( '/status' ), 'the second load came from the cache' );
+		$third = json_decode( $this->admin_http( $cookies, 'GET', $config['statusUrl'] . '?refresh=1', array(), $nonce )['body'], true );
+		$this->assertFalse( $third['cached'] );
+		$this->assertCount( 2, SRT::requests( '/status' ), 'refresh=1 asks the relay again' );
+		$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), (string) maybe_serialize( get_transient( Stock_Relay_Status_Route::CACHE ) ) );
+
+		$this->assertSame( 401, $this->admin_http( $cookies, 'GET', (string) $config['statusUrl'] )['status'], 'no nonce: treated as logged out' );
+		$this->assertSame( 403, $this->admin_http( $cookies, 'GET', (string) $config['statusUrl'], array(), array( 'X-WP-Nonce: 0123456789' ) )['status'], 'a forged nonce' );
+		$this->assertSame( 401, $this->admin_http( $cookies, 'POST', (string) $config['pingUrl'] )['status'] );
+		$editor = $this->login_as( self::user( 'editor' ) );
+		$rest   = $this->admin_http( $editor, 'GET', '/wp-admin/admin-ajax.php?action=rest-nonce' ); // WordPress's own wp_rest nonce for this user.
+		$this->assertSame( 200, $rest['status'] );
+		$this->assertSame( 403, $this->admin_http( $editor, 'GET', (string) $config['statusUrl'], array(), array( 'X-WP-Nonce: ' . $rest['body'] ) )['status'], 'no manage_woocommerce' );
+		$this->assertCount( 2, SRT::requests( '/status' ), 'a refused call asks the relay nothing' );
+
+		// Test connection through the route: a coloured result, and a relay that does not answer is an error, not a hang.
+		$ping = json_decode( $this->admin_http( $cookies, 'POST', (string) $config['pingUrl'], array(), $nonce )['body'], true );
+		$this->assertSame( 'success', $ping['type'] );
+		$this->assertStringContainsString( 'Connected. Relay version 9.9.9-recorder', $ping['message'] );
+		$url = (string) get_option( 'stock_relay_url' );
+		update_option( 'stock_relay_url', 'http://127.0.0.1:1' );
+		try {
+			$down = json_decode( $this->admin_http( $cookies, 'POST', (string) $config['pingUrl'], array(), $nonce )['body'], true );
+			$this->assertSame( 'error', $down['type'] );
+			$this->assertStringContainsString( 'could not be reached', $down['message'] );
+			$status = json_decode( $this->admin_http( $cookies, 'GET', $config['statusUrl'] . '?refresh=1', array(), $nonce )['body'], true );
+			$this->assertFalse( $status['ok'] );
+			$this->assertStringContainsString( 'notice-error', $status['html'] );
+			$this->assertStringContainsString( 'could not be reached', $status['html'] );
+			$this->assertStringNotContainsString( 'resent', $status['html'] );
+			$replay = Stock_Relay_Admin::replay_dead( Stock_Relay_Plugin::settings() );
+			$this->assertSame( 'error', $replay['type'] );
+			$this->assertStringNotContainsString( 'kept here and resent', $replay['message'], 'a replay is not kept or resent' );
+			$this->assertStringContainsString( 'Nothing was done', $replay['message'] );
+		} finally {
+			update_option( 'stock_relay_url', $url );
+		}
+		// Without JavaScript, Test connection still works through admin-post, and its notice has the outcome's colour.
+		preg_match( '#data-stock-relay-action="ping".*?name="_wpnonce" value="([^"]+)"#s', $page['body'], $m );
+		$this->assertSame( 302, $this->admin_http( $cookies, 'POST', '/wp-admin/admin-post.php', array( 'action' => 'stock_relay_ping', '_wpnonce' => $m[1] ) )['status'] );
+		$this->assertStringContainsString( '<div class="notice notice-success"><p>Connected.', $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' )['body'] );
+	}
+
+	/**
+	 * Issue 17 item 6, the settings form over HTTP: the first save without a secret is an error, an http:// address of a
+	 * public host and an API path are refused with what to do, a refused field keeps what was typed in every field,
+	 * "Settings saved." after a good save, `Shop` passes the form's own pattern and is saved as `shop`, a mid-rotation
+	 * value is two secrets, and an unconfigured plugin says so on its page and on the Plugins screen.
+	 */
+	public function test_the_settings_form_explains_refusals_keeps_what_was_typed_and_says_saved(): void {
+		$url  = (string) get_option( 'stock_relay_url' );
+		$form = function ( string $cookies, ?string $html = null ): array {
+			$html = $html ?? $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' )['body'];
+			$this->assertSame( 1, preg_match( '#<form method="post" action="[^"]*options\.php">(.*?)</form>#s', $html, $m ) );
+			preg_match_all( '#<input[^>]*name=(["\'])([^"\']+)\1[^>]*value=(["\'])([^"\']*)\3#', $m[1], $inputs, PREG_SET_ORDER );
+			$fields = array();
+			foreach ( $inputs as $input ) {
+				$fields[ $input[2] ] = html_entity_decode( $input[4] );
+			}
+			return $fields;
+		};
+		$save = function ( string $cookies, array $fields ): string {
+			$saved = $this->admin_http( $cookies, 'POST', '/wp-admin/options.php', $fields );
+			$this->assertSame( 302, $saved['status'] );
+			return $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay&settings-updated=true' )['body'];
+		};
+		delete_option( 'stock_relay_secret' );
+		add_option( 'stock_relay_secret', '', '', false ); // As activation leaves it.
+		try {
+			$cookies = $this->admin_login();
+			$page    = $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' )['body'];
+			$this->assertStringContainsString( 'id="stock-relay-unconfigured"', $page );
+			$this->assertStringNotContainsString( 'id="stock-relay-channels"', $page, 'nothing to load while unconfigured' );
+			$plugins = $this->admin_http( $cookies, 'GET', '/wp-admin/plugins.php' )['body'];
+			$this->assertStringContainsString( 'id="stock-relay-unconfigured-row"', $plugins );
+			$this->assertMatchesRegularExpression( '#<a href="[^"]*admin\.php\?page=stock-relay">Settings</a>#', $plugins, 'a Settings link on the row' );
+			$this->assertSame( 1, preg_match( '#id="stock_relay_site"[^>]*pattern="([^"]+)"#', $page, $pattern ) );
+			$this->assertSame( 1, preg_match( '/^(?:' . html_entity_decode( $pattern[1] ) . ')$/', 'Shop' ), 'the browser lets Shop through' );
+
+			$fields                       = $form( $cookies, $page );
+			$fields['stock_relay_url']    = 'http://relay.example.com';
+			$fields['stock_relay_site']   = 'Shop';
+			$fields['stock_relay_secret'] = '';
+			$after                        = $save( $cookies, $fields );
+			$this->assertStringContainsString( 'Use https:// for a relay on a public address', $after );
+			$this->assertStringContainsString( 'Paste the secret from the relay', $after, 'the first save without a secret' );
+			$this->assertStringNotContainsString( 'Settings saved.', $after );
+			$this->assertStringContainsString( 'What you typed is still in the form', $after );
+			$this->assertMatchesRegularExpression( '#id="stock_relay_url" name="stock_relay_url" value="http://relay\.example\.com"[^>]*aria-invalid="true"#', $after, 'the refused URL as typed' );
+			$this->assertStringContainsString( 'id="stock_relay_site" name="stock_relay_site" value="Shop"', $after, 'the other field as typed' );
+			wp_cache_flush();
+			$this->assertSame( array( $url, 'shop' ), array( get_option( 'stock_relay_url' ), get_option( 'stock_relay_site' ) ), 'the valid field was saved, the refused one not' );
+			$this->assertStringContainsString( 'value="' . esc_attr( $url ) . '"', $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' )['body'], 'typed values are shown once' );
+
+			$fields                       = $form( $cookies );
+			$fields['stock_relay_url']    = $url . '/v1/sites/' . SRT::SITE;
+			$fields['stock_relay_site']   = SRT::SITE;
+			$fields['stock_relay_secret'] = SRT::SECRET;
+			$after                        = $save( $cookies, $fields );
+			$this->assertStringContainsString( 'base address', $after );
+			$this->assertStringNotContainsString( substr( SRT::SECRET, 6, 20 ), $after, 'the secret is never shown again' );
+
+			$fields                       = $form( $cookies );
+			$fields['stock_relay_url']    = $url;
+			$fields['stock_relay_secret'] = '';
+			$after                        = $save( $cookies, $fields );
+			$this->assertStringContainsString( 'Settings saved.', $after );
+			$this->assertStringNotContainsString( 'id="stock-relay-unconfigured"', $after );
+			$this->assertStringNotContainsString( 'stock-relay-unconfigured-row', $this->admin_http( $cookies, 'GET', '/wp-admin/plugins.php' )['body'] );
+
+			$other                        = 'whsec_' . base64_encode( str_repeat( 'n', 32 ) );
+			$fields                       = $form( $cookies );
+			$fields['stock_relay_secret'] = SRT::SECRET . ' ' . $other;
+			$after                        = $save( $cookies, $fields );
+			$this->assertStringContainsString( 'Settings saved.', $after );
+			$this->assertStringContainsString( 'Several secrets are saved', $after );
+			wp_cache_flush();
+			$this->assertSame( SRT::SECRET . ' ' . $other, get_option( 'stock_relay_secret' ) );
+			SRT::clear_requests();
+			$this->assertSame( 200, Stock_Relay_Delivery::post( Stock_Relay_Plugin::settings(), 'ping', '{"type":"ping","site":"test-shop"}' )['status'] );
+			$ping = SRT::requests( '/ping' )[0];
+			$this->assertCount( 2, explode( ' ', $ping['headers']['webhook-signature'] ), 'signed with each' );
+			$this->assertTrue( SRT::signature_ok( $ping['headers'], $ping['body'] ) );
+		} finally {
+			update_option( 'stock_relay_url', $url );
+			update_option( 'stock_relay_site', SRT::SITE );
+			update_option( 'stock_relay_secret', SRT::SECRET, false );
+		}
+	}
+
+	/**
+	 * Issue 17 item 6, the actions: "Remove refused changes" and "Resend everything" ask first (data-confirm for the
+	 * script, and the server asks again without confirm=1) and are absent when there is nothing to act on; the local
+	 * status says "waiting" rather than a dash while a change waits, and forgets an error after a later success.
+	 */
+	public function test_destructive_actions_ask_first_and_hide_when_there_is_nothing_to_do(): void {
+		$cookies = $this->admin_login();
+		$page    = $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' )['body'];
+		$this->assertStringNotContainsString( 'stock_relay_clear_rejected', $page, 'no refused change: no button' );
+		$this->assertStringNotContainsString( 'stock_relay_retry_rejected', $page );
+		$this->assertStringContainsString( '<th scope="row">Next retry</th><td>Nothing to send</td>', $page );
+
+		SRT::mode( array( 'reject_skus' => array( 'ASK-BAD' ) ) );
+		$bad = SRT::product( array( 'sku' => 'ASK-BAD', 'qty' => 1 ) );
+		SRT::shop( array( array( 'crud', $bad, array( 'stock_quantity' => 2 ) ) ) );
+		SRT::wait( static fn() => 1 === count( SRT::outbox() ) && 'rejected' === SRT::outbox()[0]['status'], 10.0, 'the refused row' );
+		$page = $this->admin_http( $cookies, 'GET', '/wp-admin/admin.php?page=stock-relay' )['body'];
+		$this->assertSame( 1, preg_match( '#<form [^>]*data-stock-relay-action="clear_rejected" data-confirm="[^"]+">.*?name="_wpnonce" value="([^"]+)"#s', $page, $m ), 'asks first' );
+		$this->assertMatchesRegularExpression( '#data-stock-relay-action="resend" data-confirm="[^"]+"#', $page );
+		$this->assertStringContainsString( 'Remove refused changes', $page );
+		$this->assertStringContainsString( 'The relay refused 1 change as invalid', $page, 'an error of this success is shown' );
+		$ask = $this->admin_http( $cookies, 'POST', '/wp-admin/admin-post.php', array( 'action' => 'stock_relay_clear_rejected', '_wpnonce' => $m[1], 'confirm' => '0' ) );
+		$this->assertSame( 200, $ask['status'] );
+		$this->assertStringContainsString( 'Remove the changes the relay refused?', $ask['body'], 'the server asks' );
+		$this->assertCount( 1, SRT::outbox(), 'nothing removed before the answer' );
+		$this->assertSame( 302, $this->admin_http( $cookies, 'POST', '/wp-admin/admin-post.php', array( 'action' => 'stock_relay_clear_rejected', '_wpnonce' => $m[1], 'confirm' => '1' ) )['status'] );
+		$this->assertCount( 0, SRT::outbox() );
+
+		// A change waits with no retry scheduled: "waiting", not a dash; a later success clears the old error.
+		SRT::mode( array() );
+		$good = SRT::product( array( 'sku' => 'ASK-GOOD', 'qty' => 1 ) );
+		SRT::shop( array( array( 'hold_drain' ), array( 'crud', $good, array( 'stock_quantity' => 3 ) ) ) );
+		$this->assertStringContainsString( 'Waiting to be sent', $this->render_admin() );
+		Stock_Relay_Delivery::drain( 5 );
+		wp_cache_flush();
+		$this->assertSame( '', SRT::delivery_state()['last_error'], 'the success cleared the error' );
+		$this->assertStringContainsString( '<th scope="row">Last error</th><td>—</td>', $this->render_admin() );
+	}
+
+	/** Issue 17 item 6: with WooCommerce inactive (WordPress before 6.5 allows it) every admin screen says the plugin needs it. */
+	public function test_a_notice_says_the_plugin_needs_woocommerce_when_it_is_inactive(): void {
+		$cookies = $this->admin_login();
+		$this->assertStringNotContainsString( 'stock-relay-needs-woocommerce', $this->admin_http( $cookies, 'GET', '/wp-admin/index.php' )['body'] );
+		update_option( 'srt_no_woocommerce', 1 );
+		try {
+			$page = $this->admin_http( $cookies, 'GET', '/wp-admin/plugins.php' )['body'];
+			$this->assertStringContainsString( 'id="stock-relay-needs-woocommerce"', $page );
+			$this->assertStringContainsString( 'Stock Relay needs WooCommerce', $page );
+		} finally {
+			delete_option( 'srt_no_woocommerce' );
+		}
 	}
 }

@@ -24,6 +24,11 @@ namespace Automattic\WooCommerce\Utilities {
 }
 
 namespace {
+	// WooCommerce's main class, as plugins test for it; the option srt_no_woocommerce plays "WooCommerce inactive".
+	if ( ! get_option( 'srt_no_woocommerce' ) ) {
+		class WooCommerce {} // phpcs:ignore
+	}
+
 	add_action(
 		'plugins_loaded',
 		static function (): void {
@@ -288,4 +293,35 @@ namespace {
 			do_action( 'woocommerce_restock_refunded_item', $product->get_id(), $old, $new, $order, $product );
 		}
 	}
+
+	/**
+	 * The admin screens WooCommerce adds, so pages have their real screen ids and hook names: the Products list
+	 * (edit-product) and the top-level WooCommerce menu, without which a submenu page's hook would be admin_page_*
+	 * instead of woocommerce_page_*. WooCommerce's own product capabilities are left out: the post ones do here.
+	 */
+	add_action(
+		'init',
+		static function (): void {
+			register_post_type(
+				'product',
+				array(
+					'labels'          => array( 'name' => 'Products', 'singular_name' => 'Product' ),
+					'public'          => true,
+					'show_ui'         => true,
+					'capability_type' => 'post',
+					'map_meta_cap'    => true,
+					'supports'        => array( 'title' ),
+				)
+			);
+			register_post_type( 'product_variation', array( 'public' => false ) );
+		},
+		5
+	);
+	add_action(
+		'admin_menu',
+		static function (): void {
+			add_menu_page( 'WooCommerce', 'WooCommerce', 'manage_woocommerce', 'woocommerce', '__return_null', 'dashicons-cart', '55.5' );
+		},
+		9
+	);
 }

@@ -102,8 +102,9 @@ PHP
     (cd "$srt_plugin_dir" && tar cf - --exclude=./tests --exclude=./build --exclude=./bin . ) | tar xf - -C "$work/wp-content/plugins/stock-relay"
     cp "$srt_plugin_dir/tests/integration/wc-stand-ins.php" "$srt_plugin_dir/tests/integration/harness.php" "$work/wp-content/mu-plugins/"
     php "$srt_plugin_dir/tests/integration/install.php" >"$work/install.log" 2>&1 || { cat "$work/install.log" >&2; return 1; }
-    # The shop's web server: PHP's built-in server with a few workers (the loopback drain needs a second one).
-    PHP_CLI_SERVER_WORKERS="${SRT_WORKERS:-4}" php -d variables_order=EGPCS -S "127.0.0.1:$SRT_WP_PORT" -t "$SRT_ABSPATH" >"$work/php-server.log" 2>&1 &
+    # The shop's web server: PHP's built-in server with a few workers (the loopback drain needs a second one);
+    # the router serves wp-content's static files (the plugin's script), which live outside the docroot.
+    PHP_CLI_SERVER_WORKERS="${SRT_WORKERS:-4}" php -d variables_order=EGPCS -S "127.0.0.1:$SRT_WP_PORT" -t "$SRT_ABSPATH" "$srt_plugin_dir/tests/integration/router.php" >"$work/php-server.log" 2>&1 &
     SRT_WEB_PID=$!
     export SRT_WEB_PID
     for _ in $(seq 1 100); do
