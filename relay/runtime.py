@@ -95,7 +95,9 @@ class Relay:
                 worker = ChannelWorker(self.store, site.id, channel, connector, self.config.dispatch, self.now)
                 worker.on_settled = functools.partial(self.metrics.count_settled, site.id, channel.name)
                 if ReadBack.enabled_for(connector, site.reconcile):
-                    worker.readback = ReadBack(self.store, site.id, channel, connector, site.reconcile, self.now)
+                    worker.readback = ReadBack(
+                        self.store, site.id, channel, connector, site.reconcile, self.now, has_shop=bool(site.shop_url)
+                    )
                 self.workers[(site.id, channel.name)] = worker
                 if site.shop_url and connector.lists_sales and channel.import_sales:
                     wake = functools.partial(self.wake_shop, site.id)

@@ -176,7 +176,7 @@ def test_old_request_ids_are_pruned(tmp_path: Path) -> None:
     migrate(conn)
     rows = [(f"m{i}", float(i)) for i in range(10)]
     conn.executemany("INSERT INTO requests (site, msg_id, response, received_at) VALUES ('s', ?, '{}', ?)", rows)
-    assert prune_request_ids(conn, older_than=6.0) == 6
+    assert prune_request_ids(conn, older_than=6.0) == (6, False)
     assert [r[0] for r in conn.execute("SELECT msg_id FROM requests ORDER BY received_at")] == ["m6", "m7", "m8", "m9"]
 
 

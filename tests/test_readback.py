@@ -623,7 +623,13 @@ EBAY_SALES_SECRET = "whsec_ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
 
 
 async def ebay_relay(
-    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, shop: FakeShop, sells: bool, clock: list[float]
+    tmp_path: Path,
+    start_relay: StartRelay,
+    ebay: FakeEbay,
+    shop: FakeShop,
+    sells: bool,
+    clock: list[float],
+    shop_url: bool = True,
 ) -> RunningRelay:
     """A relay with the fake eBay (read-back on, driven by hand) and a sandbox beside it; eBay's sales reach the
     relay through the sales route when ``sells``."""
@@ -632,7 +638,12 @@ async def ebay_relay(
     sandbox = ChannelConfig(name="sandbox", type="sandbox", batch_size=20, rate=RateLimit(200, 200))
     cfg = marketplace_config(tmp_path / "state", channel("ebay", ebay.url, {}, **extra))
     readback = ReconcileConfig(incremental_minutes=0, full_hour=None, readback_hours=1, readback_share=1.0)
-    site = replace(cfg.sites[0], channels=(*cfg.sites[0].channels, sandbox), shop_url=shop.url, reconcile=readback)
+    site = replace(
+        cfg.sites[0],
+        channels=(*cfg.sites[0].channels, sandbox),
+        shop_url=shop.url if shop_url else "",
+        reconcile=readback,
+    )
     cfg = replace(cfg, sites=(site,))
     creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
     store_credentials(cfg, "main/ebay", creds)
@@ -746,3 +757,18 @@ async def test_a_channel_that_reports_sales_is_trusted_lower_for_a_while(
     assert ebay.items[SKU] == 5
     reasons = [row[0] for row in await readback_audit(r)]
     assert reasons == ["lower_unreported", "lower_unreported", "channel_shows"]
+
+
+async def test_on_a_site_without_shop_url_no_sale_is_imported_so_none_explains_a_lower_count(
+    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, wc_shop: FakeShop
+) -> None:
+    """import_sales is on by default, but without the site's shop_url no order is read: a lower count is repaired at
+    once, not held for an hour waiting for a sale that can never be reported."""
+    clock = [time.time()]
+    r = await ebay_relay(tmp_path, start_relay, ebay, wc_shop, False, clock, shop_url=False)
+    assert r.relay.sweepers == {}
+    ebay.items[SKU] = 3
+    assert await read_round(r) == 1
+    await settle(r)
+    assert ebay.items[SKU] == 5
+    assert [row[0] for row in await readback_audit(r)] == ["channel_shows"]

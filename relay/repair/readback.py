@@ -66,8 +66,10 @@ class ReadBack:
         settings: ReconcileConfig,
         now: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
+        has_shop: bool = True,
     ) -> None:
         self.store, self.site, self.channel, self.connector = store, site, channel, connector
+        self.has_shop = has_shop  # the site has a shop_url: without one no sale is imported, none can explain a count
         self.settings = settings
         self.now, self.clock = now, clock
         self.cursor = ""  # the last shop SKU read in the current round
@@ -130,17 +132,18 @@ class ReadBack:
         found = [(sku, quantity, shown.get(channel_sku)) for channel_sku, (sku, quantity) in sent.items()]
         differ = [(sku, quantity, seen) for sku, quantity, seen in found if seen != quantity]
         if differ:
-            now, sells = self.now(), reports_sales(self.channel, self.connector)
+            now, sells = self.now(), reports_sales(self.channel, self.connector, self.has_shop)
             await self.store.write(lambda conn: repair(conn, self.site, self.channel.name, differ, now, sells))
             self.differences += len(differ)
         return len(differ)
 
 
-def reports_sales(channel: ChannelConfig, connector: Connector) -> bool:
+def reports_sales(channel: ChannelConfig, connector: Connector, has_shop: bool) -> bool:
     """Whether the channel's sales reach the relay: its inbound sales route (``sales_secret``), or its orders imported
-    (``import_sales`` on a connector that lists orders, or Shopify's order webhooks)."""
+    (``import_sales`` on a connector that lists orders, or Shopify's order webhooks). Never on a site without
+    ``shop_url``: no order is read there (config refuses the sales routes without one)."""
     imports = channel.import_sales and (connector.lists_sales or channel.takes_sales_webhooks)
-    return bool(channel.sales_secrets) or imports
+    return has_shop and (bool(channel.sales_secrets) or imports)
 
 
 def _held(conn: sqlite3.Connection, site: str, channel: str, sku: str, sent: int, shown: int, now: float) -> bool:
