@@ -394,4 +394,6 @@ async def test_unreachable_channel_is_transient(start_relay, tmp_path: Path) -> 
     await r.client.send_events([stock_event(1, "SKU", 3, 1)])
     await r.drain()
     row = (await r.relay.store.read("SELECT state, attempts, last_error FROM deliveries"))[0]
-    assert row[0] == "pending" and row[1] == 1 and "could not reach" in row[2]
+    # At least one attempt: the test dispatcher's backoff is 10 ms, so a slow drain may already have retried.
+    assert row[0] == "pending" and row[1] >= 1 and "could not reach" in row[2]
+    assert await r.count("SELECT COUNT(*) FROM dead_letters") == 0
