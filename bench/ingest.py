@@ -41,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from _common import ServerProcess, cpu_seconds, database_path, start_relay, summary_ms
 
@@ -71,6 +72,19 @@ asyncio.run(main())
 # --- requests, built and signed ahead of time --------------------------------------------------------
 
 
+def signed_batch(host: str, port: int, secret: str, events: list[dict[str, Any]]) -> bytes:
+    """A `stock.batch` of ``events`` for site "bench" as one raw, signed HTTP/1.1 request (a fresh webhook-id)."""
+    body = json.dumps({"type": "stock.batch", "site": "bench", "events": events}, separators=(",", ":")).encode()
+    headers = signing.signed_headers(secret, new_msg_id(), int(time.time()), body)
+    head = (
+        f"POST /v1/sites/bench/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"webhook-id: {headers['webhook-id']}\r\nwebhook-timestamp: {headers['webhook-timestamp']}\r\n"
+        f"webhook-signature: {headers['webhook-signature']}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 class RequestMaker:
     """Single-event `stock.batch` requests as raw HTTP/1.1 bytes, each with a fresh event and webhook-id."""
 
@@ -86,15 +100,7 @@ class RequestMaker:
         number = self.draw.randrange(self.skus) if self.draw else n % self.skus
         # A new product per event, so no event is ever stale; SKUs repeat so deliveries coalesce.
         event = stock_event(n, f"SKU-{number}", n % 100, 1, event_id=new_event_id())
-        body = json.dumps({"type": "stock.batch", "site": "bench", "events": [event]}, separators=(",", ":")).encode()
-        headers = signing.signed_headers(self.secret, new_msg_id(), int(time.time()), body)
-        head = (
-            f"POST /v1/sites/bench/events HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"webhook-id: {headers['webhook-id']}\r\nwebhook-timestamp: {headers['webhook-timestamp']}\r\n"
-            f"webhook-signature: {headers['webhook-signature']}\r\n\r\n"
-        )
-        return event["id"], head.encode() + body
+        return event["id"], signed_batch(self.host, self.port, self.secret, [event])
 
     def batch(self, count: int) -> list[tuple[str, bytes]]:
         return [self.make() for _ in range(count)]
@@ -152,6 +158,7 @@ class PhaseResult:
     seconds: float
     acked_ids: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # perf_counter() at each latency's send
     errors: int = 0
     signed_inline: int = 0  # requests signed during the phase because the pre-built pool ran out
     late_sends: int = 0  # paced: sends more than 1 ms behind their schedule
@@ -207,6 +214,7 @@ async def run_phase(
             ok = status == 202 and (not expect_accepted or json.loads(body).get("accepted") == 1)
             if ok:
                 result.latencies.append(done - sent)
+                result.sent_at.append(sent)
                 result.acked_ids.append(event_id)
             else:
                 result.errors += 1
