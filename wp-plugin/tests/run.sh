@@ -5,7 +5,14 @@
 #   2. php -l on every PHP file,
 #   3. phpunit: the unit suite (plain classes, shared signing vectors),
 #   4. phpunit: the integration suite against a real WordPress 6.1 + MariaDB + PHP's web server,
-#      with a recording relay on 127.0.0.1.
+#      with a recording relay on 127.0.0.1,
+#   5. the browser stage (tests/browser, pytest + selenium): Debian's chromium and chromium-driver,
+#      headless, drive that same WordPress's admin against the real relay (python -m relay serve):
+#      log in, save good and bad settings, the relay's status, Test connection, every action button,
+#      the Products screen; no JavaScript console error and no PHP notice in debug.log. Python and
+#      selenium come from the project's .venv (made or updated by scripts/lib/venv.sh). A failing
+#      test leaves a screenshot and the page's HTML in the artefacts folder printed at the start,
+#      which is kept only when the stage fails.
 # Exits non-zero on any failure.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +32,8 @@ else
     missing+=(php-mbstring php-xml php-curl php-mysql)
 fi
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     srt_apt_install "${missing[@]}"
 fi
@@ -56,5 +65,25 @@ if [ "$status" -ne 0 ]; then
     for log in debug.log php-server.log recorder/server.log; do
         if [ -s "$work/$log" ]; then echo "--- $log (last 40 lines)" >&2; tail -n 40 "$work/$log" >&2; fi
     done
+fi
+
+echo "== browser: the admin in chromium (selenium), same WordPress, the real relay"
+root="$(cd "$here/.." && pwd)"
+# shellcheck source=../../scripts/lib/venv.sh
+. "$root/scripts/lib/venv.sh"
+ensure_venv "$root" # a no-op when scripts/test has just made it
+artifacts="$(mktemp -d "${TMPDIR:-/tmp}/stock-relay-browser.XXXXXX")"
+echo "artefacts of failing browser tests (kept on failure): $artifacts"
+browser=0
+(cd "$root" && SRT_BROWSER_ARTIFACTS="$artifacts" .venv/bin/python -m pytest -q -p no:cacheprovider wp-plugin/tests/browser) || browser=$?
+if [ "$browser" -eq 0 ]; then
+    rm -rf "$artifacts"
+else
+    if [ "$browser" -eq 5 ]; then echo "the browser stage collected no tests: that is a failure" >&2; fi
+    for log in debug.log php-server.log; do
+        if [ -s "$work/$log" ]; then cp "$work/$log" "$artifacts/"; fi
+    done
+    echo "browser stage failed; screenshots, page HTML and logs kept in $artifacts" >&2
+    [ "$status" -ne 0 ] || status=$browser
 fi
 exit "$status"
