@@ -195,7 +195,8 @@ class FakeShopify(FakeMarketplace):
         return order
 
     async def refund(self, order_id: int, quantity: int = 1, restock_type: str = "return") -> dict[str, Any]:
-        """A refund of the order's first line; restocked in the store unless ``no_restock``."""
+        """A refund of the order's first line; restocked in the store unless ``no_restock``. ``cancel`` is the refund
+        Shopify records for a cancellation's restock (the cancellation moved the stock already)."""
         line = self.orders[order_id]["line_items"][0]
         refund = {
             "id": next(self._ids),
@@ -211,7 +212,7 @@ class FakeShopify(FakeMarketplace):
                 }
             ],
         }
-        if restock_type != "no_restock":
+        if restock_type not in ("no_restock", "cancel"):
             self._move(line["sku"], quantity)
         self.refunds.setdefault(order_id, []).append(refund)
         self.orders[order_id]["updated_at"] = _iso()

@@ -134,6 +134,22 @@ async def test_a_cancellation_restocks_and_a_refund_only_when_configured(
     )
 
 
+async def test_a_cancellations_own_refund_does_not_restock_twice(
+    tmp_path: Path, shop: FakeShop, shopify: FakeShopify, receiver: Receiver, start_relay: StartRelay
+) -> None:
+    """Shopify records a cancellation's restock as a refund with restock_type "cancel": with restock_on_refund on
+    too, the units come back once (by the cancellation's key), not twice."""
+    r = await start(start_relay, tmp_path, shop, shopify, receiver, restock_on_refund=True)
+    order = await shopify.sell(CHANNEL_SKU, 2)
+    await shopify.cancel(order["id"])
+    await shopify.refund(order["id"], 2, "cancel")
+    await r.relay.shop_workers["main"].drain()
+    assert shop.products[1].quantity == 5, "sold 2, restocked 2: back where it was"
+    line = order["line_items"][0]["id"]
+    assert set(shop.adjusted) == {f"shopify:{order['id']}:{line}", f"shopify:{order['id']}:{line}:cancel"}
+    assert any('"cancel_restock"' in a["detail"] for a in await audit(r, "sale_skipped"))
+
+
 async def test_a_bad_signature_is_401_and_records_nothing(
     tmp_path: Path, shop: FakeShop, shopify: FakeShopify, receiver: Receiver, start_relay: StartRelay
 ) -> None:

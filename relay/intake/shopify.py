@@ -27,6 +27,9 @@ from .sales import PART, Sale, SaleRejection, validate_item
 
 TOPICS = ("orders/create", "orders/cancelled", "refunds/create")
 NO_RESTOCK = "no_restock"
+# Shopify records a cancellation's restock as a refund whose lines say restock_type "cancel": the cancellation
+# itself already restocks them (restock_on_cancel), so counting the refund too would restock twice.
+CANCEL_RESTOCK = "cancel"
 EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
@@ -104,7 +107,8 @@ def order_sales(
 def refund_sales(
     order: str, refund: str, items: Sequence[Any], channel: ChannelConfig
 ) -> tuple[list[Sale], list[SaleRejection]]:
-    """A refund's ``refund_line_items`` (REST shape) as restocks, each unless its ``restock_type`` is no_restock."""
+    """A refund's ``refund_line_items`` (REST shape) as restocks, each unless its ``restock_type`` is no_restock, or
+    cancel (the cancellation's own restock, counted by its ``:cancel`` key)."""
     sales: list[Sale] = []
     skipped: list[SaleRejection] = []
     for index, item in enumerate(items):
@@ -115,6 +119,9 @@ def refund_sales(
         outcome = _line(index, order, line, channel, "refund", refund)
         if isinstance(outcome, Sale) and item.get("restock_type") == NO_RESTOCK:
             outcome = SaleRejection(index, order, outcome.line, "not_restocked", "the refund does not restock it")
+        elif isinstance(outcome, Sale) and item.get("restock_type") == CANCEL_RESTOCK:
+            message = "the order's cancellation restocks it (restock_on_cancel), not its refund"
+            outcome = SaleRejection(index, order, outcome.line, "cancel_restock", message)
         if isinstance(outcome, Sale):
             sales.append(outcome)
         else:

@@ -162,4 +162,5 @@ class SalesSweeper:
             seen = (f"{line.order}:{line.line}", line.code)
             if seen not in self._skipped and len(self._skipped) < 10_000:
                 self._skipped.add(seen)
-                log.warning("%s: order %s line %s is not imported: %s", self.name, line.order, line.line, line.message)
+                where = f"order {line.order}" + (f" line {line.line}" if line.line is not None else "")
+                log.warning("%s: %s is not imported: %s", self.name, where, line.message)
