@@ -4,6 +4,8 @@
  * (path, the webhook-* headers, raw body) to $RECORDER_DIR/requests.jsonl and answers the way
  * $RECORDER_DIR/mode.json says: {"status": 202, "reject_skus": [...], "retry_after": N, "max_events": N,
  * "status_body": {...} (the 200 answer to status.query), "audit_body": {...} (to audit.query), "replay_scheduled": N (what a replay.request answers)}.
+ * channel.pause and channel.resume are answered as the relay does, with the pauses kept in $RECORDER_DIR/pauses.json
+ * and shown in the status answer (recorder-pauses.php).
  * It verifies nothing itself: the test checks the signatures with its own few lines of HMAC.
  *
  * @package StockRelay
@@ -47,8 +49,13 @@ if ( preg_match( '#/audit$#', $path ) && isset( $mode['audit_body'] ) ) { // The
 	echo json_encode( $mode['audit_body'] );
 	return;
 }
+if ( preg_match( '#/(pause|resume)$#', $path ) ) { // channel.pause / channel.resume, as relay/http/operator_api.py answers.
+	require __DIR__ . '/recorder-pauses.php';
+	return;
+}
 if ( preg_match( '#/status$#', $path ) && isset( $mode['status_body'] ) ) {
-	echo json_encode( $mode['status_body'] );
+	require_once __DIR__ . '/recorder-pauses.php';
+	echo json_encode( srt_recorder_with_pauses( $mode['status_body'], $dir ) ); // Each channel's `paused`, as the relay keeps it.
 	return;
 }
 if ( preg_match( '#/status$#', $path ) ) {
