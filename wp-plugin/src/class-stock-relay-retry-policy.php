@@ -97,37 +97,41 @@ final class Stock_Relay_Retry_Policy {
 	 */
 	public static function explain( int $status, string $code, string $message, bool $queued = true ): string {
 		$message = self::clip( $message );
-		$after   = $queued ? ' Changes are kept here and resent.' : ' ' . __( 'Nothing was done: try again when the relay answers.', 'stock-relay' );
+		$after   = ' ' . ( $queued
+			? __( 'Changes are kept here and resent.', 'stock-relay' )
+			: __( 'Nothing was done: try again when the relay answers.', 'stock-relay' ) );
 		switch ( $code ) {
 			case 'signature_invalid':
 			case 'signature_missing':
-				return 'The relay did not accept the signature: check that the secret here matches the relay\'s site secret.';
+				return __( 'The relay did not accept the signature: check that the secret here matches the relay\'s site secret.', 'stock-relay' );
 			case 'timestamp_out_of_tolerance':
-				return 'The relay says this server\'s clock is more than 5 minutes off: fix the server time (NTP).';
+				return __( 'The relay says this server\'s clock is more than 5 minutes off: fix the server time (NTP).', 'stock-relay' );
 			case 'unknown_site':
-				return 'The relay does not know this site id: check the site id here and in the relay config.';
+				return __( 'The relay does not know this site id: check the site id here and in the relay config.', 'stock-relay' );
 			case 'storage_unavailable':
-				return 'The relay cannot write to its database right now (disk full?).' . $after;
+				return __( 'The relay cannot write to its database right now (disk full?).', 'stock-relay' ) . $after;
 			case 'shutting_down':
-				return 'The relay is restarting.' . $after;
+				return __( 'The relay is restarting.', 'stock-relay' ) . $after;
 			case 'rate_limited':
-				return 'The relay asked to slow down.' . $after;
+				return __( 'The relay asked to slow down.', 'stock-relay' ) . $after;
 			case 'malformed_json':
 			case 'type_mismatch':
 			case 'missing_field':
 				return $queued
-					? 'The relay could not read a batch (' . $code . '); it is kept below as refused. Update the plugin and the relay to matching versions.'
+					/* translators: %s: the relay's error code */
+					? sprintf( __( 'The relay could not read a batch (%s); it is kept below as refused. Update the plugin and the relay to matching versions.', 'stock-relay' ), $code )
 					/* translators: %s: the relay's error code */
 					: sprintf( __( 'The relay could not read the request (%s). Update the plugin and the relay to matching versions.', 'stock-relay' ), $code );
 			case 'unsupported_media_type':
-				return 'The relay refused the content type of a batch; it is kept below as refused. Check that no proxy rewrites the requests.';
+				return __( 'The relay refused the content type of a batch; it is kept below as refused. Check that no proxy rewrites the requests.', 'stock-relay' );
 		}
 		if ( 413 === $status || 'batch_too_large' === $code || 'body_too_large' === $code ) {
-			return 'The relay said a batch was too large: batches are being split and resent.';
+			return __( 'The relay said a batch was too large: batches are being split and resent.', 'stock-relay' );
 		}
 		if ( 0 === $status ) {
 			return $queued
-				? 'The relay could not be reached (' . $message . '). Changes are kept here and resent when it is back.'
+				/* translators: %s: the transport error, such as "cURL error 7: Failed to connect" */
+				? sprintf( __( 'The relay could not be reached (%s). Changes are kept here and resent when it is back.', 'stock-relay' ), $message )
 				/* translators: %s: the transport error, such as "cURL error 7: Failed to connect" */
 				: sprintf( __( 'The relay could not be reached (%s).', 'stock-relay' ), $message ) . $after;
 		}
@@ -142,6 +146,11 @@ final class Stock_Relay_Retry_Policy {
 			/* translators: %d: HTTP status such as 502 */
 			return sprintf( __( 'The proxy in front of the relay answered %d: the proxy answered but the relay behind it is down (or the proxy cannot reach it). Start the relay, or check the proxy\'s upstream address.', 'stock-relay' ), $status ) . $after;
 		}
-		return sprintf( 'The relay answered %d%s.', $status, '' !== $message ? ': ' . $message : '' ) . $after;
+		if ( '' === $message ) {
+			/* translators: %d: HTTP status */
+			return sprintf( __( 'The relay answered %d.', 'stock-relay' ), $status ) . $after;
+		}
+		/* translators: 1: HTTP status, 2: the relay's message (in English, as the relay sends it) */
+		return sprintf( __( 'The relay answered %1$d: %2$s.', 'stock-relay' ), $status, $message ) . $after;
 	}
 }

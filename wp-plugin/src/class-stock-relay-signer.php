@@ -1,6 +1,7 @@
 <?php
 /**
- * Standard Webhooks v1 signing (docs/wire-protocol.md §1), with no WordPress dependency.
+ * Standard Webhooks v1 signing (docs/wire-protocol.md §1), with no WordPress dependency but its translation
+ * function (esc_html__: the message of a refused secret is shown on the settings page).
  *
  * @package StockRelay
  */
@@ -22,11 +23,11 @@ final class Stock_Relay_Signer {
 	 */
 	public static function key( string $secret ): string {
 		if ( 0 !== strpos( $secret, 'whsec_' ) ) {
-			throw new InvalidArgumentException( 'The secret must start with whsec_.' );
+			throw new InvalidArgumentException( esc_html__( 'The secret must start with whsec_.', 'stock-relay' ) );
 		}
 		$key = base64_decode( substr( $secret, 6 ), true ); // phpcs:ignore WordPress.PHP.DiscouragedPHPFunctions.obfuscation_base64_decode -- the secret format is base64.
 		if ( false === $key || strlen( $key ) < 24 ) {
-			throw new InvalidArgumentException( 'The secret is not valid: after whsec_ it must be base64 of at least 24 bytes.' );
+			throw new InvalidArgumentException( esc_html__( 'The secret is not valid: after whsec_ it must be base64 of at least 24 bytes.', 'stock-relay' ) );
 		}
 		return $key;
 	}

@@ -31,7 +31,7 @@ final class Stock_Relay_Status_View {
 		$now  = $now ?? time();
 		$text = static function ( $value ): string {
 			if ( is_bool( $value ) ) {
-				return $value ? 'yes' : 'no';
+				return $value ? __( 'yes', 'stock-relay' ) : __( 'no', 'stock-relay' );
 			}
 			return is_scalar( $value ) ? (string) $value : '—';
 		};
@@ -44,10 +44,11 @@ final class Stock_Relay_Status_View {
 			$rows[] = array(
 				$text( $channel['name'] ?? $name ),
 				$text( $channel['pending'] ?? $channel['queue_depth'] ?? '—' ),
-				isset( $channel['oldest_pending_age'] ) && is_numeric( $channel['oldest_pending_age'] ) ? (int) $channel['oldest_pending_age'] . ' s' : '—',
+				/* translators: %d: seconds */
+				isset( $channel['oldest_pending_age'] ) && is_numeric( $channel['oldest_pending_age'] ) ? sprintf( __( '%d s', 'stock-relay' ), (int) $channel['oldest_pending_age'] ) : '—',
 				$text( $channel['dead_letters'] ?? $channel['dead'] ?? '—' ),
 				self::circuit( $channel['circuit'] ?? null ),
-				null === $last ? 'never' : ( is_int( $last ) || is_float( $last ) ? self::when( (float) $last, $now ) : $text( $last ) ),
+				null === $last ? __( 'never', 'stock-relay' ) : ( is_int( $last ) || is_float( $last ) ? self::when( (float) $last, $now ) : $text( $last ) ),
 				self::last_error( $channel['last_error'] ?? null, $last, $now ),
 				self::drift_lines( $channel['drift'] ?? null, $now ),
 			);
@@ -95,7 +96,8 @@ final class Stock_Relay_Status_View {
 		$sku = is_scalar( $error['sku'] ?? null ) && '' !== (string) $error['sku'] ? (string) $error['sku'] : '';
 		/* translators: 1: the channel's error, 2: SKU */
 		$text = '' !== $sku ? sprintf( __( '%1$s (SKU %2$s)', 'stock-relay' ), $error['message'], $sku ) : $error['message'];
-		return null === $at ? $text : $text . ', ' . self::when( $at, $now );
+		/* translators: 1: the error, 2: when it happened, such as "2026-12-02 03:00 (5 min ago)" */
+		return null === $at ? $text : sprintf( __( '%1$s, %2$s', 'stock-relay' ), $text, self::when( $at, $now ) );
 	}
 
 	/**
@@ -122,22 +124,18 @@ final class Stock_Relay_Status_View {
 	 */
 	public static function when( float $time, int $now ): string {
 		if ( $time <= 0 ) {
-			return 'never';
+			return __( 'never', 'stock-relay' );
 		}
 		$diff = $now - (int) $time;
 		if ( $diff < 0 ) {
-			$age = 'ahead of this shop\'s clock';
-		} elseif ( $diff < 60 ) {
-			$age = $diff . ' s ago';
-		} elseif ( $diff < 3600 ) {
-			$age = intdiv( $diff, 60 ) . ' min ago';
-		} elseif ( $diff < 86400 ) {
-			$age = intdiv( $diff, 3600 ) . ' h ago';
+			$age = __( 'ahead of this shop\'s clock', 'stock-relay' );
 		} else {
-			$age = intdiv( $diff, 86400 ) . ' d ago';
+			/* translators: %s: an age such as "5 min" */
+			$age = sprintf( __( '%s ago', 'stock-relay' ), self::age( $diff ) );
 		}
 		$date = function_exists( 'wp_date' ) ? (string) wp_date( 'Y-m-d H:i', (int) $time ) : gmdate( 'Y-m-d H:i', (int) $time ) . ' UTC';
-		return $date . ' (' . $age . ')';
+		/* translators: 1: date and time, 2: how long ago, such as "5 min ago" */
+		return sprintf( __( '%1$s (%2$s)', 'stock-relay' ), $date, $age );
 	}
 
 	/**
@@ -350,12 +348,18 @@ final class Stock_Relay_Status_View {
 	/** Seconds as "45 s", "5 min", "2 h", "3 d". */
 	private static function age( int $seconds ): string {
 		if ( $seconds < 60 ) {
-			return max( 0, $seconds ) . ' s';
+			/* translators: %d: seconds */
+			return sprintf( __( '%d s', 'stock-relay' ), max( 0, $seconds ) );
 		}
 		if ( $seconds < 3600 ) {
-			return intdiv( $seconds, 60 ) . ' min';
+			/* translators: %d: minutes */
+			return sprintf( __( '%d min', 'stock-relay' ), intdiv( $seconds, 60 ) );
 		}
-		return $seconds < 86400 ? intdiv( $seconds, 3600 ) . ' h' : intdiv( $seconds, 86400 ) . ' d';
+		return $seconds < 86400
+			/* translators: %d: hours */
+			? sprintf( __( '%d h', 'stock-relay' ), intdiv( $seconds, 3600 ) )
+			/* translators: %d: days */
+			: sprintf( __( '%d d', 'stock-relay' ), intdiv( $seconds, 86400 ) );
 	}
 
 	/**
@@ -372,22 +376,29 @@ final class Stock_Relay_Status_View {
 		}
 		$count = (int) $drift['differ'];
 		if ( 0 === $count && array_key_exists( 'checked_at', $drift ) && null === $drift['checked_at'] ) {
-			return array( 'not checked' );
+			return array( __( 'not checked', 'stock-relay' ) );
 		}
-		$line = 1 === $count ? '1 SKU differs' : $count . ' SKUs differ';
+		/* translators: %d: number of SKUs */
+		$line = sprintf( _n( '%d SKU differs', '%d SKUs differ', $count, 'stock-relay' ), $count );
 		if ( isset( $drift['checked_at'] ) && is_numeric( $drift['checked_at'] ) ) {
-			$line .= ' (checked ' . self::when( (float) $drift['checked_at'], $now ) . ')';
+			/* translators: 1: "3 SKUs differ", 2: when they were compared, such as "2026-12-02 03:00 (5 min ago)" */
+			$line = sprintf( __( '%1$s (checked %2$s)', 'stock-relay' ), $line, self::when( (float) $drift['checked_at'], $now ) );
 		}
 		$lines  = array( $line );
 		$scalar = static fn( $value ): string => null === $value ? '—' : ( is_scalar( $value ) && ! is_bool( $value ) ? (string) $value : '?' );
 		foreach ( array_slice( is_array( $drift['examples'] ?? null ) ? array_values( array_filter( $drift['examples'], 'is_array' ) ) : array(), 0, 5 ) as $example ) {
-			$lines[] = sprintf(
-				'%s: expected %s, shown %s%s',
+			$line = sprintf(
+				/* translators: 1: SKU, 2: the quantity the channel should show, 3: the quantity it shows */
+				__( '%1$s: expected %2$s, shown %3$s', 'stock-relay' ),
 				$scalar( $example['sku'] ?? null ),
 				$scalar( $example['expected'] ?? null ),
-				$scalar( $example['shown'] ?? null ),
-				isset( $example['reason'] ) && is_string( $example['reason'] ) ? ' (' . self::drift_reason( $example['reason'] ) . ')' : ''
+				$scalar( $example['shown'] ?? null )
 			);
+			if ( isset( $example['reason'] ) && is_string( $example['reason'] ) ) {
+				/* translators: 1: "A1: expected 5, shown 7", 2: the reason in plain words */
+				$line = sprintf( __( '%1$s (%2$s)', 'stock-relay' ), $line, self::drift_reason( $example['reason'] ) );
+			}
+			$lines[] = $line;
 		}
 		return $lines;
 	}

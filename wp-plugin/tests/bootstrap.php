@@ -13,14 +13,22 @@ foreach ( array( 'signer', 'payload', 'status-view', 'retry-policy', 'settings-s
 	require_once $stock_relay_src . 'class-stock-relay-' . $stock_relay_class . '.php';
 }
 
-// The status view translates its words; outside WordPress these are WordPress's own fallbacks (no translation loaded).
+// The plain classes translate their words; outside WordPress these are WordPress's own fallbacks (no translation
+// loaded), unless a test sets $GLOBALS['stock_relay_test_translate'] (a pseudo-locale: I18nTest checks that no
+// English is left untranslated).
 if ( ! function_exists( '__' ) ) {
 	function __( string $text, string $domain = 'default' ): string { // phpcs:ignore
-		return $text;
+		$translate = $GLOBALS['stock_relay_test_translate'] ?? null;
+		return is_callable( $translate ) ? $translate( $text, $domain ) : $text;
 	}
 }
 if ( ! function_exists( '_n' ) ) {
 	function _n( string $single, string $plural, int $number, string $domain = 'default' ): string { // phpcs:ignore
-		return 1 === $number ? $single : $plural;
+		return __( 1 === $number ? $single : $plural, $domain );
+	}
+}
+if ( ! function_exists( 'esc_html__' ) ) {
+	function esc_html__( string $text, string $domain = 'default' ): string { // phpcs:ignore
+		return htmlspecialchars( __( $text, $domain ), ENT_QUOTES );
 	}
 }
