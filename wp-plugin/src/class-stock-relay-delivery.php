@@ -79,7 +79,9 @@ final class Stock_Relay_Delivery {
 	public static function cron_schedules( array $schedules ): array {
 		$schedules['stock_relay_minute'] = array(
 			'interval' => 60,
-			'display'  => 'Stock Relay: every minute',
+			// wp_schedule_event() reads the schedules at plugins_loaded, before translations may load (WordPress 6.7+
+			// warns about a text domain loaded that early): translate once init has run (lists such as WP Crontrol's).
+			'display'  => did_action( 'init' ) ? __( 'Stock Relay: every minute', 'stock-relay' ) : 'Stock Relay: every minute',
 		);
 		return $schedules;
 	}
