@@ -47,7 +47,7 @@ final class Stock_Relay_Status_View {
 				/* translators: %d: seconds */
 				isset( $channel['oldest_pending_age'] ) && is_numeric( $channel['oldest_pending_age'] ) ? sprintf( __( '%d s', 'stock-relay' ), (int) $channel['oldest_pending_age'] ) : '—',
 				$text( $channel['dead_letters'] ?? $channel['dead'] ?? '—' ),
-				self::circuit( $channel['circuit'] ?? null ),
+				is_array( $channel['paused'] ?? null ) ? self::paused( $channel['paused'], $now ) : self::circuit( $channel['circuit'] ?? null ),
 				null === $last ? __( 'never', 'stock-relay' ) : ( is_int( $last ) || is_float( $last ) ? self::when( (float) $last, $now ) : $text( $last ) ),
 				self::last_error( $channel['last_error'] ?? null, $last, $now ),
 				self::drift_lines( $channel['drift'] ?? null, $now ),
@@ -77,6 +77,21 @@ final class Stock_Relay_Status_View {
 			'half_open' => __( 'Trying again after failures', 'stock-relay' ),
 		);
 		return is_string( $state ) && isset( $plain[ $state ] ) ? $plain[ $state ] : ( is_string( $state ) && '' !== $state ? $state : '—' );
+	}
+
+	/**
+	 * A pause in plain words, with who paused the channel, when and why (the relay's `paused` of the channel).
+	 *
+	 * @param array<string, mixed> $paused `reason`, `actor`, `paused_at` (Unix time).
+	 */
+	public static function paused( array $paused, int $now ): string {
+		return sprintf(
+			/* translators: 1: the WordPress login (or other name) of who paused it, 2: a date and time with its age, 3: the reason they gave */
+			__( 'Paused by %1$s since %2$s: %3$s', 'stock-relay' ),
+			self::scalar( $paused['actor'] ?? null ),
+			is_numeric( $paused['paused_at'] ?? null ) ? self::when( (float) $paused['paused_at'], $now ) : '—',
+			self::scalar( $paused['reason'] ?? null )
+		);
 	}
 
 	/**
