@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Why collect and read later: hooks fire twice (admin save), with unchanged values (bulk edit,
  * creation) or before other properties are saved, and WooCommerce re-saves a variable parent at

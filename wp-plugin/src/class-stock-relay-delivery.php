@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Rows leave in id order, in batches of at most 500 events and 1 MiB, claimed with a lease so that
  * concurrent drainers never send the same rows; backoff is kept in an option; never disabled.

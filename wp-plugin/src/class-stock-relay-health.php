@@ -7,6 +7,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Changes that could not reach the relay are retried by the one-minute WP-Cron watchdog, by any page view
  * once a retry is due, and when the relay wakes the shop at its start (with `shop_url` set). WP-Cron runs

@@ -7,6 +7,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Kept apart from Stock_Relay_Delivery so that a page view or a stock-changing request compiles only
  * these few lines; the drainer (after the response, or in the loopback request) loads the rest.

@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * The relay's `oversold` summary is kept in a non-autoloaded option whenever the plugin reads the relay's status
  * (the Stock Relay page, and the watchdog at most every REFRESH seconds); the notice reads only that option. A user

@@ -7,6 +7,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Turns a product's stock state (read by the glue layer) into an absolute-state event, and
  * events into batches that respect the relay's limits (500 events, 1 MiB).

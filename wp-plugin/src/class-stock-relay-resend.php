@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Progress lives in one option. Each chunk first advances the option with a compare-and-swap
  * UPDATE, so the admin page's AJAX steps and the background chain (Action Scheduler or WP-Cron)

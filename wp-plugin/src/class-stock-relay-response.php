@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Why: without a Content-Length the client reads until the connection closes, and these servers
  * close it only after the last shutdown callback. The loopback kick is one of those callbacks: a

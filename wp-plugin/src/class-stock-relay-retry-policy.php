@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * The outbox never gives up and never disables itself: every failure that resending could fix is
  * retried with exponential backoff capped at 15 minutes, forever.

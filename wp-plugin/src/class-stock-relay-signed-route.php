@@ -7,6 +7,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * The relay has no WordPress account: a route is open to the web on purpose, and the Standard Webhooks
  * signature with the site's secret (Stock_Relay_Snapshot::authenticate) is its authentication, checked

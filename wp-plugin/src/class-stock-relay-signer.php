@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Signs and verifies requests: HMAC-SHA256 over "{id}.{timestamp}.{raw body}" with the
  * base64-decoded part of a whsec_ secret.

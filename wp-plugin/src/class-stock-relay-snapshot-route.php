@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * WordPress glue: the route, its three SQL reads around Stock_Relay_State::read, and the answers.
  * The checks and the page itself are in Stock_Relay_Snapshot (plain PHP, unit tested).

@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Pure logic of the signed snapshot route; Stock_Relay_Snapshot_Route does the WordPress part.
  */

@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Two queries for any number of items (their posts, then the stock meta of the items and their
  * parents), so reading is cheap and never goes through object caches another request may have

@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Why: after a relay outage the plugin retries on its own backoff (up to 15 min) and, on a site without
  * a system cron, only when someone visits. A quiet shop's changes then wait for both although the relay

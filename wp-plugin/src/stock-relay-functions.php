@@ -7,6 +7,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 if ( ! function_exists( 'stock_relay_json' ) ) {
 	/**
 	 * JSON with unescaped unicode and slashes (the relay verifies the exact bytes; any valid JSON works).

@@ -8,6 +8,11 @@
 
 declare(strict_types=1);
 
+// Every plugin file exits unless WordPress loaded it (ABSPATH); the unit tests stand in for WordPress here.
+if ( ! defined( 'ABSPATH' ) ) {
+	define( 'ABSPATH', __DIR__ . '/' );
+}
+
 $stock_relay_src = dirname( __DIR__ ) . '/src/';
 foreach ( array( 'signer', 'payload', 'status-view', 'retry-policy', 'settings-sanitizer', 'state', 'snapshot' ) as $stock_relay_class ) {
 	require_once $stock_relay_src . 'class-stock-relay-' . $stock_relay_class . '.php';
