@@ -101,6 +101,10 @@
 		var box = document.getElementById('stock-relay-channels');
 		if (box) {
 			loadStatus(box, false);
+			// Another script of the page changed what the relay reports (a pause or a resume): ask again.
+			document.addEventListener('stock-relay:refresh', function () {
+				loadStatus(box, true);
+			});
 		}
 		document.querySelectorAll('form[data-stock-relay-action]').forEach(function (form) {
 			form.addEventListener('submit', function (event) {
