@@ -55,3 +55,13 @@ add_action(
 );
 
 add_action( 'plugins_loaded', array( 'Stock_Relay_Plugin', 'boot' ) );
+
+// Translations: WordPress's languages folder first (wp-content/languages/plugins/stock-relay-{locale}.mo, from
+// translate.wordpress.org or a translation plugin), then this plugin's languages/ folder (Domain Path), where a
+// site that installed the zip can put its own. On init: loading a text domain earlier is an error in WP 6.7+.
+add_action(
+	'init',
+	static function (): void {
+		load_plugin_textdomain( 'stock-relay', false, dirname( plugin_basename( __FILE__ ) ) . '/languages' );
+	}
+);

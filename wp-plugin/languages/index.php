@@ -1,0 +1,2 @@
+<?php
+// Silence is golden: no directory listing of the translations folder.
