@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit; // Loaded by WordPress (or the unit tests' bootstrap) only, never by URL.
+
 /**
  * Presentation only: the data comes from the relay (a signed status.query, made by the admin page);
  * this class turns it into plain-text cells, and the page escapes and prints them.
