@@ -14,7 +14,7 @@ if ( ! defined( 'ABSPATH' ) ) {
 }
 
 $stock_relay_src = dirname( __DIR__ ) . '/src/';
-foreach ( array( 'signer', 'payload', 'status-view', 'retry-policy', 'settings-sanitizer', 'state', 'snapshot' ) as $stock_relay_class ) {
+foreach ( array( 'signer', 'payload', 'status-view', 'retry-policy', 'settings-sanitizer', 'state', 'snapshot', 'uninstall' ) as $stock_relay_class ) {
 	require_once $stock_relay_src . 'class-stock-relay-' . $stock_relay_class . '.php';
 }
 
