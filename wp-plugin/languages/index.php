@@ -1,3 +1,8 @@
 <?php
-// Silence is golden: no directory listing of the translations folder.
+/**
+ * Silence is golden: no directory listing of the translations folder.
+ *
+ * @package StockRelay
+ */
+
 defined( 'ABSPATH' ) || exit;

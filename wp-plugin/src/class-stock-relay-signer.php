@@ -47,7 +47,8 @@ final class Stock_Relay_Signer {
 	 * @return string[]
 	 */
 	public static function secrets( string $value ): array {
-		return array_values( array_filter( preg_split( '/\s+/', trim( $value ) ) ?: array(), 'strlen' ) );
+		$parts = preg_split( '/\s+/', trim( $value ) );
+		return array_values( array_filter( false === $parts ? array() : $parts, 'strlen' ) );
 	}
 
 	/**

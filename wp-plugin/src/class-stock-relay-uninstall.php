@@ -37,7 +37,15 @@ final class Stock_Relay_Uninstall {
 		if ( ! is_multisite() ) {
 			return array( get_current_blog_id() );
 		}
-		return array_map( 'intval', get_sites( array( 'fields' => 'ids', 'number' => 0 ) ) );
+		return array_map(
+			'intval',
+			get_sites(
+				array(
+					'fields' => 'ids',
+					'number' => 0,
+				)
+			)
+		);
 	}
 
 	/**
