@@ -465,6 +465,7 @@ final class Stock_Relay_Admin {
 		settings_errors( 'stock_relay_url' );
 		settings_errors( 'stock_relay_site' );
 		settings_errors( 'stock_relay_secret' );
+		settings_errors( Stock_Relay_Digest::OPTION );
 		if ( null !== $typed ) {
 			self::notice( 'warning', __( 'What you typed is still in the form: correct the field named above and save again. The other fields were saved.', 'stock-relay' ) );
 		}
@@ -522,7 +523,9 @@ final class Stock_Relay_Admin {
 			$hint .= ' ' . __( 'While the relay rotates its secret you may paste both, separated by a space (whsec_OLD whsec_NEW).', 'stock-relay' );
 			echo '<input class="regular-text" type="password" id="stock_relay_secret" name="stock_relay_secret" value="" autocomplete="new-password"' . $invalid( 'secret' ) . '><p class="description">' . esc_html( $hint ) . '</p>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- a fixed attribute.
 		}
-		echo '</td></tr></table>';
+		echo '</td></tr>';
+		Stock_Relay_Digest::field();
+		echo '</table>';
 		submit_button( __( 'Save settings', 'stock-relay' ) );
 		echo '</form>';
 	}

@@ -22,7 +22,7 @@ final class Stock_Relay_Health {
 	public const OVERDUE = 600; // The one-minute watchdog this late: no cron has run for ten minutes.
 
 	/**
-	 * Add the test (site_status_tests).
+	 * Add the test, and Stock_Relay_Health_Checks' (site_status_tests).
 	 *
 	 * @param array<string, array<string, mixed>> $tests Site Health tests.
 	 * @return array<string, array<string, mixed>>
@@ -32,7 +32,7 @@ final class Stock_Relay_Health {
 			'label' => __( 'Stock Relay retries run without visitors', 'stock-relay' ),
 			'test'  => array( self::class, 'run' ),
 		);
-		return $tests;
+		return Stock_Relay_Health_Checks::add( $tests ); // The outbox's age, the relay reachable, the clock difference.
 	}
 
 	/**

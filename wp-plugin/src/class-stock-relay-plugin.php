@@ -36,6 +36,7 @@ final class Stock_Relay_Plugin {
 		add_action( 'rest_api_init', array( Stock_Relay_Adjust_Route::class, 'register' ) ); // The relay's signed stock.adjust: marketplace sales, once per key.
 		add_action( 'rest_api_init', array( Stock_Relay_Status_Route::class, 'register' ) ); // The Stock Relay page's status and Test connection (cookie + nonce, manage_woocommerce).
 		add_action( 'rest_api_init', array( Stock_Relay_Console_Route::class, 'register' ) ); // Per product, lineage and dead letters for the console's screens (cookie + nonce).
+		Stock_Relay_Watch_Hooks::register(); // Pause and resume; alerts, Site Health, the e-mail digest, the WooCommerce log.
 		if ( is_admin() ) {
 			Stock_Relay_Admin::register();
 			Stock_Relay_Product_Screen::register(); // The Products list's Sync column, the product box, Sync this product now.

@@ -31,20 +31,22 @@ final class Stock_Relay_Status_Panel {
 			echo '<div class="notice notice-error inline"><p>' . esc_html( $text ) . '</p></div>';
 			return;
 		}
+		$controls = Stock_Relay_Pause_Controls::cells( $answer['body'] ); // One per row, in order.
 		echo '<table class="widefat striped" style="max-width:60em"><thead><tr>';
 		foreach ( Stock_Relay_Status_View::heads() as $head ) {
 			echo '<th>' . esc_html( $head ) . '</th>';
 		}
-		echo '</tr></thead><tbody>';
-		foreach ( $view as $row ) {
+		echo '<th>' . esc_html__( 'Pause', 'stock-relay' ) . '</th></tr></thead><tbody>';
+		foreach ( $view as $i => $row ) {
 			echo '<tr>';
 			foreach ( $row as $cell ) {
 				// A list of lines (drift: the count, then examples), each escaped on its own.
 				echo '<td>' . implode( '<br>', array_map( 'esc_html', (array) $cell ) ) . '</td>';
 			}
-			echo '</tr>';
+			echo '<td>' . ( $controls[ $i ] ?? '' ) . '</td></tr>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- escaped by Stock_Relay_Pause_Controls.
 		}
 		echo '</tbody></table>';
+		echo Stock_Relay_Pause_Controls::all( $answer['body'] ); // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- escaped by Stock_Relay_Pause_Controls.
 		self::render_sales( $answer['body'] );
 		self::render_oversold( $settings, $answer['body'] );
 	}

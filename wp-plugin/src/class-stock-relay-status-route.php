@@ -78,6 +78,7 @@ final class Stock_Relay_Status_Route {
 		if ( $fresh ) {
 			$answer = Stock_Relay_Delivery::post( $settings, 'status', (string) stock_relay_json( array( 'type' => 'status.query', 'site' => $settings['site'] ) ) );
 			Stock_Relay_Oversold_Notice::remember( $answer['status'], $answer['body'] );
+			Stock_Relay_Alerts::remember( $answer ); // The admin notices follow what the page was told.
 			$cached = array(
 				'answer' => $answer,
 				'at'     => time(),
