@@ -324,4 +324,21 @@ namespace {
 		},
 		9
 	);
+
+	/**
+	 * WooCommerce's logger (WC_Logger_Interface::log( $level, $message, $context )) with its file handler's line format
+	 * ("2026-12-03T12:00:00+00:00 ERROR message") in wp-content/uploads/wc-logs/{source}.log: what WooCommerce ›
+	 * Status › Logs lists by source (the real handler adds a date and a hash to the file name).
+	 */
+	class WC_Logger { // phpcs:ignore
+		public function log( string $level, string $message, array $context = array() ): void {
+			$dir = WP_CONTENT_DIR . '/uploads/wc-logs';
+			wp_mkdir_p( $dir );
+			file_put_contents( $dir . '/' . sanitize_file_name( (string) ( $context['source'] ?? 'log' ) ) . '.log', gmdate( 'c' ) . ' ' . strtoupper( $level ) . ' ' . $message . "\n", FILE_APPEND | LOCK_EX );
+		}
+	}
+	function wc_get_logger(): WC_Logger {
+		static $logger = null;
+		return $logger ?? ( $logger = new WC_Logger() );
+	}
 }
