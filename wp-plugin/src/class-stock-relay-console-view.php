@@ -74,11 +74,15 @@ final class Stock_Relay_Console_View {
 			$words    = __( 'Not updated: the channel refused it (dead letter)', 'stock-relay' );
 			$since    = is_numeric( $dead['since'] ?? null ) ? Stock_Relay_Status_View::when( (float) $dead['since'], $now ) : '';
 			$message  = self::text( $dead['message'] ?? '' );
-			$detail[] = '' !== $since
+			// First: the Products list shows a dead letter's first detail beside its state.
+			array_unshift(
+				$detail,
+				'' !== $since
 				/* translators: 1: the channel's answer in plain words, 2: a date and time with its age */
 				? sprintf( __( 'The channel answered: %1$s (since %2$s)', 'stock-relay' ), '' !== $message ? $message : __( 'no reason given', 'stock-relay' ), $since )
 				/* translators: %s: the channel's answer in plain words */
-				: sprintf( __( 'The channel answered: %s', 'stock-relay' ), '' !== $message ? $message : __( 'no reason given', 'stock-relay' ) );
+				: sprintf( __( 'The channel answered: %s', 'stock-relay' ), '' !== $message ? $message : __( 'no reason given', 'stock-relay' ) )
+			);
 			if ( is_numeric( $dead['quantity'] ?? null ) ) {
 				/* translators: %d: a quantity */
 				$detail[] = sprintf( __( 'Refused quantity: %d', 'stock-relay' ), (int) $dead['quantity'] );
