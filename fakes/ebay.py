@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import itertools
@@ -77,6 +78,8 @@ class FakeEbay(FakeMarketplace):
         self.orders: dict[str, dict[str, Any]] = {}  # orderId → the order as getOrders returns it
         self.page_limit = 200  # the largest getOrders page this fake serves (eBay: 200)
         self.page_failures: dict[int, int] = {}  # getOrders offset → the status its next request gets, for tests
+        self.hold_updates: asyncio.Event | None = None  # set by a test: updates are applied, the answer waits for it
+        self.updates_held = asyncio.Event()  # set once an update is waiting on hold_updates
         self._numbers = itertools.count(1)
         super().__init__()
 
@@ -251,6 +254,9 @@ class FakeEbay(FakeMarketplace):
         responses: list[dict[str, Any]] = []
         for entry in requests:
             responses.extend(self._update_one(entry))
+        if self.hold_updates is not None:
+            self.updates_held.set()
+            await self.hold_updates.wait()
         mixed = any(r["statusCode"] != 200 for r in responses)
         return web.json_response({"responses": responses}, status=207 if mixed else 200)
 

@@ -65,6 +65,7 @@ class FakeShop:
         self.wakes: list[tuple[dict[str, str], bytes]] = []  # each wake call's headers (lower-case names) and body
         self.hold_wake: asyncio.Event | None = None
         self.adjusted: dict[str, int | None] = {}  # key → the quantity after it was applied: each key at most once
+        self.adjust_versions: dict[str, int] = {}  # key → the version answered (events above it hold the change)
         self.adjust_calls: list[dict[str, Any]] = []  # every signed adjust request's body, as sent
         self.adjust_script: list[tuple[int, dict[str, str]]] = []  # (status, headers) answered first, in order
         self.hold_adjust: asyncio.Event | None = None  # applied, but the answer waits until set
@@ -215,7 +216,12 @@ class FakeShop:
         if not isinstance(key, str) or not 0 < len(key) <= 191 or not all("!" <= ch <= "~" for ch in key):
             return {"key": key, "result": "refused", "code": "invalid_item", "message": "key is not a valid key"}
         if key in self.adjusted:
-            return {"key": key, "result": "duplicate", "quantity": self.adjusted[key]}
+            return {
+                "key": key,
+                "result": "duplicate",
+                "quantity": self.adjusted[key],
+                "version": self.adjust_versions[key],
+            }
         delta, reason = item.get("delta"), item.get("reason")
         if isinstance(delta, bool) or not isinstance(delta, int) or not delta or abs(delta) > 1_000_000:
             return {"key": key, "result": "refused", "code": "invalid_item", "message": "delta is not valid"}
@@ -229,11 +235,13 @@ class FakeShop:
             return {"key": key, "result": "refused", "code": "trashed", "message": "The product is in the trash."}
         if product.quantity is None:
             return {"key": key, "result": "refused", "code": "not_managed", "message": "Stock is not managed."}
+        before = self.versions.get(product.owner, 0)  # the plugin answers the last version before the change's event
         product.quantity += delta
         product.modified = self.clock()
         self.bump(product.owner)
         self.adjusted[key] = product.quantity
-        return {"key": key, "result": "applied", "quantity": product.quantity}
+        self.adjust_versions[key] = before
+        return {"key": key, "result": "applied", "quantity": product.quantity, "version": before}
 
     def _changed_since(self, product: Product, since: float | None) -> bool:
         if since is None:

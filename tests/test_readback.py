@@ -648,7 +648,7 @@ async def ebay_relay(
     creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
     store_credentials(cfg, "main/ebay", creds)
     r: RunningRelay = await start_relay(cfg, now=lambda: clock[0])
-    assert (await r.client.send_events([stock_event(1, SKU, 5, 1)]))[0] == 202
+    assert (await r.client.send_events([stock_event(1, SKU, 5, shop.bump(1))]))[0] == 202
     await settle(r)
     assert ebay.items[SKU] == 5
     clock[0] += 1  # read-back finds its differences after the push
@@ -706,7 +706,7 @@ async def test_readback_before_the_sale_is_applied_does_not_raise_ebay(
     assert await r.count("SELECT count(*) FROM drift") == 0
 
     clock[0] += 1  # the shop's change arrives after the sale was applied (at the same instant it would still count)
-    assert (await r.client.send_events([stock_event(1, SKU, 4, 2, cause="relay")]))[0] == 202  # the shop's change
+    assert (await r.client.send_events([stock_event(1, SKU, 4, wc_shop.bump(1), cause="relay")]))[0] == 202  # the shop's change
     await settle(r)
     sandbox = r.relay.workers[("main", "sandbox")].connector
     assert isinstance(sandbox, SandboxConnector)

@@ -9,6 +9,7 @@ sales the shop's quantity does not include yet; a cancellation not yet applied a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -24,7 +25,7 @@ from relay.config import ChannelConfig, RateLimit, ReconcileConfig
 from relay.connectors.sandbox import SandboxConnector
 from relay.delivery import deliveries
 
-from .conftest import SITE_SECRET, RunningRelay, StartRelay
+from .conftest import SITE_SECRET, RunningRelay, StartRelay, eventually
 from .marketplaces import channel, marketplace_config, settle, store_credentials
 
 SKU = "TS-RED-M"
@@ -57,7 +58,7 @@ async def start(tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, shop: F
     creds = {"client_id": ebay.client_id, "client_secret": ebay.client_secret, "refresh_token": ebay.refresh_token}
     store_credentials(cfg, "main/ebay", creds)
     r: RunningRelay = await start_relay(cfg)
-    assert (await r.client.send_events([stock_event(1, SKU, 5, 1)]))[0] == 202
+    assert (await r.client.send_events([stock_event(1, SKU, 5, shop.bump(1))]))[0] == 202
     await settle(r)
     assert shown(r, ebay) == (5, 5)
     return r
@@ -151,3 +152,51 @@ async def test_a_cancellation_not_yet_applied_raises_nothing(
     assert shop.products[1].quantity == 7
     await shop_change(r, shop)
     assert shown(r, ebay) == (7, 7)
+
+
+async def test_the_shops_change_back_before_its_answer_leaves_ebay_no_unit_short(
+    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, shop: FakeShop
+) -> None:
+    """The race: the shop applies eBay's sale (5→4) and its change comes back and is pushed before the shop's answer
+    to the adjust has reached the relay. The sale was still pending at that push, so eBay was sent 3 (4 less the
+    sale, which the event already held). The answer names the version before the change (the event's is larger):
+    the push is due again and eBay is sent 4, not left a unit short until the SKU next changes."""
+    r = await start(tmp_path, start_relay, ebay, shop)
+    ebay.sell(SKU, 1)
+    assert await sweep(r) == 1
+    shop.hold_adjust = asyncio.Event()
+    applying = asyncio.create_task(r.relay.shop_workers["main"].drain())
+    await eventually(lambda: shop.products[1].quantity == 4, what="the shop to apply the sale")
+    await shop_change(r, shop)  # the shop's 5→4 is back first, and pushed while the sale is still pending
+    assert shown(r, ebay) == (3, 4), "pushed while pending: one unit short, for now"
+    shop.hold_adjust.set()
+    assert await applying == 1
+    await settle(r)
+    assert shown(r, ebay) == (4, 4)
+    assert [q for q, _ in await ebay_attempts(r)][-2:] == [3, 4]
+
+
+async def test_a_push_in_flight_when_the_answer_comes_is_sent_again_whole(
+    tmp_path: Path, start_relay: StartRelay, ebay: FakeEbay, shop: FakeShop
+) -> None:
+    """As above, but the shop's answer arrives while the push of 3 is still in flight to eBay: that push's own
+    settle finds the sale applied below the event's version and makes the event due again: eBay ends at 4."""
+    r = await start(tmp_path, start_relay, ebay, shop)
+    ebay.sell(SKU, 1)
+    assert await sweep(r) == 1
+    shop.hold_adjust = asyncio.Event()
+    applying = asyncio.create_task(r.relay.shop_workers["main"].drain())
+    await eventually(lambda: shop.products[1].quantity == 4, what="the shop to apply the sale")
+    event = shop.event(shop.products[1], shop.bump(1), new_event_id())
+    assert (await r.client.send_events([event]))[0] == 202
+    ebay.hold_updates = asyncio.Event()
+    pushing = asyncio.create_task(r.relay.workers[("main", "ebay")].drain())
+    await eventually(ebay.updates_held.is_set, what="the push of 3 to reach eBay")
+    shop.hold_adjust.set()
+    assert await applying == 1  # the sale settles while the push is in flight
+    ebay.hold_updates.set()
+    await pushing
+    ebay.hold_updates = None
+    await settle(r)
+    assert shown(r, ebay) == (4, 4)
+    assert [q for q, _ in await ebay_attempts(r)][-2:] == [3, 4]

@@ -44,6 +44,7 @@ class Result:
     key: str
     status: str  # APPLIED | PERMANENT (refused) | TRANSIENT | AUTH (retried after a pause, no attempt counted)
     quantity: int | None = None  # the shop's stock after applying
+    version: int | None = None  # the product's event version before it (events above it include it; old plugin: None)
     answer: str = ""  # the shop's per-item result: applied | duplicate | refused
     code: str = ""  # the shop's refusal code
     error: str = ""
@@ -117,11 +118,14 @@ def settle(
         detail: dict[str, object] = {"attempt": item.attempts + 1}
         if result.status == APPLIED:
             cursor = conn.execute(
-                "UPDATE sales SET state = 'applied', quantity = ?, attempts = attempts + 1, last_error = NULL,"
-                " claim_token = NULL, lease_until = NULL, updated_at = ? WHERE site = ? AND key = ? AND claim_token = ?",
-                (result.quantity, now, *where),
+                "UPDATE sales SET state = 'applied', quantity = ?, shop_version = ?, attempts = attempts + 1,"
+                " last_error = NULL, claim_token = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE site = ? AND key = ? AND claim_token = ?",
+                (result.quantity, result.version, now, *where),
             )
             action, detail["result"] = "sale_applied", result.answer
+            if cursor.rowcount and result.version is not None and item.delta < 0:
+                rearm_undersold(conn, site, item.channel, item.sku, result.version, now)
         elif result.status == PERMANENT:
             reason = f"{result.code}: {result.error}" if result.code else result.error
             cursor = conn.execute(
@@ -171,6 +175,20 @@ def settle(
                 oversold.append(incident)
     audit.record(conn, logged)
     return settled
+
+
+def rearm_undersold(conn: sqlite3.Connection, site: str, channel: str, sku: str, version: int, now: float) -> None:
+    """The selling channel's last push of ``sku`` already held this sale (its event is newer than ``version``: the
+    shop's change came back before the shop's answer to the adjust did) yet took it off again, since the sale was
+    still pending then: that channel shows a unit fewer than the shop has, until the SKU changes again. Due once
+    more, the same event is pushed again and, the sale now known to be in it, nothing is taken off. (A push of it
+    still in flight is handled by its own settle, deliveries.settle.)"""
+    conn.execute(
+        "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, pending_since = ?, updated_at = ?"
+        " WHERE site = ? AND channel = ? AND sku = ? AND state = 'delivered' AND claim_token IS NULL"
+        "   AND (SELECT e.version FROM events e WHERE e.seq = deliveries.delivered_seq) > ?",
+        (now, now, now, site, channel, sku, version),
+    )
 
 
 def _oversold_entry(conn: sqlite3.Connection, site: str, incident: Oversold, delta: int, now: float) -> audit.Entry:

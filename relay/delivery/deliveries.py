@@ -136,16 +136,19 @@ def make_due_many(conn: sqlite3.Connection, rows: Iterable[Due], *, restart: boo
 
 
 # A channel's own sales of a SKU that the shop's quantity in event ?seq does not include yet (invariant 11): still
-# pending for the shop, or applied at or after that event reached the relay (the shop's change is on its way back).
+# pending for the shop, or applied at or after that event reached the relay (the shop's change is on its way back)
+# unless the shop's answer says the event is newer than the sale (shop_version, schema 11: the shop's change came
+# back before its answer did, and the event holds the sale).
 # ?3 is a JSON list of [sku, seq]; each is two lookups by the index sales_sku (the sales table is never pruned).
 # Read-back asks it before raising a lower count; a claim, for the quantity it pushes (``claim``).
 UNAPPLIED_SALES = (
-    "WITH wanted (sku, since) AS (SELECT json_extract(j.value, '$[0]'), COALESCE(e.received_at, 0.0)"
-    "   FROM json_each(?3) j LEFT JOIN events e ON e.seq = json_extract(j.value, '$[1]'))"
+    "WITH wanted (sku, since, version) AS (SELECT json_extract(j.value, '$[0]'), COALESCE(e.received_at, 0.0),"
+    "   COALESCE(e.version, 0) FROM json_each(?3) j LEFT JOIN events e ON e.seq = json_extract(j.value, '$[1]'))"
     " SELECT w.sku, s.key, s.delta FROM wanted w CROSS JOIN sales s INDEXED BY sales_sku"
     "   WHERE s.site = ?1 AND s.channel = ?2 AND s.sku = w.sku AND s.state = 'pending'"
     " UNION ALL SELECT w.sku, s.key, s.delta FROM wanted w CROSS JOIN sales s INDEXED BY sales_sku"
     "   WHERE s.site = ?1 AND s.channel = ?2 AND s.sku = w.sku AND s.state = 'applied' AND s.updated_at >= w.since"
+    "     AND (s.shop_version IS NULL OR s.shop_version >= w.version)"
     " ORDER BY 1, 2"
 )
 
@@ -212,6 +215,25 @@ def unapplied_note(item: Claimed, sent: int | None, shown: int = 5) -> str:
     return f"sent {sent}: shop {item.stock_quantity}, less {what} not yet in the shop"
 
 
+def _push_again_if_undersold(conn: sqlite3.Connection, site: str, channel: str, item: Claimed, now: float) -> None:
+    """This push took off sales the shop had already applied when it sent the pushed event (their answers, which
+    came after the claim, name a version below the event's): the channel was sent too few units, so the same event
+    is due again and will be sent whole. (A push already settled is made due by the sale's settle instead:
+    adjustments.rearm_undersold.)"""
+    keys = [key for key, _ in item.unapplied]
+    marks = ",".join("?" * len(keys))
+    included = conn.execute(
+        f"SELECT 1 FROM sales WHERE site = ? AND key IN ({marks}) AND state = 'applied' AND shop_version < ? LIMIT 1",
+        (site, *keys, item.version),
+    ).fetchone()
+    if included:
+        conn.execute(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, pending_since = ?"
+            " WHERE site = ? AND channel = ? AND sku = ?",
+            (now, now, site, channel, item.sku),
+        )
+
+
 def settle(
     conn: sqlite3.Connection,
     site: str,
@@ -245,6 +267,8 @@ def settle(
             )
             if cursor.rowcount:
                 conn.execute(RESOLVE_DEAD_LETTER, (now, site, channel, out.sku))
+                if item.unapplied:
+                    _push_again_if_undersold(conn, site, channel, item, now)
         elif out.status in (AUTH, HELD):  # the channel is paused: the claim is released, no attempt counted
             cursor = conn.execute(
                 "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?"

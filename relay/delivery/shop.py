@@ -235,11 +235,13 @@ def judge(claimed: Sequence[Claimed], answer: outbound.Answer, common: dict[str,
     results = []
     for c in claimed:
         item = by_key.get(c.key, {})
-        result, quantity = item.get("result"), item.get("quantity")
+        result, quantity, version = item.get("result"), item.get("quantity"), item.get("version")
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             quantity = None
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            version = None  # a plugin before schema 4 answers none
         if result in FINAL:
-            results.append(Result(c.key, APPLIED, quantity=quantity, answer=str(result), **common))
+            results.append(Result(c.key, APPLIED, quantity=quantity, version=version, answer=str(result), **common))
         elif result == "refused":
             code, message = str(item.get("code", ""))[:64], str(item.get("message", ""))[:300]
             results.append(Result(c.key, PERMANENT, answer="refused", code=code, error=message, **common))

@@ -265,6 +265,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (site, channel)
     ) WITHOUT ROWID;
     """,
+    # 11: the product's event version the shop answered with an applied sale (the plugin's adjust route reads it
+    # under the lock its drainer's version bump waits for): a stock event with a larger version read the stock
+    # after the sale, so it includes it. Pushes to the selling channel use it to tell, exactly, whether the event
+    # they send already holds the sale (relay/delivery/deliveries.py, UNAPPLIED_SALES); NULL from an older plugin.
+    """
+    ALTER TABLE sales ADD COLUMN shop_version INTEGER;
+    """,
 ]
 
 

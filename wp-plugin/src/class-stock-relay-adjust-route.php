@@ -168,7 +168,7 @@ final class Stock_Relay_Adjust_Route {
 				if ( 0 === $new ) {
 					// Known key: a locking read sees the latest committed row. A shared lock, as the INSERT's duplicate
 					// check already holds: two transactions that both find the key applied then never wait on each other.
-					$row = $wpdb->get_row( $wpdb->prepare( "SELECT result, quantity FROM {$table} WHERE adjust_key = %s LOCK IN SHARE MODE", $key ), ARRAY_A );
+					$row = $wpdb->get_row( $wpdb->prepare( "SELECT result, quantity, version FROM {$table} WHERE adjust_key = %s LOCK IN SHARE MODE", $key ), ARRAY_A );
 					if ( ! is_array( $row ) ) {
 						throw new RuntimeException( 'the adjustment row could not be read: ' . $wpdb->last_error );
 					}
@@ -178,6 +178,7 @@ final class Stock_Relay_Adjust_Route {
 							'key'      => $key,
 							'result'   => 'duplicate',
 							'quantity' => null === $row['quantity'] ? null : (int) $row['quantity'],
+							'version'  => null === $row['version'] ? null : (int) $row['version'],
 						);
 					}
 				}
@@ -193,7 +194,12 @@ final class Stock_Relay_Adjust_Route {
 				// not the value WooCommerce computed from its earlier read, which a concurrent sale may have changed.
 				$quantity = $wpdb->get_var( $wpdb->prepare( "SELECT meta_value FROM {$wpdb->postmeta} WHERE post_id = %d AND meta_key = '_stock' LIMIT 1", $stock_id ) );
 				$quantity = (int) round( (float) $quantity );
-				self::sql( $wpdb->prepare( "UPDATE {$table} SET product_id = %d, sku = %s, delta = %d, reason = %s, result = 'applied', code = '', quantity = %d, updated_at = %d WHERE adjust_key = %s", $stock_id, $sku, $delta, $reason, $quantity, $now, $key ) );
+				// The product's last event version, read under a shared lock that the drainer's version bump waits
+				// for: an event with a larger version read the stock after this change, so it includes it. The
+				// relay uses that to tell whether a stock event it pushes already holds this sale (0: no event yet).
+				$versions = Stock_Relay_Outbox::versions_table();
+				$version  = (int) $wpdb->get_var( $wpdb->prepare( "SELECT version FROM {$versions} WHERE product_id = %d LOCK IN SHARE MODE", $stock_id ) );
+				self::sql( $wpdb->prepare( "UPDATE {$table} SET product_id = %d, sku = %s, delta = %d, reason = %s, result = 'applied', code = '', quantity = %d, version = %d, updated_at = %d WHERE adjust_key = %s", $stock_id, $sku, $delta, $reason, $quantity, $version, $now, $key ) );
 				self::sql( 'COMMIT' );
 				break;
 			} catch ( Throwable $e ) {
@@ -209,6 +215,7 @@ final class Stock_Relay_Adjust_Route {
 			'key'      => $key,
 			'result'   => 'applied',
 			'quantity' => $quantity,
+			'version'  => $version,
 		);
 	}
 

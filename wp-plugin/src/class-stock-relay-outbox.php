@@ -22,7 +22,7 @@ declare(strict_types=1);
  */
 final class Stock_Relay_Outbox {
 
-	public const SCHEMA_VERSION = 3; // 3: the stock.adjust tables (adjustments, adjust_requests).
+	public const SCHEMA_VERSION = 4; // 3: the stock.adjust tables (adjustments, adjust_requests); 4: adjustments.version.
 	public const LEASE          = 60;
 	public const TOUCHED        = 'touched'; // Stock_Relay_Capture::TOUCHED (uninstall.php loads this file alone).
 
@@ -90,6 +90,7 @@ final class Stock_Relay_Outbox {
 				result varchar(16) NOT NULL DEFAULT '',
 				code varchar(32) NOT NULL DEFAULT '',
 				quantity bigint(20) NULL,
+				version bigint(20) unsigned NULL,
 				created_at bigint(20) NOT NULL,
 				updated_at bigint(20) NOT NULL,
 				PRIMARY KEY  (adjust_key),

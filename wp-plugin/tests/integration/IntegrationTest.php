@@ -1084,6 +1084,22 @@ final class IntegrationTest extends TestCase {
 		return (int) get_post_meta( $id, '_stock', true );
 	}
 
+	/**
+	 * Answer items without their `version` (asserted on its own where it is the point).
+	 *
+	 * @param array<int, array<string, mixed>> $items The answer's items.
+	 * @return array<int, array<string, mixed>>
+	 */
+	private function unversioned( array $items ): array {
+		return array_map(
+			static function ( array $item ): array {
+				unset( $item['version'] );
+				return $item;
+			},
+			$items
+		);
+	}
+
 	/** @return array<string, mixed>|null The adjustments row of a key. */
 	private function adjustment( string $key ): ?array {
 		global $wpdb;
@@ -1092,15 +1108,22 @@ final class IntegrationTest extends TestCase {
 
 	/** A marketplace sale applied through the signed route changes the stock once and goes back to the relay as cause relay. */
 	public function test_a_signed_adjust_applies_once_answers_the_new_quantity_and_reports_back_with_cause_relay(): void {
-		$id  = SRT::product( array( 'sku' => 'ADJ-A', 'qty' => 5 ) );
-		$key = 'ebay:' . bin2hex( random_bytes( 4 ) ) . ':1';
+		global $wpdb;
+		$id     = SRT::product( array( 'sku' => 'ADJ-A', 'qty' => 5 ) );
+		$key    = 'ebay:' . bin2hex( random_bytes( 4 ) ) . ':1';
+		$before = (int) $wpdb->get_var( $wpdb->prepare( 'SELECT version FROM ' . Stock_Relay_Outbox::versions_table() . ' WHERE product_id = %d', $id ) );
 		$r   = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-A', 'delta' => -2, 'reason' => 'sale', 'channel' => 'ebay', 'order' => 'x', 'line' => 1 ) ) );
 		$this->assertSame( 200, $r['status'], $r['raw'] );
-		$this->assertSame( array( 'type' => 'adjust.result', 'items' => array( array( 'key' => $key, 'result' => 'applied', 'quantity' => 3 ) ) ), $r['body'] );
+		$this->assertSame( array( 'type' => 'adjust.result', 'items' => array( array( 'key' => $key, 'result' => 'applied', 'quantity' => 3 ) ) ), array( 'type' => $r['body']['type'] ?? null, 'items' => $this->unversioned( $r['body']['items'] ?? array() ) ) );
 		$this->assertSame( 3, $this->stock( $id ) );
 		$this->assertSame( array( $id, '-2', 'sale', 'applied', '3' ), array( (int) $this->adjustment( $key )['product_id'], $this->adjustment( $key )['delta'], $this->adjustment( $key )['reason'], $this->adjustment( $key )['result'], $this->adjustment( $key )['quantity'] ) );
 		$e = $this->wait_events( 1 )[0];
 		$this->assertSame( array( $id, 'ADJ-A', 3, 'instock', array( 'kind' => 'relay' ) ), array( $e['product_id'], $e['sku'], $e['stock_quantity'], $e['stock_status'], $e['cause'] ) );
+		// The answer's version is the product's last event before the change: the event that carries the change is newer.
+		$answered = $r['body']['items'][0]['version'];
+		$this->assertSame( $before, $answered, "the product's last version before the change" );
+		$this->assertGreaterThan( $answered, $e['version'], 'the event holding the sale has a larger version than the answer' );
+		$this->assertSame( (string) $answered, $this->adjustment( $key )['version'] );
 		$this->assert_no_more_events( 1 );
 	}
 
@@ -1110,20 +1133,21 @@ final class IntegrationTest extends TestCase {
 		$key    = 'ebay:' . bin2hex( random_bytes( 4 ) ) . ':1';
 		$signed = array( 'id' => 'msg_adj' . bin2hex( random_bytes( 8 ) ), 'timestamp' => time() );
 		$first  = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ) ), $signed );
-		$this->assertSame( array( array( 'key' => $key, 'result' => 'applied', 'quantity' => 7 ) ), $first['body']['items'] ?? $first['raw'] );
+		$this->assertSame( array( array( 'key' => $key, 'result' => 'applied', 'quantity' => 7 ) ), $this->unversioned( $first['body']['items'] ?? array() ), $first['raw'] );
 		// The shop sells one itself in between: a duplicate still answers what the application answered.
 		SRT::shop( array( array( 'order', 3001, array( $id => 1 ) ) ) );
 		$this->assertSame( 6, $this->stock( $id ) );
 
 		$again = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ), array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ) ) );
 		$this->assertSame( 200, $again['status'], $again['raw'] );
-		$this->assertSame( array( array( 'key' => $key, 'result' => 'duplicate', 'quantity' => 7 ), array( 'key' => $key, 'result' => 'duplicate', 'quantity' => 7 ) ), $again['body']['items'] );
+		$this->assertSame( array( array( 'key' => $key, 'result' => 'duplicate', 'quantity' => 7 ), array( 'key' => $key, 'result' => 'duplicate', 'quantity' => 7 ) ), $this->unversioned( $again['body']['items'] ) );
+		$this->assertSame( array( $first['body']['items'][0]['version'], $first['body']['items'][0]['version'] ), array_column( $again['body']['items'], 'version' ), 'a duplicate answers the first version' );
 		$this->assertSame( 6, $this->stock( $id ), 'a duplicate changes nothing' );
 
 		// Within one request: the second copy of a new key is a duplicate of the first.
 		$key2 = $key . ':cancel';
 		$both = $this->adjust( array( array( 'key' => $key2, 'sku' => 'ADJ-D', 'delta' => 3, 'reason' => 'cancel' ), array( 'key' => $key2, 'sku' => 'ADJ-D', 'delta' => 3, 'reason' => 'cancel' ) ) );
-		$this->assertSame( array( array( 'key' => $key2, 'result' => 'applied', 'quantity' => 9 ), array( 'key' => $key2, 'result' => 'duplicate', 'quantity' => 9 ) ), $both['body']['items'] );
+		$this->assertSame( array( array( 'key' => $key2, 'result' => 'applied', 'quantity' => 9 ), array( 'key' => $key2, 'result' => 'duplicate', 'quantity' => 9 ) ), $this->unversioned( $both['body']['items'] ) );
 		$this->assertSame( 9, $this->stock( $id ) );
 
 		$replay = $this->adjust( array( array( 'key' => $key, 'sku' => 'ADJ-D', 'delta' => -3, 'reason' => 'sale' ) ), $signed );
@@ -1185,7 +1209,7 @@ final class IntegrationTest extends TestCase {
 		update_post_meta( $free, '_stock', '6' );
 		SRT::shop( array( array( 'untrash', $trash ) ) );
 		$fixed = $this->adjust( array( $items[1], $items[2], $items[1] ) )['body']['items'];
-		$this->assertSame( array( array( 'key' => $p . '2', 'result' => 'applied', 'quantity' => 5 ), array( 'key' => $p . '3', 'result' => 'applied', 'quantity' => 7 ), array( 'key' => $p . '2', 'result' => 'duplicate', 'quantity' => 5 ) ), $fixed );
+		$this->assertSame( array( array( 'key' => $p . '2', 'result' => 'applied', 'quantity' => 5 ), array( 'key' => $p . '3', 'result' => 'applied', 'quantity' => 7 ), array( 'key' => $p . '2', 'result' => 'duplicate', 'quantity' => 5 ) ), $this->unversioned( $fixed ) );
 		$this->assertSame( array( 5, 7 ), array( $this->stock( $free ), $this->stock( $trash ) ) );
 	}
 
@@ -1276,7 +1300,7 @@ final class IntegrationTest extends TestCase {
 				array( 'key' => $p . '2', 'sku' => 'ADJ-V-INH', 'delta' => -3, 'reason' => 'sale' ),
 			)
 		);
-		$this->assertSame( array( array( 'key' => $p . '1', 'result' => 'applied', 'quantity' => 4 ), array( 'key' => $p . '2', 'result' => 'applied', 'quantity' => 17 ) ), $r['body']['items'] ?? $r['raw'] );
+		$this->assertSame( array( array( 'key' => $p . '1', 'result' => 'applied', 'quantity' => 4 ), array( 'key' => $p . '2', 'result' => 'applied', 'quantity' => 17 ) ), $this->unversioned( $r['body']['items'] ?? array() ), $r['raw'] );
 		$this->assertSame( array( 4, 17 ), array( $this->stock( $own ), $this->stock( $parent ) ) );
 		$this->assertSame( '', get_post_meta( $inherit, '_stock', true ), 'the inheriting variation has no stock of its own' );
 		$this->assertSame( array( $own, $parent ), array( (int) $this->adjustment( $p . '1' )['product_id'], (int) $this->adjustment( $p . '2' )['product_id'] ), 'the key records the stock owner' );
