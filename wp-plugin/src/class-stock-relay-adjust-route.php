@@ -8,6 +8,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit;
+
 /**
  * Why: two-way sync (issue 15). A marketplace sale must change the shop's stock exactly once however
  * often the relay sees it (invariant 10), so each change carries a key (`channel:order:line`, with

@@ -7,6 +7,8 @@
 
 declare(strict_types=1);
 
+defined( 'ABSPATH' ) || exit;
+
 /**
  * Rows are delivered in id order, acknowledged rows are deleted, rejected rows are kept and shown.
  *
@@ -295,7 +297,8 @@ final class Stock_Relay_Outbox {
 			}
 			// Another request inserted the row first: go round and update it.
 		}
-		throw new RuntimeException( 'Stock Relay could not allocate a version for product ' . $product_id . '.' );
+		/* translators: %d: product id. Shown as the last error on the Stock Relay page. */
+		throw new RuntimeException( esc_html( sprintf( __( 'Stock Relay could not allocate a version for product %d.', 'stock-relay' ), $product_id ) ) );
 	}
 
 	/**
@@ -360,7 +363,7 @@ final class Stock_Relay_Outbox {
 			array( '%d', '%s', '%s', '%s', '%d' )
 		);
 		if ( ! $ok ) {
-			throw new RuntimeException( 'Stock Relay could not write to its outbox table.' );
+			throw new RuntimeException( esc_html__( 'Stock Relay could not write to its outbox table.', 'stock-relay' ) );
 		}
 	}
 
