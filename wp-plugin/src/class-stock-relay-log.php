@@ -69,6 +69,16 @@ final class Stock_Relay_Log {
 		}
 	}
 
+	/**
+	 * The delivery state written for the first time (add_option_stock_relay_delivery): as a change from nothing.
+	 *
+	 * @param string $option The option's name.
+	 * @param mixed  $value  The state saved.
+	 */
+	public static function delivery_added( string $option, $value ): void {
+		self::delivery( array(), $value );
+	}
+
 	/** An error text as a cause: the same words with other numbers are the same cause. */
 	public static function cause_of( string $error ): string {
 		return (string) preg_replace( '/\d+/', '#', $error );

@@ -27,6 +27,7 @@ final class Stock_Relay_Watch_Hooks {
 		add_action( 'add_option_' . Stock_Relay_Digest::OPTION, array( Stock_Relay_Digest::class, 'schedule' ), 10, 0 );
 		add_action( 'update_option_' . Stock_Relay_Digest::OPTION, array( Stock_Relay_Digest::class, 'schedule' ), 10, 0 );
 		add_action( 'update_option_' . Stock_Relay_Delivery::STATE, array( Stock_Relay_Log::class, 'delivery' ), 10, 2 ); // Failures to the WooCommerce log, once per cause.
+		add_action( 'add_option_' . Stock_Relay_Delivery::STATE, array( Stock_Relay_Log::class, 'delivery_added' ), 10, 2 );
 		add_action( 'wp_ajax_nopriv_' . Stock_Relay_Loopback::AJAX_ACTION, array( Stock_Relay_Loopback::class, 'handle' ) );
 		add_action( 'wp_ajax_' . Stock_Relay_Loopback::AJAX_ACTION, array( Stock_Relay_Loopback::class, 'handle' ) );
 		register_deactivation_hook( STOCK_RELAY_FILE, array( Stock_Relay_Digest::class, 'deactivate' ) );

@@ -49,42 +49,50 @@ function srt_recorder_words( array $doc, string $name, int $max ): ?string {
 	return trim( $value );
 }
 
-if ( isset( $mode['status'] ) ) { // A scripted failure answers these too.
-	http_response_code( (int) $mode['status'] );
-	echo json_encode( array( 'error' => array( 'code' => 'scripted', 'message' => 'Scripted answer.' ) ) );
-	return;
-}
-$srt_names   = array_column( (array) ( $mode['status_body']['channels'] ?? array() ), 'name' );
-$srt_channel = $doc['channel'] ?? null;
-if ( null !== $srt_channel && ! in_array( $srt_channel, $srt_names, true ) ) {
-	srt_recorder_refuse( 'invalid_field', 'This site has no channel ' . var_export( (string) $srt_channel, true ) . '.' ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions -- the relay's repr().
-	return;
-}
-$srt_pause = (bool) preg_match( '#/pause$#', $path );
-$srt_reason = $srt_pause ? srt_recorder_words( (array) $doc, 'reason', 500 ) : '';
-if ( null === $srt_reason ) {
-	return;
-}
-$srt_actor = srt_recorder_words( (array) $doc, 'actor', 191 );
-if ( null === $srt_actor ) {
-	return;
-}
-$srt_pauses = srt_recorder_pauses( $dir );
-$srt_now    = microtime( true );
-$srt_iso    = static fn( float $at ): string => gmdate( 'Y-m-d\TH:i:s', (int) $at ) . sprintf( '.%03dZ', (int) ( 1000 * ( $at - floor( $at ) ) ) );
-$srt_done   = array();
-$srt_kept   = array();
-foreach ( null === $srt_channel ? $srt_names : array( $srt_channel ) as $srt_name ) {
-	$srt_found = $srt_pauses[ $srt_name ] ?? null;
-	if ( $srt_pause && null !== $srt_found ) {
-		$srt_kept[] = array( 'channel' => $srt_name ) + $srt_found; // A pause keeps its first reason, actor and time.
-	} elseif ( $srt_pause ) {
-		$srt_pauses[ $srt_name ] = array( 'reason' => $srt_reason, 'actor' => $srt_actor, 'paused_at' => $srt_now, 'paused_at_iso' => $srt_iso( $srt_now ) );
-		$srt_done[]              = array( 'channel' => $srt_name ) + $srt_pauses[ $srt_name ];
-	} elseif ( null !== $srt_found ) {
-		unset( $srt_pauses[ $srt_name ] );
-		$srt_done[] = array( 'channel' => $srt_name ) + $srt_found;
+/**
+ * Answer channel.pause (or channel.resume) as the relay does.
+ *
+ * @param array<string, mixed> $mode mode.json.
+ * @param mixed                $doc  The decoded request body.
+ */
+function srt_recorder_pause_or_resume( array $mode, $doc, string $path, string $dir ): void {
+	if ( isset( $mode['status'] ) ) { // A scripted failure answers these too.
+		http_response_code( (int) $mode['status'] );
+		echo json_encode( array( 'error' => array( 'code' => 'scripted', 'message' => 'Scripted answer.' ) ) );
+		return;
 	}
+	$srt_names   = array_column( (array) ( $mode['status_body']['channels'] ?? array() ), 'name' );
+	$srt_channel = $doc['channel'] ?? null;
+	if ( null !== $srt_channel && ! in_array( $srt_channel, $srt_names, true ) ) {
+		srt_recorder_refuse( 'invalid_field', 'This site has no channel ' . var_export( (string) $srt_channel, true ) . '.' ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions -- the relay's repr().
+		return;
+	}
+	$srt_pause = (bool) preg_match( '#/pause$#', $path );
+	$srt_reason = $srt_pause ? srt_recorder_words( (array) $doc, 'reason', 500 ) : '';
+	if ( null === $srt_reason ) {
+		return;
+	}
+	$srt_actor = srt_recorder_words( (array) $doc, 'actor', 191 );
+	if ( null === $srt_actor ) {
+		return;
+	}
+	$srt_pauses = srt_recorder_pauses( $dir );
+	$srt_now    = microtime( true );
+	$srt_iso    = static fn( float $at ): string => gmdate( 'Y-m-d\TH:i:s', (int) $at ) . sprintf( '.%03dZ', (int) ( 1000 * ( $at - floor( $at ) ) ) );
+	$srt_done   = array();
+	$srt_kept   = array();
+	foreach ( null === $srt_channel ? $srt_names : array( $srt_channel ) as $srt_name ) {
+		$srt_found = $srt_pauses[ $srt_name ] ?? null;
+		if ( $srt_pause && null !== $srt_found ) {
+			$srt_kept[] = array( 'channel' => $srt_name ) + $srt_found; // A pause keeps its first reason, actor and time.
+		} elseif ( $srt_pause ) {
+			$srt_pauses[ $srt_name ] = array( 'reason' => $srt_reason, 'actor' => $srt_actor, 'paused_at' => $srt_now, 'paused_at_iso' => $srt_iso( $srt_now ) );
+			$srt_done[]              = array( 'channel' => $srt_name ) + $srt_pauses[ $srt_name ];
+		} elseif ( null !== $srt_found ) {
+			unset( $srt_pauses[ $srt_name ] );
+			$srt_done[] = array( 'channel' => $srt_name ) + $srt_found;
+		}
+	}
+	file_put_contents( $dir . '/pauses.json', json_encode( (object) $srt_pauses ) );
+	echo json_encode( $srt_pause ? array( 'type' => 'paused', 'paused' => $srt_done, 'already_paused' => $srt_kept ) : array( 'type' => 'resumed', 'resumed' => $srt_done ) );
 }
-file_put_contents( $dir . '/pauses.json', json_encode( (object) $srt_pauses ) );
-echo json_encode( $srt_pause ? array( 'type' => 'paused', 'paused' => $srt_done, 'already_paused' => $srt_kept ) : array( 'type' => 'resumed', 'resumed' => $srt_done ) );

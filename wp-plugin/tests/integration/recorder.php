@@ -52,7 +52,8 @@ if ( preg_match( '#/audit$#', $path ) && isset( $mode['audit_body'] ) ) { // The
 	return;
 }
 if ( preg_match( '#/(pause|resume)$#', $path ) ) { // channel.pause / channel.resume, as relay/http/operator_api.py answers.
-	require __DIR__ . '/recorder-pauses.php';
+	require_once __DIR__ . '/recorder-pauses.php';
+	srt_recorder_pause_or_resume( $mode, $doc, $path, $dir );
 	return;
 }
 if ( preg_match( '#/products$#', $path ) && isset( $mode['products'] ) ) { // product.query: the scripted SKUs asked for, in order; the rest unknown_skus (relay/storage/products.py).
