@@ -6,6 +6,7 @@ Polls are driven by state (``SalesSweeper.poll_once``) except where the running 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from fakes.common import Bucket
 from fakes.ebay import FakeEbay
 from fakes.shop import FakeShop
+from relay.cli.operator import format_status
 from relay.config import Config, RateLimit, ReconcileConfig
 from relay.errors import TransientDeliveryError
 
@@ -184,8 +186,9 @@ async def test_a_stopped_order_poll_makes_the_relay_unready_and_status_says_when
     tmp_path: Path, ebay: FakeEbay, shop: FakeShop, start_relay: StartRelay
 ) -> None:
     """A poller whose loop ended (here: cancelled, as an unexpected error would end it) reads no more orders: sales
-    would stop reaching the shop in silence, so /readyz names it. The sweeper keeps when it last read every page
-    and why the polls since failed."""
+    would stop reaching the shop in silence, so /readyz names it. Failing polls are shown in status: when the orders
+    were last read whole, why not since, and an orders_unread attention item (the relay stays ready: the
+    marketplace is down, not the relay)."""
     r = await start_relay(config_for(tmp_path, ebay, shop), run_workers=True)
     sweeper = r.relay.sweepers[("main", "ebay")]
     await eventually(lambda: sweeper.last_read_at is not None, what="the first poll")
@@ -193,6 +196,13 @@ async def test_a_stopped_order_poll_makes_the_relay_unready_and_status_says_when
     sweeper.wake.set()
     await eventually(lambda: sweeper.last_error is not None, what="a failed poll to be remembered")
     assert "500" in str(sweeper.last_error)
+    status, answer = await r.client.post("status", {"type": "status.query", "site": "main"})
+    (row,) = [c for c in answer["channels"] if c["name"] == "ebay"]
+    assert status == 200 and row["orders_read_at"] == pytest.approx(sweeper.last_read_at, abs=1)
+    assert "500" in row["orders_error"]
+    (item,) = [a for a in answer["attention"] if a["code"] == "orders_unread"]
+    assert item["channel"] == "ebay" and item["level"] == "error" and "not reaching the shop" in item["message"]
+    assert "ORDERS ebay: not read since" in format_status(answer, time.time())
     async with r.session.get(r.base_url + "/readyz") as answer:
         assert answer.status == 200, await answer.text()
     (task,) = [t for t in r.relay._tasks if t.get_name() == f"worker {sweeper.name}"]

@@ -504,8 +504,17 @@ def format_status(status: dict[str, Any], now: float) -> str:
         for c in status["channels"]
         if (p := c.get("paused"))  # an older relay's answer has no such field
     ]
-    lines = [head, table(headers, rows), *paused, *(f"STALLED {s}" for s in stalled), *format_sales(status)]
+    orders = [format_orders(c, now) for c in status["channels"] if c.get("orders_read_at") or c.get("orders_error")]
+    lines = [head, table(headers, rows), *paused, *(f"STALLED {s}" for s in stalled), *orders, *format_sales(status)]
     return "\n".join([*lines, *format_oversold_status(status)])
+
+
+def format_orders(c: dict[str, Any], now: float) -> str:
+    """When a marketplace's orders were last read for sales, and why not since (the error: a running relay's answer)."""
+    read = ago(c.get("orders_read_at"), now)
+    if c.get("orders_error"):
+        return f"ORDERS {c['name']}: not read since {read}: {c['orders_error']}"
+    return f"orders {c['name']}: read {read}"
 
 
 def format_oversold_status(status: dict[str, Any]) -> list[str]:

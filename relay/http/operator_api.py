@@ -140,6 +140,8 @@ async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
         worker = relay.workers.get((site.id, channel.name))
         row.update(site=site.id, type=channel.type, queue_depth=row["pending"])
         row["worker"] = stalled.get(f"{site.id}/{channel.name}", "ok")
+        sweeper = relay.sweepers.get((site.id, channel.name))
+        row["orders_error"] = None if sweeper is None else sweeper.last_error  # why polls since orders_read_at failed
         if worker is not None:
             row["circuit"] = worker.circuit.state
             row["circuit_reason"] = worker.circuit.reason or None

@@ -2,7 +2,8 @@
 
 Built from the status answer itself (relay/http/operator_api.py, or the CLI reading the file), so it never says
 anything the numbers beside it do not: a channel paused, deliveries failing and since when, dead letters and the
-newest, a circuit open, a stuck worker, sales the shop refused, oversold incidents. Each item has a ``code`` (stable,
+newest, a circuit open, a stuck worker, a marketplace whose orders cannot be read, sales the shop refused,
+oversold incidents. Each item has a ``code`` (stable,
 for the WordPress plugin, which words and translates notices itself), a ``level`` (``error``: something is not
 reaching a channel or the shop; ``warning``: it is, but someone should look), the ``channel`` (or null for the site),
 ``since`` (Unix seconds, or null) and an English ``message`` for everyone else. Errors come first.
@@ -68,6 +69,16 @@ def channel_items(c: dict[str, Any]) -> list[dict[str, Any]]:
             _item(
                 "dead_letters", ERROR, name, newest.get("since"),
                 text + ". Fix the product or the listing, then retry them.",
+            )
+        )  # fmt: skip
+    if c.get("orders_error"):
+        read = c.get("orders_read_at")
+        since = f"since {_at(read)}" if read else "since the relay started"
+        items.append(
+            _item(
+                "orders_unread", ERROR, name, read,
+                f"{name}'s orders have not been read {since}, so its sales are not reaching the shop:"
+                f" {c['orders_error']}",
             )
         )  # fmt: skip
     worker = c.get("worker", "ok")

@@ -24,7 +24,7 @@ TIME_FIELDS = frozenset(
     {
         "at", "server_time", "last_event_at", "last_success", "created_at", "received_at", "updated_at",
         "next_attempt_at", "found_at", "started_at", "finished_at", "checked_at", "paused_at", "since",
-        "confirmed_at", "pending_since", "failing_since",
+        "confirmed_at", "pending_since", "failing_since", "orders_read_at",
     }
 )  # fmt: skip
 
@@ -102,6 +102,10 @@ def channel_status(
         (site, channel),
     ).fetchone()
     paused = pauses.pause_of(conn, site, channel)
+    # When the channel's orders were last read whole (its sales cursor's poll; None: never, or not imported).
+    read = conn.execute(
+        "SELECT updated_at FROM sales_cursors WHERE site = ? AND channel = ?", (site, channel)
+    ).fetchone()
     return with_iso(
         {
             "name": channel,
@@ -114,6 +118,7 @@ def channel_status(
             "last_error": None if error is None else {"message": error[0], "at": error[1], "sku": error[2]},
             "drift": {**drift(conn, site, channel), "checked_at": checked_at(conn, site, read_back_at)},
             "paused": None if paused is None else paused.as_dict(),
+            "orders_read_at": None if read is None else read[0],
             "failing": {"items": failing, "since": failing_since},
             "newest_dead_letter": None
             if newest_dead is None
