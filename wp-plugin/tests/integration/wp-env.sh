@@ -38,6 +38,15 @@ srt_wp_prepare() {
         printf '<?php\nrequire getenv( "SRT_WP_CONFIG" );\n' > "$SRT_CORE/x/usr/share/wordpress/wp-config.php"
         touch "$SRT_CORE/.ready"
     fi
+    # Debian moves some of WordPress's libraries to packages of their own and links to them (e.g.
+    # wp-includes/js/underscore.min.js -> ../../../javascript/underscore/, which the admin's scripts need):
+    # unpack those beside it. Only adds files, so a WordPress running from the cache is not disturbed.
+    if [ ! -e "$SRT_CORE/x/usr/share/wordpress/wp-includes/js/underscore.min.js" ]; then
+        local libs=(libjs-underscore libjs-cropper php-getid3)
+        (cd "$SRT_CORE" && apt-get download "${libs[@]}" >&2 2>/dev/null || { apt-get update -qq >&2 && apt-get download "${libs[@]}" >&2; })
+        for lib in "${libs[@]}"; do dpkg-deb -x "$SRT_CORE/${lib}"_*.deb "$SRT_CORE/x"; done
+        for lib in "${libs[@]}"; do rm -f "$SRT_CORE/${lib}"_*.deb; done
+    fi
     SRT_ABSPATH="$SRT_CORE/x/usr/share/wordpress"
     export SRT_ABSPATH
 }
