@@ -214,7 +214,9 @@ def relay(warehouse: str, artefacts: Path, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="session")
 def _fresh_plugin(wordpress: WordPress) -> None:
-    """Once: none of the integration suite's products or outbox rows, the plugin as just installed."""
+    """Once: none of the integration suite's products or outbox rows, the plugin as just installed, and no update
+    checks (offline-site.php: they fail on this offline site, with a PHP warning each)."""
+    shutil.copy(HERE / "offline-site.php", wordpress.work / "wp-content" / "mu-plugins" / "offline-site.php")
     wordpress.state("fresh")
 
 
@@ -279,10 +281,19 @@ class Admin:
     def text(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "body").text
 
+    def notice_kind(self, containing: str) -> str:
+        """The colour of that notice: success, warning, error or info (WordPress's notice-* class)."""
+        classes = (self.notice(containing).get_attribute("class") or "").split()
+        kinds = [
+            c.removeprefix("notice-")
+            for c in classes
+            if c in ("notice-success", "notice-warning", "notice-error", "notice-info")
+        ]
+        return kinds[0] if kinds else "none"
+
     def notice(self, containing: str) -> WebElement:
-        """The admin notice whose text contains ``containing``, once the page shows it."""
-        xpath = f"//div[contains(concat(' ', @class, ' '), ' notice ')][contains(., {xpath_literal(containing)})]"
-        return self.wait(lambda: self.driver.find_elements(By.XPATH, xpath), f"a notice saying {containing!r}")[0]
+        """The first admin notice whose text contains ``containing``, once the page shows it."""
+        return self.wait(lambda: self.notices(containing), f"a notice saying {containing!r}")[0]
 
     def button(self, label: str) -> WebElement:
         literal = xpath_literal(label)
@@ -292,11 +303,28 @@ class Admin:
         assert found, f"no {label!r} button on {self.driver.current_url}"
         return found[0]
 
-    def press(self, label: str) -> None:
-        """Press a button; a confirmation the browser asks for is answered yes."""
+    def press(self, label: str, reloads: bool = True) -> str | None:
+        """Press a button; a confirmation the browser asks for (confirm(), opened by the click) is answered yes.
+        Returns its question, or None when none was asked. ``reloads``: the button posts a form, so this waits
+        until the page is replaced (otherwise a notice on the old page could be taken for the answer)."""
+        page = self.driver.find_element(By.TAG_NAME, "html")
         self.button(label).click()
+        question = None
         with contextlib.suppress(NoAlertPresentException):
-            self.driver.switch_to.alert.accept()
+            alert = self.driver.switch_to.alert
+            question = alert.text
+            alert.accept()
+        if reloads:
+            self.wait(lambda: not is_attached(page), f"the page to reload after {label!r}")
+        return question
+
+    def settled(self) -> None:
+        """No loading indicator (WordPress's spinner) left on the page: what loads after it has arrived."""
+        self.wait(lambda: not self.driver.find_elements(By.CSS_SELECTOR, ".spinner.is-active"), "the page to load")
+
+    def notices(self, containing: str) -> list[WebElement]:
+        xpath = f"//div[contains(concat(' ', @class, ' '), ' notice ')][contains(., {xpath_literal(containing)})]"
+        return self.driver.find_elements(By.XPATH, xpath)
 
     def fill(self, field_id: str, value: str) -> None:
         field = self.driver.find_element(By.ID, field_id)
@@ -307,6 +335,14 @@ class Admin:
         """Every table row on the page as the text of its cells."""
         rows = self.driver.find_elements(By.CSS_SELECTOR, "table tr")
         return [[cell.text.strip() for cell in row.find_elements(By.CSS_SELECTOR, "th, td")] for row in rows]
+
+
+def is_attached(element: WebElement) -> bool:
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return False
+    return True
 
 
 def xpath_literal(text: str) -> str:

@@ -8,6 +8,7 @@
  *   configure URL SITE SECRET  the three settings, as a saved form leaves them (the secret not autoloaded)
  *   settings                   what is saved: {"url", "site", "secret"}
  *   product SKU QTY            a simple product with managed stock, written as WooCommerce stores it (no hooks); {"id"}
+ *   woocommerce on|off         WooCommerce active or not (the stand-ins read srt_no_woocommerce)
  *
  * @package StockRelay
  */
@@ -54,6 +55,9 @@ switch ( $srt_command ) {
 		} else {
 			update_option( 'stock_relay_secret', $srt_secret, false );
 		}
+		if ( class_exists( 'Stock_Relay_Status_Route' ) ) {
+			Stock_Relay_Status_Route::forget(); // As a saved form does: the cached status was for other settings.
+		}
 		echo wp_json_encode( array( 'ok' => true ) ) . "\n";
 		break;
 	case 'settings':
@@ -86,6 +90,14 @@ switch ( $srt_command ) {
 			update_post_meta( (int) $srt_id, $srt_key, $srt_value );
 		}
 		echo wp_json_encode( array( 'id' => (int) $srt_id ) ) . "\n";
+		break;
+	case 'woocommerce':
+		if ( 'off' === ( $srt_args[0] ?? '' ) ) {
+			update_option( 'srt_no_woocommerce', 1 );
+		} else {
+			delete_option( 'srt_no_woocommerce' );
+		}
+		echo wp_json_encode( array( 'ok' => true ) ) . "\n";
 		break;
 	default:
 		fwrite( STDERR, "unknown command: $srt_command\n" );
