@@ -109,7 +109,16 @@ final class Stock_Relay_Health_Checks {
 			return $kept;
 		}
 		$sent   = microtime( true );
-		$answer = Stock_Relay_Delivery::post( $settings, 'ping', (string) stock_relay_json( array( 'type' => 'ping', 'site' => $settings['site'] ) ) );
+		$answer = Stock_Relay_Delivery::post(
+			$settings,
+			'ping',
+			(string) stock_relay_json(
+				array(
+					'type' => 'ping',
+					'site' => $settings['site'],
+				)
+			)
+		);
 		$back   = microtime( true );
 		$server = 200 === $answer['status'] && is_string( $answer['body']['server_time'] ?? null ) ? strtotime( $answer['body']['server_time'] ) : false;
 		$ping   = array(
@@ -145,7 +154,8 @@ final class Stock_Relay_Health_Checks {
 	/**
 	 * The relay test's result.
 	 *
-	 * @param array{status: int, error: string, skew: int|null}|null $ping The ping (null: not set up).
+	 * @param bool                                                   $configured Whether the plugin is set up.
+	 * @param array{status: int, error: string, skew: int|null}|null $ping       The ping (null: not set up).
 	 * @return array<string, mixed> A Site Health result.
 	 */
 	public static function relay_result( bool $configured, ?array $ping ): array {

@@ -41,7 +41,7 @@ final class Stock_Relay_Loopback {
 				'user-agent'  => 'stock-relay-kick',
 			)
 		);
-		$error = '';
+		$error    = '';
 		if ( is_wp_error( $response ) ) {
 			$error = $response->get_error_message();
 		} elseif ( 200 !== (int) wp_remote_retrieve_response_code( $response ) || false === strpos( (string) wp_remote_retrieve_body( $response ), '"stock_relay_loopback":"ok"' ) ) {

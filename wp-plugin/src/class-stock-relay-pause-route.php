@@ -113,7 +113,10 @@ final class Stock_Relay_Pause_Route {
 	/**
 	 * The signed request to the relay, as the current user.
 	 *
-	 * @param array<string, string> $fields More fields of the message.
+	 * @param string                $operation The path's last part (pause, resume).
+	 * @param string                $type      The message type.
+	 * @param string                $channel   The channel ('' for all).
+	 * @param array<string, string> $fields    More fields of the message.
 	 * @return array{status: int, code: string, message: string, body: array<string, mixed>, retry_after: int|null}
 	 */
 	private static function ask( string $operation, string $type, string $channel, array $fields ): array {
@@ -125,9 +128,9 @@ final class Stock_Relay_Pause_Route {
 		if ( '' !== $channel ) {
 			$doc['channel'] = $channel;
 		}
-		$doc          += $fields;
-		$doc['actor']  = (string) wp_get_current_user()->user_login;
-		$answer        = Stock_Relay_Delivery::post( $settings, $operation, (string) stock_relay_json( $doc ) );
+		$doc         += $fields;
+		$doc['actor'] = (string) wp_get_current_user()->user_login;
+		$answer       = Stock_Relay_Delivery::post( $settings, $operation, (string) stock_relay_json( $doc ) );
 		Stock_Relay_Status_Route::forget(); // Whatever happened, the next look at the channels asks the relay.
 		return $answer;
 	}
