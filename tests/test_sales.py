@@ -29,7 +29,7 @@ from relay.errors import ConfigError
 from relay.ids import new_msg_id
 
 from .conftest import SITE_SECRET, StartRelay, eventually, make_config, webhook_channel
-from .procs import RelayProcess
+from .procs import RelayProcess, run_cli
 
 SALES_SECRET = "whsec_ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
 OTHER_SECRET = "whsec_QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8="
@@ -179,6 +179,47 @@ async def test_a_refused_sale_is_a_dead_letter_shown_in_status(
     assert "dead_letter" in await audit_actions(r, "pos:A-1001:2")
     text = format_status(answer, time.time())
     assert "sales to the shop: 0 pending, 1 applied, 1 refused" in text and "REFUSED pos:A-1001:2" in text
+
+
+async def test_refused_sales_are_sent_again_once_their_cause_is_fixed(
+    tmp_path: Path, shop: FakeShop, start_relay: StartRelay
+) -> None:
+    """Two sales refused (unknown SKUs); the shop owner adds one SKU; replay --refused-sales on the file (the CLI,
+    a subprocess) makes both pending: one applies, the other is refused again. Over the API, after the second SKU
+    is added too, it applies. Each key applies once; the audit names the replay and the refusal it had."""
+    r = await start_relay(config_for(tmp_path, shop.url))
+    worker = r.relay.shop_workers["main"]
+    assert (await reporter(r).post(SALES, report(sale(line="2", sku="NEW-1"), sale(line="3", sku="NEW-2"))))[0] == 202
+    assert await worker.drain() == 2
+    assert await r.count("SELECT COUNT(*) FROM sales WHERE state = 'refused'") == 2
+    shop.add(2, "NEW-1", 4)
+
+    cfg_file = tmp_path / "relay.yaml"
+    site = {
+        "secret": "env:UNUSED",
+        "channels": [{"name": "pos", "type": "sandbox"}, {"name": "plain", "type": "sandbox"}],
+    }
+    cfg_file.write_text(yaml.safe_dump({"state_dir": str(r.relay.config.state_dir), "sites": {"main": site}}))
+    out = await asyncio.to_thread(run_cli, "replay", "--refused-sales", "-c", str(cfg_file))
+    assert out.returncode == 0, out.stderr
+    assert "2 refused sales will be sent to the shop again" in out.stdout
+    assert await worker.drain() == 2
+    assert shop.adjusted == {"pos:A-1001:2": 3}
+    assert shop.products[2].quantity == 3
+    assert await r.count("SELECT state FROM sales WHERE key = 'pos:A-1001:3'") == "refused"
+
+    shop.add(3, "NEW-2", 9)
+    status, answer = await r.client.post("replay", {"type": "replay.request", "site": "main", "scope": "refused_sales"})
+    assert status == 200 and answer["scheduled"] == 1
+    await eventually(lambda: worker.wake.is_set(), what="the shop worker to be woken")
+    assert await worker.drain() == 1
+    assert shop.adjusted == {"pos:A-1001:2": 3, "pos:A-1001:3": 8}
+    assert await r.count("SELECT COUNT(*) FROM sales WHERE state = 'applied'") == 2
+    assert await worker.drain() == 0, "nothing left: each key once"
+    rows = await r.relay.store.read(
+        "SELECT detail FROM audit WHERE action = 'replay' AND event_id = 'pos:A-1001:3'", ()
+    )
+    assert len(rows) == 2 and all('"refused_sales"' in row[0] and "unknown_sku" in row[0] for row in rows)
 
 
 async def test_the_sales_route_takes_only_the_channels_own_secret(

@@ -77,6 +77,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     scope.add_argument("--dead", action="store_true", help="every open dead letter")
     scope.add_argument("--sku", nargs="+", dest="skus", metavar="SKU", help="these SKUs")
     scope.add_argument("--all", action="store_true", help="every SKU the relay knows")
+    scope.add_argument(
+        "--refused-sales", action="store_true", help="sales the shop refused: send them to the shop again (cause fixed)"
+    )
     replay.add_argument("--channel", help="only this channel (default: every channel of the site)")
     export = command("export", "stream the published state per channel and SKU, or the audit log")
     export.add_argument("what", choices=views_kinds(), help="state: what each channel shows; audit: the log")
@@ -355,12 +358,14 @@ async def _run(args: argparse.Namespace) -> int:
         print(json.dumps(trace, indent=2, ensure_ascii=False) if args.json else format_lineage(trace), file=out)
         return 0 if trace["events"] or trace["channels"] else 4
     if args.command == "replay":
-        scope = "dead" if args.dead else "skus" if args.skus else "all"
+        scope = "dead" if args.dead else "skus" if args.skus else "refused_sales" if args.refused_sales else "all"
         assert scope in SCOPES
         result = await backend.replay(scope, args.skus or [], args.channel, progress)
         progress.done()
         if args.json:
             print(json.dumps(result), file=out)
+        elif scope == "refused_sales":
+            print(f"{result['scheduled']:,} refused sales will be sent to the shop again", file=out)
         else:
             print(f"scheduled {result['scheduled']:,} deliveries with the current quantity", file=out)
             if result["unknown_skus"]:

@@ -308,7 +308,7 @@ async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, A
     relay = request.app[RELAY]
     scope = doc.get("scope")
     if scope not in SCOPES:
-        raise PayloadError("invalid_field", "'scope' must be 'dead', 'skus' or 'all'.")
+        raise PayloadError("invalid_field", "'scope' must be 'dead', 'skus', 'all' or 'refused_sales'.")
     skus = _text_list(doc, "skus", MAX_REPLAY_SKUS) if scope == "skus" else []
     channel = _channel(site, doc)
     channels = [channel] if channel else [c.name for c in site.channels]
@@ -321,7 +321,10 @@ async def handle_replay(request: web.Request, site: SiteConfig, doc: dict[str, A
         )
         scheduled += chunk.scheduled
         unknown += chunk.unknown
-        relay.wake(site.id)
+        if scope == "refused_sales":
+            relay.wake_shop(site.id)
+        else:
+            relay.wake(site.id)
         if chunk.next_after is None:
             break
         after = chunk.next_after

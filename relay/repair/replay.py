@@ -6,6 +6,10 @@ stored payload: whatever the shop said last is what goes out, even if it changed
 
 Work is done in chunks of SKUs (one short write job each) so a replay of everything never holds the
 writer long enough to delay ingest, and the caller can show progress between chunks.
+
+Scope ``refused_sales`` is the shop's side: sales the shop refused (an unknown SKU, stock not managed, a trashed
+product) are made pending again once their cause is fixed. The plugin tries a refused key again (only an applied
+key is final), so each is applied at most once still. ``channel`` narrows it to one channel's sales.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from ..delivery import deliveries
 from ..storage import audit
 
-SCOPES = ("dead", "skus", "all")
+SCOPES = ("dead", "skus", "all", "refused_sales")
 CHUNK = 500
 
 
@@ -39,6 +43,8 @@ def replay_chunk(
     limit: int = CHUNK,
 ) -> Chunk:
     """Write job: schedule the next ``limit`` SKUs of ``scope`` (SKUs sorted; ``after`` is exclusive)."""
+    if scope == "refused_sales":
+        return _refused_sales(conn, site, channels, now, after, limit)
     marks = ",".join("?" * len(channels))
     if scope == "skus":
         todo = sorted(set(skus))
@@ -88,3 +94,29 @@ def _targets(conn: sqlite3.Connection, site: str, channels: Sequence[str], sku: 
         )
     }
     return [channel for channel in channels if channel in dead]
+
+
+def _refused_sales(
+    conn: sqlite3.Connection, site: str, channels: Sequence[str], now: float, after: str, limit: int
+) -> Chunk:
+    """The next ``limit`` refused sales (by key, ``after`` exclusive) due again now, with a fresh count of tries."""
+    marks = ",".join("?" * len(channels))
+    keys = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT key FROM sales WHERE site = ? AND state = 'refused' AND channel IN ({marks}) AND key > ?"
+            " ORDER BY key LIMIT ?",
+            (site, *channels, after, limit),
+        )
+    ]
+    logged = []
+    for key in keys:
+        channel, sku, refused = conn.execute(
+            "UPDATE sales SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+            " WHERE site = ? AND key = ? RETURNING channel, sku, last_error",
+            (now, now, site, key),
+        ).fetchone()
+        detail = {"scope": "refused_sales", "refused": refused}
+        logged.append(audit.entry(now, site, "replay", channel=channel, sku=sku, event_id=key, detail=detail))
+    audit.record(conn, logged)
+    return Chunk(len(keys), [], keys[-1] if len(keys) == limit else None)
