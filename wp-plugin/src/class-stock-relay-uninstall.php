@@ -15,8 +15,8 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Stock_Relay_Uninstall {
 
-	/** Scheduled hooks of the plugin (Stock_Relay_Kick::HOOK, ::WATCHDOG, Stock_Relay_Resend::HOOK). */
-	public const HOOKS = array( 'stock_relay_drain', 'stock_relay_watchdog', 'stock_relay_resend_chunk' );
+	/** Scheduled hooks of the plugin (Stock_Relay_Kick::HOOK, ::WATCHDOG, Stock_Relay_Resend::HOOK, Stock_Relay_Digest::HOOK). */
+	public const HOOKS = array( 'stock_relay_drain', 'stock_relay_watchdog', 'stock_relay_resend_chunk', 'stock_relay_digest' );
 
 	/** Clean every site, then what the sites share. */
 	public static function run(): void {
