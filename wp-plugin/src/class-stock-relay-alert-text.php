@@ -46,6 +46,14 @@ final class Stock_Relay_Alert_Text {
 			case 'channel_unavailable':
 				/* translators: 1: channel name, 2: the relay's reason */
 				return sprintf( __( 'The relay is not sending to %1$s for now (%2$s); it tries again by itself.', 'stock-relay' ), $channel, $detail );
+			case 'orders_unread':
+				$text = '' !== $since
+					/* translators: 1: channel name, 2: a date and time with its age */
+					? sprintf( __( '%1$s\'s orders have not been read since %2$s, so its sales do not reach the shop\'s stock.', 'stock-relay' ), $channel, $since )
+					/* translators: %s: channel name */
+					: sprintf( __( '%s\'s orders have not been read since the relay started, so its sales do not reach the shop\'s stock.', 'stock-relay' ), $channel );
+				/* translators: %s: the marketplace's answer */
+				return $text . ( '' !== $detail ? ' ' . sprintf( __( 'Last error: %s', 'stock-relay' ), $detail ) : '' );
 			case 'worker_stalled':
 				/* translators: 1: channel name, 2: the sender's state, such as "stuck" */
 				return sprintf( __( 'The relay\'s sender for %1$s is %2$s: restart the relay if this lasts.', 'stock-relay' ), $channel, $detail );

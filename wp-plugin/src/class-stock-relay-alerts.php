@@ -78,6 +78,9 @@ final class Stock_Relay_Alerts {
 				case 'channel_unavailable':
 					$alert['detail'] = self::text( $channel['circuit_reason'] ?? null );
 					break;
+				case 'orders_unread':
+					$alert['detail'] = self::text( $channel['orders_error'] ?? null );
+					break;
 				case 'worker_stalled':
 					$alert['detail'] = self::text( $channel['worker'] ?? null );
 					break;

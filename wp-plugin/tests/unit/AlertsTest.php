@@ -69,6 +69,13 @@ final class AlertsTest extends TestCase {
 		$this->assertSame( 'amazon is paused by alice since 2026-12-02 01:00 UTC (2 h ago): Stocktake. 7 changes wait for it and are sent when it is resumed.', $text( 2 ) );
 		$this->assertStringStartsWith( 'The shop refused 2 sales reported by marketplaces', $text( 3 ) );
 		$this->assertSame( 'The relay reports something that needs attention (something_new): see the Stock Relay page.', $text( 4 ) );
+		$unread = Stock_Relay_Alerts::from_status(
+			array(
+				'channels'  => array( array( 'name' => 'etsy', 'orders_error' => 'HTTP 401 from Etsy' ) ),
+				'attention' => array( array( 'code' => 'orders_unread', 'level' => 'error', 'channel' => 'etsy', 'since' => self::NOW - 3600, 'message' => 'English' ) ),
+			)
+		)[0];
+		$this->assertSame( 'etsy\'s orders have not been read since 2026-12-02 02:00 UTC (1 h ago), so its sales do not reach the shop\'s stock. Last error: HTTP 401 from Etsy', Stock_Relay_Alert_Text::sentence( $unread, self::NOW ) );
 		foreach ( array( 0, 1, 2, 3, 4 ) as $i ) {
 			$this->assertStringNotContainsString( 'English', $text( $i ) );
 		}
