@@ -38,7 +38,7 @@ final class IntegrationTest extends TestCase {
 	public function test_activation_created_tables_and_hpos_was_declared_in_before_woocommerce_init(): void {
 		global $wpdb;
 		$this->assertSame( Stock_Relay_Outbox::table(), $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', Stock_Relay_Outbox::table() ) ) );
-		$this->assertSame( '3', (string) get_option( 'stock_relay_schema' ) );
+		$this->assertSame( (string) Stock_Relay_Outbox::SCHEMA_VERSION, (string) get_option( 'stock_relay_schema' ) );
 		$declared = get_option( 'srt_hpos_declared' );
 		$this->assertContains( array( 'custom_order_tables', 'stock-relay.php', true, true ), $declared );
 		$this->assertSame( 'no', $wpdb->get_var( "SELECT autoload FROM {$wpdb->options} WHERE option_name = 'stock_relay_secret'" ), 'the secret is not autoloaded' );
