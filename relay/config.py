@@ -150,6 +150,10 @@ def _site(site_id: str, node: _Node) -> SiteConfig:
         raise ConfigError(node.path, "a site id is 1 to 64 of a-z, 0-9 and '-'")
     site = SiteConfig(id=site_id, **_read(SiteConfig, node))
     _check_sales_secrets(node, site)
+    if site.alert_url and not node.get("alert_secret", str):
+        raise ConfigError(
+            node.sub("alert_secret"), "required with alert_url: the whsec_ secret the alerts are signed with"
+        )
     return site
 
 
@@ -463,6 +467,13 @@ class SiteConfig:
     # the WordPress site's address, where the plugin's snapshot route lives; empty: no reconciliation
     shop_url: str = field(
         default="", metadata=spec(check=_pattern(HTTP_URL, "must be the shop's http:// or https:// address", strip="/"))
+    )
+    # where each oversold incident is posted (relay/delivery/alerts.py), signed with alert_secret; empty: none
+    alert_url: str = field(
+        default="", metadata=spec(check=_pattern(HTTP_URL, "must be an http:// or https:// URL", strip="/"))
+    )
+    alert_secrets: tuple[str, ...] = field(
+        default=(), repr=False, metadata=spec(key="alert_secret", reader=_read_whsec_secrets, redact=_secret_count)
     )
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     # keyword-only, so that it may come last (where check-config prints it) after keys with defaults

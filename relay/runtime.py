@@ -18,6 +18,7 @@ import aiohttp
 from . import __version__, connectors
 from .config import Config, SiteConfig
 from .delivery import adjustments, deliveries
+from .delivery.alerts import AlertSender
 from .delivery.dispatch import ChannelWorker
 from .delivery.shop import ShopWorker
 from .errors import ReconcileError, StorageError
@@ -57,6 +58,7 @@ class Relay:
         self.workers: dict[tuple[str, str], ChannelWorker] = {}
         self.shop_workers: dict[str, ShopWorker] = {}  # per site with a shop_url: reported sales → the shop
         self.sweepers: dict[tuple[str, str], SalesSweeper] = {}  # channels whose orders are polled for sales
+        self.alert_senders: dict[str, AlertSender] = {}  # per site with an alert_url: oversold incidents → it
         self.stopping = asyncio.Event()
         self.shutting_down = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -103,9 +105,11 @@ class Relay:
                     wake = functools.partial(self.wake_shop, site.id)
                     sweeper = SalesSweeper(self.store, site, channel, connector, self.now, wake)
                     self.sweepers[(site.id, channel.name)] = sweeper
+            if site.alert_url:
+                self.alert_senders[site.id] = AlertSender(self.store, site, self._session, self.now)
             if site.shop_url:
                 shop = ShopWorker(self.store, site, self._session, self.config.dispatch, self.now)
-                shop.on_oversold = functools.partial(self.metrics.count_oversold, site.id)
+                shop.on_oversold = functools.partial(self._oversold, site.id)
                 self.shop_workers[site.id] = shop
         if run_workers:
             for worker in self.workers.values():
@@ -114,6 +118,8 @@ class Relay:
                 self._tasks.append(asyncio.create_task(shop.run(self.stopping), name=f"worker {shop.name}"))
             for sweeper in self.sweepers.values():
                 self._tasks.append(asyncio.create_task(sweeper.run(self.stopping), name=f"worker {sweeper.name}"))
+            for sender in self.alert_senders.values():
+                self._tasks.append(asyncio.create_task(sender.run(self.stopping), name=f"worker {sender.name}"))
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
             for site in self.config.sites:
                 if site.shop_url and (site.reconcile.incremental_minutes or site.reconcile.full_hour is not None):
@@ -203,7 +209,8 @@ class Relay:
                 found[worker.name] = "its loop has stopped (see the log)"
             elif (age := worker.stalled_for(limit)) is not None:
                 found[worker.name] = f"stuck {worker.phase} for {age:.0f} s"
-        for name in [shop.name for shop in self.shop_workers.values()] + [s.name for s in self.sweepers.values()]:
+        looping = [w.name for w in self.shop_workers.values()] + [w.name for w in self.sweepers.values()]
+        for name in looping + [sender.name for sender in self.alert_senders.values()]:
             task = tasks.get(f"worker {name}")
             if task is not None and task.done():
                 found[name] = "its loop has stopped (see the log)"
@@ -257,6 +264,13 @@ class Relay:
         for (site_id, _), worker in self.workers.items():
             if site_id == site:
                 worker.wake.set()
+
+    def _oversold(self, site: str, channel: str) -> None:
+        """An oversold incident was recorded: count it, and post it to the site's alert URL now."""
+        self.metrics.count_oversold(site, channel)
+        sender = self.alert_senders.get(site)
+        if sender is not None:
+            sender.wake.set()
 
     def wake_shop(self, site: str) -> None:
         """New sales are due for ``site``'s shop: its worker should send them now."""

@@ -272,6 +272,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sales ADD COLUMN shop_version INTEGER;
     """,
+    # 12: the alert webhook's place in the audit log (relay/delivery/alerts.py): the id of the last oversold
+    # incident the site's alert_url accepted. Moved only after a 2xx, so an alert is sent at least once.
+    """
+    CREATE TABLE alert_cursors (
+        site       TEXT    PRIMARY KEY,
+        last_id    INTEGER NOT NULL,
+        updated_at REAL    NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
