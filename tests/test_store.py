@@ -13,7 +13,7 @@ from relay.delivery import deliveries
 from relay.errors import StorageError
 from relay.runtime import Relay
 from relay.storage import retention, views
-from relay.storage.store import MAX_GROUP, MIGRATIONS, Store, migrate
+from relay.storage.store import MAX_GROUP, MIGRATIONS, Store, clean_marker, migrate
 
 from .conftest import make_config
 
@@ -177,3 +177,34 @@ def test_two_way_sync_reads_are_index_lookups(tmp_path: Path) -> None:
     plans = [step for sql in statements for step in _plan(conn, sql)]
     assert any("INDEX sales_sku" in step for step in plans), plans
     assert any("INDEX audit_oversold" in step for step in plans), plans
+
+
+async def test_the_integrity_check_is_skipped_only_for_the_file_a_clean_stop_left(tmp_path: Path) -> None:
+    """The check reads the whole file (seconds at a million SKUs), so a restart after a clean stop skips it; after
+    a crash (no clean close), or once the file changed while the relay was stopped, it runs again and refuses a
+    damaged file."""
+    path = tmp_path / "relay.sqlite3"
+    first = Store(path)
+    await first.open()
+    await first.write(lambda conn: conn.execute("INSERT INTO heartbeat (id, at) VALUES (1, 1)"))
+    await first.close()
+    assert first.integrity_checked is False, "a new file has nothing to check"
+    assert clean_marker(path).exists()
+
+    again = Store(path)
+    await again.open()
+    assert again.integrity_checked is False, "as the clean stop left it: not read again"
+    assert not clean_marker(path).exists(), "used up: a crash now makes the next start check"
+    await again.write(lambda conn: conn.execute("UPDATE heartbeat SET at = 2"))
+    # no close: the relay was killed (its threads die with it; the stamp is never written)
+    crashed = Store(path)
+    await crashed.open()
+    assert crashed.integrity_checked is True
+    await crashed.close()
+    await again.close()
+
+    data = bytearray(path.read_bytes())
+    data[4096 * 2 : 4096 * 3] = b"\x07" * 4096  # damaged while the relay was stopped
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match="restore it from a backup"):
+        await Store(path).open()
