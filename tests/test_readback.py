@@ -706,7 +706,8 @@ async def test_readback_before_the_sale_is_applied_does_not_raise_ebay(
     assert await r.count("SELECT count(*) FROM drift") == 0
 
     clock[0] += 1  # the shop's change arrives after the sale was applied (at the same instant it would still count)
-    assert (await r.client.send_events([stock_event(1, SKU, 4, wc_shop.bump(1), cause="relay")]))[0] == 202  # the shop's change
+    back = stock_event(1, SKU, 4, wc_shop.bump(1), cause="relay")  # the shop's change
+    assert (await r.client.send_events([back]))[0] == 202
     await settle(r)
     sandbox = r.relay.workers[("main", "sandbox")].connector
     assert isinstance(sandbox, SandboxConnector)
