@@ -21,6 +21,7 @@ from fakes.ebay import FakeEbay
 from fakes.shop import FakeShop
 from fakes.shopify import FakeShopify
 from relay.cli.client import SignedClient, stock_event
+from relay.cli.operator import format_lineage
 from relay.config import Config, ReconcileConfig
 
 from .conftest import SITE_SECRET, Receiver, StartRelay, make_config, webhook_channel
@@ -124,3 +125,12 @@ async def test_three_channels_selling_the_last_two_units_make_one_incident_namin
     assert [u["quantity"] for x in receiver.for_path("/pos") for u in x.doc["updates"]] == [0]
     assert await r.relay.shop_workers["main"].drain() == 0
     assert len(await r.relay.store.read("SELECT id FROM audit WHERE action = 'oversold'", ())) == 1, "recorded once"
+
+    # The whole chain for the SKU: each sale, the shop's quantity after it, and the shop event that carried it out.
+    status, trace = await r.client.post("lineage", {"type": "lineage.query", "site": "main", "sku": SKU})
+    assert status == 200
+    assert {sale["key"]: sale["shop_quantity"] for sale in trace["sales"]} == dict(answers)
+    assert {sale["carried_by"] for sale in trace["sales"]} == {event["id"]}
+    text = format_lineage(trace)
+    assert f"pos order P-9 line 1: sale of 1 → shop {shop.adjusted['pos:P-9:1']}" in text
+    assert f"→ to every channel with {event['id']}" in text

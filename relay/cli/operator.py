@@ -165,7 +165,8 @@ class Local:
         return await self.view(read)
 
     async def lineage(self, sku: str) -> dict[str, Any]:
-        return await self.view(lambda conn: views.lineage(conn, self.site.id, sku))
+        sold = [c.name for c in self.site.channels]
+        return await self.view(lambda conn: views.lineage(conn, self.site.id, sku, channels_sold=sold))
 
     async def replay(self, scope: str, skus: Sequence[str], channel: str | None, progress: Progress) -> dict[str, Any]:
         if not self.cfg.database_path.exists():
@@ -612,6 +613,9 @@ def format_lineage(trace: dict[str, Any]) -> str:
             why += f" #{source['order_id']})" if source.get("order_id") else ")"
         state = c["state"] + (f", {c['attempts']} failed tries: {c['last_error']}" if c.get("last_error") else "")
         lines.append(f"  {c['channel']:<16} shows {c['shows']!s:<6} {why}; {state}")
+    if trace.get("sales"):  # an older relay's answer has none
+        lines += ["", "sales on the channels (newest first):"]
+        lines += [f"  {_sale_line(sale)}" for sale in trace["sales"]]
     lines += ["", "history (oldest first):"]
     for e in trace["events"]:
         cause = e["cause"] + (f" #{e['order_id']}" if e.get("order_id") else "")
@@ -622,6 +626,20 @@ def format_lineage(trace: dict[str, Any]) -> str:
             for step in steps:
                 lines.append(f"      → {channel:<14} {_step(step)}")
     return "\n".join(lines)
+
+
+def _sale_line(sale: dict[str, Any]) -> str:
+    """``ebay order 12-345 line 1: sale of 1 → shop 4 (2026-12-03 12:00:01) → carried out by evt_x``."""
+    units = abs(sale["delta"])
+    what = f"{sale['channel']} order {sale['order']} line {sale['line']}: {sale['reason']} of {units}"
+    if sale["state"] == "pending":
+        return f"{what} → waiting for the shop (since {when(sale['received_at'])})"
+    if sale["state"] == "refused":
+        return f"{what} → refused by the shop: {sale.get('refused')} (stock-relay replay --refused-sales)"
+    text = f"{what} → shop {sale['shop_quantity']} ({when(sale['updated_at'])})"
+    if sale.get("carried_by"):
+        return f"{text} → to every channel with {sale['carried_by']}"
+    return f"{text} → the shop's change not back yet"
 
 
 def _step(step: dict[str, Any]) -> str:

@@ -300,7 +300,8 @@ async def handle_lineage(request: web.Request, site: SiteConfig, doc: dict[str, 
     sku = _text(doc, "sku")
     if sku is None:
         raise PayloadError("missing_field", "Say which 'sku' to trace.")
-    trace = await request.app[RELAY].store.query(lambda conn: views.lineage(conn, site.id, sku))
+    sold = [c.name for c in site.channels]
+    trace = await request.app[RELAY].store.query(lambda conn: views.lineage(conn, site.id, sku, channels_sold=sold))
     return web.json_response({"type": "lineage", **trace})
 
 

@@ -360,12 +360,15 @@ def count_dead_letters(conn: sqlite3.Connection, site: str, channel: str | None 
     return int(conn.execute("SELECT COUNT(*) FROM dead_letters l" + where, params).fetchone()[0])
 
 
-def lineage(conn: sqlite3.Connection, site: str, sku: str, limit: int = 50) -> dict[str, Any]:
+def lineage(
+    conn: sqlite3.Connection, site: str, sku: str, limit: int = 50, channels_sold: Sequence[str] = ()
+) -> dict[str, Any]:
     """For one SKU: each recent shop event, what became of it on every channel, and where each channel stands now.
 
     This answers "why does Amazon show 3?": the channel's current row names the event it last
     delivered (version, cause, order), and each event lists the attempts that carried it, or the
-    newer event it was coalesced into.
+    newer event it was coalesced into. ``channels_sold`` (the site's channels) adds the SKU's recent sales from
+    those channels, each with the shop's quantity after it and the shop event that carried it back out.
     """
     events = [
         {
@@ -424,7 +427,54 @@ def lineage(conn: sqlite3.Connection, site: str, sku: str, limit: int = 50) -> d
                 event["channels"][channel] = [{"action": "coalesced", "into": carried_by}]
             else:
                 event["channels"][channel] = [{"action": "waiting"}]
-    return with_iso({"site": site, "sku": sku, "channels": channels, "events": events})
+    sales = recent_sales(conn, site, sku, channels_sold, events, limit)
+    return with_iso({"site": site, "sku": sku, "channels": channels, "events": events, "sales": sales})
+
+
+def recent_sales(
+    conn: sqlite3.Connection,
+    site: str,
+    sku: str,
+    channels: Sequence[str],
+    events: Sequence[dict[str, Any]],
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The SKU's newest sales, cancellations and refunds (by the ``sales_sku`` index, channel by channel), each with
+    the shop event that carried it: the first event above the version the shop answered (the plugin's adjust
+    route), or, from an older plugin, the first of the relay's own events received after it was applied."""
+    if not channels:
+        return []
+    marks = ",".join("?" * len(channels))
+    rows = conn.execute(
+        "SELECT key, channel, order_id, line_id, delta, reason, state, quantity, received_at, updated_at,"
+        f" shop_version, last_error FROM sales WHERE site = ? AND channel IN ({marks}) AND sku = ?"
+        " ORDER BY received_at DESC LIMIT ?",
+        (site, *channels, sku, limit),
+    ).fetchall()
+    found = []
+    for r in rows:
+        carried = None
+        if r[6] == "applied":
+            carried = next(
+                (
+                    e["event_id"]
+                    for e in events
+                    if (
+                        e["version"] > r[10]
+                        if r[10] is not None
+                        else e["cause"] == "relay" and e["received_at"] >= r[9]
+                    )
+                ),
+                None,
+            )
+        found.append(
+            {
+                "key": r[0], "channel": r[1], "order": r[2], "line": r[3], "delta": r[4], "reason": r[5],
+                "state": r[6], "shop_quantity": r[7], "received_at": r[8], "updated_at": r[9], "refused": r[11],
+                "carried_by": carried,
+            }
+        )  # fmt: skip
+    return found
 
 
 STATE_COLUMNS = ("channel", "sku", "state", "shows", "delivered_version", "wanted_quantity", "updated_at")
