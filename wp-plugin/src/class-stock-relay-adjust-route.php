@@ -34,14 +34,14 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Stock_Relay_Adjust_Route {
 
-	public const ROUTE     = '/adjust';
-	public const TYPE      = 'stock.adjust';
-	public const ANSWER    = 'adjust.result';
-	public const MAX_ITEMS = 100;
-	public const MAX_DELTA = 1000000;
-	public const MAX_BYTES = 1048576; // 1 MiB, as the relay's own limit: 100 items with long keys and extra fields exceed 64 KiB.
-	public const KEEP      = 600; // Seconds a webhook-id's answer is kept: 2 x the 300 s tolerance.
-	public const REASONS   = array( 'sale', 'cancel', 'refund' );
+	public const ROUTE        = '/adjust';
+	public const TYPE         = 'stock.adjust';
+	public const ANSWER       = 'adjust.result';
+	public const MAX_ITEMS    = 100;
+	public const MAX_DELTA    = 1000000;
+	public const MAX_BYTES    = 1048576; // 1 MiB, as the relay's own limit: 100 items with long keys and extra fields exceed 64 KiB.
+	public const KEEP         = 600; // Seconds a webhook-id's answer is kept: 2 x the 300 s tolerance.
+	public const REASONS      = array( 'sale', 'cancel', 'refund' );
 	public const LOCK_RETRIES = 3; // Tries of one item's transaction when InnoDB ends it as a deadlock or a lock wait timeout.
 
 	/** Register the route (rest_api_init). */
@@ -55,11 +55,11 @@ final class Stock_Relay_Adjust_Route {
 	 * @param WP_REST_Request $request The request.
 	 */
 	public static function handle( WP_REST_Request $request ): WP_REST_Response {
-		$now      = time();
-		$settings = Stock_Relay_Plugin::settings();
-		$body     = (string) $request->get_body();
+		$now                     = time();
+		$settings                = Stock_Relay_Plugin::settings();
+		$body                    = (string) $request->get_body();
 		list( $headers, $error ) = Stock_Relay_Signed_Route::authenticate( $request, $settings, $now, self::MAX_BYTES );
-		$items = null;
+		$items                   = null;
 		if ( null === $error ) {
 			$items = self::parse_request( (string) $request->get_header( 'content-type' ), $body, $settings['site'] );
 			$error = isset( $items['status'] ) ? $items : null;

@@ -274,7 +274,16 @@ final class Stock_Relay_Admin {
 			);
 		}
 		$sent   = microtime( true );
-		$answer = Stock_Relay_Delivery::post( $settings, 'ping', (string) stock_relay_json( array( 'type' => 'ping', 'site' => $settings['site'] ) ) );
+		$answer = Stock_Relay_Delivery::post(
+			$settings,
+			'ping',
+			(string) stock_relay_json(
+				array(
+					'type' => 'ping',
+					'site' => $settings['site'],
+				)
+			)
+		);
 		$back   = microtime( true );
 		if ( 200 !== $answer['status'] ) {
 			return array(
@@ -339,7 +348,13 @@ final class Stock_Relay_Admin {
 				'message' => __( 'Enter the relay URL, the site id and the secret first.', 'stock-relay' ),
 			);
 		}
-		$body   = (string) stock_relay_json( array( 'type' => 'replay.request', 'site' => $settings['site'], 'scope' => 'dead' ) );
+		$body   = (string) stock_relay_json(
+			array(
+				'type'  => 'replay.request',
+				'site'  => $settings['site'],
+				'scope' => 'dead',
+			)
+		);
 		$answer = Stock_Relay_Delivery::post( $settings, 'replay', $body );
 		if ( 200 !== $answer['status'] || ! isset( $answer['body']['scheduled'] ) ) {
 			return array(
@@ -502,7 +517,7 @@ final class Stock_Relay_Admin {
 	/**
 	 * The settings form (Settings API: options.php checks the nonce and, through our filter, manage_woocommerce).
 	 *
-	 * @param array<string, mixed>                                              $settings Settings.
+	 * @param array<string, mixed>                                         $settings Settings.
 	 * @param array{values: array<string, string>, invalid: string[]}|null $typed    What the last save held, when a field was refused.
 	 */
 	private static function render_form( array $settings, ?array $typed ): void {
@@ -519,7 +534,7 @@ final class Stock_Relay_Admin {
 		if ( $settings['secret_from_constant'] ) {
 			echo '<input type="text" class="regular-text" id="stock_relay_secret" value="' . esc_attr__( 'Set in wp-config.php', 'stock-relay' ) . '" readonly disabled><p class="description">' . esc_html__( 'STOCK_RELAY_SECRET is defined in wp-config.php; change it there.', 'stock-relay' ) . '</p>';
 		} else {
-			$hint = '' !== $settings['secret'] ? __( 'A secret is saved (it is never shown). Leave empty to keep it.', 'stock-relay' ) : __( 'Paste the whsec_ secret from the relay (stock-relay keygen).', 'stock-relay' );
+			$hint  = '' !== $settings['secret'] ? __( 'A secret is saved (it is never shown). Leave empty to keep it.', 'stock-relay' ) : __( 'Paste the whsec_ secret from the relay (stock-relay keygen).', 'stock-relay' );
 			$hint .= ' ' . __( 'While the relay rotates its secret you may paste both, separated by a space (whsec_OLD whsec_NEW).', 'stock-relay' );
 			echo '<input class="regular-text" type="password" id="stock_relay_secret" name="stock_relay_secret" value="" autocomplete="new-password"' . $invalid( 'secret' ) . '><p class="description">' . esc_html( $hint ) . '</p>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- a fixed attribute.
 		}
@@ -548,11 +563,11 @@ final class Stock_Relay_Admin {
 		}
 		$rows = array(
 			__( 'Changes waiting to be sent', 'stock-relay' ) => (string) $stats['pending'],
-			__( 'Oldest waiting change', 'stock-relay' )      => null === $stats['oldest'] ? '—' : $when( $stats['oldest'] ),
-			__( 'Last successful delivery', 'stock-relay' )   => $state['last_success'] ? $when( (int) $state['last_success'] ) : __( 'never', 'stock-relay' ),
-			__( 'Last error', 'stock-relay' )                 => '' !== $state['last_error'] ? $state['last_error'] . ' (' . $when( (int) $state['last_error_at'] ) . ')' : '—',
-			__( 'Next retry', 'stock-relay' )                 => $retry,
-			__( 'Changes the relay refused', 'stock-relay' )  => (string) $stats['rejected'],
+			__( 'Oldest waiting change', 'stock-relay' ) => null === $stats['oldest'] ? '—' : $when( $stats['oldest'] ),
+			__( 'Last successful delivery', 'stock-relay' ) => $state['last_success'] ? $when( (int) $state['last_success'] ) : __( 'never', 'stock-relay' ),
+			__( 'Last error', 'stock-relay' )            => '' !== $state['last_error'] ? $state['last_error'] . ' (' . $when( (int) $state['last_error_at'] ) . ')' : '—',
+			__( 'Next retry', 'stock-relay' )            => $retry,
+			__( 'Changes the relay refused', 'stock-relay' ) => (string) $stats['rejected'],
 		);
 		echo '<h2>' . esc_html__( 'Status', 'stock-relay' ) . '</h2><table class="widefat striped" style="max-width:60em"><tbody>';
 		foreach ( $rows as $label => $value ) {

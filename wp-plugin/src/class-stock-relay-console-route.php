@@ -24,8 +24,26 @@ final class Stock_Relay_Console_Route {
 	/** Register the routes (rest_api_init). */
 	public static function register(): void {
 		$routes = array(
-			'/products'   => array( 'GET', 'products', array( 'ids' => array( 'type' => 'string', 'required' => true ) ) ),
-			'/lineage'    => array( 'GET', 'lineage', array( 'product' => array( 'type' => 'integer', 'required' => true ) ) ),
+			'/products'   => array(
+				'GET',
+				'products',
+				array(
+					'ids' => array(
+						'type'     => 'string',
+						'required' => true,
+					),
+				),
+			),
+			'/lineage'    => array(
+				'GET',
+				'lineage',
+				array(
+					'product' => array(
+						'type'     => 'integer',
+						'required' => true,
+					),
+				),
+			),
 			'/dead'       => array(
 				'GET',
 				'dead',
@@ -40,7 +58,16 @@ final class Stock_Relay_Console_Route {
 					),
 				),
 			),
-			'/dead/retry' => array( 'POST', 'dead_retry', array( 'items' => array( 'type' => 'array', 'required' => true ) ) ),
+			'/dead/retry' => array(
+				'POST',
+				'dead_retry',
+				array(
+					'items' => array(
+						'type'     => 'array',
+						'required' => true,
+					),
+				),
+			),
 		);
 		foreach ( $routes as $path => list( $method, $callback, $args ) ) {
 			register_rest_route(
@@ -83,7 +110,17 @@ final class Stock_Relay_Console_Route {
 		if ( ! Stock_Relay_Admin::configured( $settings ) ) {
 			$error = __( 'Stock Relay is not set up yet.', 'stock-relay' );
 		} elseif ( $skus ) {
-			$answer = Stock_Relay_Delivery::post( $settings, 'products', (string) stock_relay_json( array( 'type' => 'product.query', 'site' => $settings['site'], 'skus' => $skus ) ) );
+			$answer = Stock_Relay_Delivery::post(
+				$settings,
+				'products',
+				(string) stock_relay_json(
+					array(
+						'type' => 'product.query',
+						'site' => $settings['site'],
+						'skus' => $skus,
+					)
+				)
+			);
 			if ( 200 !== $answer['status'] ) {
 				$error = ( 404 === $answer['status'] && 'unknown_site' !== $answer['code'] ) || 405 === $answer['status']
 					? __( 'This relay does not report products yet; update the relay to see it here.', 'stock-relay' )
@@ -137,7 +174,17 @@ final class Stock_Relay_Console_Route {
 				continue;
 			}
 			++$shown;
-			$answer = Stock_Relay_Delivery::post( $settings, 'lineage', (string) stock_relay_json( array( 'type' => 'lineage.query', 'site' => $settings['site'], 'sku' => $item['sku'] ) ) );
+			$answer = Stock_Relay_Delivery::post(
+				$settings,
+				'lineage',
+				(string) stock_relay_json(
+					array(
+						'type' => 'lineage.query',
+						'site' => $settings['site'],
+						'sku'  => $item['sku'],
+					)
+				)
+			);
 			Stock_Relay_Product_Screen::render_lineage( $item, $answer );
 		}
 		if ( $items && Stock_Relay_Admin::configured( $settings ) && 0 === $shown ) {
@@ -251,7 +298,16 @@ final class Stock_Relay_Console_Route {
 		$cached = get_transient( Stock_Relay_Status_Route::CACHE );
 		if ( ! is_array( $cached ) || ! isset( $cached['answer'], $cached['at'] ) ) {
 			$cached = array(
-				'answer' => Stock_Relay_Delivery::post( $settings, 'status', (string) stock_relay_json( array( 'type' => 'status.query', 'site' => $settings['site'] ) ) ),
+				'answer' => Stock_Relay_Delivery::post(
+					$settings,
+					'status',
+					(string) stock_relay_json(
+						array(
+							'type' => 'status.query',
+							'site' => $settings['site'],
+						)
+					)
+				),
 				'at'     => time(),
 			);
 			set_transient( Stock_Relay_Status_Route::CACHE, $cached, Stock_Relay_Status_Route::CACHE_TTL );

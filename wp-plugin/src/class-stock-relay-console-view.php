@@ -70,10 +70,10 @@ final class Stock_Relay_Console_View {
 		$dead  = is_array( $entry['dead_letter'] ?? null ) ? $entry['dead_letter'] : null;
 		$level = 'ok';
 		if ( null !== $dead ) {
-			$level    = 'error';
-			$words    = __( 'Not updated: the channel refused it (dead letter)', 'stock-relay' );
-			$since    = is_numeric( $dead['since'] ?? null ) ? Stock_Relay_Status_View::when( (float) $dead['since'], $now ) : '';
-			$message  = self::text( $dead['message'] ?? '' );
+			$level   = 'error';
+			$words   = __( 'Not updated: the channel refused it (dead letter)', 'stock-relay' );
+			$since   = is_numeric( $dead['since'] ?? null ) ? Stock_Relay_Status_View::when( (float) $dead['since'], $now ) : '';
+			$message = self::text( $dead['message'] ?? '' );
 			// First: the Products list shows a dead letter's first detail beside its state.
 			array_unshift(
 				$detail,
@@ -260,7 +260,7 @@ final class Stock_Relay_Console_View {
 			'rest'      => __( 'the REST API', 'stock-relay' ),
 			'relay'     => __( 'a marketplace sale', 'stock-relay' ),
 		);
-		$text = $words[ self::text( $cause ) ] ?? __( 'a change in the shop', 'stock-relay' );
+		$text  = $words[ self::text( $cause ) ] ?? __( 'a change in the shop', 'stock-relay' );
 		if ( is_numeric( $order_id ) ) {
 			/* translators: 1: the cause, 2: an order number */
 			$text = sprintf( __( '%1$s, order #%2$d', 'stock-relay' ), $text, (int) $order_id );

@@ -189,7 +189,7 @@ final class Stock_Relay_Delivery {
 			$state['last_success']    = time();
 			// After a 413 the batch size grows back gradually (doubling per success), not in one jump.
 			$state['max_events'] = min( Stock_Relay_Payload::MAX_EVENTS, 2 * max( 1, (int) $state['max_events'] ) );
-			$state['batch']           = array();
+			$state['batch']      = array();
 			// An error from before this success is history: the status panel shows it no longer.
 			$state['last_error']    = '';
 			$state['last_error_at'] = 0;

@@ -70,10 +70,10 @@ final class Stock_Relay_Health {
 			? __( 'Stock Relay\'s one-minute watchdog is not scheduled.', 'stock-relay' )
 			/* translators: %d: minutes */
 			: sprintf( _n( 'No scheduled task has run for %d minute (Stock Relay\'s one-minute watchdog is that late).', 'No scheduled task has run for %d minutes (Stock Relay\'s one-minute watchdog is that late).', $minutes, 'stock-relay' ), $minutes );
-		$why     = $cron_disabled
+		$why  = $cron_disabled
 			? __( 'DISABLE_WP_CRON is set in wp-config.php, and no system cron runs WordPress\'s scheduled tasks.', 'stock-relay' )
 			: __( 'WordPress runs its scheduled tasks (WP-Cron) only when someone visits the site.', 'stock-relay' );
-		$then    = __( 'Changes waiting for the relay are then retried only at the next visit, or when the relay wakes the shop as it starts (if its config has shop_url).', 'stock-relay' );
+		$then = __( 'Changes waiting for the relay are then retried only at the next visit, or when the relay wakes the shop as it starts (if its config has shop_url).', 'stock-relay' );
 
 		$result['status']         = 'recommended';
 		$result['label']          = __( 'Stock Relay retries wait for visitors', 'stock-relay' );

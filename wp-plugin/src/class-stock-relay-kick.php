@@ -115,7 +115,14 @@ final class Stock_Relay_Kick {
 		$body   = 'action=' . self::AJAX_ACTION . '&key=' . self::kick_key();
 		$host   = $parts['host'] . ( isset( $parts['port'] ) ? ':' . $parts['port'] : '' );
 		$target = ( $https ? 'ssl://' : 'tcp://' ) . $parts['host'] . ':' . $port;
-		$ctx    = stream_context_create( array( 'ssl' => array( 'verify_peer' => false, 'verify_peer_name' => false ) ) ); // Our own site: the request carries no secret.
+		$ctx    = stream_context_create(
+			array(
+				'ssl' => array(
+					'verify_peer'      => false,
+					'verify_peer_name' => false,
+				),
+			)
+		); // Our own site: the request carries no secret.
 		$socket = @stream_socket_client( $target, $errno, $errstr, 1.0, STREAM_CLIENT_CONNECT, $ctx ); // phpcs:ignore WordPress.PHP.NoSilencedErrors.Discouraged -- a failed kick is normal (the durable schedule remains).
 		if ( false === $socket ) {
 			return false;

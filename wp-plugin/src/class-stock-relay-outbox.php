@@ -277,19 +277,27 @@ final class Stock_Relay_Outbox {
 	public static function bump_version( int $product_id ): int {
 		global $wpdb;
 		self::$hashes = array();
-		$table = self::versions_table();
-		$clock = (int) floor( microtime( true ) * 1000000 );
+		$table        = self::versions_table();
+		$clock        = (int) floor( microtime( true ) * 1000000 );
 		for ( $try = 0; $try < 3; $try++ ) {
 			// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
 			$changed = $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET version = CASE WHEN version + 1 > %d THEN version + 1 ELSE %d END WHERE product_id = %d", $clock, $clock, $product_id ) );
 			if ( $changed ) {
 				// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
-				$row = $wpdb->get_row( $wpdb->prepare( "SELECT version, last_hash FROM {$table} WHERE product_id = %d", $product_id ), ARRAY_A );
+				$row                         = $wpdb->get_row( $wpdb->prepare( "SELECT version, last_hash FROM {$table} WHERE product_id = %d", $product_id ), ARRAY_A );
 				self::$hashes[ $product_id ] = (string) ( $row['last_hash'] ?? '' );
 				return (int) ( $row['version'] ?? 0 );
 			}
 			$suppress = $wpdb->suppress_errors( true );
-			$inserted = $wpdb->insert( $table, array( 'product_id' => $product_id, 'version' => $clock, 'last_hash' => '' ), array( '%d', '%d', '%s' ) );
+			$inserted = $wpdb->insert(
+				$table,
+				array(
+					'product_id' => $product_id,
+					'version'    => $clock,
+					'last_hash'  => '',
+				),
+				array( '%d', '%d', '%s' )
+			);
 			$wpdb->suppress_errors( $suppress );
 			if ( $inserted ) {
 				self::$hashes[ $product_id ] = '';
@@ -328,7 +336,15 @@ final class Stock_Relay_Outbox {
 		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix.
 		if ( ! $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET last_hash = %s WHERE product_id = %d", $hash, $item_id ) ) ) {
 			$suppress = $wpdb->suppress_errors( true );
-			$inserted = $wpdb->insert( $table, array( 'product_id' => $item_id, 'version' => 0, 'last_hash' => $hash ), array( '%d', '%d', '%s' ) );
+			$inserted = $wpdb->insert(
+				$table,
+				array(
+					'product_id' => $item_id,
+					'version'    => 0,
+					'last_hash'  => $hash,
+				),
+				array( '%d', '%d', '%s' )
+			);
 			$wpdb->suppress_errors( $suppress );
 			if ( ! $inserted ) {
 				// The row appeared meanwhile (or held this hash already): set it.

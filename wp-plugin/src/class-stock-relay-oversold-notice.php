@@ -62,7 +62,16 @@ final class Stock_Relay_Oversold_Notice {
 		if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
 			return;
 		}
-		$answer = Stock_Relay_Delivery::post( $settings, 'status', (string) stock_relay_json( array( 'type' => 'status.query', 'site' => $settings['site'] ) ) );
+		$answer = Stock_Relay_Delivery::post(
+			$settings,
+			'status',
+			(string) stock_relay_json(
+				array(
+					'type' => 'status.query',
+					'site' => $settings['site'],
+				)
+			)
+		);
 		self::remember( $answer['status'], $answer['body'] );
 	}
 

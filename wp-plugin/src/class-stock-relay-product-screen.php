@@ -277,8 +277,8 @@ final class Stock_Relay_Product_Screen {
 	 * The Sync cell of one product: per SKU (its variations' too), a line per channel, errors first.
 	 *
 	 * @param array<int, array{id: int, sku: string, label: string, variation: bool}> $items  The product's items.
-	 * @param array<string, array<string, mixed>>                                       $by_sku product.query's entries by SKU.
-	 * @param string                                                                    $error  Why the relay did not answer, or ''.
+	 * @param array<string, array<string, mixed>>                                     $by_sku product.query's entries by SKU.
+	 * @param string                                                                  $error  Why the relay did not answer, or ''.
 	 */
 	public static function render_cell( array $items, array $by_sku, string $error ): void {
 		if ( '' !== $error ) {
@@ -319,8 +319,8 @@ final class Stock_Relay_Product_Screen {
 	 * The box's tables: per SKU, each channel with what was confirmed, when, what waits and any error, errors first.
 	 *
 	 * @param array<int, array{id: int, sku: string, label: string, variation: bool}> $items  The product's items.
-	 * @param array<string, array<string, mixed>>                                       $by_sku product.query's entries by SKU.
-	 * @param string                                                                    $error  Why the relay did not answer, or ''.
+	 * @param array<string, array<string, mixed>>                                     $by_sku product.query's entries by SKU.
+	 * @param string                                                                  $error  Why the relay did not answer, or ''.
 	 */
 	public static function render_box_table( array $items, array $by_sku, string $error ): void {
 		if ( '' !== $error ) {
@@ -358,7 +358,7 @@ final class Stock_Relay_Product_Screen {
 	/**
 	 * The lineage of one SKU, as the lineage page shows it.
 	 *
-	 * @param array{id: int, sku: string, label: string, variation: bool}                                           $item   The item.
+	 * @param array{id: int, sku: string, label: string, variation: bool}                                          $item   The item.
 	 * @param array{status: int, code: string, message: string, body: array<string, mixed>, retry_after: int|null} $answer The relay's answer.
 	 */
 	public static function render_lineage( array $item, array $answer ): void {

@@ -76,8 +76,8 @@ final class Stock_Relay_Retry_Policy {
 			if ( ! is_array( $item ) || ! isset( $item['id'] ) || ! is_string( $item['id'] ) || ! isset( $row_by_id[ $item['id'] ] ) ) {
 				continue;
 			}
-			$code = is_string( $item['code'] ?? null ) ? $item['code'] : 'rejected';
-			$text = is_string( $item['message'] ?? null ) ? $item['message'] : '';
+			$code                             = is_string( $item['code'] ?? null ) ? $item['code'] : 'rejected';
+			$text                             = is_string( $item['message'] ?? null ) ? $item['message'] : '';
 			$out[ $row_by_id[ $item['id'] ] ] = self::clip( $code . ( '' !== $text ? ': ' . $text : '' ) );
 		}
 		return $out;

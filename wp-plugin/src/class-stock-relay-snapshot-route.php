@@ -35,9 +35,9 @@ final class Stock_Relay_Snapshot_Route {
 	 * @param WP_REST_Request $request The request.
 	 */
 	public static function handle( WP_REST_Request $request ): WP_REST_Response {
-		$now      = time();
-		$settings = Stock_Relay_Plugin::settings();
-		$body     = (string) $request->get_body();
+		$now             = time();
+		$settings        = Stock_Relay_Plugin::settings();
+		$body            = (string) $request->get_body();
 		list( , $error ) = Stock_Relay_Signed_Route::authenticate( $request, $settings, $now );
 		if ( null === $error ) {
 			$params = Stock_Relay_Snapshot::parse_request( (string) $request->get_header( 'content-type' ), $body, $settings['site'] );

@@ -19,7 +19,7 @@ final class Stock_Relay_Status_Panel {
 	/**
 	 * The panel for one status answer. Until the relay offers status.query (404), it says so instead of failing.
 	 *
-	 * @param array<string, mixed>                                                                         $settings Settings.
+	 * @param array<string, mixed>                                                                                 $settings Settings.
 	 * @param array{status: int, code: string, message: string, body: array<string, mixed>, retry_after: int|null} $answer   The relay's answer.
 	 */
 	public static function render( array $settings, array $answer ): void {
@@ -90,7 +90,13 @@ final class Stock_Relay_Status_Panel {
 		$entries = null;
 		if ( is_numeric( $oversold['incidents'] ?? null ) && (int) $oversold['incidents'] > 1 ) {
 			$days    = is_numeric( $oversold['days'] ?? null ) ? (int) $oversold['days'] : 7;
-			$query   = array( 'type' => 'audit.query', 'site' => $settings['site'], 'action' => 'oversold', 'since' => time() - 86400 * $days, 'limit' => 50 );
+			$query   = array(
+				'type'   => 'audit.query',
+				'site'   => $settings['site'],
+				'action' => 'oversold',
+				'since'  => time() - 86400 * $days,
+				'limit'  => 50,
+			);
 			$audit   = Stock_Relay_Delivery::post( $settings, 'audit', (string) stock_relay_json( $query ) );
 			$entries = 200 === $audit['status'] && is_array( $audit['body']['entries'] ?? null ) ? $audit['body']['entries'] : null;
 		}

@@ -176,7 +176,7 @@ final class Stock_Relay_Status_View {
 			/* translators: 1: number of sales, 2: an age such as "5 min" */
 			$waiting = sprintf( __( '%1$s (the oldest for %2$s)', 'stock-relay' ), $waiting, self::age( (int) $sales['oldest_pending_age'] ) );
 		}
-		$rows = array(
+		$rows  = array(
 			array( __( 'Waiting to be applied in the shop', 'stock-relay' ), $waiting ),
 			array( __( 'Applied', 'stock-relay' ), $count( $sales['applied'] ?? null ) ),
 			array( __( 'Refused by the shop', 'stock-relay' ), $count( $sales['refused'] ?? null ) ),
@@ -233,10 +233,10 @@ final class Stock_Relay_Status_View {
 	 * given (the audit log's `oversold` entries, as audit.query answers them: every incident of the period), else
 	 * the answer's `newest` alone. Null when the relay sends no `oversold` (an older relay).
 	 *
-	 * @param array<string, mixed>     $body    Decoded status answer.
-	 * @param array<int, mixed>|null   $entries Audit entries (action oversold), or null.
-	 * @param array<string, int|null>  $stock   The shop's quantity now, by SKU (missing: unknown).
-	 * @param int|null                 $now     Unix time; now when null.
+	 * @param array<string, mixed>    $body    Decoded status answer.
+	 * @param array<int, mixed>|null  $entries Audit entries (action oversold), or null.
+	 * @param array<string, int|null> $stock   The shop's quantity now, by SKU (missing: unknown).
+	 * @param int|null                $now     Unix time; now when null.
 	 * @return array{summary: string, rows: array<int, array<int, string|string[]>>, advice: string}|null
 	 */
 	public static function oversold( array $body, ?array $entries = null, array $stock = array(), ?int $now = null ): ?array {
@@ -262,7 +262,11 @@ final class Stock_Relay_Status_View {
 		$count = max( $count, count( $list ) );
 		if ( 0 === $count ) {
 			/* translators: %d: number of days */
-			return array( 'summary' => sprintf( _n( 'No sale left the shop\'s stock below zero in the last %d day.', 'No sale left the shop\'s stock below zero in the last %d days.', $days, 'stock-relay' ), $days ), 'rows' => array(), 'advice' => '' );
+			return array(
+				'summary' => sprintf( _n( 'No sale left the shop\'s stock below zero in the last %d day.', 'No sale left the shop\'s stock below zero in the last %d days.', $days, 'stock-relay' ), $days ),
+				'rows'    => array(),
+				'advice'  => '',
+			);
 		}
 		$rows = array();
 		foreach ( $list as $incident ) {
@@ -288,7 +292,7 @@ final class Stock_Relay_Status_View {
 				? (string) (int) $stock[ $sku ]
 				/* translators: %s: the shop's stock right after the sale */
 				: sprintf( __( 'unknown (%s after the sale)', 'stock-relay' ), self::scalar( $incident['shop_quantity'] ?? null ) );
-			$rows[]  = array(
+			$rows[] = array(
 				is_numeric( $incident['at'] ?? null ) ? self::when( (float) $incident['at'], $now ) : '—',
 				$sku,
 				$orders,

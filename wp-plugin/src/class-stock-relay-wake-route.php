@@ -40,9 +40,9 @@ final class Stock_Relay_Wake_Route {
 	 * @param WP_REST_Request $request The request.
 	 */
 	public static function handle( WP_REST_Request $request ): WP_REST_Response {
-		$now      = time();
-		$settings = Stock_Relay_Plugin::settings();
-		$body     = (string) $request->get_body();
+		$now                     = time();
+		$settings                = Stock_Relay_Plugin::settings();
+		$body                    = (string) $request->get_body();
 		list( $headers, $error ) = Stock_Relay_Signed_Route::authenticate( $request, $settings, $now );
 		if ( null === $error ) {
 			$error = self::check_body( (string) $request->get_header( 'content-type' ), $body, $settings['site'] );
@@ -96,7 +96,7 @@ final class Stock_Relay_Wake_Route {
 			if ( isset( $seen[ $id ] ) && (int) $seen[ $id ][0] > $now - self::KEEP ) {
 				return hash_equals( (string) $seen[ $id ][1], $digest ) ? 'repeat' : 'reused';
 			}
-			$next = array_filter( $seen, static fn( $entry ): bool => is_array( $entry ) && (int) $entry[0] > $now - self::KEEP );
+			$next        = array_filter( $seen, static fn( $entry ): bool => is_array( $entry ) && (int) $entry[0] > $now - self::KEEP );
 			$next[ $id ] = array( $now, $digest );
 			if ( $wpdb->query( $wpdb->prepare( "UPDATE {$wpdb->options} SET option_value = %s WHERE option_name = %s AND option_value = %s", maybe_serialize( $next ), self::SEEN, $raw ) ) ) {
 				wp_cache_delete( self::SEEN, 'options' );
