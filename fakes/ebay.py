@@ -15,6 +15,9 @@
   ``getOrders``): the orders modified since FROM, ``limit`` 1-200 (default 50; ``page_limit`` caps it
   lower for tests), paged by ``offset`` with ``next`` while more follow. A test makes orders with
   ``sell(sku, qty)`` (which lowers the item's quantity, as eBay does) and cancels them with ``cancel``.
+  Refusals carry the errorIds the Sell Fulfillment OpenAPI lists for getOrders (30700 filter name, 30800
+  filter value, 30810 date format: ``[YYYY]-[MM]-[DD]T[hh]:[mm]:[ss].[sss]Z`` only, 31000 offset, 31100
+  limit, 30500 system error); ``href`` is the request's own URI and ``next`` the same with the next offset.
 """
 
 from __future__ import annotations
@@ -32,15 +35,21 @@ from aiohttp import web
 from .common import Bucket, FakeMarketplace, TokenIssuer, Window, bearer, query
 
 DAY = 86400.0
-ORDERS_FILTER = re.compile(r"^lastmodifieddate:\[(.+?)\.\.(.*)\]$")
+ORDERS_FILTER_VALUE = re.compile(r"^\[(.*?)\.\.(.*)\]$")
+ORDERS_FILTER_NAMES = ("creationdate", "lastmodifieddate", "orderfulfillmentstatus")  # getOrders' criteria
+ORDERS_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")  # the spec's one timestamp format
 
 
 def ebay_error(error_id: int, message: str, category: str = "REQUEST") -> dict[str, Any]:
     return {"errorId": error_id, "domain": "API_INVENTORY", "category": category, "message": message}
 
 
-def orders_error(error_id: int, message: str) -> dict[str, Any]:
-    return {"errorId": error_id, "domain": "API_FULFILLMENT", "category": "REQUEST", "message": message}
+def orders_error(error_id: int, message: str, category: str = "REQUEST") -> dict[str, Any]:
+    return {"errorId": error_id, "domain": "API_FULFILLMENT", "category": category, "message": message}
+
+
+def orders_refusal(error_id: int, message: str) -> web.Response:
+    return web.json_response({"errors": [orders_error(error_id, message)]}, status=400)
 
 
 def _stamp(at: float | None = None) -> str:
@@ -53,6 +62,11 @@ def _parse(text: str) -> dt.datetime | None:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _modified_within(order: dict[str, Any], since: dt.datetime | None, until: dt.datetime | None) -> bool:
+    modified = _parse(order["lastModifiedDate"])
+    return modified is not None and (since is None or modified >= since) and (until is None or modified <= until)
 
 
 class FakeEbay(FakeMarketplace):
@@ -177,34 +191,41 @@ class FakeEbay(FakeMarketplace):
             return refused
         args = query(request)
         since: dt.datetime | None = None
+        until: dt.datetime | None = None
         if "filter" in args:
-            match = ORDERS_FILTER.match(args["filter"])
-            if match is None:
-                return web.json_response({"errors": [orders_error(30700, "Invalid filter")]}, status=400)
-            since = _parse(match.group(1))
-            if since is None or (match.group(2) and _parse(match.group(2)) is None):
-                return web.json_response({"errors": [orders_error(30700, "Invalid date in filter")]}, status=400)
-        try:
-            limit, offset = int(args.get("limit", "50")), int(args.get("offset", "0"))
-        except ValueError:
-            return web.json_response({"errors": [orders_error(30800, "Invalid limit or offset")]}, status=400)
-        if not 1 <= limit <= 200 or offset < 0:
-            return web.json_response({"errors": [orders_error(30800, "Invalid limit or offset")]}, status=400)
-        limit = min(limit, self.page_limit)
+            name, _, value = args["filter"].partition(":")
+            if name not in ORDERS_FILTER_NAMES:
+                return orders_refusal(30700, f"Invalid filter name: {name}")
+            match = ORDERS_FILTER_VALUE.match(value)
+            if name != "lastmodifieddate" or match is None:  # the only criterion this fake serves
+                return orders_refusal(30800, f"Invalid filter value {value} for filter {name}")
+            if not all(ORDERS_STAMP.match(stamp) for stamp in match.groups() if stamp):
+                return orders_refusal(30810, "Invalid date format")
+            if not match.group(1):
+                return orders_refusal(30820, "Start date is missing")
+            since, until = _parse(match.group(1)), _parse(match.group(2)) if match.group(2) else None
+            if since is None or (match.group(2) and until is None):
+                return orders_refusal(30810, "Invalid date format")
+        limit_text, offset_text = args.get("limit", "50"), args.get("offset", "0")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+            return orders_refusal(31100, f"Invalid limit: {limit_text}")
+        if not offset_text.isdigit():
+            return orders_refusal(31000, f"Invalid offset: {offset_text}")
+        limit, offset = min(int(limit_text), self.page_limit), int(offset_text)
         if offset in self.page_failures:
             status = self.page_failures.pop(offset)
             if status == 429:
                 self.throttled += 1
-            error = {"errorId": 2001 if status == 429 else 25001, "message": "scripted failure"}
+                error = {"errorId": 2001, "domain": "ACCESS", "category": "REQUEST", "message": "Too many requests."}
+            else:
+                error = orders_error(30500, "System error", "APPLICATION")
             return web.json_response({"errors": [error]}, status=status, headers={"Retry-After": "0"})
-        found = [
-            o for o in reversed(self.orders.values()) if since is None or _parse(o["lastModifiedDate"]) >= since
-        ]  # newest first, by creation
+        found = [o for o in reversed(self.orders.values()) if _modified_within(o, since, until)]  # newest first
         page = found[offset : offset + limit]
-        base = f"{self.url}/sell/fulfillment/v1/order"
-        doc: dict[str, Any] = {"href": base, "total": len(found), "limit": limit, "offset": offset, "orders": page}
+        href = request.url
+        doc: dict[str, Any] = {"href": str(href), "total": len(found), "limit": limit, "offset": offset, "orders": page}
         if offset + limit < len(found):
-            doc["next"] = f"{base}?limit={limit}&offset={offset + limit}"
+            doc["next"] = str(href.update_query(limit=str(limit), offset=str(offset + limit)))
         return web.json_response(doc)
 
     async def bulk_get(self, request: web.Request) -> web.Response:
