@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from referencing import Registry, Resource
 
 ROOT = Path(__file__).resolve().parent.parent
 # Read at import: conftest clears every STOCK_RELAY_* variable before each test runs.
@@ -57,3 +58,32 @@ def schema_validator(relative: str) -> jsonschema.protocols.Validator:
     """A validator for a JSON Schema file, in the draft it declares."""
     schema = load(relative)
     return jsonschema.validators.validator_for(schema)(schema)
+
+
+def oas3_validator(spec: dict[str, Any], schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """A validator for an OpenAPI 3.0 schema fragment whose ``#/…`` $refs point into ``spec`` (already loaded,
+    so a test may adapt it first), as tests/test_specs_shopify_ebay_etsy.py validates eBay Inventory bodies: Draft 4
+    (OpenAPI 3.0's schemas are JSON Schema Wright-00's keywords, boolean exclusiveMaximum as in Draft 4), with
+    ``nullable: true`` as ``type: [X, "null"]``."""
+    registry: Registry = Registry().with_resource("spec.json", Resource.opaque(_nullable_to_types(spec)))
+    return jsonschema.Draft4Validator(_rebase(_nullable_to_types(schema)), registry=registry)
+
+
+def _nullable_to_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {k: _nullable_to_types(v) for k, v in node.items()}
+        if out.pop("nullable", False) and isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        return out
+    if isinstance(node, list):
+        return [_nullable_to_types(v) for v in node]
+    return node
+
+
+def _rebase(node: Any) -> Any:
+    """The fragment's own ``#/…`` $refs, made to point into the spec registered as ``spec.json``."""
+    if isinstance(node, dict):
+        return {k: ("spec.json" + v if k == "$ref" and v.startswith("#") else _rebase(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rebase(v) for v in node]
+    return node
