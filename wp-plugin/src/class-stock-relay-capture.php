@@ -39,7 +39,11 @@ final class Stock_Relay_Capture {
 	 */
 	private static array $cause = array( 'kind' => 'other' );
 
-	/** Whether the CSV importer saved a product in this request. */
+	/**
+	 * Whether the CSV importer saved a product in this request.
+	 *
+	 * @var bool
+	 */
 	private static bool $imported = false;
 
 	/** Hook in. */
@@ -50,13 +54,13 @@ final class Stock_Relay_Capture {
 		add_action( 'woocommerce_product_import_inserted_product_object', array( self::class, 'on_import' ), 10, 1 );
 		add_action( 'woocommerce_updated_product_stock', array( self::class, 'on_id' ), 10, 1 );
 		add_action( 'woocommerce_product_bulk_edit_save', array( self::class, 'on_bulk_edit' ), 10, 1 );
-		add_action( 'woocommerce_product_set_stock_status', array( self::class, 'on_status' ), 10, 3 );
-		add_action( 'woocommerce_variation_set_stock_status', array( self::class, 'on_status' ), 10, 3 );
+		add_action( 'woocommerce_product_set_stock_status', array( self::class, 'on_status' ), 10, 1 );
+		add_action( 'woocommerce_variation_set_stock_status', array( self::class, 'on_status' ), 10, 1 );
 		add_action( 'woocommerce_update_product', array( self::class, 'on_id' ), 10, 1 );
 		add_action( 'woocommerce_update_product_variation', array( self::class, 'on_id' ), 10, 1 );
 		add_action( 'woocommerce_reduce_order_stock', array( self::class, 'on_order' ), 10, 1 );
 		add_action( 'woocommerce_restore_order_stock', array( self::class, 'on_order' ), 10, 1 );
-		add_action( 'woocommerce_restock_refunded_item', array( self::class, 'on_refund' ), 10, 5 );
+		add_action( 'woocommerce_restock_refunded_item', array( self::class, 'on_refund' ), 10, 4 );
 		add_action( 'wp_trash_post', array( self::class, 'on_trash' ), 10, 1 );
 		add_action( 'before_delete_post', array( self::class, 'on_trash' ), 10, 1 );
 		add_action( 'untrashed_post', array( self::class, 'on_untrash' ), 10, 1 );
@@ -95,13 +99,12 @@ final class Stock_Relay_Capture {
 	}
 
 	/**
-	 * Stock status changed (also without any quantity change).
+	 * Stock status changed (also without any quantity change): the hook's status and product arguments are not
+	 * needed, the state is read again when the touched row is turned into an event.
 	 *
-	 * @param mixed $id     Product id.
-	 * @param mixed $status New status.
-	 * @param mixed $product WC_Product (WooCommerce ≥ 3.0).
+	 * @param mixed $id Product id.
 	 */
-	public static function on_status( $id, $status = null, $product = null ): void {
+	public static function on_status( $id ): void {
 		self::touch( (int) $id );
 	}
 
@@ -135,9 +138,8 @@ final class Stock_Relay_Capture {
 	 * @param mixed $old_stock  Old stock.
 	 * @param mixed $new_stock  New stock.
 	 * @param mixed $order      WC_Order.
-	 * @param mixed $product    WC_Product.
 	 */
-	public static function on_refund( $product_id, $old_stock = null, $new_stock = null, $order = null, $product = null ): void {
+	public static function on_refund( $product_id, $old_stock = null, $new_stock = null, $order = null ): void {
 		self::$cause = array(
 			'kind'     => 'refund',
 			'order_id' => is_object( $order ) && method_exists( $order, 'get_id' ) ? (int) $order->get_id() : null,
@@ -266,17 +268,16 @@ final class Stock_Relay_Capture {
 		if ( null !== $pdo ) {
 			try {
 				$statement = $pdo->prepare( $sql . implode( ', ', array_fill( 0, count( $rows ), '(?, ?, ?, ?, ?)' ) ) );
-				if ( false === $statement ) {
-					throw new RuntimeException( 'prepare failed' );
-				}
-				$position = 0;
-				foreach ( $rows as $row ) {
-					foreach ( $row as $value ) {
-						$statement->bindValue( ++$position, $value, is_int( $value ) ? PDO::PARAM_INT : PDO::PARAM_STR );
+				if ( false !== $statement ) {
+					$position = 0;
+					foreach ( $rows as $row ) {
+						foreach ( $row as $value ) {
+							$statement->bindValue( ++$position, $value, is_int( $value ) ? PDO::PARAM_INT : PDO::PARAM_STR ); // phpcs:ignore WordPress.DB.RestrictedClasses.mysql__PDO -- WordPress's own SQLite connection (sqlite_pdo()), not a second one.
+						}
 					}
-				}
-				if ( $statement->execute() ) {
-					return true;
+					if ( $statement->execute() ) {
+						return true;
+					}
 				}
 			} catch ( Throwable $e ) {
 				unset( $e ); // Through the driver below, then.
@@ -285,7 +286,7 @@ final class Stock_Relay_Capture {
 		$values = array();
 		foreach ( $rows as $row ) {
 			// The payload is ASCII JSON (unicode escaped), so wpdb has no charset to look up for it.
-			$values[] = $wpdb->prepare( '(%d, %s, %s, %s, %d)', ...$row );
+			$values[] = $wpdb->prepare( '(%d, %s, %s, %s, %d)', ...$row ); // phpcs:ignore WordPress.DB.PreparedSQLPlaceholders.ReplacementsWrongNumber -- $row holds the five values, spread.
 		}
 		return false !== $wpdb->query( $sql . implode( ', ', $values ) ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix, values prepared above.
 	}

@@ -126,7 +126,7 @@ final class Stock_Relay_Delivery {
 			if ( ! $rows ) {
 				break;
 			}
-			$state = self::send( $rows, self::state(), $settings, $token );
+			$state = self::send( $rows, self::state(), $settings );
 			self::save( $state );
 			Stock_Relay_Outbox::release( $token );
 			if ( (int) $state['next_attempt_at'] > time() ) {
@@ -161,10 +161,9 @@ final class Stock_Relay_Delivery {
 	 * @param array<int, array<string, mixed>> $rows     Claimed rows in id order.
 	 * @param array<string, mixed>             $state    Delivery state.
 	 * @param array<string, mixed>             $settings Settings.
-	 * @param string                           $token    The claim token.
 	 * @return array<string, mixed>
 	 */
-	private static function send( array $rows, array $state, array $settings, string $token ): array {
+	private static function send( array $rows, array $state, array $settings ): array {
 		$events = array_column( $rows, 'event' );
 		$batch  = Stock_Relay_Payload::split( $events, (int) $state['max_events'] )[0];
 		$rows   = array_slice( $rows, 0, count( $batch ) );

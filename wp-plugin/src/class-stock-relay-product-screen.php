@@ -33,7 +33,7 @@ final class Stock_Relay_Product_Screen {
 		add_filter( 'bulk_actions-edit-product', array( self::class, 'bulk_actions' ) );
 		add_filter( 'handle_bulk_actions-edit-product', array( self::class, 'handle_bulk' ), 10, 3 );
 		add_action( 'admin_post_' . self::SYNC_ACTION, array( self::class, 'handle_sync' ) );
-		add_action( 'add_meta_boxes_product', array( self::class, 'meta_box' ) );
+		add_action( 'add_meta_boxes_product', array( self::class, 'meta_box' ), 10, 0 );
 		add_action( 'admin_notices', array( self::class, 'notice' ) );
 		add_action( 'admin_enqueue_scripts', array( self::class, 'enqueue' ) );
 	}
@@ -200,12 +200,8 @@ final class Stock_Relay_Product_Screen {
 		echo '<div class="' . esc_attr( 'notice is-dismissible notice-' . $type ) . '" id="stock-relay-sync-notice"><p>' . esc_html( $outcome['message'] ) . '</p></div>';
 	}
 
-	/**
-	 * The box on the product edit screen.
-	 *
-	 * @param WP_Post $post The product.
-	 */
-	public static function meta_box( $post ): void {
+	/** The box on the product edit screen (the hook's post is not needed: render_box() gets it). */
+	public static function meta_box(): void {
 		if ( self::allowed() ) {
 			add_meta_box( 'stock-relay-product', __( 'Stock Relay', 'stock-relay' ), array( self::class, 'render_box' ), 'product', 'normal', 'default' );
 		}

@@ -43,7 +43,7 @@ final class Stock_Relay_Signed_Route {
 			)
 		);
 		if ( ! self::$callbacks ) {
-			add_filter( 'rest_request_before_callbacks', array( self::class, 'keep_own_errors' ), 10, 3 );
+			add_filter( 'rest_request_before_callbacks', array( self::class, 'keep_own_errors' ), 10, 2 );
 		}
 		self::$callbacks[] = $callback;
 	}
@@ -53,10 +53,9 @@ final class Stock_Relay_Signed_Route {
 	 *
 	 * @param mixed                $response Result so far (a WP_Error when WordPress refused the request).
 	 * @param array<string, mixed> $handler  The matched handler.
-	 * @param WP_REST_Request      $request  The request.
 	 * @return mixed
 	 */
-	public static function keep_own_errors( $response, $handler, $request ) {
+	public static function keep_own_errors( $response, $handler ) {
 		if ( is_wp_error( $response ) && isset( $handler['callback'] ) && in_array( $handler['callback'], self::$callbacks, true ) && 'rest_invalid_json' === $response->get_error_code() ) {
 			return null;
 		}
