@@ -209,7 +209,8 @@ final class Stock_Relay_Adjust_Route {
 				if ( $attempt < self::LOCK_RETRIES && self::lost_a_lock( $e ) ) {
 					continue;
 				}
-				throw $e instanceof RuntimeException ? $e : new RuntimeException( 'adjust failed', 0, $e );
+				$failure = $e instanceof RuntimeException ? $e : new RuntimeException( 'adjust failed', 0, $e );
+				throw $failure;
 			}
 		}
 		// phpcs:enable
@@ -282,7 +283,7 @@ final class Stock_Relay_Adjust_Route {
 		global $wpdb;
 		$result = $wpdb->query( $query ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared -- prepared by the caller.
 		if ( false === $result ) {
-			throw new RuntimeException( 'database error: ' . $wpdb->last_error );
+			throw new RuntimeException( 'database error: ' . $wpdb->last_error ); // phpcs:ignore WordPress.Security.EscapeOutput.ExceptionNotEscaped -- never output: lost_a_lock() reads it, handle() answers a fixed text.
 		}
 		return (int) $result;
 	}
@@ -312,7 +313,10 @@ final class Stock_Relay_Adjust_Route {
 	 * Keep this answer under its webhook-id and return it. If a concurrent copy of the same request kept
 	 * its answer first, that one is returned instead, so every copy gets the same answer.
 	 *
+	 * @param string               $id     The request's webhook-id.
+	 * @param string               $digest SHA-256 of the request's body (hex).
 	 * @param array<string, mixed> $answer The answer.
+	 * @param int                  $now    Unix time.
 	 */
 	private static function remember( string $id, string $digest, array $answer, int $now ): WP_REST_Response {
 		global $wpdb;

@@ -21,9 +21,12 @@ final class Stock_Relay_Payload {
 	/**
 	 * One event.
 	 *
-	 * @param array<string, mixed> $state Keys: product_id, variation_id, parent_id, sku, manage_stock, stock_quantity,
-	 *                                    stock_status, backorders, deleted (bool), restored (bool).
-	 * @param array<string, mixed> $cause Keys: kind, order_id (optional).
+	 * @param array<string, mixed> $state       Keys: product_id, variation_id, parent_id, sku, manage_stock,
+	 *                                          stock_quantity, stock_status, backorders, deleted (bool), restored (bool).
+	 * @param int                  $version     The product's version (Stock_Relay_Outbox::bump_version()).
+	 * @param array<string, mixed> $cause       Keys: kind, order_id (optional).
+	 * @param string               $event_id    The event's id ('' in a snapshot, whose items carry none).
+	 * @param float                $occurred_at When (Unix seconds, with microseconds).
 	 * @return array<string, mixed>
 	 */
 	public static function event( array $state, int $version, array $cause, string $event_id, float $occurred_at ): array {
@@ -77,18 +80,20 @@ final class Stock_Relay_Payload {
 	 * A variation whose _manage_stock is "no" while its parent's is "yes" uses the parent's stock
 	 * (WooCommerce's manage_stock = 'parent'): the parent owns the stock row and the backorders.
 	 *
+	 * @param int                   $id             The product or variation id.
+	 * @param int                   $parent_id      A variation's parent product id; 0 for a product.
 	 * @param array<string, string> $own            The item's meta (_sku, _manage_stock, _stock, _stock_status, _backorders).
-	 * @param array<string, string> $parent         The parent's meta, for a variation.
+	 * @param array<string, string> $parent_meta    The parent's meta, for a variation.
 	 * @param bool                  $manage_enabled The woocommerce_manage_stock option is "yes".
 	 * @return array<string, mixed>
 	 */
-	public static function state_from_meta( int $id, int $parent_id, array $own, array $parent, bool $manage_enabled ): array {
+	public static function state_from_meta( int $id, int $parent_id, array $own, array $parent_meta, bool $manage_enabled ): array {
 		$owner   = $id;
 		$source  = $own;
 		$managed = 'yes' === ( $own['_manage_stock'] ?? 'no' );
-		if ( $parent_id && ! $managed && 'yes' === ( $parent['_manage_stock'] ?? 'no' ) ) {
+		if ( $parent_id && ! $managed && 'yes' === ( $parent_meta['_manage_stock'] ?? 'no' ) ) {
 			$owner   = $parent_id;
-			$source  = $parent;
+			$source  = $parent_meta;
 			$managed = true;
 		}
 		$managed = $managed && $manage_enabled;
@@ -99,7 +104,7 @@ final class Stock_Relay_Payload {
 			'parent_id'      => $parent_id ? $parent_id : null,
 			'sku'            => (string) ( $own['_sku'] ?? '' ),
 			'manage_stock'   => $managed,
-			'stock_quantity' => $managed && is_numeric( $qty ) ? (int) (float) $qty : null, // wc_stock_amount(): intval.
+			'stock_quantity' => $managed && is_numeric( $qty ) ? (int) (float) $qty : null, // An integer, as WooCommerce's wc_stock_amount() makes it.
 			'stock_status'   => (string) ( $own['_stock_status'] ?? 'instock' ),
 			'backorders'     => $managed ? (string) ( $source['_backorders'] ?? 'no' ) : 'no',
 		);
@@ -108,7 +113,9 @@ final class Stock_Relay_Payload {
 	/**
 	 * The JSON body of a stock.batch.
 	 *
+	 * @param string                           $site   The site id.
 	 * @param array<int, array<string, mixed>> $events Events.
+	 * @param int                              $now    Unix time of sending (sent_at).
 	 */
 	public static function batch_body( string $site, array $events, int $now ): string {
 		$doc = array(

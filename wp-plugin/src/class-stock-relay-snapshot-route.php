@@ -53,6 +53,9 @@ final class Stock_Relay_Snapshot_Route {
 	 * One page: ids, then versions, then states, each its own statement in this order (a version is
 	 * never newer than the state it is shown with: the outbox bumps a version before it reads the state).
 	 *
+	 * @param string   $site           The site id.
+	 * @param int      $after_id       The last id of the previous page (0: from the start).
+	 * @param int      $limit          Items per page at most.
 	 * @param int|null $modified_after Unix microseconds, or null for every item.
 	 * @return array<string, mixed>
 	 */
@@ -60,7 +63,8 @@ final class Stock_Relay_Snapshot_Route {
 		$posts    = self::scan( $after_id, $limit, $modified_after );
 		$scanned  = array_map( 'intval', array_column( $posts, 'ID' ) );
 		$versions = self::versions( Stock_Relay_Snapshot::owner_candidates( $posts ) );
-		$states   = $scanned ? Stock_Relay_State::read( $scanned, 'yes' === get_option( 'woocommerce_manage_stock', 'yes' ) ) : array();
+		$manage   = 'yes' === get_option( 'woocommerce_manage_stock', 'yes' );
+		$states   = $scanned ? Stock_Relay_State::read( $scanned, $manage ) : array();
 		return Stock_Relay_Snapshot::page( $site, $limit, $scanned, $states, $versions, time() );
 	}
 
@@ -91,7 +95,7 @@ final class Stock_Relay_Snapshot_Route {
 			array_push( $args, $second, $second, $modified_after );
 		}
 		$args[] = $limit;
-		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table names from $wpdb, values through prepare().
+		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared, WordPress.DB.PreparedSQL.NotPrepared -- $sql below: table names from $wpdb, every value a placeholder for prepare().
 		// No DISTINCT: it makes MariaDB build a temporary table of every row after after_id before the
 		// LIMIT (a page of 50,000 products cost 60 ms instead of 2). A post with two _sku rows is listed
 		// twice; Stock_Relay_Snapshot::page shows it once and still counts both rows for the paging.
@@ -115,7 +119,7 @@ final class Stock_Relay_Snapshot_Route {
 			return array();
 		}
 		$in   = implode( ',', array_map( 'intval', $ids ) );
-		$rows = (array) $wpdb->get_results( 'SELECT product_id, version FROM ' . Stock_Relay_Outbox::versions_table() . " WHERE product_id IN ({$in})", ARRAY_A ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name from $wpdb->prefix, ids cast to int.
+		$rows = (array) $wpdb->get_results( 'SELECT product_id, version FROM ' . Stock_Relay_Outbox::versions_table() . " WHERE product_id IN ({$in})", ARRAY_A ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared, WordPress.DB.PreparedSQL.NotPrepared -- table name from $wpdb->prefix, ids cast to int.
 		$out  = array();
 		foreach ( $rows as $row ) {
 			$out[ (int) $row['product_id'] ] = (int) $row['version'];

@@ -24,7 +24,11 @@ final class Stock_Relay_Snapshot {
 	 * The checks that come before anything else: a site id and secret are configured, the body is
 	 * within 64 KiB, and the Standard Webhooks signature is valid for the site's secret.
 	 *
+	 * @param string                $site      The configured site id ('' when not set).
+	 * @param string                $secret    The configured secret ('' when not set; two during a rotation).
 	 * @param array<string, string> $headers   webhook-id, webhook-timestamp, webhook-signature ('' when absent).
+	 * @param string                $body      The raw request body, as signed.
+	 * @param int                   $now       Unix time (the timestamp's tolerance is measured from it).
 	 * @param int                   $max_bytes The route's body limit (64 KiB unless it says otherwise).
 	 * @return array{status: int, code: string, message: string}|null Null when the request is authentic.
 	 */
@@ -81,7 +85,7 @@ final class Stock_Relay_Snapshot {
 				return array( null, self::error( 400, 'malformed_json', "The field {$field} must be a string." ) );
 			}
 		}
-		if ( $type !== ( $doc['type'] ?? null ) ) {
+		if ( ( $doc['type'] ?? null ) !== $type ) {
 			return array( null, self::error( 400, 'type_mismatch', "This route takes only type {$type}." ) );
 		}
 		if ( ( $doc['site'] ?? null ) !== $site ) {
@@ -172,10 +176,13 @@ final class Stock_Relay_Snapshot {
 	/**
 	 * One page of the answer.
 	 *
+	 * @param string                           $site     The site id.
+	 * @param int                              $limit    The page size asked for (a full page means more may follow).
 	 * @param int[]                            $scanned  Post ids the id query returned, in id order (an id may
 	 *                                                   repeat: it is shown once, and counted as scanned).
 	 * @param array<int, array<string, mixed>> $states   Item id => state from Stock_Relay_State::read (with post_status).
 	 * @param array<int, int>                  $versions Owner id => version, read before the states.
+	 * @param int                              $now      Unix time of the answer.
 	 * @return array<string, mixed>
 	 */
 	public static function page( string $site, int $limit, array $scanned, array $states, array $versions, int $now ): array {

@@ -34,9 +34,11 @@ final class Stock_Relay_State {
 		if ( ! $ids ) {
 			return array();
 		}
-		$manage_enabled = $manage_enabled ?? 'yes' === get_option( 'woocommerce_manage_stock', 'yes' );
-		$in             = implode( ',', $ids );
-		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- ids cast to int, keys are constants.
+		if ( null === $manage_enabled ) {
+			$manage_enabled = 'yes' === get_option( 'woocommerce_manage_stock', 'yes' );
+		}
+		$in = implode( ',', $ids );
+		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared, WordPress.DB.PreparedSQL.NotPrepared -- ids cast to int, keys are constants.
 		$posts = (array) $wpdb->get_results( "SELECT ID, post_type, post_parent, post_status FROM {$wpdb->posts} WHERE ID IN ({$in}) AND post_type IN ('product', 'product_variation')", ARRAY_A );
 		if ( ! $posts ) {
 			return array();
