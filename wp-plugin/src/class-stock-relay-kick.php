@@ -49,10 +49,18 @@ final class Stock_Relay_Kick {
 		}
 	}
 
-	/** Whether request_drain() ran in this request. */
+	/**
+	 * Whether request_drain() ran in this request.
+	 *
+	 * @var bool
+	 */
 	private static bool $requested = false;
 
-	/** Whether this process already finished its response or kicked a drain. */
+	/**
+	 * Whether this process already finished its response or kicked a drain.
+	 *
+	 * @var bool
+	 */
 	private static bool $kicked = false;
 
 	/**
@@ -65,7 +73,7 @@ final class Stock_Relay_Kick {
 			return;
 		}
 		$due = (int) get_option( self::DUE, 0 );
-		if ( 0 === $due || $due > time() || doing_action( self::HOOK ) || wp_doing_ajax() && self::AJAX_ACTION === ( $_REQUEST['action'] ?? '' ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- only compares the action name.
+		if ( 0 === $due || $due > time() || doing_action( self::HOOK ) || wp_doing_ajax() && self::AJAX_ACTION === ( $_REQUEST['action'] ?? '' ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended, WordPress.Security.ValidatedSanitizedInput.MissingUnslash, WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- only compared with our action's name, never used otherwise.
 			return;
 		}
 		update_option( self::DUE, time() + 30, true ); // At most one kick per 30 s while nothing answers.

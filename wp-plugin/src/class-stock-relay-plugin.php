@@ -25,7 +25,7 @@ final class Stock_Relay_Plugin {
 		add_action( 'wp_ajax_nopriv_' . Stock_Relay_Kick::AJAX_ACTION, array( Stock_Relay_Kick::class, 'handle_kick' ) );
 		add_action( 'wp_ajax_' . Stock_Relay_Kick::AJAX_ACTION, array( Stock_Relay_Kick::class, 'handle_kick' ) );
 		add_action( 'shutdown', array( Stock_Relay_Kick::class, 'maybe_kick_due' ), 1000 );
-		add_filter( 'cron_schedules', array( Stock_Relay_Delivery::class, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.CronSchedulesInterval -- one minute on purpose: it only reads an autoloaded option unless something is due.
+		add_filter( 'cron_schedules', array( Stock_Relay_Delivery::class, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.CronSchedulesInterval, WordPress.WP.CronInterval.ChangeDetected -- one minute on purpose: it only reads an autoloaded option unless something is due.
 		add_action( Stock_Relay_Kick::WATCHDOG, array( Stock_Relay_Delivery::class, 'watchdog' ), 10, 0 );
 		if ( ! wp_next_scheduled( Stock_Relay_Kick::WATCHDOG ) ) {
 			wp_schedule_event( time() + 60, 'stock_relay_minute', Stock_Relay_Kick::WATCHDOG );

@@ -37,10 +37,18 @@ final class Stock_Relay_Response {
 	 */
 	private const MAX_HELD = 4194304;
 
-	/** Whether hold() already ran in this request. */
+	/**
+	 * Whether hold() already ran in this request.
+	 *
+	 * @var bool
+	 */
 	private static bool $tried = false;
 
-	/** The output-buffer level holding the response (0: none). */
+	/**
+	 * The output-buffer level holding the response (0: none).
+	 *
+	 * @var int
+	 */
 	private static int $level = 0;
 
 	/**

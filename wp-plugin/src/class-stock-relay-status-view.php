@@ -261,8 +261,8 @@ final class Stock_Relay_Status_View {
 		usort( $list, static fn( array $a, array $b ): int => (float) ( $b['at'] ?? 0 ) <=> (float) ( $a['at'] ?? 0 ) );
 		$count = max( $count, count( $list ) );
 		if ( 0 === $count ) {
-			/* translators: %d: number of days */
 			return array(
+				/* translators: %d: number of days */
 				'summary' => sprintf( _n( 'No sale left the shop\'s stock below zero in the last %d day.', 'No sale left the shop\'s stock below zero in the last %d days.', $days, 'stock-relay' ), $days ),
 				'rows'    => array(),
 				'advice'  => '',
