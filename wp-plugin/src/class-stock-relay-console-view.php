@@ -176,7 +176,7 @@ final class Stock_Relay_Console_View {
 			if ( ! is_array( $event ) ) {
 				continue;
 			}
-			$quantity = is_numeric( $event['quantity'] ?? null ) ? (string) (int) $event['quantity'] : self::text( $event['stock_status'] ?? '' );
+			$quantity = is_numeric( $event['quantity'] ?? null ) ? (string) (int) $event['quantity'] : self::stock_status( $event['stock_status'] ?? '' );
 			$at       = is_numeric( $event['received_at'] ?? null ) ? Stock_Relay_Status_View::when( (float) $event['received_at'], $now ) : '';
 			$title    = sprintf(
 				/* translators: 1: version number, 2: a quantity or stock status, 3: the cause in plain words, 4: a date and time */
@@ -186,9 +186,12 @@ final class Stock_Relay_Console_View {
 				self::cause( $event['cause'] ?? null, $event['order_id'] ?? null ),
 				'' !== $at ? $at : '?'
 			);
-			if ( 'accepted' !== ( $event['outcome'] ?? 'accepted' ) ) {
-				/* translators: %s: the relay's outcome code, such as "stale" */
-				$title .= ' — ' . sprintf( __( 'not sent on: the relay found it %s', 'stock-relay' ), self::text( $event['outcome'] ) );
+			$outcome = self::text( $event['outcome'] ?? 'accepted' );
+			if ( 'stale' === $outcome ) {
+				$title .= ' — ' . __( 'not sent on: the relay already had a newer change of this product', 'stock-relay' );
+			} elseif ( 'accepted' !== $outcome ) {
+				/* translators: %s: the relay's outcome code (one this plugin does not know yet) */
+				$title .= ' — ' . sprintf( __( 'not sent on: the relay found it %s', 'stock-relay' ), $outcome );
 			}
 			$steps = array();
 			foreach ( (array) ( $event['channels'] ?? array() ) as $name => $actions ) {
@@ -326,6 +329,21 @@ final class Stock_Relay_Console_View {
 			'type'    => $scheduled > 0 ? 'success' : 'warning',
 			'message' => implode( ' ', $parts ),
 		);
+	}
+
+	/**
+	 * A product's stock status (the event's, when it has no quantity: stock not managed) in WooCommerce's words; an
+	 * unknown status as sent.
+	 *
+	 * @param mixed $status instock, outofstock or onbackorder.
+	 */
+	private static function stock_status( $status ): string {
+		$words = array(
+			'instock'     => __( 'in stock', 'stock-relay' ),
+			'outofstock'  => __( 'out of stock', 'stock-relay' ),
+			'onbackorder' => __( 'on backorder', 'stock-relay' ),
+		);
+		return $words[ self::text( $status ) ] ?? self::text( $status );
 	}
 
 	/**

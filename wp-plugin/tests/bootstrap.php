@@ -20,7 +20,8 @@ foreach ( array( 'signer', 'payload', 'status-view', 'retry-policy', 'settings-s
 
 // The plain classes translate their words; outside WordPress these are WordPress's own fallbacks (no translation
 // loaded), unless a test sets $GLOBALS['stock_relay_test_translate'] (a pseudo-locale: I18nTest checks that no
-// English is left untranslated).
+// English is left untranslated). The escaping functions are WordPress's in effect (htmlspecialchars), for the
+// classes that print HTML (the status panel and its pause controls).
 if ( ! function_exists( '__' ) ) {
 	function __( string $text, string $domain = 'default' ): string { // phpcs:ignore
 		$translate = $GLOBALS['stock_relay_test_translate'] ?? null;
@@ -34,6 +35,21 @@ if ( ! function_exists( '_n' ) ) {
 }
 if ( ! function_exists( 'esc_html__' ) ) {
 	function esc_html__( string $text, string $domain = 'default' ): string { // phpcs:ignore
+		return htmlspecialchars( __( $text, $domain ), ENT_QUOTES );
+	}
+}
+if ( ! function_exists( 'esc_html' ) ) {
+	function esc_html( string $text ): string { // phpcs:ignore
+		return htmlspecialchars( $text, ENT_QUOTES );
+	}
+}
+if ( ! function_exists( 'esc_attr' ) ) {
+	function esc_attr( string $text ): string { // phpcs:ignore
+		return htmlspecialchars( $text, ENT_QUOTES );
+	}
+}
+if ( ! function_exists( 'esc_attr__' ) ) {
+	function esc_attr__( string $text, string $domain = 'default' ): string { // phpcs:ignore
 		return htmlspecialchars( __( $text, $domain ), ENT_QUOTES );
 	}
 }

@@ -128,6 +128,24 @@ final class ConsoleViewTest extends TestCase {
 		$this->assertSame( array( 'now' => array(), 'events' => array() ), Stock_Relay_Console_View::lineage( array( 'channels' => 'junk' ), self::NOW ) );
 	}
 
+	public function test_lineage_says_a_stock_status_and_a_stale_change_in_words(): void {
+		$answer = array(
+			'events' => array(
+				array( 'version' => 4, 'quantity' => null, 'stock_status' => 'outofstock', 'cause' => 'admin', 'received_at' => self::NOW - 60, 'outcome' => 'stale', 'channels' => array() ),
+				array( 'version' => 5, 'quantity' => null, 'stock_status' => 'onbackorder', 'cause' => 'admin', 'received_at' => self::NOW - 60, 'outcome' => 'accepted', 'channels' => array() ),
+				array( 'version' => 6, 'quantity' => null, 'stock_status' => 'instock', 'cause' => 'admin', 'received_at' => self::NOW - 60, 'outcome' => 'future_code', 'channels' => array() ),
+			),
+		);
+		$this->assertSame(
+			array(
+				'Version 6: the shop set in stock (edited in the admin), received 2026-12-02 02:59 UTC (1 min ago) — not sent on: the relay found it future_code',
+				'Version 5: the shop set on backorder (edited in the admin), received 2026-12-02 02:59 UTC (1 min ago)',
+				'Version 4: the shop set out of stock (edited in the admin), received 2026-12-02 02:59 UTC (1 min ago) — not sent on: the relay already had a newer change of this product',
+			),
+			array_column( Stock_Relay_Console_View::lineage( $answer, self::NOW )['events'], 'title' )
+		);
+	}
+
 	public function test_dead_rows_link_a_variation_to_its_parent_and_say_both_quantities(): void {
 		$answer = array(
 			'total'        => 2,
