@@ -123,12 +123,7 @@ final class Stock_Relay_Oversold_Notice {
 		$dismiss = wp_nonce_url( admin_url( 'admin-post.php?action=' . self::ACTION . '&key=' . rawurlencode( (string) $summary['key'] ) ), self::ACTION );
 		$text    = sprintf(
 			/* translators: 1: number of incidents, 2: number of days, 3: SKU */
-			_n(
-				'Stock Relay: %1$d marketplace sale in the last %2$d days sold a unit the shop no longer had (newest: SKU %3$s). One order cannot be filled from stock: contact one buyer, or restock.',
-				'Stock Relay: %1$d marketplace sales in the last %2$d days sold a unit the shop no longer had (newest: SKU %3$s). One order cannot be filled from stock: contact one buyer, or restock.',
-				(int) $summary['incidents'],
-				'stock-relay'
-			),
+			_n( 'Stock Relay: %1$d marketplace sale in the last %2$d days sold a unit the shop no longer had (newest: SKU %3$s). One order cannot be filled from stock: contact one buyer, or restock.', 'Stock Relay: %1$d marketplace sales in the last %2$d days sold a unit the shop no longer had (newest: SKU %3$s). One order cannot be filled from stock: contact one buyer, or restock.', (int) $summary['incidents'], 'stock-relay' ), // One line: xgettext keeps a translators comment only when the text starts on the line below it.
 			(int) $summary['incidents'],
 			(int) $summary['days'],
 			(string) $summary['sku']
