@@ -7,7 +7,7 @@
 # author) added as WP-CLI does, and the header fields WordPress reads (X-Domain). Run it after changing
 # user-facing strings, and before a release:
 #   bash wp-plugin/bin/make-pot.sh            # rewrites wp-plugin/languages/stock-relay.pot
-#   bash wp-plugin/bin/make-pot.sh OUT.pot    # writes OUT.pot instead (the test suite compares the two)
+#   bash wp-plugin/bin/make-pot.sh OUT.pot    # writes OUT.pot instead (tests/run.sh compares the two)
 set -euo pipefail
 plugin="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$plugin/languages/stock-relay.pot}"

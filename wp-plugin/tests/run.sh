@@ -2,7 +2,8 @@
 # The plugin's PHP checks, from a clean clone (bash wp-plugin/tests/run.sh, as root or with sudo):
 #   1. installs what is missing from Debian (php-cli, phpunit, php-mbstring, php-xml, php-curl,
 #      php-mysql, mariadb-server; the `wordpress` package is downloaded and unpacked, not installed),
-#   2. php -l on every PHP file,
+#   2. php -l on every PHP file, and languages/stock-relay.pot holds every text of the code as it is now
+#      (bin/make-pot.sh, GNU gettext), each text with a placeholder with its translators comment,
 #   3. phpunit: the unit suite (plain classes, shared signing vectors),
 #   4. phpunit: the integration suite against a real WordPress 6.1 + MariaDB + PHP's web server,
 #      with a recording relay on 127.0.0.1,
@@ -34,6 +35,7 @@ fi
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v xgettext >/dev/null 2>&1 || missing+=(gettext)
 if [ ${#missing[@]} -gt 0 ]; then
     srt_apt_install "${missing[@]}"
 fi
@@ -46,6 +48,29 @@ while IFS= read -r -d '' file; do
     count=$((count + 1))
 done < <(find . -name '*.php' -not -path './build/*' -print0)
 echo "$count files, no syntax errors"
+
+echo "== languages/stock-relay.pot is current"
+# Compared without the creation date and the line numbers of the references, so moving code needs no new .pot;
+# a text added, changed or removed does (a translator would otherwise never see it).
+fresh="$(mktemp)"
+bash bin/make-pot.sh "$fresh" >/dev/null
+pot_text() { sed -e '/^"POT-Creation-Date: /d' -e '/^#: /s/:[0-9][0-9]*//g' "$1"; }
+if ! diff -u <(pot_text languages/stock-relay.pot) <(pot_text "$fresh") >"$fresh.diff"; then
+    head -n 60 "$fresh.diff" >&2
+    echo "languages/stock-relay.pot is out of date: run bash wp-plugin/bin/make-pot.sh and commit it" >&2
+    rm -f "$fresh" "$fresh.diff"
+    exit 1
+fi
+# WordPress's own check (PHPCS, WordPress.WP.I18n), which CI cannot run: a text with placeholders needs a
+# "translators:" comment where xgettext finds it (the line above the line the text starts on).
+uncommented="$(awk -v RS= '/#, php-format/ && !/#\. translators:/' "$fresh")"
+rm -f "$fresh" "$fresh.diff"
+if [ -n "$uncommented" ]; then
+    printf '%s\n' "$uncommented" >&2
+    echo "texts with placeholders but no translators comment (above)" >&2
+    exit 1
+fi
+echo "$(grep -c '^msgid "[^"]' languages/stock-relay.pot) texts, each placeholder explained"
 
 echo "== phpunit: unit"
 phpunit -c phpunit.xml.dist
