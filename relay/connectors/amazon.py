@@ -58,7 +58,7 @@ from ..delivery import outbound
 from ..delivery.outbound import Kind, Ladder
 from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from ..intake.sales import Sale, SaleRejection, validate_item
+from ..intake.sales import Sale, SaleRejection, order_line
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update, read_each
@@ -347,7 +347,6 @@ class AmazonConnector(FeedConnector):
             self._lines[kept] = await self._order_items(named)
             while len(self._lines) > KEPT_ORDERS:
                 del self._lines[next(iter(self._lines))]  # the oldest read
-        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
         kinds = ("sale", "cancel") if canceled and self.config.restock_on_cancel else ("sale",)
         # Integrators report Amazon zeroing a cancelled order's QuantityOrdered (not in the model): what this
         # process read before the cancellation is the quantity to give back then.
@@ -357,18 +356,8 @@ class AmazonConnector(FeedConnector):
             quantity = line.get("QuantityOrdered")
             if canceled and quantity == 0:
                 quantity = sold.get(line.get("OrderItemId"), quantity)
-            item = {
-                "order": named,
-                "line": line.get("OrderItemId"),
-                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
-                "quantity": quantity,
-            }
-            for kind in kinds:
-                found = validate_item({**item, "kind": kind}, 0, self.name)
-                if isinstance(found, Sale):
-                    sales.append(found)
-                else:
-                    skipped.append(found)
+            item = {"order": named, "line": line.get("OrderItemId"), "sku": sku, "quantity": quantity}
+            order_line(self.config, item, kinds, sales, skipped)
 
     # --- read-back -----------------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ from ..errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from ..intake.sales import Sale, SaleRejection, validate_item
+from ..intake.sales import Sale, SaleRejection, order_line
 from ..vault import Vault
 from . import http, revisions
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -271,24 +271,11 @@ class EbayConnector(Connector):
     def _order_sales(self, order: dict[str, Any], sales: list[Sale], skipped: list[SaleRejection]) -> None:
         """An order's line items as sales (and, cancelled, as cancellations), with the shop's SKU."""
         cancelled = (order.get("cancelStatus") or {}).get("cancelState") == "CANCELED"
-        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
         kinds = ("sale", "cancel") if cancelled and self.config.restock_on_cancel else ("sale",)
         for line in order.get("lineItems") or []:
-            if not isinstance(line, dict):
-                continue
-            sku = line.get("sku")
-            item = {
-                "order": order.get("orderId"),
-                "line": line.get("lineItemId"),
-                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
-                "quantity": line.get("quantity"),
-            }
-            for kind in kinds:
-                found = validate_item({**item, "kind": kind}, 0, self.name)
-                if isinstance(found, Sale):
-                    sales.append(found)
-                else:
-                    skipped.append(found)
+            if isinstance(line, dict):
+                item = {"order": order.get("orderId"), "line": line.get("lineItemId"), "sku": line.get("sku")}
+                order_line(self.config, item | {"quantity": line.get("quantity")}, kinds, sales, skipped)
 
     # --- read-back -------------------------------------------------------------------------------
 

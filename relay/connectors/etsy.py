@@ -45,7 +45,7 @@ from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..delivery import outbound
 from ..delivery.outbound import Kind
 from ..errors import AuthDeliveryError, DeliveryError, PermanentDeliveryError, QuotaHold, TransientDeliveryError
-from ..intake.sales import Sale, SaleRejection, validate_item
+from ..intake.sales import Sale, SaleRejection, order_line
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -343,7 +343,6 @@ class EtsyConnector(Connector):
     ) -> None:
         """A receipt's transactions as sales (and, canceled, as cancellations), with the shop's SKU."""
         canceled = canceled or receipt.get("status") == "canceled"
-        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
         kinds = ("sale", "cancel") if canceled and self.config.restock_on_cancel else ("sale",)
         order = _part(receipt.get("receipt_id"))
         for line in receipt.get("transactions") or []:
@@ -362,18 +361,8 @@ class EtsyConnector(Connector):
                     )
                 )
                 continue
-            item = {
-                "order": order,
-                "line": _part(line.get("transaction_id")),
-                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
-                "quantity": line.get("quantity"),
-            }
-            for kind in kinds:
-                found = validate_item({**item, "kind": kind}, 0, self.name)
-                if isinstance(found, Sale):
-                    sales.append(found)
-                else:
-                    skipped.append(found)
+            item = {"order": order, "line": _part(line.get("transaction_id")), "sku": sku}
+            order_line(self.config, item | {"quantity": line.get("quantity")}, kinds, sales, skipped)
 
     # --- read-back -------------------------------------------------------------------------------------
 

@@ -55,8 +55,7 @@ import aiohttp
 
 from ..config import TYPE_DEFAULTS, ChannelConfig
 from ..errors import AuthDeliveryError, DeliveryError, MovedError, PermanentDeliveryError, TransientDeliveryError
-from ..intake.sales import Sale, SaleRejection, validate_item
-from ..intake.shopify import shop_sku_for
+from ..intake.sales import Sale, SaleRejection, shop_sku_for, validate_item
 from ..vault import Vault
 from . import http
 from .base import Connector, ItemResult, Update

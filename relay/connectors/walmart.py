@@ -55,7 +55,7 @@ from ..delivery import outbound
 from ..delivery.outbound import Kind, Ladder
 from ..delivery.ratelimit import RateBudget
 from ..errors import PermanentDeliveryError, TransientDeliveryError
-from ..intake.sales import Sale, SaleRejection, validate_item
+from ..intake.sales import Sale, SaleRejection, shop_sku_for, validate_item
 from ..vault import Vault
 from . import http
 from .base import ItemResult, TokenAuth, Update, read_each
@@ -255,12 +255,11 @@ class WalmartConnector(FeedConnector):
                 f"fulfillment_services names none of Walmart's ship node types ({', '.join(SHIP_NODE_TYPES)}),"
                 " so no order could be a sale of the shop's stock"
             )
-        back = {channel_sku: sku for sku, channel_sku in self.config.rules.sku_map.items() if channel_sku}
         sales: list[Sale] = []
         skipped: list[SaleRejection] = []
         for node_type in node_types:
             async for order in self._orders(since, node_type, gate):
-                self._order_sales(order, node_type, back, sales, skipped)
+                self._order_sales(order, node_type, sales, skipped)
         return sales, skipped
 
     async def _orders(
@@ -304,7 +303,6 @@ class WalmartConnector(FeedConnector):
         self,
         order: dict[str, Any],
         asked: str,
-        back: Mapping[str, str],
         sales: list[Sale],
         skipped: list[SaleRejection],
     ) -> None:
@@ -317,18 +315,21 @@ class WalmartConnector(FeedConnector):
             if not isinstance(line, dict):
                 continue
             number = line.get("lineNumber")
+            named = (str(po) if po is not None else None, str(number) if number is not None else None)
             if node_type not in self.config.fulfillment_services:
-                named = (str(po) if po is not None else None, str(number) if number is not None else None)
                 message = f"shipped by a {str(node_type)[:32]!r} node, from stock that is not the shop's"
                 skipped.append(SaleRejection(0, *named, "fulfilled_elsewhere", message))
                 continue
             sku = _obj(line.get("item")).get("sku")
-            item = {
-                "order": po,
-                "line": number,
-                "sku": back.get(sku, sku) if isinstance(sku, str) else sku,
-                "quantity": _amount(line.get("orderLineQuantity")),
-            }
+            if isinstance(sku, str) and sku:
+                sku = shop_sku_for(self.config, sku)
+                if sku is None:
+                    message = (
+                        f"channel SKU {_obj(line.get('item')).get('sku')!r} stands for no shop SKU of this channel"
+                    )
+                    skipped.append(SaleRejection(0, *named, "unmapped_sku", message + " (rules.sku_map)"))
+                    continue
+            item = {"order": po, "line": number, "sku": sku, "quantity": _amount(line.get("orderLineQuantity"))}
             sale = validate_item({**item, "kind": "sale"}, 0, self.name)
             if not isinstance(sale, Sale):
                 skipped.append(sale)  # its cancellations would be refused for the same reason

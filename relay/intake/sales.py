@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ..config import ChannelConfig
 from ..errors import PayloadError
 from ..storage import audit
 from .protocol import CONTROL, MAX_SKU_LENGTH, is_reuse
@@ -117,6 +118,42 @@ def validate_item(raw: Any, index: int, channel: str) -> Sale | SaleRejection:
     if len(key) > MAX_KEY_LENGTH:
         return refuse("invalid_item", f"channel, order, line and refund_id together exceed {MAX_KEY_LENGTH} characters")
     return Sale(key, str(order), str(line), sku, SIGNS[kind] * quantity, str(kind))
+
+
+def shop_sku_for(channel: ChannelConfig, sku: str) -> str | None:
+    """The shop SKU a channel SKU stands for: ``rules.sku_map`` reversed; a SKU the map does not name is itself,
+    unless the map sends that shop SKU elsewhere (or leaves it off this channel)."""
+    sku_map = channel.rules.sku_map
+    for shop, mapped in sku_map.items():
+        if mapped == sku:
+            return shop
+    return None if sku in sku_map else sku
+
+
+def order_line(
+    channel: ChannelConfig, item: dict[str, Any], kinds: Sequence[str], sales: list[Sale], skipped: list[SaleRejection]
+) -> None:
+    """A marketplace's order line (``order``, ``line``, the channel's ``sku``, ``quantity``) as one change per kind
+    (a sale; with it, a cancellation when the order was cancelled), each with the shop's SKU and checked like a
+    reported item, into ``sales`` or, refused, ``skipped``."""
+    sku = item.get("sku")
+    if isinstance(sku, str) and sku:
+        shop = shop_sku_for(channel, sku)
+        if shop is None:
+            named = (
+                None if item.get("order") is None else str(item["order"]),
+                None if item.get("line") is None else str(item["line"]),
+            )
+            message = f"channel SKU {sku[:100]!r} stands for no shop SKU of this channel (rules.sku_map)"
+            skipped.append(SaleRejection(0, *named, "unmapped_sku", message))
+            return
+        item = {**item, "sku": shop}
+    for kind in kinds:
+        found = validate_item({**item, "kind": kind}, 0, channel.name)
+        if isinstance(found, Sale):
+            sales.append(found)
+        else:
+            skipped.append(found)
 
 
 class ReportOutcome(NamedTuple):

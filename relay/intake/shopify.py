@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import ChannelConfig
 from ..errors import PayloadError, SignatureError
-from .sales import PART, Sale, SaleRejection, validate_item
+from .sales import PART, Sale, SaleRejection, shop_sku_for, validate_item
 
 TOPICS = ("orders/create", "orders/cancelled", "refunds/create")
 NO_RESTOCK = "no_restock"
@@ -154,13 +154,3 @@ def _line(index: int, order: str, line: Any, channel: ChannelConfig, kind: str, 
         return skip("unmapped_sku", f"channel SKU {sku[:100]!r} is no shop SKU of this channel (rules.sku_map)")
     item = {"order": order, "line": line_id, "kind": kind, "sku": shop_sku, "quantity": line.get("quantity")}
     return validate_item(item | ({"refund_id": refund} if refund else {}), index, channel.name)
-
-
-def shop_sku_for(channel: ChannelConfig, sku: str) -> str | None:
-    """The shop SKU a channel SKU stands for: ``rules.sku_map`` reversed; a SKU the map does not name is itself,
-    unless the map sends that shop SKU elsewhere (or leaves it off this channel)."""
-    sku_map = channel.rules.sku_map
-    for shop, mapped in sku_map.items():
-        if mapped == sku:
-            return shop
-    return None if sku in sku_map else sku
