@@ -164,12 +164,21 @@ def unapplied_sales(
     return found
 
 
+# Claiming the rows ``claim`` chose: one statement for the batch, ?3 a JSON list of their SKUs. It runs in the same
+# transaction as the choice, so every row is still due and unclaimed.
+CLAIM_ROWS = (
+    "UPDATE deliveries SET claim_token = ?4, lease_until = ?5, claimed_seq = want_seq"
+    " WHERE site = ?1 AND channel = ?2 AND sku IN (SELECT value FROM json_each(?3))"
+)
+
+
 def claim(
     conn: sqlite3.Connection, site: str, channel: str, limit: int, token: str, lease_seconds: float, now: float
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries, each with the newest event and the channel's own sales of the SKU that
-    event does not include yet (one query for the batch). Only sales count: a cancellation or refund not yet applied
-    is left to arrive through the shop (nothing is raised on a restock the shop has not made)."""
+    event does not include yet: three statements for the batch, whatever its size. Only sales count: a cancellation
+    or refund not yet applied is left to arrive through the shop (nothing is raised on a restock the shop has not
+    made)."""
     rows = conn.execute(
         "SELECT d.sku, d.want_seq, d.attempts, e.event_id, e.kind, e.product_id, e.manage_stock,"
         " e.stock_quantity, e.stock_status, e.version, e.received_at"
@@ -179,12 +188,10 @@ def claim(
         " ORDER BY d.next_attempt_at LIMIT ?",
         (site, channel, now, now, limit),
     ).fetchall()
-    conn.executemany(
-        "UPDATE deliveries SET claim_token = ?, lease_until = ?, claimed_seq = want_seq"
-        " WHERE site = ? AND channel = ? AND sku = ?",
-        [(token, now + lease_seconds, site, channel, row[0]) for row in rows],
-    )
-    sold = unapplied_sales(conn, site, channel, [(row[0], row[1]) for row in rows]) if rows else {}
+    if not rows:
+        return []
+    conn.execute(CLAIM_ROWS, (site, channel, json.dumps([row[0] for row in rows]), token, now + lease_seconds))
+    sold = unapplied_sales(conn, site, channel, [(row[0], row[1]) for row in rows])
     return [
         Claimed(
             sku=r[0], seq=r[1], attempts=r[2], event_id=r[3], kind=r[4], product_id=r[5],
@@ -234,6 +241,40 @@ def _push_again_if_undersold(conn: sqlite3.Connection, site: str, channel: str, 
         )
 
 
+# Which of a batch's SKUs (?3, a JSON list) are still ours: claimed under token ?4. Settling runs in the claim holder's
+# write transaction, so what this finds is what each row's own conditional update would have matched. first_failure_at
+# is the retry budget a transient failure counts against.
+STILL_OURS = (
+    "SELECT sku, first_failure_at FROM deliveries"
+    " WHERE site = ?1 AND channel = ?2 AND sku IN (SELECT value FROM json_each(?3)) AND claim_token = ?4"
+)
+# Each settlement: one statement per kind of outcome for the whole batch (executemany), every one still conditional
+# on the claim token; the fixed parameters last: site, channel, sku, token.
+_OURS = " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?"
+SETTLE_DONE = (  # OK or SKIPPED: delivered, unless a newer event arrived meanwhile (it stays pending: coalescing)
+    "UPDATE deliveries SET delivered_seq = claimed_seq, delivered_quantity = ?, claim_token = NULL,"
+    " lease_until = NULL, attempts = 0, first_failure_at = NULL, last_error = NULL, next_attempt_at = ?,"
+    " pending_since = CASE WHEN want_seq > claimed_seq THEN ? END,"
+    " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'delivered' END, updated_at = ?" + _OURS
+)
+SETTLE_PAUSED = (  # AUTH or HELD: the channel is paused; the claim is released, no attempt counted
+    "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?" + _OURS
+)
+SETTLE_RETRY = (  # TRANSIENT within the retry budget
+    "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, attempts = ?, first_failure_at = ?,"
+    " next_attempt_at = ?, last_error = ?, updated_at = ?" + _OURS
+)
+SETTLE_DEAD = (  # PERMANENT, or TRANSIENT past the budget: dead, unless a newer value arrived meanwhile (its own try)
+    "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?,"
+    " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'dead' END,"
+    " pending_since = CASE WHEN want_seq > claimed_seq THEN pending_since END,"
+    " attempts = 0, first_failure_at = NULL, next_attempt_at = ?" + _OURS
+)
+INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (site, channel, sku, event_seq, quantity, reason, created_at) VALUES (?,?,?,?,?,?,?)"
+)
+
+
 def settle(
     conn: sqlite3.Connection,
     site: str,
@@ -248,41 +289,75 @@ def settle(
 ) -> int:
     """Record each outcome (only where our claim still holds); returns how many rows were ours.
 
+    A fixed number of statements per batch: which rows are still ours (STILL_OURS), then one executemany per kind of
+    outcome, the dead letters' and the audit's. A row no longer ours is left alone and audited as ``lease_lost``.
+    A SKU's second outcome in one batch finds the row settled by its first: ``lease_lost``, as it always did.
     ``dead``, when given, gets (SKU, reason) for each item that became a dead letter (for the worker's log line).
     """
     by_sku = {c.sku: c for c in claimed}
-    logged: list[audit.Entry] = []
-    settled = 0
+    ours = dict(conn.execute(STILL_OURS, (site, channel, json.dumps([out.sku for out in outcomes]), token)).fetchall())
+    done: list[tuple[object, ...]] = []
+    paused: list[tuple[object, ...]] = []
+    retried: list[tuple[object, ...]] = []
+    buried: list[tuple[Outcome, str]] = []  # (outcome, reason) of each that becomes a dead letter, in order
+    mine: list[bool] = []  # per outcome: its row is ours to settle
+    settling: set[str] = set()
     for out in outcomes:
-        item = by_sku[out.sku]
         key = (site, channel, out.sku, token)
+        mine.append(out.sku in ours and out.sku not in settling)
+        settling.add(out.sku)
+        reason, retry = out.error, None
+        if out.status == TRANSIENT:
+            # As each row's own update did: a row no longer ours counts from now and still draws its jitter, so that
+            # every later item of the batch gets the delay it always got from ``rand``.
+            first_failure = ours.get(out.sku) if mine[-1] else None
+            if first_failure is None:
+                first_failure = now
+            if now - first_failure > policy.give_up_after_seconds:
+                hours = policy.give_up_after_seconds / 3600
+                reason = f"still failing after {hours:g} h of retries; last error: {out.error}"
+            else:
+                attempts = by_sku[out.sku].attempts + 1
+                delay = policy.delay(attempts, out.retry_after, rand)
+                retry = (attempts, first_failure, now + delay, out.error, now, *key)
+        if not mine[-1]:
+            continue
         if out.status in (OK, SKIPPED):
-            cursor = conn.execute(
-                "UPDATE deliveries SET delivered_seq = claimed_seq, delivered_quantity = ?, claim_token = NULL,"
-                " lease_until = NULL, attempts = 0, first_failure_at = NULL, last_error = NULL, next_attempt_at = ?,"
-                " pending_since = CASE WHEN want_seq > claimed_seq THEN ? END,"
-                " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'delivered' END, updated_at = ?"
-                " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
-                (out.quantity, now, now, now, *key),
-            )
-            if cursor.rowcount:
-                conn.execute(RESOLVE_DEAD_LETTER, (now, site, channel, out.sku))
-                if item.unapplied:
-                    _push_again_if_undersold(conn, site, channel, item, now)
-        elif out.status in (AUTH, HELD):  # the channel is paused: the claim is released, no attempt counted
-            cursor = conn.execute(
-                "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?"
-                " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
-                (out.error, now, *key),
-            )
-        elif out.status == TRANSIENT:
-            cursor = _retry_or_give_up(conn, key, item, out, policy, now, rand, logged)
+            done.append((out.quantity, now, now, now, *key))
+        elif out.status in (AUTH, HELD):
+            paused.append((out.error, now, *key))
+        elif retry is not None:
+            retried.append(retry)
         else:
-            cursor = _dead_letter(conn, key, item, out.error, out.quantity, now, logged)
-        if cursor.rowcount == 0:
+            buried.append((out, reason))
+    # An empty group is skipped, not run: a batch of one pays for the statements it needs and no more.
+    for sql, rows in ((SETTLE_DONE, done), (SETTLE_PAUSED, paused), (SETTLE_RETRY, retried)):
+        if rows:
+            conn.executemany(sql, rows)
+    # A confirmed delivery resolves the SKU's open dead letter; a new one supersedes it (one open per delivery).
+    confirmed = [str(row[6]) for row in done]
+    if buried:
+        conn.executemany(SETTLE_DEAD, [(reason, now, now, site, channel, out.sku, token) for out, reason in buried])
+    if resolved := confirmed + [out.sku for out, _ in buried]:
+        conn.executemany(RESOLVE_DEAD_LETTER, [(now, site, channel, sku) for sku in resolved])
+    if buried:
+        conn.executemany(
+            INSERT_DEAD_LETTER,
+            [(site, channel, out.sku, by_sku[out.sku].seq, out.quantity, reason, now) for out, reason in buried],
+        )
+    for sku in confirmed:
+        if by_sku[sku].unapplied:
+            _push_again_if_undersold(conn, site, channel, by_sku[sku], now)
+    reasons = {out.sku: reason for out, reason in buried}
+    logged: list[audit.Entry] = []
+    for out, ours_to_settle in zip(outcomes, mine, strict=True):
+        item = by_sku[out.sku]
+        if not ours_to_settle:
             logged.append(_audit(now, site, channel, item, "lease_lost", out.quantity, None, None, {}))
             continue
-        settled += 1
+        if out.sku in reasons:
+            reason = reasons[out.sku]
+            logged.append(_audit(now, site, channel, item, "dead_letter", out.quantity, None, None, {"reason": reason}))
         detail: dict[str, object] = {"outcome": out.status, "attempt": item.attempts + 1}
         note = unapplied_note(item, out.quantity) if out.quantity is not None else ""
         if note:
@@ -296,8 +371,8 @@ def settle(
         logged.append(_audit(now, site, channel, item, action, out.quantity, out.http_status, out.latency_ms, detail))
     audit.record(conn, logged)
     if dead is not None:
-        dead += [(str(row[3]), json.loads(str(row[10]))["reason"]) for row in logged if row[6] == "dead_letter"]
-    return settled
+        dead += list(reasons.items())
+    return len(ours)
 
 
 def _audit(
@@ -315,65 +390,6 @@ def _audit(
         now, site, action, channel=channel, sku=item.sku, event_id=item.event_id, version=item.version,
         quantity=quantity, http_status=http_status, latency_ms=latency_ms, detail=detail,
     )  # fmt: skip
-
-
-def _retry_or_give_up(
-    conn: sqlite3.Connection,
-    key: tuple[str, str, str, str],
-    item: Claimed,
-    out: Outcome,
-    policy: RetryPolicy,
-    now: float,
-    rand: random.Random,
-    logged: list[audit.Entry],
-) -> sqlite3.Cursor:
-    row = conn.execute(
-        "SELECT first_failure_at FROM deliveries WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?", key
-    ).fetchone()
-    first_failure = row[0] if row is not None and row[0] is not None else now
-    if now - first_failure > policy.give_up_after_seconds:
-        hours = policy.give_up_after_seconds / 3600
-        reason = f"still failing after {hours:g} h of retries; last error: {out.error}"
-        return _dead_letter(conn, key, item, reason, out.quantity, now, logged)
-    attempts = item.attempts + 1
-    delay = policy.delay(attempts, out.retry_after, rand)
-    return conn.execute(
-        "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, attempts = ?, first_failure_at = ?,"
-        " next_attempt_at = ?, last_error = ?, updated_at = ?"
-        " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
-        (attempts, first_failure, now + delay, out.error, now, *key),
-    )
-
-
-def _dead_letter(
-    conn: sqlite3.Connection,
-    key: tuple[str, str, str, str],
-    item: Claimed,
-    reason: str,
-    quantity: int | None,
-    now: float,
-    logged: list[audit.Entry],
-) -> sqlite3.Cursor:
-    """Park the delivery as dead, unless a newer value arrived meanwhile: that one deserves its own try."""
-    cursor = conn.execute(
-        "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?,"
-        " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'dead' END,"
-        " pending_since = CASE WHEN want_seq > claimed_seq THEN pending_since END,"
-        " attempts = 0, first_failure_at = NULL, next_attempt_at = ?"
-        " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?",
-        (reason, now, now, *key),
-    )
-    if cursor.rowcount:
-        site, channel, sku, _ = key
-        # One open dead letter per delivery: an older one for the same SKU is superseded by this one.
-        conn.execute(RESOLVE_DEAD_LETTER, (now, site, channel, sku))
-        conn.execute(
-            "INSERT INTO dead_letters (site, channel, sku, event_seq, quantity, reason, created_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (site, channel, sku, item.seq, quantity, reason, now),
-        )
-        logged.append(_audit(now, site, channel, item, "dead_letter", quantity, None, None, {"reason": reason}))
-    return cursor
 
 
 def release(conn: sqlite3.Connection, tokens: Sequence[str] | None = None) -> int:
