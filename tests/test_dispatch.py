@@ -167,6 +167,77 @@ def test_claim_respects_live_leases_and_tokens(tmp_path: Path) -> None:
     )
 
 
+class _CountingConnection(sqlite3.Connection):
+    """A real SQLite connection that counts the statements it is handed (executemany: one, whatever its rows)."""
+
+    calls = 0
+
+    def execute(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return super().execute(*args, **kwargs)
+
+    def executemany(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return super().executemany(*args, **kwargs)
+
+
+def _due(conn: sqlite3.Connection, skus: list[str]) -> None:
+    """One stored event per SKU, its delivery on channel c due at 0."""
+    for n, sku in enumerate(skus, start=1):
+        conn.execute(
+            "INSERT INTO events (seq, site, event_id, kind, product_id, sku, manage_stock, stock_quantity, stock_status,"
+            " backorders, version, occurred_at, cause_kind, received_at, outcome)"
+            " VALUES (?, 's', ?, 'stock', ?, ?, 1, 5, 'instock', 'no', 1, '', 'order', 0, 'accepted')",
+            (n, f"e{n}", n, sku),
+        )
+        deliveries.make_due(conn, "s", "c", sku, n, now=0.0)
+
+
+def test_claim_and_settle_cost_the_same_statements_for_a_batch_of_3_or_30(tmp_path: Path) -> None:
+    """Claim and settle are set-based (issue 20 §5): a batch costs a fixed number of statements, whatever its size and
+    whichever outcomes it holds. One statement per row made them dearer per delivery than anything else the writer
+    does, once a large catalogue's random traffic stops coalescing."""
+    from relay.storage.store import migrate
+
+    kinds = [deliveries.OK, deliveries.TRANSIENT, deliveries.PERMANENT, deliveries.AUTH, deliveries.SKIPPED]
+    policy = deliveries.RetryPolicy(1, 10, 3600)
+    calls = []
+    for size in (3 * len(kinds), 30 * len(kinds)):
+        conn = sqlite3.connect(tmp_path / f"{size}.sqlite3", isolation_level=None, factory=_CountingConnection)
+        migrate(conn)
+        _due(conn, [f"SKU-{n}" for n in range(size)])
+        conn.calls = 0
+        claimed = deliveries.claim(conn, "s", "c", size, "t", lease_seconds=30, now=1.0)
+        outcomes = [deliveries.Outcome(c.sku, kinds[n % len(kinds)], quantity=5) for n, c in enumerate(claimed)]
+        assert deliveries.settle(conn, "s", "c", "t", claimed, outcomes, policy, 2.0, random.Random(1)) == size
+        calls.append(conn.calls)
+        assert conn.execute("SELECT COUNT(*) FROM deliveries WHERE claim_token IS NULL").fetchone()[0] == size
+    assert calls[0] == calls[1]
+
+
+def test_settle_of_rows_lost_or_named_twice_is_audited_and_leaves_the_others_jitter_alone(tmp_path: Path) -> None:
+    """A row whose lease another worker took over, and a SKU's second outcome in one batch, are ``lease_lost``; each
+    transient outcome still draws its jitter in turn, so the others' retries are due exactly when one settle per row
+    made them due."""
+    from relay.storage.store import migrate
+
+    conn = sqlite3.connect(tmp_path / "q.sqlite3", isolation_level=None)
+    migrate(conn)
+    _due(conn, ["A", "B", "C"])
+    claimed = deliveries.claim(conn, "s", "c", 10, "t1", lease_seconds=30, now=1.0)
+    conn.execute("UPDATE deliveries SET claim_token = 't2' WHERE sku = 'A'")  # taken over
+    transient = [deliveries.Outcome(sku, deliveries.TRANSIENT, error="HTTP 503") for sku in ("A", "B", "C")]
+    policy = deliveries.RetryPolicy(1, 10, 3600)
+    outcomes = [*transient, deliveries.Outcome("B", deliveries.OK, quantity=5)]
+    assert deliveries.settle(conn, "s", "c", "t1", claimed, outcomes, policy, 2.0, random.Random(7)) == 2
+    expected = random.Random(7)
+    delays = [policy.delay(1, None, expected) for _ in range(3)]  # A's draw comes first, as it always did
+    due = dict(conn.execute("SELECT sku, next_attempt_at FROM deliveries WHERE claim_token IS NULL").fetchall())
+    assert due == {"B": 2.0 + delays[1], "C": 2.0 + delays[2]}
+    actions = conn.execute("SELECT sku, action FROM audit ORDER BY id").fetchall()
+    assert actions == [("A", "lease_lost"), ("B", "attempt"), ("C", "attempt"), ("B", "lease_lost")]
+
+
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
     """Delays double per attempt within [d/2, d], are capped, and never undercut Retry-After."""
     policy = deliveries.RetryPolicy(base_seconds=1, max_seconds=60, give_up_after_seconds=3600)

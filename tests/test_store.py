@@ -156,6 +156,17 @@ def test_open_dead_letters_are_found_by_index_not_by_reading_them_all(tmp_path: 
     assert not any(step.startswith("SCAN l") for step in plan), plan
 
 
+def test_set_based_claim_and_settle_find_each_row_by_its_key(tmp_path: Path) -> None:
+    """The claim stamps, and the settle checks, a whole batch with one statement over a JSON list of its SKUs: each
+    SKU must be a lookup by the deliveries key, never a read of the channel's rows (a million at 1M SKUs)."""
+    conn = sqlite3.connect(tmp_path / "db.sqlite3")
+    migrate(conn)
+    for sql in (deliveries.CLAIM_ROWS, deliveries.STILL_OURS):
+        steps = _plan(conn, sql)
+        assert "SEARCH deliveries USING PRIMARY KEY (site=? AND channel=? AND sku=?)" in steps, steps
+        assert not any(step.startswith("SCAN deliveries") for step in steps), steps
+
+
 def test_two_way_sync_reads_are_index_lookups(tmp_path: Path) -> None:
     """Read-back asks for every SKU a channel shows lower whether its sales explain it, every claim asks it for its
     batch, and status counts a week of oversold incidents: over a sales table that is never pruned and an audit log
