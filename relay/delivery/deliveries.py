@@ -270,6 +270,9 @@ SETTLE_DEAD = (  # PERMANENT, or TRANSIENT past the budget: dead, unless a newer
     " pending_since = CASE WHEN want_seq > claimed_seq THEN pending_since END,"
     " attempts = 0, first_failure_at = NULL, next_attempt_at = ?" + _OURS
 )
+# Whether the channel has an open dead letter at all (one lookup in dead_letters_open): a healthy channel has none,
+# and its settle then skips a RESOLVE_DEAD_LETTER per confirmed delivery that could only match nothing.
+ANY_OPEN_DEAD_LETTER = "SELECT 1 FROM dead_letters WHERE site = ? AND channel = ? AND resolved_at IS NULL LIMIT 1"
 INSERT_DEAD_LETTER = (
     "INSERT INTO dead_letters (site, channel, sku, event_seq, quantity, reason, created_at) VALUES (?,?,?,?,?,?,?)"
 )
@@ -338,7 +341,8 @@ def settle(
     confirmed = [str(row[6]) for row in done]
     if buried:
         conn.executemany(SETTLE_DEAD, [(reason, now, now, site, channel, out.sku, token) for out, reason in buried])
-    if resolved := confirmed + [out.sku for out, _ in buried]:
+    resolved = confirmed + [out.sku for out, _ in buried]
+    if resolved and conn.execute(ANY_OPEN_DEAD_LETTER, (site, channel)).fetchone():
         conn.executemany(RESOLVE_DEAD_LETTER, [(now, site, channel, sku) for sku in resolved])
     if buried:
         conn.executemany(
