@@ -31,7 +31,7 @@ from relay.storage import store  # noqa: E402
 POLICY = deliveries.RetryPolicy(1, 60, 3600)
 
 
-def per_delivery_us(workdir: Path, open_dead: int, deliveries: int) -> float:
+def per_delivery_us(workdir: Path, open_dead: int, count: int) -> float:
     conn = store.connect_writer(workdir / f"open-{open_dead}.sqlite3")
     store.migrate(conn)
     conn.execute("PRAGMA synchronous=OFF")
@@ -44,7 +44,7 @@ def per_delivery_us(workdir: Path, open_dead: int, deliveries: int) -> float:
     )
     events = [
         protocol.validate_event(stock_event(n, f"SKU-{n}", 5, 1, event_id=new_event_id()))
-        for n in range(1, deliveries + 1)
+        for n in range(1, count + 1)
     ]
     ingest.record_batch(conn, "shop", ["channel"], "msg-1", events, [], now)  # type: ignore[arg-type]
     conn.execute("COMMIT")
@@ -62,7 +62,7 @@ def per_delivery_us(workdir: Path, open_dead: int, deliveries: int) -> float:
             break
     elapsed = time.process_time() - started
     conn.close()
-    assert settled == deliveries, (settled, deliveries)
+    assert settled == count, (settled, count)
     return elapsed / settled * 1e6
 
 
