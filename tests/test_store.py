@@ -167,6 +167,18 @@ def test_set_based_claim_and_settle_find_each_row_by_its_key(tmp_path: Path) -> 
         assert not any(step.startswith("SCAN deliveries") for step in steps), steps
 
 
+def test_events_keep_only_their_keys_as_indexes(tmp_path: Path) -> None:
+    """Every index on events is written at a random page per event once SKUs come at random (issue 20 §3), and each
+    such page again at every commit: events keep their rowid and the (site, event_id) key that makes a repeat a
+    duplicate, nothing else. events_product (schema 13 drops it) served no lookup that these do not."""
+    conn = sqlite3.connect(tmp_path / "db.sqlite3")
+    migrate(conn)
+    indexes = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+    }
+    assert indexes == {"sqlite_autoindex_events_1"}
+
+
 def test_two_way_sync_reads_are_index_lookups(tmp_path: Path) -> None:
     """Read-back asks for every SKU a channel shows lower whether its sales explain it, every claim asks it for its
     batch, and status counts a week of oversold incidents: over a sales table that is never pruned and an audit log

@@ -281,6 +281,13 @@ MIGRATIONS: list[str] = [
         updated_at REAL    NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 13: one random-key write fewer per event (issue 20 §3). events_product had one reader, the WooCommerce
+    # product.deleted route's lookup of the product's last SKU, and that used it only for site = ?, reading every
+    # event of the site as the UNIQUE (site, event_id) index does now; the version gate reads product_versions. With
+    # random SKUs on a large catalogue each event wrote it at a random page, written again at every commit.
+    """
+    DROP INDEX IF EXISTS events_product;
+    """,
 ]
 
 
