@@ -43,8 +43,7 @@ def per_delivery_us(workdir: Path, open_dead: int, count: int) -> float:
         [(f"DEAD-{i}", now) for i in range(open_dead)],
     )
     events = [
-        protocol.validate_event(stock_event(n, f"SKU-{n}", 5, 1, event_id=new_event_id()))
-        for n in range(1, count + 1)
+        protocol.validate_event(stock_event(n, f"SKU-{n}", 5, 1, event_id=new_event_id())) for n in range(1, count + 1)
     ]
     ingest.record_batch(conn, "shop", ["channel"], "msg-1", events, [], now)  # type: ignore[arg-type]
     conn.execute("COMMIT")
