@@ -63,3 +63,14 @@ async def dead_reasons(r: RunningRelay) -> dict[str, str]:
 async def audit_text(r: RunningRelay) -> str:
     rows = await r.relay.store.read("SELECT COALESCE(detail, '') FROM audit", ())
     return "\n".join(row[0] for row in rows)
+
+
+async def poll_orders(r: RunningRelay, channel: str) -> int:
+    """One poll of the channel's orders (its sweeper's ``poll_once``): how many sales were new."""
+    return int(await r.relay.sweepers[("main", channel)].poll_once())
+
+
+async def sales_cursor(r: RunningRelay, channel: str) -> str | None:
+    """The channel's persisted sales cursor, or None before its first poll."""
+    rows = await r.relay.store.read("SELECT cursor FROM sales_cursors WHERE site = 'main' AND channel = ?", (channel,))
+    return rows[0][0] if rows else None

@@ -9,6 +9,7 @@ copies of the specs lack (``scripts/fetch-specs --extra``): without it that test
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -24,7 +25,7 @@ from relay.config import FULFILMENT_DEFAULTS, Config, RateLimit, ReconcileConfig
 from relay.errors import TransientDeliveryError
 
 from .conftest import SITE_SECRET, StartRelay
-from .marketplaces import channel, marketplace_config, store_credentials
+from .marketplaces import channel, marketplace_config, poll_orders, sales_cursor, store_credentials
 from .spec_files import load, swagger_validator
 
 QUIET = ReconcileConfig(incremental_minutes=0, full_hour=None, readback_hours=0)
@@ -71,13 +72,10 @@ def config_for(tmp_path: Path, amazon: FakeAmazon, shop: FakeShop, **overrides: 
     return cfg
 
 
-async def poll(r: Any) -> int:
-    return int(await r.relay.sweepers[("main", "amazon")].poll_once())
+poll = functools.partial(poll_orders, channel="amazon")
 
 
-async def cursor(r: Any) -> str | None:
-    rows = await r.relay.store.read("SELECT cursor FROM sales_cursors WHERE site = 'main' AND channel = 'amazon'", ())
-    return rows[0][0] if rows else None
+cursor = functools.partial(sales_cursor, channel="amazon")
 
 
 def line_of(amazon: FakeAmazon, order: str, index: int = 0) -> str:

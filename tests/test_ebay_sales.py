@@ -6,6 +6,7 @@ Polls are driven by state (``SalesSweeper.poll_once``) except where the running 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -22,7 +23,7 @@ from relay.config import Config, RateLimit, ReconcileConfig
 from relay.errors import TransientDeliveryError
 
 from .conftest import SITE_SECRET, StartRelay, eventually
-from .marketplaces import channel, marketplace_config, send, store_credentials
+from .marketplaces import channel, marketplace_config, poll_orders, sales_cursor, send, store_credentials
 
 QUIET = ReconcileConfig(incremental_minutes=0, full_hour=None, readback_hours=0)
 
@@ -55,13 +56,10 @@ def config_for(tmp_path: Path, ebay: FakeEbay, shop: FakeShop, **overrides: Any)
     return cfg
 
 
-async def poll(r: Any) -> int:
-    return int(await r.relay.sweepers[("main", "ebay")].poll_once())
+poll = functools.partial(poll_orders, channel="ebay")
 
 
-async def cursor(r: Any) -> str | None:
-    rows = await r.relay.store.read("SELECT cursor FROM sales_cursors WHERE site = 'main' AND channel = 'ebay'", ())
-    return rows[0][0] if rows else None
+cursor = functools.partial(sales_cursor, channel="ebay")
 
 
 async def test_a_sale_on_ebay_lowers_the_shop_once(

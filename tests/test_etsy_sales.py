@@ -7,6 +7,7 @@ Polls are driven by state (``SalesSweeper.poll_once``) except where the running 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -25,7 +26,7 @@ from relay.config import Config, RateLimit, ReconcileConfig
 from relay.errors import AuthDeliveryError, TransientDeliveryError
 
 from .conftest import SITE_SECRET, StartRelay, eventually
-from .marketplaces import channel, marketplace_config, send, settle, store_credentials
+from .marketplaces import channel, marketplace_config, poll_orders, sales_cursor, send, settle, store_credentials
 from .spec_files import spec_path
 from .test_specs_shopify_ebay_etsy import openapi_validator
 
@@ -63,13 +64,10 @@ def config_for(tmp_path: Path, etsy: FakeEtsy, shop: FakeShop, **overrides: Any)
     return cfg
 
 
-async def poll(r: Any) -> int:
-    return int(await r.relay.sweepers[("main", "etsy")].poll_once())
+poll = functools.partial(poll_orders, channel="etsy")
 
 
-async def cursor(r: Any) -> str | None:
-    rows = await r.relay.store.read("SELECT cursor FROM sales_cursors WHERE site = 'main' AND channel = 'etsy'", ())
-    return rows[0][0] if rows else None
+cursor = functools.partial(sales_cursor, channel="etsy")
 
 
 def line_of(etsy: FakeEtsy, receipt: int, index: int = 0) -> int:

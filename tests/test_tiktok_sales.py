@@ -10,6 +10,7 @@ vendored in tiananugerah/titktok-shop ``tiktok_sdk/model/order/V202309``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -29,7 +30,7 @@ from relay.config import FULFILMENT_DEFAULTS, Config, RateLimit, ReconcileConfig
 from relay.errors import TransientDeliveryError
 
 from .conftest import SITE_SECRET, RunningRelay, StartRelay, eventually
-from .marketplaces import channel, marketplace_config, send, store_credentials
+from .marketplaces import channel, marketplace_config, poll_orders, sales_cursor, send, store_credentials
 
 QUIET = ReconcileConfig(incremental_minutes=0, full_hour=None, readback_hours=0)
 SEARCH = "/order/202309/orders/search"
@@ -121,13 +122,10 @@ async def start(start_relay: StartRelay, tmp_path: Path, tiktok: FakeTikTok, sho
     return r
 
 
-async def poll(r: Any) -> int:
-    return int(await r.relay.sweepers[("main", "tiktok")].poll_once())
+poll = functools.partial(poll_orders, channel="tiktok")
 
 
-async def cursor(r: Any) -> str | None:
-    rows = await r.relay.store.read("SELECT cursor FROM sales_cursors WHERE site = 'main' AND channel = 'tiktok'", ())
-    return rows[0][0] if rows else None
+cursor = functools.partial(sales_cursor, channel="tiktok")
 
 
 def keys(tiktok: FakeTikTok, order: str, suffix: str = "") -> set[str]:

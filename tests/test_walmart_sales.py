@@ -7,6 +7,7 @@ Polls are driven by state (``SalesSweeper.poll_once``) except where the running 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -26,7 +27,7 @@ from relay.config import Config, RateLimit, ReconcileConfig
 from relay.errors import PermanentDeliveryError, TransientDeliveryError
 
 from .conftest import SITE_SECRET, StartRelay, eventually
-from .marketplaces import channel, marketplace_config, send, store_credentials
+from .marketplaces import channel, marketplace_config, poll_orders, sales_cursor, send, store_credentials
 from .spec_files import spec_path
 
 QUIET = ReconcileConfig(incremental_minutes=0, full_hour=None, readback_hours=0)
@@ -62,13 +63,10 @@ def config_for(tmp_path: Path, walmart: FakeWalmart, shop: FakeShop, **overrides
     return cfg
 
 
-async def poll(r: Any) -> int:
-    return int(await r.relay.sweepers[("main", "walmart")].poll_once())
+poll = functools.partial(poll_orders, channel="walmart")
 
 
-async def cursor(r: Any) -> str | None:
-    rows = await r.relay.store.read("SELECT cursor FROM sales_cursors WHERE site = 'main' AND channel = 'walmart'", ())
-    return rows[0][0] if rows else None
+cursor = functools.partial(sales_cursor, channel="walmart")
 
 
 async def keys(r: Any) -> dict[str, int]:

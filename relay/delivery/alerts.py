@@ -73,7 +73,6 @@ class AlertSender:
         self.wake = asyncio.Event()
         self.cursor: int | None = None
         self.backoff = 0.0  # seconds to wait before the next try; 0 while the receiver answers
-        self.sent = 0
         self._said = ""
 
     @property
@@ -102,7 +101,6 @@ class AlertSender:
                 )
                 self.cursor = audit_id
                 accepted += 1
-                self.sent += 1
 
     async def _post(self, audit_id: int, incident: dict[str, Any]) -> None:
         body = json.dumps(
@@ -138,11 +136,10 @@ class AlertSender:
                 self._said = said
                 self.backoff = min(BACKOFF_MAX, max(BACKOFF_FIRST, self.backoff * 2))
             wait = self.backoff or IDLE_SECONDS
-            waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(self.wake.wait())]
+            waits = [asyncio.ensure_future(stopping.wait())]
+            if not self.backoff:  # while the receiver fails, a new incident does not cut the backoff short
+                waits.append(asyncio.ensure_future(self.wake.wait()))
             try:
-                if self.backoff:  # a failing receiver is not hammered by every new incident
-                    waits[1].cancel()
-                    waits = waits[:1]
                 await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for pending in waits:

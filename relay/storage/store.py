@@ -498,7 +498,7 @@ class Store:
         if check:
             check = not self._left_clean()
             self._stamp_on_close = True
-        self.integrity_checked = check and self.path.exists() and self.path.stat().st_size > 0
+        self.integrity_checked = False
         self._conn = await loop.run_in_executor(self._executor, self._open_writer, check)
         self._writer_task = asyncio.create_task(self._writer_loop(), name="sqlite-writer")
 
@@ -507,6 +507,7 @@ class Store:
             # check before connect_writer: switching a damaged file to WAL would already write its header
             with contextlib.closing(sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)) as probe:
                 check_integrity(probe, self.path)
+            self.integrity_checked = True
         try:
             conn = connect_writer(self.path)
         except sqlite3.OperationalError as exc:  # read-only, no space, no permission: the file may be fine
