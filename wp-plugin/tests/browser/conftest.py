@@ -357,10 +357,30 @@ def _logged_in(driver: webdriver.Chrome, wordpress: WordPress) -> None:
     """Log in once, through wp-login.php, as the integration suite's administrator (tests/integration/install.php)."""
     driver.get(wordpress.url + "/wp-login.php")
     WebDriverWait(driver, DEADLINE).until(lambda d: d.find_elements(By.ID, "user_login"), "the login form")
-    driver.find_element(By.ID, "user_login").send_keys("admin")
-    driver.find_element(By.ID, "user_pass").send_keys("admin-password")
+    WebDriverWait(driver, DEADLINE).until(_login_filled_in, "the login form filled in")
     driver.find_element(By.ID, "wp-submit").click()
     WebDriverWait(driver, DEADLINE).until(lambda d: d.find_elements(By.ID, "wpadminbar"), "the dashboard after login")
+
+
+LOGIN = (("user_login", "admin"), ("user_pass", "admin-password"))
+
+
+def _login_filled_in(driver: webdriver.Chrome) -> bool:
+    """Type the credentials into whichever field does not hold them yet; true once a look finds both right.
+
+    wp-login.php focuses and selects the user name field on a 200 ms timer (wp_attempt_focus): when that fires while
+    the password is being typed, the rest of the password replaces the user name, and the login fails. So the fields
+    are read back, not trusted, and retyped until they hold what was typed."""
+    wrong = [(field_id, value) for field_id, value in LOGIN if field_value(driver, field_id) != value]
+    for field_id, value in wrong:
+        field = driver.find_element(By.ID, field_id)
+        field.clear()
+        field.send_keys(value)
+    return not wrong
+
+
+def field_value(driver: webdriver.Chrome, field_id: str) -> str:
+    return str(driver.find_element(By.ID, field_id).get_attribute("value") or "")
 
 
 @pytest.fixture
