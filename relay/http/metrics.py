@@ -17,6 +17,8 @@ from ..delivery.deliveries import Claimed, Outcome
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CIRCUIT_STATES = ("closed", "half_open", "open")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+# An accepted batch is answered in milliseconds (one group commit); the top buckets catch a stalled disk.
+INGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -46,6 +48,13 @@ class Metrics:
             "stock_relay_attempts",
             "Channel answers per item, by HTTP status class (none: no HTTP answer)",
             ["site", "channel", "status_class"],
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "stock_relay_ingest_seconds",
+            "Time to answer a stock.batch POST with 202: signature, parsing and the durable commit",
+            ["site"],
+            buckets=INGEST_BUCKETS,
             registry=r,
         )
         self.latency = Histogram(
@@ -98,6 +107,9 @@ class Metrics:
                 self._child(self.events, site, result).inc(response[key])
         if response.get("rejected"):
             self._child(self.events, site, "rejected").inc(len(response["rejected"]))
+
+    def observe_ingest(self, site: str, seconds: float) -> None:
+        self._child(self.ingest_seconds, site).observe(seconds)
 
     def count_error(self, code: str) -> None:
         self._child(self.request_errors, code).inc()
