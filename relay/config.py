@@ -31,6 +31,7 @@ from cryptography.fernet import Fernet
 
 from . import secretref, signing
 from .errors import ConfigError
+from .storage.location import Dsn, StoreLocation
 
 SITE_ID = re.compile(r"^[a-z0-9-]{1,64}$")
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -136,6 +137,23 @@ def _read_vault_keys(node: _Node, key: str, values: dict[str, Any]) -> tuple[str
     except (ValueError, UnicodeEncodeError):
         raise ConfigError(node.sub(key), "must hold Fernet keys (stock-relay keygen --vault prints one)") from None
     return keys
+
+
+def _read_store(node: _Node, key: str, values: dict[str, Any]) -> Dsn | None:
+    ref = node.get(key, str)
+    if not ref:
+        return None
+    url = node.resolve_secret(key, ref)
+    if not url:  # secrets not resolved (the reference itself was checked)
+        return None
+    try:
+        return Dsn(url)
+    except ValueError as exc:
+        raise ConfigError(node.sub(key), str(exc)) from None
+
+
+def _store_shown(dsn: Dsn | None) -> str | None:
+    return None if dsn is None else f"<redacted: {dsn}>"
 
 
 def _read_sites(node: _Node, key: str, values: dict[str, Any]) -> tuple[SiteConfig, ...]:
@@ -503,6 +521,10 @@ class DispatchConfig:
 @dataclass(frozen=True)
 class Config:
     state_dir: Path = field(metadata=spec(reader=_read_state_dir, doc="`$STATE_DIRECTORY`"))
+    # SQLite in state_dir when absent; a reference to a postgresql:// URL puts the store in PostgreSQL
+    store: Dsn | None = field(
+        default=None, repr=False, metadata=spec(reader=_read_store, redact=_store_shown, doc="SQLite in state_dir")
+    )
     host: str = field(default="127.0.0.1", metadata=spec(key="listen.host"))
     port: int = field(default=8787, metadata=spec(key="listen.port", whole=(0, 65535)))
     max_body_bytes: int = field(
@@ -527,6 +549,11 @@ class Config:
     @property
     def database_path(self) -> Path:
         return self.state_dir / "relay.sqlite3"
+
+    @property
+    def store_location(self) -> StoreLocation:
+        """Where the store is: the PostgreSQL database of ``store``, else the SQLite file in state_dir."""
+        return self.store if self.store is not None else self.database_path
 
     @property
     def vault_dir(self) -> Path:

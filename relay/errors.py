@@ -4,7 +4,7 @@
     ├── ConfigError            bad configuration; names the key path
     ├── SignatureError         a request failed Standard Webhooks verification (has an HTTP `code`)
     ├── PayloadError           a request body or field is unacceptable (has an HTTP `code` and `status`)
-    ├── StorageError           SQLite could not commit (disk full, read-only, locked too long)
+    ├── StorageError           the store could not commit (disk full, read-only, locked too long, server away)
     ├── ReconcileError         the shop's snapshot could not be read (unreachable, refused, malformed)
     ├── VaultError             credentials missing, unreadable, or under a key we do not hold
     └── DeliveryError          a channel did not take an update (or could not be read)

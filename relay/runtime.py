@@ -8,7 +8,6 @@ import fcntl
 import functools
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import IO
@@ -27,7 +26,8 @@ from .intake.sweep import SalesSweeper
 from .repair import reconcile, shop_wake
 from .repair.readback import ReadBack
 from .storage import retention as retention_module
-from .storage.store import Store
+from .storage.dbapi import Conn
+from .storage.store import open_store
 from .vault import Vault
 
 log = logging.getLogger("stock_relay")
@@ -39,7 +39,7 @@ REQUEST_ID_MIN_KEEP_SECONDS = 3600.0
 PRUNE_BATCH = 1000
 
 
-def prune_request_ids(conn: sqlite3.Connection, older_than: float) -> tuple[int, bool]:
+def prune_request_ids(conn: Conn, older_than: float) -> tuple[int, bool]:
     """Write job: drop up to PRUNE_BATCH remembered webhook-ids received before ``older_than`` (by the
     ``requests_age`` index); (deleted, more to do)."""
     deleted = conn.execute(
@@ -54,7 +54,7 @@ class Relay:
     def __init__(self, config: Config, now: Callable[[], float] = time.time) -> None:
         self.config = config
         self.now = now
-        self.store = Store(config.database_path)
+        self.store = open_store(config.store_location)
         self.workers: dict[tuple[str, str], ChannelWorker] = {}
         self.shop_workers: dict[str, ShopWorker] = {}  # per site with a shop_url: reported sales → the shop
         self.sweepers: dict[tuple[str, str], SalesSweeper] = {}  # channels whose orders are polled for sales
@@ -178,7 +178,7 @@ class Relay:
         keep = max(REQUEST_ID_MIN_KEEP_SECONDS, 2 * self.config.timestamp_tolerance_seconds)
         retention = self.config.retention_days * 86_400
         channels = sorted({c.name for site in self.config.sites for c in site.channels})
-        jobs: list[tuple[Callable[[sqlite3.Connection, float], tuple[int, bool]], float]] = [
+        jobs: list[tuple[Callable[[Conn, float], tuple[int, bool]], float]] = [
             (prune_request_ids, keep),
             (retention_module.prune_audit, retention),
             (functools.partial(retention_module.prune_events, channels=channels, walk=self._event_walk), retention),

@@ -22,6 +22,8 @@ from relay.config import ChannelConfig, Config, DispatchConfig, RateLimit, SiteC
 from relay.http.server import make_app
 from relay.runtime import Relay
 
+from . import backend
+from .backend import pg_schema  # noqa: F401 - a fixture, for the tests of PostgreSQL itself
 from .procs import STARTED
 
 SITE_SECRET = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -34,6 +36,22 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("STOCK_RELAY_") or name in ("STATE_DIRECTORY", "CREDENTIALS_DIRECTORY"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _store_backend(_clean_environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The suite's store: SQLite, or on the PostgreSQL run a schema of this test's own (tests/backend.py)."""
+    yield from backend.suite_store(monkeypatch)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not backend.ON_POSTGRES:
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "about SQLite itself"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +137,8 @@ def webhook_channel(name: str, url: str, **overrides: Any) -> ChannelConfig:
 
 def make_config(state_dir: Path, channels: tuple[ChannelConfig, ...] = (), **overrides: Any) -> Config:
     site = SiteConfig(id="main", secrets=(SITE_SECRET,), channels=channels, max_requests_per_second=0)
-    return replace(Config(state_dir=state_dir, dispatch=fast_dispatch(), sites=(site,)), **overrides)
+    base = Config(state_dir=state_dir, store=backend.current_store(), dispatch=fast_dispatch(), sites=(site,))
+    return replace(base, **overrides)
 
 
 @dataclass

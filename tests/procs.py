@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import backend
+
 STARTED: list[subprocess.Popen[bytes]] = []
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 
@@ -17,9 +19,28 @@ def relay_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "relay", *args]
 
 
+def on_suite_store(config_path: Path) -> None:
+    """On the PostgreSQL run, point a test's relay config at the test's schema (tests/backend.py), once."""
+    if backend.current_store() is None or not config_path.is_file():
+        return
+    text = config_path.read_text()
+    if "\nstore:" not in "\n" + text:
+        config_path.write_text(backend.with_store(text))
+
+
+def _config_argument(args: tuple[str, ...]) -> Path | None:
+    for flag in ("-c", "--config"):
+        if flag in args[:-1]:
+            return Path(args[args.index(flag) + 1])
+    return None
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    config = _config_argument(args)
+    if config is not None:
+        on_suite_store(config if cwd is None or config.is_absolute() else cwd / config)
     return subprocess.run(
         relay_command(*args),
         capture_output=True,
@@ -48,6 +69,7 @@ class RelayProcess:
         self.starts_seen = 0  # the log is appended across restarts: count "listening" lines
 
     def start(self, timeout: float = 20.0) -> str:
+        on_suite_store(self.config_path)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
         self.proc = subprocess.Popen(
             [*self.command, "serve", "-c", str(self.config_path)], stdout=log, stderr=log, env=self.env

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-import sqlite3
 import sys
 import time
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from ..connectors.sandbox import SandboxConnector
 from ..delivery import rules
 from ..http.server import make_app
 from ..runtime import Relay
+from ..storage.dbapi import Conn
 from .client import SignedClient, stock_event
 
 COLOURS = ("RED", "BLUE", "GREEN", "BLACK", "WHITE", "GREY")
@@ -188,7 +188,7 @@ def _explain_counts(counts: collections.Counter[str]) -> list[str]:
     return lines
 
 
-def _queue_summary(conn: sqlite3.Connection, site: str, channel: str) -> tuple[Any, ...]:
+def _queue_summary(conn: Conn, site: str, channel: str) -> tuple[Any, ...]:
     """View: a channel's pending, retrying and dead deliveries, and its last error."""
     return tuple(
         conn.execute(

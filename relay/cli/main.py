@@ -181,7 +181,7 @@ async def serve(cfg: config_module.Config, embedded: bool = False) -> int:
         cfg.host,
         port,
         sites,
-        cfg.database_path,
+        cfg.store_location,
     )
     if embedded:
         log.info("no config given: embedded defaults, demo site secret in %s", cfg.state_dir / "demo-site.secret")

@@ -15,7 +15,6 @@ import csv
 import json
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -33,7 +32,8 @@ from ..delivery import outbound
 from ..errors import ConfigError, RelayError, TransientDeliveryError
 from ..repair.replay import SCOPES, Chunk, replay_chunk
 from ..storage import attention, views
-from ..storage.store import Reader, Store, read_view
+from ..storage.dbapi import Conn
+from ..storage.store import Reader, existing, open_store, read_view
 from . import pausing
 from .client import SignedClient
 
@@ -123,8 +123,8 @@ class Local:
     def __init__(self, cfg: config_module.Config, site: config_module.SiteConfig) -> None:
         self.cfg, self.site = cfg, site
 
-    async def view(self, view: Callable[[sqlite3.Connection], T]) -> T:
-        return read_view(self.cfg.database_path, view)
+    async def view(self, view: Callable[[Conn], T]) -> T:
+        return read_view(self.cfg.store_location, view)
 
     async def status(self) -> dict[str, Any]:
         now = time.time()
@@ -156,7 +156,7 @@ class Local:
         return await self.view(lambda conn: views.audit_page(conn, self.site.id, where, limit, before))
 
     async def dead(self, channel: str | None, sku: str | None, limit: int | None) -> dict[str, Any]:
-        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        def read(conn: Conn) -> dict[str, Any]:
             return {
                 "total": views.count_dead_letters(conn, self.site.id, channel, sku),
                 "dead_letters": views.dead_letters(conn, self.site.id, channel, sku, limit),
@@ -169,10 +169,9 @@ class Local:
         return await self.view(lambda conn: views.lineage(conn, self.site.id, sku, channels_sold=sold))
 
     async def replay(self, scope: str, skus: Sequence[str], channel: str | None, progress: Progress) -> dict[str, Any]:
-        if not self.cfg.database_path.exists():
-            raise RelayError(f"no database at {self.cfg.database_path}: has the relay run with this state_dir?")
+        location = existing(self.cfg.store_location)
         channels = [channel] if channel else [c.name for c in self.site.channels]
-        store = Store(self.cfg.database_path)  # the relay's writer code; SQLite's locks serialise the two
+        store = open_store(location)  # the relay's writer code; the database serialises the two
         scheduled, unknown, after = 0, [], ""
         try:
             await store.open(check=False)
@@ -188,14 +187,12 @@ class Local:
             await store.close()
         return {"scope": scope, "scheduled": scheduled, "unknown_skus": unknown}
 
-    def _replay_chunk(
-        self, channels: list[str], scope: str, after: str, skus: Sequence[str], conn: sqlite3.Connection
-    ) -> Chunk:
+    def _replay_chunk(self, channels: list[str], scope: str, after: str, skus: Sequence[str], conn: Conn) -> Chunk:
         """Write job: the API's replay job, run by this command's Store."""
         return replay_chunk(conn, self.site.id, channels, scope, time.time(), after, skus)
 
     async def export(self, what: str, where: views.AuditFilter) -> AsyncIterator[dict[str, Any] | int]:
-        with Reader(self.cfg.database_path, keep=0) as reader, reader.connection() as conn:
+        with Reader(self.cfg.store_location, keep=0) as reader, reader.connection() as conn:
             yield views.count_rows(conn, self.site.id, what, where)
             rows = (
                 views.iter_state(conn, self.site.id) if what == "state" else views.iter_audit(conn, self.site.id, where)
@@ -449,7 +446,12 @@ def check_state_dir(cfg: config_module.Config, config_path: str | None) -> None:
     """A missing database under a relative state_dir is almost always the service's state directory being missed:
     systemd sets ``$STATE_DIRECTORY`` for the service only, so an operator's shell looks in its working directory."""
     path = cfg.database_path
-    if path.exists() or cfg.state_dir.is_absolute() or not (config_path or os.environ.get("STOCK_RELAY_CONFIG")):
+    if (
+        cfg.store is not None
+        or path.exists()
+        or cfg.state_dir.is_absolute()
+        or not (config_path or os.environ.get("STOCK_RELAY_CONFIG"))
+    ):
         return
     raise RelayError(
         f"no database at {path.absolute()}: the config's state_dir is unset or relative, so it was looked for in"

@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConfigError, RelayError
+from ..errors import ConfigError
 from ..storage import pauses, views
-from ..storage.store import Store
+from ..storage.dbapi import Conn
+from ..storage.store import existing, open_store
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from .operator import Backend
 
 T = TypeVar("T")
@@ -75,11 +74,8 @@ def _listed(found: list[pauses.Pause]) -> list[dict[str, Any]]:
     return [{"channel": p.channel, **p.as_dict()} for p in found]
 
 
-async def _write(backend: Any, job: Callable[[sqlite3.Connection], T]) -> T:
-    path = backend.cfg.database_path
-    if not path.exists():
-        raise RelayError(f"no database at {path}: has the relay run with this state_dir?")
-    store = Store(path)
+async def _write(backend: Any, job: Callable[[Conn], T]) -> T:
+    store = open_store(existing(backend.cfg.store_location))
     try:
         await store.open(check=False)
         return await store.write(job)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
 import time
 from typing import Any
@@ -22,7 +21,8 @@ from .. import config as config_module
 from ..errors import ConfigError, RelayError
 from ..repair.reconcile import PassResult, ShopClient, run_pass
 from ..storage import views
-from ..storage.store import Store, read_view
+from ..storage.dbapi import Conn
+from ..storage.store import existing, open_store, read_view
 from .operator import Progress, ago, check_state_dir, table
 
 COMMANDS = ("reconcile", "drift")
@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     # drift only reads the database; reconcile signs its requests to the shop with the site's secret
     cfg = config_module.load(args.config, secrets=args.command != "drift")
     check_state_dir(cfg, args.config)
-    if not cfg.database_path.exists():
-        raise RelayError(f"no database at {cfg.database_path}: has the relay run with this state_dir?")
+    existing(cfg.store_location)
     if args.command == "drift":
         return _drift(cfg, _sites(cfg, args.site, need_shop=False), args)
     return asyncio.run(_reconcile(cfg, _sites(cfg, args.site, need_shop=True), args))
@@ -69,7 +68,7 @@ def _sites(cfg: config_module.Config, chosen: str | None, need_shop: bool) -> li
 
 
 async def _reconcile(cfg: config_module.Config, sites: list[config_module.SiteConfig], args: argparse.Namespace) -> int:
-    store = Store(cfg.database_path)  # the relay's writer code; SQLite's locks serialise the two
+    store = open_store(cfg.store_location)  # the relay's writer code; the database serialises the two
     progress = Progress()
     results: list[dict[str, Any]] = []
     failed = False
@@ -112,7 +111,7 @@ def _summary(row: dict[str, Any]) -> str:
 
 
 def _drift(cfg: config_module.Config, sites: list[config_module.SiteConfig], args: argparse.Namespace) -> int:
-    def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    def read(conn: Conn) -> list[dict[str, Any]]:
         return [
             {
                 "site": site.id,
@@ -125,7 +124,7 @@ def _drift(cfg: config_module.Config, sites: list[config_module.SiteConfig], arg
             for site in sites
         ]
 
-    report = read_view(cfg.database_path, read)
+    report = read_view(cfg.store_location, read)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

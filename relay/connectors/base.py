@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ from ..config import ChannelConfig
 from ..delivery.ratelimit import RateBudget
 from ..errors import AuthDeliveryError, ConfigError, DeliveryError, QuotaHold
 from ..intake.sales import Sale, SaleRejection
+from ..storage.dbapi import Conn
 from ..vault import Credentials, Vault
 
 MAX_CLAIM = 1000  # SKUs a claim grown with the rate holds at most: the largest batch_size the config allows
@@ -118,14 +118,14 @@ class Connector(ABC):
 
     # What a connector keeps across restarts (eBay's revision counts). The worker reads it once, before the
     # first push, and writes what changed inside the transaction that settles the batch that changed it.
-    def read_state(self, conn: sqlite3.Connection) -> Any:
+    def read_state(self, conn: Conn) -> Any:
         """Read the connector's saved state (on a read-only connection, off the event loop); return it as data."""
         return None
 
     def restore_state(self, state: Any) -> None:  # noqa: B027 - optional hook, like close
         """Adopt what ``read_state`` returned (on the event loop)."""
 
-    def state_saver(self) -> Callable[[sqlite3.Connection], None] | None:
+    def state_saver(self) -> Callable[[Conn], None] | None:
         """A write job for what changed since the last call, or None when nothing did."""
         return None
 

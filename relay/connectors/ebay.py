@@ -46,7 +46,6 @@ import base64
 import datetime as dt
 import functools
 import math
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,6 +62,7 @@ from ..errors import (
     TransientDeliveryError,
 )
 from ..intake.sales import Sale, SaleRejection, order_line
+from ..storage.dbapi import Conn
 from ..vault import Vault
 from . import http, revisions
 from .base import Connector, ItemResult, TokenAuth, Update
@@ -110,7 +110,7 @@ class EbayConnector(Connector):
     def cost(self, updates: Sequence[Update]) -> float:
         return 0.0  # a claim may be several calls: push charges each as it makes it
 
-    def read_state(self, conn: sqlite3.Connection) -> Any:
+    def read_state(self, conn: Conn) -> Any:
         day = self.revisions.today(dt.datetime.now(dt.UTC))
         return day, revisions.load(conn, self.site, self.name, day)
 
@@ -118,7 +118,7 @@ class EbayConnector(Connector):
         day, counts = state
         self.revisions.restore(day, counts)
 
-    def state_saver(self) -> Callable[[sqlite3.Connection], None] | None:
+    def state_saver(self) -> Callable[[Conn], None] | None:
         unsaved = self.revisions.take_unsaved()
         return None if unsaved is None else revisions.saver(self.site, self.name, *unsaved)
 

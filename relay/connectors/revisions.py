@@ -20,9 +20,10 @@ counts, but the batch is not settled either: its SKUs go out again and are count
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..storage.dbapi import Conn
 
 DAILY_REVISIONS = 250
 
@@ -100,7 +101,7 @@ class RevisionBudget:
         return self._day, changed
 
 
-def load(conn: sqlite3.Connection, site: str, channel: str, day: dt.date) -> dict[str, int]:
+def load(conn: Conn, site: str, channel: str, day: dt.date) -> dict[str, int]:
     """The channel's counts for ``day``; rows of earlier days are simply not today's (each SKU has one row)."""
     rows = conn.execute(
         "SELECT sku, revisions FROM revisions WHERE site = ? AND channel = ? AND day = ?",
@@ -109,11 +110,11 @@ def load(conn: sqlite3.Connection, site: str, channel: str, day: dt.date) -> dic
     return {str(sku): int(count) for sku, count in rows}
 
 
-def saver(site: str, channel: str, day: dt.date, counts: Mapping[str, int]) -> Callable[[sqlite3.Connection], None]:
+def saver(site: str, channel: str, day: dt.date, counts: Mapping[str, int]) -> Callable[[Conn], None]:
     """A write job storing ``counts`` as the day's totals: absolute, so writing one twice does no harm."""
     rows = [(site, channel, sku, day.isoformat(), count) for sku, count in counts.items()]
 
-    def save(conn: sqlite3.Connection) -> None:
+    def save(conn: Conn) -> None:
         # One row per SKU: a new day's count replaces the old day's, so the table never outgrows the SKUs.
         conn.executemany(
             "INSERT INTO revisions (site, channel, sku, day, revisions) VALUES (?, ?, ?, ?, ?)"

@@ -17,11 +17,11 @@ per sale, since only the settlement that moves the row to ``applied`` records it
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..storage import audit
+from ..storage.dbapi import Conn
 from .deliveries import AUTH, PERMANENT, TRANSIENT, RetryPolicy
 
 APPLIED = "applied"  # the shop applied the key, now or before (its "applied" and "duplicate")
@@ -64,7 +64,7 @@ class Oversold:
 
 
 def claim(
-    conn: sqlite3.Connection, site: str, limit: int, token: str, lease_seconds: float, now: float, msg_id: str
+    conn: Conn, site: str, limit: int, token: str, lease_seconds: float, now: float, msg_id: str
 ) -> list[Claimed]:
     """Claim up to ``limit`` due sales of ``site`` and audit them as sent in request ``msg_id``."""
     rows = conn.execute(
@@ -97,7 +97,7 @@ def claim(
 
 
 def settle(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     token: str,
     claimed: Sequence[Claimed],
@@ -177,7 +177,7 @@ def settle(
     return settled
 
 
-def rearm_undersold(conn: sqlite3.Connection, site: str, channel: str, sku: str, version: int, now: float) -> None:
+def rearm_undersold(conn: Conn, site: str, channel: str, sku: str, version: int, now: float) -> None:
     """The selling channel's last push of ``sku`` already held this sale (its event is newer than ``version``: the
     shop's change came back before the shop's answer to the adjust did) yet took it off again, since the sale was
     still pending then: that channel shows a unit fewer than the shop has, until the SKU changes again. Due once
@@ -191,7 +191,7 @@ def rearm_undersold(conn: sqlite3.Connection, site: str, channel: str, sku: str,
     )
 
 
-def _oversold_entry(conn: sqlite3.Connection, site: str, incident: Oversold, delta: int, now: float) -> audit.Entry:
+def _oversold_entry(conn: Conn, site: str, incident: Oversold, delta: int, now: float) -> audit.Entry:
     """The incident's audit entry: this sale, and the sale that took the stock this sale found (the last unit, or
     the one before), found as the newest other applied sale of the SKU that answered that quantity. None is named
     when the shop's stock reached it otherwise (an edit in the shop, an order in the shop itself)."""
@@ -215,7 +215,7 @@ def _oversold_entry(conn: sqlite3.Connection, site: str, incident: Oversold, del
     )  # fmt: skip
 
 
-def release(conn: sqlite3.Connection, site: str | None = None) -> int:
+def release(conn: Conn, site: str | None = None) -> int:
     """Drop claims so their rows are due again: one site's at its worker's stop, or every claim at start-up (the
     state directory's lock proves no other relay holds one)."""
     if site is None:
@@ -227,7 +227,7 @@ def release(conn: sqlite3.Connection, site: str | None = None) -> int:
     ).rowcount
 
 
-def next_due(conn: sqlite3.Connection, site: str) -> float | None:
+def next_due(conn: Conn, site: str) -> float | None:
     """View: when the site's next pending sale is due (wall clock), or None when nothing is pending."""
     due = conn.execute(
         "SELECT MIN(next_attempt_at) FROM sales WHERE site = ? AND state = 'pending'", (site,)

@@ -19,7 +19,6 @@ import asyncio
 import functools
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +30,7 @@ from ..config import SiteConfig
 from ..errors import DeliveryError, StorageError
 from ..signing import signed_headers
 from ..storage import views
+from ..storage.dbapi import Conn
 from ..storage.store import Store
 from . import outbound
 
@@ -41,7 +41,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 900.0
 IDLE_SECONDS = 30.0  # a wake-up is what normally starts a send; this only bounds a missed one
 
 
-def start_cursor(conn: sqlite3.Connection, site: str, now: float) -> int:
+def start_cursor(conn: Conn, site: str, now: float) -> int:
     """Write job: the site's cursor, made at the newest incident on first use."""
     row = conn.execute("SELECT last_id FROM alert_cursors WHERE site = ?", (site,)).fetchone()
     if row is not None:
@@ -53,7 +53,7 @@ def start_cursor(conn: sqlite3.Connection, site: str, now: float) -> int:
     return int(newest)
 
 
-def incidents_after(conn: sqlite3.Connection, site: str, after: int) -> list[tuple[int, dict[str, Any]]]:
+def incidents_after(conn: Conn, site: str, after: int) -> list[tuple[int, dict[str, Any]]]:
     """View: the next incidents after the cursor, oldest first (the ``audit_oversold`` index: few rows a site)."""
     rows = conn.execute(
         f"SELECT {', '.join(views.AUDIT_COLUMNS)} FROM audit WHERE site = ? AND action = 'oversold' AND id > ?"

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..storage import audit
+from ..storage.dbapi import Conn
 
 OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
 HELD = "held"  # a marketplace quota for a long window is spent (relay/connectors/quota.py): settled like AUTH
@@ -111,7 +111,7 @@ Due = tuple[str, str, str, int, float, float]  # MAKE_DUE's parameters: site, ch
 
 
 def make_due(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channel: str,
     sku: str,
@@ -130,7 +130,7 @@ def make_due(
     conn.execute(MAKE_DUE[restart], (site, channel, sku, seq, now if due_at is None else due_at, now))
 
 
-def make_due_many(conn: sqlite3.Connection, rows: Iterable[Due], *, restart: bool = False) -> None:
+def make_due_many(conn: Conn, rows: Iterable[Due], *, restart: bool = False) -> None:
     """``make_due`` for many rows, in order, with one statement (ingest's group of batches)."""
     conn.executemany(MAKE_DUE[restart], rows)
 
@@ -154,7 +154,7 @@ UNAPPLIED_SALES = (
 
 
 def unapplied_sales(
-    conn: sqlite3.Connection, site: str, channel: str, wanted: Iterable[tuple[str, int]]
+    conn: Conn, site: str, channel: str, wanted: Iterable[tuple[str, int]]
 ) -> dict[str, list[tuple[str, int]]]:
     """View: for each (SKU, event seq) wanted, the channel's sales, cancellations and refunds of the SKU (key, delta)
     that the event's quantity does not include yet (UNAPPLIED_SALES); SKUs with none are left out."""
@@ -173,7 +173,7 @@ CLAIM_ROWS = (
 
 
 def claim(
-    conn: sqlite3.Connection, site: str, channel: str, limit: int, token: str, lease_seconds: float, now: float
+    conn: Conn, site: str, channel: str, limit: int, token: str, lease_seconds: float, now: float
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries, each with the newest event and the channel's own sales of the SKU that
     event does not include yet: three statements for the batch, whatever its size. Only sales count: a cancellation
@@ -222,7 +222,7 @@ def unapplied_note(item: Claimed, sent: int | None, shown: int = 5) -> str:
     return f"sent {sent}: shop {item.stock_quantity}, less {what} not yet in the shop"
 
 
-def _push_again_if_undersold(conn: sqlite3.Connection, site: str, channel: str, item: Claimed, now: float) -> None:
+def _push_again_if_undersold(conn: Conn, site: str, channel: str, item: Claimed, now: float) -> None:
     """This push took off sales the shop had already applied when it sent the pushed event (their answers, which
     came after the claim, name a version below the event's): the channel was sent too few units, so the same event
     is due again and will be sent whole. (A push already settled is made due by the sale's settle instead:
@@ -279,7 +279,7 @@ INSERT_DEAD_LETTER = (
 
 
 def settle(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channel: str,
     token: str,
@@ -396,7 +396,7 @@ def _audit(
     )  # fmt: skip
 
 
-def release(conn: sqlite3.Connection, tokens: Sequence[str] | None = None) -> int:
+def release(conn: Conn, tokens: Sequence[str] | None = None) -> int:
     """Drop claims so their rows are due again: ours at shutdown, or every claim at start-up.
 
     At start-up the state directory's lock proves no other relay holds a claim, so waiting for the

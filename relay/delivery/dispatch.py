@@ -15,7 +15,6 @@ import hashlib
 import logging
 import random
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -32,6 +31,7 @@ from ..errors import (
     TransientDeliveryError,
 )
 from ..storage import pauses
+from ..storage.dbapi import Conn
 from ..storage.pauses import Pause
 from ..storage.store import Store
 from . import deliveries, rules
@@ -57,7 +57,7 @@ class IdleWork(Protocol):
     async def step(self) -> int: ...
 
 
-def next_due(conn: sqlite3.Connection, site: str, channel: str) -> float | None:
+def next_due(conn: Conn, site: str, channel: str) -> float | None:
     """View: when the channel's next pending delivery is due (wall clock), or None when nothing is pending."""
     due = conn.execute(
         "SELECT MIN(next_attempt_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
@@ -250,7 +250,7 @@ class ChannelWorker:
         lease, now = self.settings.lease_seconds, self.now()
         tokens = [secrets.token_hex(16) for _ in range(batches)]
 
-        def claim(conn: sqlite3.Connection) -> tuple[Pause | None, list[tuple[str, list[Claimed]]]]:
+        def claim(conn: Conn) -> tuple[Pause | None, list[tuple[str, list[Claimed]]]]:
             # The pause is read in the claim's own transaction (one lookup by key): a pause that committed is obeyed.
             if (paused := pauses.pause_of(conn, self.site, self.channel.name)) is not None:
                 return paused, []
@@ -269,7 +269,7 @@ class ChannelWorker:
         next_token = secrets.token_hex(16)
         dead: list[tuple[str, str]] = []
 
-        def settle(conn: sqlite3.Connection) -> tuple[int, list[Claimed]]:
+        def settle(conn: Conn) -> tuple[int, list[Claimed]]:
             if save_state is not None:
                 save_state(conn)
             dead.clear()  # a job may run twice (its group failed): only the committed run counts

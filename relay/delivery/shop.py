@@ -21,7 +21,6 @@ import json
 import logging
 import random
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from .. import signing
 from ..config import DispatchConfig, SiteConfig
 from ..errors import StorageError, TransientDeliveryError
 from ..ids import new_msg_id
+from ..storage.dbapi import Conn
 from ..storage.store import Store
 from . import adjustments, outbound
 from .adjustments import APPLIED, Claimed, Oversold, Result
@@ -112,7 +112,7 @@ class ShopWorker:
         token, msg_id, now = secrets.token_hex(16), new_msg_id(), self.now()
         lease = self.settings.lease_seconds
 
-        def claim(conn: sqlite3.Connection) -> list[Claimed]:
+        def claim(conn: Conn) -> list[Claimed]:
             return adjustments.claim(conn, self.site.id, BATCH_SIZE, token, lease, now, msg_id)
 
         claimed = await self.store.write(claim)
@@ -127,7 +127,7 @@ class ShopWorker:
 
         oversold: list[Oversold] = []
 
-        def settle(conn: sqlite3.Connection) -> int:
+        def settle(conn: Conn) -> int:
             oversold.clear()  # a write job may run again after a failed commit
             return adjustments.settle(
                 conn, self.site.id, token, claimed, results, self.policy, settled_at, self.rand, oversold

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..intake import protocol
 from ..repair.replay import SCOPES, replay_chunk
 from ..runtime import Relay
 from ..storage import attention, dead_retry, pauses, products, views
+from ..storage.dbapi import Conn
 from . import metrics
 
 MAX_REPLAY_SKUS = 10_000
@@ -123,7 +123,7 @@ async def site_status(relay: Relay, site: SiteConfig) -> dict[str, Any]:
     # Read-back rounds live in memory only: a channel checked that way since start-up says so.
     read_back = [w.readback.last_round_at if w is not None and w.readback is not None else None for w in workers]
 
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+    def read(conn: Conn) -> dict[str, Any]:
         return {
             "channels": [
                 views.channel_status(conn, site.id, c.name, now, seen, read_at)
@@ -165,7 +165,7 @@ async def handle_products(request: web.Request, site: SiteConfig, doc: dict[str,
     skus = _text_list(doc, "skus", products.MAX_SKUS)
     channels = [c.name for c in site.channels]
 
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+    def read(conn: Conn) -> dict[str, Any]:
         return products.products(conn, site.id, channels, skus, list(pauses.pauses(conn, site.id)))
 
     answer = await relay.store.query(read)
@@ -190,7 +190,7 @@ async def handle_dead(request: web.Request, site: SiteConfig, doc: dict[str, Any
     limit = _int(doc, "limit", None, 1, MAX_DEAD_PAGE)
     cursor = _int(doc, "cursor", None, 1, 2**63 - 1)
 
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+    def read(conn: Conn) -> dict[str, Any]:
         letters = views.dead_letters(conn, site.id, channel, sku, None if limit is None else limit + 1, cursor)
         more = limit is not None and len(letters) > limit
         letters = letters[:limit] if more else letters
@@ -346,7 +346,7 @@ async def handle_export(request: web.Request, site: SiteConfig, doc: dict[str, A
     total = await relay.store.query(lambda conn: views.count_rows(conn, site.id, what, where))
     await response.write(json.dumps({"type": "export", "what": what, "rows": total}).encode() + b"\n")
 
-    def rows(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+    def rows(conn: Conn) -> Iterator[dict[str, Any]]:
         return views.iter_state(conn, site.id) if what == "state" else views.iter_audit(conn, site.id, where)
 
     # The cursor is walked on a reader thread, a thousand rows at a time, so the event loop (and ingest)

@@ -6,14 +6,15 @@ deliveries, the audit entries and the request's webhook-id, so the 202 can only 
 
 from __future__ import annotations
 
+import itertools
 import json
-import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..delivery import deliveries
 from ..storage import audit
+from ..storage.dbapi import Conn, is_postgres
 from ..storage.store import MergeableJob
 from .protocol import Event, Rejection, is_reuse
 
@@ -27,7 +28,7 @@ class BatchOutcome(NamedTuple):
 
 
 def record_batch(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channels: Sequence[str],
     msg_id: str,
@@ -58,7 +59,7 @@ class BatchWrite(MergeableJob):
     digest: str = ""  # content_digest of the request; "" (WooCommerce's webhooks): a repeat is never compared
 
     @classmethod
-    def run_many(cls, conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
+    def run_many(cls, conn: Conn, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
         return _record(conn, jobs)
 
 
@@ -73,6 +74,19 @@ _LOOKUP = (
     "    WHERE site = ?1 AND product_id IN (SELECT value FROM json_each(?4))),"
     " (SELECT max(seq) FROM events)"
 )
+# The same on PostgreSQL, where events.seq comes from its identity sequence (``_seqs``), not from max(seq): several
+# relays assign at once there.
+_LOOKUP_PG = (
+    "SELECT"
+    " (SELECT COALESCE(json_agg(json_build_array(msg_id, response, digest)), '[]')::text FROM requests"
+    "    WHERE site = ?1 AND msg_id IN (SELECT json_array_elements_text(?2::json))),"
+    " (SELECT COALESCE(json_agg(event_id), '[]')::text FROM events"
+    "    WHERE site = ?1 AND event_id IN (SELECT json_array_elements_text(?3::json))),"
+    " (SELECT COALESCE(json_agg(json_build_array(product_id, version)), '[]')::text FROM product_versions"
+    "    WHERE site = ?1 AND product_id IN (SELECT json_array_elements_text(?4::json)::bigint)),"
+    " NULL"
+)
+_NEXT_SEQS = "SELECT nextval(pg_get_serial_sequence('events', 'seq')) FROM generate_series(1, ?)"
 _INSERT_EVENTS = (
     "INSERT INTO events (seq, site, event_id, kind, product_id, variation_id, parent_id, sku, manage_stock,"
     " stock_quantity, stock_status, backorders, version, occurred_at, cause_kind, cause_order_id, received_at,"
@@ -88,7 +102,12 @@ _INSERT_REQUESTS = "INSERT INTO requests (site, msg_id, response, received_at, d
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
-def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
+def _seqs(conn: Conn, count: int) -> Iterator[int]:
+    """PostgreSQL: ``count`` numbers from events' identity sequence (unused ones are only gaps)."""
+    return iter([row[0] for row in conn.execute(_NEXT_SEQS, (count,))] if count else [])
+
+
+def _record(conn: Conn, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
     """Record the batches of ``jobs`` in order, exactly as one ``record_batch`` after the other would.
 
     One read per site fetches what the database already knows (webhook-ids, event ids, product
@@ -100,10 +119,11 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
     stored: set[tuple[str, str]] = set()
     versions: dict[tuple[str, int], int] = {}
     seq = 0  # events.seq is assigned here, as SQLite would (max + 1), to point deliveries at it
+    on_postgres = is_postgres(conn)
     for site in {job.site for job in jobs}:
         mine = [job for job in jobs if job.site == site]
         known = conn.execute(
-            _LOOKUP,
+            _LOOKUP_PG if on_postgres else _LOOKUP,
             (
                 site,
                 _dumps([job.msg_id for job in mine]),
@@ -115,6 +135,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
         stored.update((site, e) for e in json.loads(known[1]))
         versions.update(((site, p), v) for p, v in json.loads(known[2]))
         seq = known[3] or 0
+    seqs = _seqs(conn, sum(len(job.events) for job in jobs)) if on_postgres else itertools.count(seq + 1)
     events: list[tuple[Any, ...]] = []
     gated: dict[tuple[str, int], int] = {}
     due: list[deliveries.Due] = []
@@ -140,7 +161,7 @@ def _record(conn: sqlite3.Connection, jobs: Sequence[BatchWrite]) -> list[BatchO
                 )
                 continue
             stored.add((site, event.id))
-            seq += 1
+            seq = next(seqs)
             known = versions.get((site, event.product_id))
             fresh = known is None or event.version > known
             events.append((

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,6 +20,7 @@ from typing import Any, NamedTuple
 from ..config import ChannelConfig
 from ..errors import PayloadError
 from ..storage import audit
+from ..storage.dbapi import Conn
 from .protocol import CONTROL, MAX_SKU_LENGTH, is_reuse
 
 SIGNS = {"sale": -1, "cancel": 1, "refund": 1}  # what a unit of each kind does to the shop's stock
@@ -185,7 +185,7 @@ class ReportWrite:
     source: str = SOURCE_INBOUND
     audit_skipped: bool = False
 
-    def __call__(self, conn: sqlite3.Connection) -> ReportOutcome:
+    def __call__(self, conn: Conn) -> ReportOutcome:
         site, now = self.site, self.now
         request_id = f"sales/{self.channel}/{self.msg_id}"
         seen = conn.execute(

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from ..config import ChannelConfig, SiteConfig
 from ..connectors.base import Connector
 from ..errors import DeliveryError, StorageError
+from ..storage.dbapi import Conn
 from ..storage.store import Store
 from .sales import ReportOutcome, ReportWrite, Sale, SaleRejection
 
@@ -41,7 +41,7 @@ def iso(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat()
 
 
-def load_cursor(conn: sqlite3.Connection, site: str, channel: str) -> float | None:
+def load_cursor(conn: Conn, site: str, channel: str) -> float | None:
     """View: the channel's cursor (epoch seconds), or None before its first poll."""
     row = conn.execute("SELECT cursor FROM sales_cursors WHERE site = ? AND channel = ?", (site, channel)).fetchone()
     return None if row is None else dt.datetime.fromisoformat(row[0]).timestamp()
@@ -57,7 +57,7 @@ class SweepWrite:
     cursor: float
     now: float
 
-    def __call__(self, conn: sqlite3.Connection) -> ReportOutcome:
+    def __call__(self, conn: Conn) -> ReportOutcome:
         poll_id = f"sweep-{self.now:.6f}"  # stands in for a webhook-id: the audit names the poll that found a sale
         outcome = ReportWrite(self.site, self.channel, poll_id, self.sales, (), self.now, "", source=SOURCE_SWEEP)(conn)
         conn.execute(

@@ -28,7 +28,6 @@ will read, so its calls are no surprise; ``readback_hours: 0`` turns it off.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
@@ -38,6 +37,7 @@ from ..delivery import rules
 from ..delivery.deliveries import make_due, unapplied_sales
 from ..errors import DeliveryError, TransientDeliveryError
 from ..storage import audit
+from ..storage.dbapi import Conn
 from ..storage.store import Store
 from .reconcile import record_drift
 
@@ -47,7 +47,7 @@ NOTHING_YET_SECONDS = 5.0
 UNREPORTED_GRACE_SECONDS = 3600.0  # how long a lower count on a channel that reports sales is trusted
 
 
-def delivered(conn: sqlite3.Connection, site: str, channel: str, after: str, limit: int) -> list[tuple[str, int]]:
+def delivered(conn: Conn, site: str, channel: str, after: str, limit: int) -> list[tuple[str, int]]:
     """View: the next ``limit`` delivered SKUs after ``after`` (in SKU order), with the quantity each was sent."""
     return conn.execute(
         "SELECT sku, delivered_quantity FROM deliveries WHERE site = ? AND channel = ? AND state = 'delivered'"
@@ -146,7 +146,7 @@ def reports_sales(channel: ChannelConfig, connector: Connector, has_shop: bool) 
     return has_shop and (bool(channel.sales_secrets) or imports)
 
 
-def _held(conn: sqlite3.Connection, site: str, channel: str, sku: str, sent: int, shown: int, now: float) -> bool:
+def _held(conn: Conn, site: str, channel: str, sku: str, sent: int, shown: int, now: float) -> bool:
     """Write-job step: True while a lower count on a channel that reports sales is still trusted (see the module
     docstring); the first sighting is recorded as drift ``lower_unreported`` and its time kept until it is raised."""
     row = conn.execute(
@@ -160,7 +160,7 @@ def _held(conn: sqlite3.Connection, site: str, channel: str, sku: str, sent: int
 
 
 def repair(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channel: str,
     differ: Sequence[tuple[str, int, int | None]],

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +41,11 @@ from ..errors import ReconcileError, TransientDeliveryError
 from ..ids import new_msg_id, ulid
 from ..intake.protocol import Event, parse_json, validate_event
 from ..storage import audit, views
+from ..storage.dbapi import Conn
 
 log = logging.getLogger("stock_relay.reconcile")
 T = TypeVar("T")
-Write = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
+Write = Callable[[Callable[[Conn], T]], Awaitable[T]]
 
 SNAPSHOT_PATH = "/wp-json/stock-relay/v1/snapshot"
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
@@ -225,13 +225,11 @@ _STATE = ("kind", "manage_stock", "stock_quantity", "stock_status", "backorders"
 _INSERT_EVENT = (
     "INSERT INTO events (site, event_id, kind, product_id, variation_id, parent_id, sku, manage_stock, stock_quantity,"
     " stock_status, backorders, version, occurred_at, cause_kind, cause_order_id, received_at, outcome)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,'accepted')"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,'accepted') RETURNING seq"
 )
 
 
-def apply_page(
-    conn: sqlite3.Connection, site: str, channels: Sequence[ChannelConfig], items: Sequence[Item], now: float
-) -> Counts:
+def apply_page(conn: Conn, site: str, channels: Sequence[ChannelConfig], items: Sequence[Item], now: float) -> Counts:
     """Write job: judge every item of a snapshot page and make the corrections due (see the module docstring)."""
     counts = Counts()
     logged: list[audit.Entry] = []
@@ -291,7 +289,7 @@ def apply_page(
     return counts
 
 
-def _apply_now(conn: sqlite3.Connection, site: SiteConfig, items: Sequence[Item], now: Callable[[], float]) -> Counts:
+def _apply_now(conn: Conn, site: SiteConfig, items: Sequence[Item], now: Callable[[], float]) -> Counts:
     return apply_page(conn, site.id, site.channels, items, now())
 
 
@@ -316,18 +314,16 @@ def _published(channel: ChannelConfig, event: Event) -> int | None:
     )
 
 
-def _adopt(
-    conn: sqlite3.Connection, site: str, event: Event, now: float, reason: str, logged: list[audit.Entry]
-) -> int:
+def _adopt(conn: Conn, site: str, event: Event, now: float, reason: str, logged: list[audit.Entry]) -> int:
     """Record the snapshot's state as an accepted event of cause ``reconcile``; returns its seq."""
-    cursor = conn.execute(
+    (seq,) = conn.execute(
         _INSERT_EVENT,
         (
             site, event.id, event.kind, event.product_id, event.variation_id, event.parent_id, event.sku,
             int(event.manage_stock), event.stock_quantity, event.stock_status, event.backorders, event.version,
             datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "reconcile", now,
         ),
-    )  # fmt: skip
+    ).fetchone()  # fmt: skip
     # The gate only ever moves up: a snapshot with the relay's own version leaves it where it is.
     conn.execute(
         "INSERT INTO product_versions (site, product_id, version) VALUES (?, ?, ?)"
@@ -342,11 +338,11 @@ def _adopt(
             quantity=event.stock_quantity, detail=detail,
         )
     )  # fmt: skip
-    return int(cursor.lastrowid or 0)
+    return int(seq)
 
 
 def _make_due(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channel: ChannelConfig,
     event: Event,
@@ -370,7 +366,7 @@ def _make_due(
 
 
 def record_drift(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channel: str,
     sku: str,
@@ -414,7 +410,7 @@ class PassResult:
         }
 
 
-def _since(conn: sqlite3.Connection, site: str) -> float | None:
+def _since(conn: Conn, site: str) -> float | None:
     """Where an incremental pass starts: the shop's clock at the start of the last successful pass."""
     row = conn.execute(
         "SELECT shop_time, started_at FROM reconcile_runs WHERE site = ? AND finished_at IS NOT NULL"
@@ -448,11 +444,10 @@ async def run_pass(
     result = PassResult(FULL if since is None else INCREMENTAL)
     started = now()
     run_id = await write(
-        lambda conn: (
-            conn.execute(
-                "INSERT INTO reconcile_runs (site, kind, started_at) VALUES (?, ?, ?)", (site.id, result.kind, started)
-            ).lastrowid
-        )
+        lambda conn: conn.execute(
+            "INSERT INTO reconcile_runs (site, kind, started_at) VALUES (?, ?, ?) RETURNING id",
+            (site.id, result.kind, started),
+        ).fetchone()[0]
     )
     clock = time.monotonic()
     shop_time, after = "", 0
@@ -488,7 +483,7 @@ async def run_pass(
     return result
 
 
-def due_kind(conn: sqlite3.Connection, site: SiteConfig, now: float) -> str | None:
+def due_kind(conn: Conn, site: SiteConfig, now: float) -> str | None:
     """Which pass the schedule wants now for ``site``, if any."""
     settings = site.reconcile
     last_full, last_any = views.last_run(conn, site.id, FULL), views.last_run(conn, site.id)

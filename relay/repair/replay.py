@@ -14,12 +14,12 @@ key is final), so each is applied at most once still. ``channel`` narrows it to 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..delivery import deliveries
 from ..storage import audit
+from ..storage.dbapi import Conn
 
 SCOPES = ("dead", "skus", "all", "refused_sales")
 CHUNK = 500
@@ -33,7 +33,7 @@ class Chunk:
 
 
 def replay_chunk(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channels: Sequence[str],
     scope: str,
@@ -83,7 +83,7 @@ def replay_chunk(
     return Chunk(scheduled, unknown, chosen[-1] if more and chosen else None)
 
 
-def _targets(conn: sqlite3.Connection, site: str, channels: Sequence[str], sku: str, scope: str) -> Sequence[str]:
+def _targets(conn: Conn, site: str, channels: Sequence[str], sku: str, scope: str) -> Sequence[str]:
     """The channels to replay ``sku`` to: all of them, or (scope ``dead``) those where it is a dead letter."""
     if scope != "dead":
         return channels
@@ -96,9 +96,7 @@ def _targets(conn: sqlite3.Connection, site: str, channels: Sequence[str], sku: 
     return [channel for channel in channels if channel in dead]
 
 
-def _refused_sales(
-    conn: sqlite3.Connection, site: str, channels: Sequence[str], now: float, after: str, limit: int
-) -> Chunk:
+def _refused_sales(conn: Conn, site: str, channels: Sequence[str], now: float, after: str, limit: int) -> Chunk:
     """The next ``limit`` refused sales (by key, ``after`` exclusive) due again now, with a fresh count of tries."""
     marks = ",".join("?" * len(channels))
     keys = [

@@ -8,9 +8,10 @@ builds one by name where speed does not matter. Readers (views.py, the CLI) sele
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
+
+from .dbapi import Conn
 
 COLUMNS = (
     "at",
@@ -60,6 +61,6 @@ def entry(
     return (at, site, channel, sku, event_id, version, action, quantity, http_status, latency_ms, text)
 
 
-def record(conn: sqlite3.Connection, entries: Iterable[Entry]) -> None:
+def record(conn: Conn, entries: Iterable[Entry]) -> None:
     """Write entries, in order, with one statement (inside the caller's write job)."""
     conn.executemany(_INSERT, entries)

@@ -10,18 +10,18 @@ letter is resolved; a paused channel keeps it queued until it is resumed.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from ..delivery import deliveries
 from . import audit
+from .dbapi import Conn
 
 MAX_ITEMS = 500
 
 
 def retry_dead(
-    conn: sqlite3.Connection, site: str, items: Sequence[tuple[str, str]], actor: str | None, now: float
+    conn: Conn, site: str, items: Sequence[tuple[str, str]], actor: str | None, now: float
 ) -> list[dict[str, Any]]:
     """Write job: for each (channel, SKU), in order (repeats once), ``scheduled`` or ``not_dead``."""
     results, logged = [], []

@@ -13,12 +13,12 @@ spent trying and a long pause never turns a retry into a dead letter.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import audit
+from .dbapi import Conn
 
 MAX_REASON = 500
 MAX_ACTOR = 191  # a WordPress user_login is at most 60; room for "name (via CLI)" and e-mail addresses
@@ -35,7 +35,7 @@ class Pause:
         return {"reason": self.reason, "actor": self.actor, "paused_at": self.paused_at}
 
 
-def pause_of(conn: sqlite3.Connection, site: str, channel: str) -> Pause | None:
+def pause_of(conn: Conn, site: str, channel: str) -> Pause | None:
     """The channel's pause, or None: one lookup by primary key (the claim runs it every time it claims)."""
     row = conn.execute(
         "SELECT reason, actor, paused_at FROM channel_pauses WHERE site = ? AND channel = ?", (site, channel)
@@ -43,7 +43,7 @@ def pause_of(conn: sqlite3.Connection, site: str, channel: str) -> Pause | None:
     return None if row is None else Pause(channel, row[0], row[1], float(row[2]))
 
 
-def pauses(conn: sqlite3.Connection, site: str) -> dict[str, Pause]:
+def pauses(conn: Conn, site: str) -> dict[str, Pause]:
     """Every paused channel of the site, by name."""
     rows = conn.execute(
         "SELECT channel, reason, actor, paused_at FROM channel_pauses WHERE site = ?", (site,)
@@ -52,7 +52,7 @@ def pauses(conn: sqlite3.Connection, site: str) -> dict[str, Pause]:
 
 
 def pause(
-    conn: sqlite3.Connection, site: str, channels: Sequence[str], reason: str, actor: str, now: float
+    conn: Conn, site: str, channels: Sequence[str], reason: str, actor: str, now: float
 ) -> tuple[list[Pause], list[Pause]]:
     """Write job: pause each channel not paused yet. Returns (paused now, already paused): an existing pause keeps its
     reason, actor and time, since those say who stopped the channel and why, which a second pause does not change."""
@@ -74,7 +74,7 @@ def pause(
     return done, already
 
 
-def resume(conn: sqlite3.Connection, site: str, channels: Sequence[str], actor: str, now: float) -> list[Pause]:
+def resume(conn: Conn, site: str, channels: Sequence[str], actor: str, now: float) -> list[Pause]:
     """Write job: lift each channel's pause; returns the pauses lifted (a channel not paused is left alone).
 
     A failing delivery's ``first_failure_at`` moves forward by the pause's length (see the module's docstring); the

@@ -16,11 +16,11 @@ its key or an index, never scanned, so the answer costs the same on a shop of a 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from . import views
+from .dbapi import Conn
 
 MAX_SKUS = 100
 
@@ -47,7 +47,7 @@ PRODUCTS_SQL = (
 
 
 def products(
-    conn: sqlite3.Connection, site: str, channels: Sequence[str], skus: Sequence[str], paused: Sequence[str] = ()
+    conn: Conn, site: str, channels: Sequence[str], skus: Sequence[str], paused: Sequence[str] = ()
 ) -> dict[str, Any]:
     """For each SKU (in the order asked, repeats once), on each channel: what was last sent and confirmed and when, what
     waits to be sent, the last error in plain words, the open dead letter, and the event ids lineage.query starts

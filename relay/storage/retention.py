@@ -21,9 +21,10 @@ and the marketplaces list an order again whenever it changes (shipped, returned,
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .dbapi import Conn
 
 BATCH = 1000
 REWALK_SECONDS = 3600.0
@@ -42,7 +43,7 @@ class Walk:
             self.after, self.started_at = 0, now
 
 
-def prune_audit(conn: sqlite3.Connection, before: float) -> tuple[int, bool]:
+def prune_audit(conn: Conn, before: float) -> tuple[int, bool]:
     """Up to a slice of audit rows older than ``before``, by the ``audit_at`` index; (deleted, more to do)."""
     deleted = conn.execute(
         "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? LIMIT ?)", (before, BATCH)
@@ -50,7 +51,7 @@ def prune_audit(conn: sqlite3.Connection, before: float) -> tuple[int, bool]:
     return deleted, deleted == BATCH
 
 
-def prune_events(conn: sqlite3.Connection, before: float, channels: Sequence[str], walk: Walk) -> tuple[int, bool]:
+def prune_events(conn: Conn, before: float, channels: Sequence[str], walk: Walk) -> tuple[int, bool]:
     """The next slice of events in ``seq`` order: those older than ``before`` that nothing points at.
 
     ``channels``: every configured channel name; naming them lets each check use the deliveries' primary key."""
@@ -71,7 +72,7 @@ def prune_events(conn: sqlite3.Connection, before: float, channels: Sequence[str
     return deleted, True
 
 
-def prune_dead_letters(conn: sqlite3.Connection, before: float, walk: Walk) -> tuple[int, bool]:
+def prune_dead_letters(conn: Conn, before: float, walk: Walk) -> tuple[int, bool]:
     """The next slice of dead letters in ``id`` order: resolved ones, resolved before ``before``. An open one stays
     until it is replayed or superseded."""
     upto = _slice_end(conn, "dead_letters", "id", "created_at", before, walk)
@@ -85,7 +86,7 @@ def prune_dead_letters(conn: sqlite3.Connection, before: float, walk: Walk) -> t
     return deleted, True
 
 
-def _slice_end(conn: sqlite3.Connection, table: str, key: str, born: str, before: float, walk: Walk) -> int | None:
+def _slice_end(conn: Conn, table: str, key: str, born: str, before: float, walk: Walk) -> int | None:
     """The last key of the walk's next slice, or None when the round is over: the table's end, or a slice whose
     rows are all younger than ``before`` (the rows after it are younger still; the next round starts there)."""
     last, oldest = conn.execute(

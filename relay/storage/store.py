@@ -37,9 +37,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ..errors import StorageError
+from .dbapi import Conn
+from .location import Dsn, StoreLocation
 
 T = TypeVar("T")
-Job = Callable[[sqlite3.Connection], Any]
+Job = Callable[[Conn], Any]
 MAX_GROUP = 256
 READERS = 4  # the relay's reader threads, and the read-only connections it keeps open for them
 
@@ -298,11 +300,11 @@ class MergeableJob:
     other would; calling a single job is ``run_many`` of one.
     """
 
-    def __call__(self, conn: sqlite3.Connection) -> Any:
+    def __call__(self, conn: Conn) -> Any:
         return self.run_many(conn, [self])[0]
 
     @classmethod
-    def run_many(cls, conn: sqlite3.Connection, jobs: Sequence[Any]) -> list[Any]:
+    def run_many(cls, conn: Conn, jobs: Sequence[Any]) -> list[Any]:
         raise NotImplementedError
 
 
@@ -334,6 +336,11 @@ def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
         raise StorageError(f"{path} is not a usable SQLite database ({exc}); restore it from a backup") from None
     if result != "ok":
         raise StorageError(f"{path} failed its integrity check ({result}); restore it from a backup")
+
+
+def migration_statements() -> list[list[str]]:
+    """The schema's migrations, each as its statements (the PostgreSQL store runs the same ones)."""
+    return [_statements(script) for script in MIGRATIONS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -385,12 +392,28 @@ def connect_reader(path: Path, any_thread: bool = False) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """The one place where a read's sqlite3 errors become StorageError (the relay's, the API's and the CLI's)."""
+def _reading(location: StoreLocation) -> Iterator[None]:
+    """The one place where a read's database errors become StorageError (the relay's, the API's and the CLI's)."""
     try:
         yield
     except sqlite3.Error as exc:
-        raise StorageError(f"cannot read {path}: {exc}") from None
+        raise StorageError(f"cannot read {location}: {exc}") from None
+    except Exception as exc:
+        if not isinstance(location, Dsn):
+            raise
+        from . import postgres
+
+        if not postgres.is_error(exc):
+            raise
+        raise StorageError(f"cannot read {location}: {postgres.describe_error(exc)}") from None
+
+
+def _connect_reader(location: StoreLocation) -> Conn:
+    if isinstance(location, Dsn):
+        from . import postgres
+
+        return postgres.connect(location, read_only=True)
+    return connect_reader(location, any_thread=True)
 
 
 class Reader:
@@ -402,43 +425,44 @@ class Reader:
     So a view returns data, never a cursor or an unfinished iterator (``connection`` is for streaming).
     """
 
-    def __init__(self, path: Path, keep: int = READERS) -> None:
-        self.path, self.keep = path, keep
-        self._idle: list[sqlite3.Connection] = []
+    def __init__(self, location: StoreLocation, keep: int = READERS) -> None:
+        self.location, self.keep = location, keep
+        self._idle: list[Conn] = []
         self._lock = threading.Lock()
         self.closed = False
 
-    def run(self, view: Callable[[sqlite3.Connection], T]) -> T:
+    def run(self, view: Callable[[Conn], T]) -> T:
         with self.connection() as conn:
             return view(conn)
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
+    def connection(self) -> Iterator[Conn]:
         """A connection of this reader's for the block, from any thread (one at a time); errors mapped."""
         with self._lock:
             if self.closed:
                 raise StorageError("the database is closed")
             conn = self._idle.pop() if self._idle else None
         if conn is None:
-            conn = connect_reader(self.path, any_thread=True)
+            with _reading(self.location):
+                conn = _connect_reader(self.location)
         try:
-            with _reading(self.path):
+            with _reading(self.location):
                 yield conn
         except BaseException:
-            conn.close()
+            _close(conn)
             raise
         with self._lock:
             if not self.closed and len(self._idle) < self.keep:
                 self._idle.append(conn)
                 return
-        conn.close()
+        _close(conn)
 
     def close(self) -> None:
         with self._lock:
             self.closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
-            conn.close()
+            _close(conn)
 
     def __enter__(self) -> Reader:
         return self
@@ -449,24 +473,55 @@ class Reader:
         self.close()
 
 
-def read_view(path: Path, view: Callable[[sqlite3.Connection], T]) -> T:
-    """Run one view on the database file at ``path`` (a command's read, the relay running or not)."""
-    with Reader(path, keep=0) as reader:
+def _close(conn: Conn) -> None:
+    with contextlib.suppress(Exception):  # a connection that is already gone needs no closing
+        conn.close()  # type: ignore[attr-defined]
+
+
+def read_view(location: StoreLocation, view: Callable[[Conn], T]) -> T:
+    """Run one view on the store at ``location`` (a command's read, the relay running or not)."""
+    with Reader(location, keep=0) as reader:
         return reader.run(view)
 
 
+def existing(location: StoreLocation) -> StoreLocation:
+    """The store a command works on; a missing SQLite file is an error (a PostgreSQL store is asked when used)."""
+    if isinstance(location, Path) and not location.exists():
+        raise StorageError(f"no database at {location}: has the relay run with this state_dir?")
+    return location
+
+
+def open_store(location: StoreLocation) -> Store:
+    """The store at ``location``: the SQLite file, or the PostgreSQL database a ``store:`` DSN names."""
+    if isinstance(location, Dsn):
+        from .pg_store import PgStore
+
+        return PgStore(location)
+    return Store(location)
+
+
 class Store:
-    """The database: ``write(job)`` for every change (group-committed), ``query(view)`` for every read."""
+    """The database: ``write(job)`` for every change (group-committed), ``query(view)`` for every read.
+
+    This class is the SQLite store; ``pg_store.PgStore`` is the PostgreSQL one, the same engine with its own
+    ``_prepare`` (connect and migrate), transaction start and error rules. ``open_store`` picks one.
+    """
+
+    BEGIN = "BEGIN IMMEDIATE"  # take the write lock at once: a group never waits for it halfway
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._conn: sqlite3.Connection | None = None
+        self._init_engine(path)
+
+    def _init_engine(self, location: StoreLocation) -> None:
+        self.location = location
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._conn: Any = None
         self._last_full_checkpoint = 0.0  # monotonic time of the last WAL truncation after a full disk
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
-        self._reader = Reader(path)
-        self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="sqlite-reader")
+        self._reader = Reader(location)
+        self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="store-reader")
         self.groups_committed = 0
         self.integrity_checked = False  # whether the last open read the whole file (see ``open``)
         self._stamp_on_close = False  # the relay's own store: a clean close leaves the stamp
@@ -493,14 +548,17 @@ class Store:
         wrote beside it, and no WAL. The stamp is removed here, before anything is written, so after a crash, a
         copy, a restore or any write by another program, the next start checks the file again.
         """
-        loop = asyncio.get_running_loop()
+        self.integrity_checked = False
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, self._prepare, check)
+        self._writer_task = asyncio.create_task(self._writer_loop(), name="store-writer")
+
+    def _prepare(self, check: bool) -> Any:
+        """On the writer thread: the writer connection, the schema brought up to date."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if check:
             check = not self._left_clean()
             self._stamp_on_close = True
-        self.integrity_checked = False
-        self._conn = await loop.run_in_executor(self._executor, self._open_writer, check)
-        self._writer_task = asyncio.create_task(self._writer_loop(), name="sqlite-writer")
+        return self._open_writer(check)
 
     def _open_writer(self, check: bool = True) -> sqlite3.Connection:
         if check and self.path.exists() and self.path.stat().st_size > 0:
@@ -556,7 +614,7 @@ class Store:
             partial.write_text(file_stamp(self.path))
             partial.replace(marker)
 
-    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, job: Callable[[Conn], T]) -> T:
         """Run ``job`` in the next group transaction; returns its result once committed."""
         if self._writer_task is None:
             raise StorageError("the database is closed")
@@ -564,7 +622,7 @@ class Store:
         self._queue.put_nowait((job, future))
         return await future
 
-    async def query(self, view: Callable[[sqlite3.Connection], T]) -> T:
+    async def query(self, view: Callable[[Conn], T]) -> T:
         """Run a view (relay/storage/views.py) on one of the store's read-only connections, on a reader thread.
 
         The views are plain sqlite3 functions so the CLI can run the very same ones on the file (``read_view``).
@@ -573,9 +631,7 @@ class Store:
             raise StorageError("the database is closed")
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._reader.run, view)
 
-    async def stream(
-        self, view: Callable[[sqlite3.Connection], Iterator[T]], size: int = 1000
-    ) -> AsyncGenerator[list[T], None]:
+    async def stream(self, view: Callable[[Conn], Iterator[T]], size: int = 1000) -> AsyncGenerator[list[T], None]:
         """The rows a streaming view yields (``views.iter_state``), ``size`` at a time, walked on a reader thread.
 
         The event loop never waits behind the cursor, and memory holds one chunk, however big the table. Close the
@@ -587,13 +643,15 @@ class Store:
             while chunk := await loop.run_in_executor(self._readers, lambda: list(itertools.islice(rows, size))):
                 yield chunk
 
-    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """The rows of one SELECT, by index or by name: for tests and checks by hand (the relay reads by views)."""
 
-        def rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            cursor = conn.cursor()
-            cursor.row_factory = sqlite3.Row
-            return cursor.execute(sql, params).fetchall()
+        def rows(conn: Conn) -> list[Any]:
+            if isinstance(conn, sqlite3.Connection):
+                cursor = conn.cursor()
+                cursor.row_factory = sqlite3.Row
+                return cursor.execute(sql, params).fetchall()
+            return conn.execute(sql, params).fetchall()
 
         return await self.query(rows)
 
@@ -640,38 +698,55 @@ class Store:
     def _run_group(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
         conn = self._conn
         assert conn is not None
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            start = 0
-            while start < len(jobs):
-                end = start + 1
-                if isinstance(jobs[start], MergeableJob):
-                    while end < len(jobs) and type(jobs[end]) is type(jobs[start]):
-                        end += 1
-                outcomes.extend(self._run_jobs(conn, jobs[start:end]))
-                start = end
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+            outcomes = self._run_transaction(conn, jobs)
+        except Exception as exc:
+            if not self._database_error(exc):
+                raise
             if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
-            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-                self._give_back_wal_space()
-            raise StorageError(f"the database could not commit: {exc}") from None
+            raise self._group_failed(exc) from None
         self.groups_committed += 1
         return outcomes
 
-    def _run_jobs(self, conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
+    def _run_transaction(self, conn: Any, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        """The group in one transaction: each job, or run of mergeable jobs, in its savepoint; then one COMMIT."""
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute(self.BEGIN)
+        start = 0
+        while start < len(jobs):
+            end = start + 1
+            if isinstance(jobs[start], MergeableJob):
+                while end < len(jobs) and type(jobs[end]) is type(jobs[start]):
+                    end += 1
+            outcomes.extend(self._run_jobs(conn, jobs[start:end]))
+            start = end
+        conn.execute("COMMIT")
+        return outcomes
+
+    def _database_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
+    def _group_fatal(self, exc: BaseException) -> bool:
+        """Disk full, read-only, I/O: the whole group fails, nobody is acknowledged."""
+        return isinstance(exc, sqlite3.OperationalError)
+
+    def _group_failed(self, exc: BaseException) -> StorageError:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            self._give_back_wal_space()
+        return StorageError(f"the database could not commit: {exc}")
+
+    def _run_jobs(self, conn: Any, jobs: list[Job]) -> list[tuple[bool, Any]]:
         """One job, or a run of mergeable ones, inside a savepoint; a run that fails is retried job by job."""
         conn.execute("SAVEPOINT job")
         try:
             results = jobs[0].run_many(conn, jobs) if len(jobs) > 1 else [jobs[0](conn)]  # type: ignore[attr-defined]
             conn.execute("RELEASE job")
             return [(True, result) for result in results]
-        except sqlite3.OperationalError:
-            raise  # disk full, read-only, I/O: the whole group fails, nobody is acknowledged
         except Exception as exc:  # noqa: BLE001 - a job's own failure is handed back to its caller
+            if self._group_fatal(exc):
+                raise
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
             if len(jobs) == 1:

@@ -1,6 +1,6 @@
 """What an operator reads: status, audit pages, dead letters, a SKU's lineage, and streamed exports.
 
-Plain functions over a read-only ``sqlite3.Connection``, so the signed API (on a reader thread of the
+Plain functions over a read-only ``Conn``, so the signed API (on a reader thread of the
 running relay) and the CLI (straight on the database file, relay running or not) give the same answers.
 Every result is plain JSON-able data; nothing here can see a secret (the database holds none).
 """
@@ -8,13 +8,13 @@ Every result is plain JSON-able data; nothing here can see a secret (the databas
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from . import pauses
+from .dbapi import Conn
 
 MAX_PAGE = 500
 J = TypeVar("J")
@@ -56,7 +56,7 @@ def with_iso(value: J) -> J:
 
 
 def channel_status(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channel: str,
     now: float,
@@ -135,7 +135,7 @@ _OPEN_DRIFT = (
 )
 
 
-def drift(conn: sqlite3.Connection, site: str, channel: str, examples: int = 5) -> dict[str, Any]:
+def drift(conn: Conn, site: str, channel: str, examples: int = 5) -> dict[str, Any]:
     """How many SKUs a channel is known to show wrongly (found by reconciliation or read-back), worst first."""
     count = conn.execute("SELECT COUNT(*)" + _OPEN_DRIFT, (site, channel)).fetchone()[0]
     rows = conn.execute(
@@ -148,7 +148,7 @@ def drift(conn: sqlite3.Connection, site: str, channel: str, examples: int = 5) 
     return {"differ": count, "examples": [with_iso(dict(zip(names, row, strict=True))) for row in rows]}
 
 
-def checked_at(conn: sqlite3.Connection, site: str, read_back_at: float | None = None) -> float | None:
+def checked_at(conn: Conn, site: str, read_back_at: float | None = None) -> float | None:
     """When the channel was last compared with the truth: the newest reconciliation pass that finished without
     error (it covers every channel of the site), or its last complete read-back round, whichever is newer.
 
@@ -162,7 +162,7 @@ def checked_at(conn: sqlite3.Connection, site: str, read_back_at: float | None =
     return max(found) if found else None
 
 
-def last_run(conn: sqlite3.Connection, site: str, kind: str | None = None) -> dict[str, Any] | None:
+def last_run(conn: Conn, site: str, kind: str | None = None) -> dict[str, Any] | None:
     """The newest finished reconciliation pass (of ``kind``, or any), successful or not."""
     sql = "SELECT kind, started_at, finished_at, shop_time, items, corrections, error FROM reconcile_runs"
     sql += " WHERE site = ? AND finished_at IS NOT NULL" + (" AND kind = ?" if kind else "") + " ORDER BY id DESC"
@@ -171,16 +171,16 @@ def last_run(conn: sqlite3.Connection, site: str, kind: str | None = None) -> di
     return None if row is None else with_iso(dict(zip(names, row, strict=True)))
 
 
-def reconcile_status(conn: sqlite3.Connection, site: str) -> dict[str, Any]:
+def reconcile_status(conn: Conn, site: str) -> dict[str, Any]:
     return {"last": last_run(conn, site), "last_full": last_run(conn, site, "full")}
 
 
-def last_event_at(conn: sqlite3.Connection, site: str) -> float | None:
+def last_event_at(conn: Conn, site: str) -> float | None:
     row = conn.execute("SELECT received_at FROM events WHERE site = ? ORDER BY seq DESC LIMIT 1", (site,)).fetchone()
     return None if row is None else float(row[0])
 
 
-def sales_status(conn: sqlite3.Connection, site: str, now: float, examples: int = 5) -> dict[str, Any]:
+def sales_status(conn: Conn, site: str, now: float, examples: int = 5) -> dict[str, Any]:
     """Sales other systems reported for the shop (relay/intake/sales.py): how many wait, were applied or refused,
     the newest error of one still waiting, and a few refused ones with the shop's reason."""
     counts = dict(conn.execute("SELECT state, count(*) FROM sales WHERE site = ? GROUP BY state", (site,)).fetchall())
@@ -212,7 +212,7 @@ def sales_status(conn: sqlite3.Connection, site: str, now: float, examples: int 
 OVERSOLD_DAYS = 7
 
 
-def oversold_status(conn: sqlite3.Connection, site: str, now: float, days: int = OVERSOLD_DAYS) -> dict[str, Any]:
+def oversold_status(conn: Conn, site: str, now: float, days: int = OVERSOLD_DAYS) -> dict[str, Any]:
     """Oversold incidents (relay/delivery/adjustments.py) of the last ``days`` days: how many, and the newest."""
     since = now - days * 86400
     count = conn.execute(
@@ -260,7 +260,7 @@ AUDIT_COLUMNS = (
 
 
 def audit_page(
-    conn: sqlite3.Connection, site: str, where: AuditFilter, limit: int = 100, before: int | None = None
+    conn: Conn, site: str, where: AuditFilter, limit: int = 100, before: int | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first; returns the page and the cursor for the next one (None at the end)."""
     limit = max(1, min(limit, MAX_PAGE))
@@ -319,7 +319,7 @@ def dead_explanation(letter: dict[str, Any]) -> str:
 
 
 def dead_letters(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     channel: str | None = None,
     sku: str | None = None,
@@ -355,14 +355,12 @@ def dead_letters(
     return [with_iso({**letter, "message": dead_explanation(letter)}) for letter in letters]
 
 
-def count_dead_letters(conn: sqlite3.Connection, site: str, channel: str | None = None, sku: str | None = None) -> int:
+def count_dead_letters(conn: Conn, site: str, channel: str | None = None, sku: str | None = None) -> int:
     where, params = _dead_where(site, channel, sku)
     return int(conn.execute("SELECT COUNT(*) FROM dead_letters l" + where, params).fetchone()[0])
 
 
-def lineage(
-    conn: sqlite3.Connection, site: str, sku: str, limit: int = 50, channels_sold: Sequence[str] = ()
-) -> dict[str, Any]:
+def lineage(conn: Conn, site: str, sku: str, limit: int = 50, channels_sold: Sequence[str] = ()) -> dict[str, Any]:
     """For one SKU: each recent shop event, what became of it on every channel, and where each channel stands now.
 
     This answers "why does Amazon show 3?": the channel's current row names the event it last
@@ -432,7 +430,7 @@ def lineage(
 
 
 def recent_sales(
-    conn: sqlite3.Connection,
+    conn: Conn,
     site: str,
     sku: str,
     channels: Sequence[str],
@@ -487,7 +485,7 @@ EXPORT_COLUMNS = {
 }
 
 
-def iter_state(conn: sqlite3.Connection, site: str) -> Iterator[dict[str, Any]]:
+def iter_state(conn: Conn, site: str) -> Iterator[dict[str, Any]]:
     """Every (channel, SKU): what the channel was last told, and what it should show. Streamed row by row."""
     cursor = conn.execute(
         "SELECT d.channel, d.sku, d.state, d.delivered_quantity, e.version, w.stock_quantity, d.updated_at"
@@ -499,14 +497,14 @@ def iter_state(conn: sqlite3.Connection, site: str) -> Iterator[dict[str, Any]]:
         yield with_iso(dict(zip(STATE_COLUMNS, row, strict=True)))
 
 
-def iter_audit(conn: sqlite3.Connection, site: str, where: AuditFilter) -> Iterator[dict[str, Any]]:
+def iter_audit(conn: Conn, site: str, where: AuditFilter) -> Iterator[dict[str, Any]]:
     """The audit log oldest first, streamed (the cursor walks the table; memory stays flat)."""
     sql, params = _audit_where(site, where)
     for row in conn.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {sql} ORDER BY id", params):
         yield _audit_row(row)
 
 
-def count_rows(conn: sqlite3.Connection, site: str, what: str, where: AuditFilter) -> int:
+def count_rows(conn: Conn, site: str, what: str, where: AuditFilter) -> int:
     """How many rows an export will write (for the progress display)."""
     if what == "state":
         return int(conn.execute("SELECT COUNT(*) FROM deliveries WHERE site = ?", (site,)).fetchone()[0])

@@ -1,0 +1,35 @@
+"""What a storage job or view may ask of its connection, on SQLite and on PostgreSQL alike.
+
+Jobs and views (relay/storage/store.py) are plain functions of a connection. On SQLite that connection is the
+standard library's ``sqlite3.Connection``; on PostgreSQL it is ``postgres.PgConn``, which takes the same SQL text
+(``?`` and ``?N`` placeholders) and answers rows readable by index and by name, as ``sqlite3.Row`` is. The SQL the
+relay writes keeps to what both engines read alike (``INSERT ... ON CONFLICT``, ``RETURNING``, ``COALESCE``,
+``CASE``); the few statements that cannot (SQLite's JSON table functions in the hot paths) ask ``is_postgres``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+
+def is_postgres(conn: Conn) -> bool:
+    """Whether a job runs on PostgreSQL (for the statements whose text must differ)."""
+    return bool(getattr(conn, "postgres", False))

@@ -1,0 +1,76 @@
+"""The store on PostgreSQL: the same group-committing engine as SQLite's (relay/storage/store.py), several relays
+writing to one database.
+
+What differs from SQLite, and why:
+- Each group runs ``SERIALIZABLE``. On SQLite one writer at a time makes every transaction serial; here other
+  relays' groups run at the same moment, and the jobs were written for serial execution (read a version, then
+  write on it). PostgreSQL's serializable isolation keeps that true: a group that would break it fails with a
+  serialization failure before anything is acknowledged, and runs again (``RETRIES`` times, then its callers get
+  a StorageError, which the API answers with 503).
+- A lost connection (the server restarted, a failover) fails the group it happened in (nobody acknowledged) and is
+  opened again by the next group: the relay recovers by itself once the server is back.
+- No integrity check, WAL checkpoint or clean-stop stamp: PostgreSQL keeps its own files.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import psycopg
+
+from ..errors import StorageError
+from . import postgres
+from .location import Dsn
+from .store import Job, Store, migration_statements
+
+RETRIES = 8
+
+
+class PgStore(Store):
+    BEGIN = "BEGIN ISOLATION LEVEL SERIALIZABLE"
+
+    def __init__(self, dsn: Dsn) -> None:
+        self.dsn = dsn
+        self._init_engine(dsn)
+
+    def _prepare(self, check: bool) -> Any:
+        conn = postgres.connect(self.dsn)
+        try:
+            postgres.migrate(conn, migration_statements())
+        except psycopg.Error as exc:
+            conn.close()
+            raise StorageError(f"cannot prepare {self.dsn}: {postgres.describe_error(exc)}") from None
+        return conn
+
+    def _run_group(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        if self._conn is None or self._conn.broken:
+            self._conn = None
+            self._conn = postgres.connect(self.dsn)  # StorageError while the server is away: 503, then again
+        return super()._run_group(jobs)
+
+    def _run_transaction(self, conn: Any, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        attempt = 0
+        while True:
+            try:
+                return super()._run_transaction(conn, jobs)
+            except psycopg.Error as exc:
+                attempt += 1
+                if not postgres.retryable(exc) or attempt > RETRIES:
+                    raise
+                conn.execute("ROLLBACK")
+                time.sleep(random.uniform(0.001, 0.005) * attempt)  # apart from the other relay's retry
+
+    def _database_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.Error)
+
+    def _group_fatal(self, exc: BaseException) -> bool:
+        return postgres.group_fatal(exc)
+
+    def _group_failed(self, exc: BaseException) -> StorageError:
+        assert isinstance(exc, psycopg.Error)
+        return StorageError(f"the database could not commit: {postgres.describe_error(exc)}")
+
+    def _checkpoint(self) -> None:
+        """PostgreSQL checkpoints by itself."""

@@ -1,0 +1,99 @@
+"""Which store the suite runs on: SQLite (the default) or PostgreSQL (``STOCK_RELAY_TEST_BACKEND=postgresql``).
+
+scripts/test runs the suite twice: once as it is, once on the private PostgreSQL it starts (scripts/lib/postgres.sh,
+``STOCK_RELAY_TEST_PG``). On PostgreSQL every test gets a schema of its own in that cluster (the URL's search_path),
+dropped afterwards, so tests are as apart as their temporary SQLite files are. Relays made in the test process get
+it through ``make_config``; relay subprocesses through the ``store:`` key ``with_store`` adds to their YAML, which
+names the environment variable the test sets.
+
+Tests of what only SQLite has (its file, its integrity check, its WAL, a full disk under it) are marked
+``sqlite_only`` and skipped, with that reason, on the PostgreSQL run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+
+from relay.storage.location import Dsn
+
+# Read at import, before conftest's _clean_environment empties STOCK_RELAY_* for each test.
+BACKEND = os.environ.get("STOCK_RELAY_TEST_BACKEND", "sqlite")
+CLUSTER = os.environ.get("STOCK_RELAY_TEST_PG", "")
+ON_POSTGRES = BACKEND == "postgresql"
+STORE_VARIABLE = "STOCK_RELAY_TEST_STORE_URL"  # what a relay subprocess's store: reference names
+
+_current: Dsn | None = None
+
+
+def current_store() -> Dsn | None:
+    """The running test's PostgreSQL schema, or None on SQLite."""
+    return _current
+
+
+def schema_url(base: str, schema: str) -> str:
+    # urlunsplit would drop the empty host of postgresql:///db?host=/socket/dir
+    options = urllib.parse.urlencode({"options": f"-csearch_path={schema}"})
+    return base + ("&" if "?" in base else "?") + options
+
+
+def cluster() -> str:
+    """The test cluster's URL; a test that needs one fails (under scripts/test) or skips (a bare pytest) without it."""
+    if not CLUSTER:
+        if os.environ.get("STOCK_RELAY_REQUIRE_PG") == "1":
+            pytest.fail("STOCK_RELAY_REQUIRE_PG=1 but no STOCK_RELAY_TEST_PG: scripts/test starts one", pytrace=False)
+        pytest.skip("no PostgreSQL: scripts/test starts a private one (STOCK_RELAY_TEST_PG)")
+    return CLUSTER
+
+
+def new_schema(base: str) -> tuple[Dsn, str]:
+    import psycopg
+
+    name = "t_" + secrets.token_hex(6)
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")  # a generated name, never input
+    return Dsn(schema_url(base, name)), name
+
+
+def drop_schema(base: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[Dsn]:
+    """A fresh schema in the test cluster, for tests that are about PostgreSQL itself."""
+    base = cluster()
+    dsn, name = new_schema(base)
+    yield dsn
+    drop_schema(base, name)
+
+
+def suite_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """On the PostgreSQL run: this test's schema, for make_config and for relay subprocesses."""
+    global _current
+    if not ON_POSTGRES:
+        yield
+        return
+    base = cluster()
+    dsn, name = new_schema(base)
+    _current = dsn
+    monkeypatch.setenv(STORE_VARIABLE, dsn.url)
+    try:
+        yield
+    finally:
+        _current = None
+        drop_schema(base, name)
+
+
+def with_store(config_yaml: str) -> str:
+    """A relay subprocess's YAML, on the PostgreSQL run pointed at the test's schema."""
+    if _current is None:
+        return config_yaml
+    return config_yaml.rstrip("\n") + f"\nstore: env:{STORE_VARIABLE}\n"
