@@ -143,9 +143,11 @@ def _read_store(node: _Node, key: str, values: dict[str, Any]) -> Dsn | None:
     ref = node.get(key, str)
     if not ref:
         return None
-    url = node.resolve_secret(key, ref)
-    if not url:  # secrets not resolved (the reference itself was checked)
-        return None
+    # Resolved even when a command reads without secrets: where the store is, every command needs to know.
+    try:
+        url = secretref.resolve(ref, node.environ, node.base_dir)
+    except ValueError as exc:
+        raise ConfigError(node.sub(key), str(exc)) from None
     try:
         return Dsn(url)
     except ValueError as exc:

@@ -16,7 +16,7 @@ import aiohttp
 
 from . import __version__, connectors
 from .config import Config, SiteConfig
-from .delivery import adjustments, deliveries
+from .delivery import adjustments, deliveries, leases
 from .delivery.alerts import AlertSender
 from .delivery.dispatch import ChannelWorker
 from .delivery.shop import ShopWorker
@@ -50,6 +50,13 @@ def prune_request_ids(conn: Conn, older_than: float) -> tuple[int, bool]:
     return deleted, deleted == PRUNE_BATCH
 
 
+def release_everything(conn: Conn) -> int:
+    """Write job, SQLite only (one relay per store, the state directory's lock says so): every claim and lease left by
+    a previous run of this relay, or by its stop, is given back."""
+    conn.execute("DELETE FROM worker_leases")
+    return deliveries.release(conn) + adjustments.release(conn)
+
+
 class Relay:
     def __init__(self, config: Config, now: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -68,6 +75,7 @@ class Relay:
         self._lock_file: IO[str] | None = None
         self._stopped = False
         self.metrics = Metrics()
+        self.holder = leases.relay_id()  # this process, in worker_leases
         # Set by whoever opens the HTTP listener (cli.serve): a shop woken before it could send into nothing.
         self.serving = asyncio.Event()
 
@@ -86,9 +94,11 @@ class Relay:
     async def _open(self, run_workers: bool) -> None:
         """Everything start() does once the state directory is locked."""
         await self.store.open()
-        released = await self.store.write(lambda conn: deliveries.release(conn) + adjustments.release(conn))
-        if released:
-            log.info("released %d claims left by a previous run", released)
+        if self.config.store is None:  # SQLite: the state directory's lock proves no other relay holds a claim
+            released = await self.store.write(release_everything)
+            if released:
+                log.info("released %d claims left by a previous run", released)
+        # On a shared store each worker's first lease takes over (and releases) what a killed relay held.
         self._session = aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"})
         vault = Vault(self.config.vault_dir, self.config.vault_keys) if self.config.vault_keys else None
         for site in self.config.sites:
@@ -96,6 +106,7 @@ class Relay:
                 connector = connectors.build(site.id, channel, self._session, vault)
                 worker = ChannelWorker(self.store, site.id, channel, connector, self.config.dispatch, self.now)
                 worker.on_settled = functools.partial(self.metrics.count_settled, site.id, channel.name)
+                worker.lease = self._lease(site.id, channel.name)
                 if ReadBack.enabled_for(connector, site.reconcile):
                     worker.readback = ReadBack(
                         self.store, site.id, channel, connector, site.reconcile, self.now, has_shop=bool(site.shop_url)
@@ -104,13 +115,17 @@ class Relay:
                 if site.shop_url and connector.lists_sales and channel.import_sales:
                     wake = functools.partial(self.wake_shop, site.id)
                     sweeper = SalesSweeper(self.store, site, channel, connector, self.now, wake)
+                    sweeper.may_work = worker.lease.held
                     self.sweepers[(site.id, channel.name)] = sweeper
             if site.alert_url:
                 self.alert_senders[site.id] = AlertSender(self.store, site, self._session, self.now)
             if site.shop_url:
                 shop = ShopWorker(self.store, site, self._session, self.config.dispatch, self.now)
                 shop.on_oversold = functools.partial(self._oversold, site.id)
+                shop.lease = self._lease(site.id, leases.SHOP)
                 self.shop_workers[site.id] = shop
+                if site.id in self.alert_senders:
+                    self.alert_senders[site.id].may_work = shop.lease.held
         if run_workers:
             for worker in self.workers.values():
                 self._tasks.append(asyncio.create_task(worker.run(self.stopping), name=f"worker {worker.name}"))
@@ -127,6 +142,9 @@ class Relay:
             for site in self.config.sites:
                 if site.shop_url:
                     self._tasks.append(asyncio.create_task(self._wake_shop(site), name=f"wake {site.id}"))
+
+    def _lease(self, site: str, worker: str) -> leases.Lease:
+        return leases.Lease(site, worker, self.holder, self.config.dispatch.lease_seconds)
 
     async def _wake_shop(self, site: SiteConfig) -> None:
         """Once the relay listens, ask the shop to send what waited while it was down (shop_wake: logs, never raises)."""
@@ -145,8 +163,11 @@ class Relay:
         client = reconcile.ShopClient(site, self._session, self.now)
         said = ""
         while not self.stopping.is_set():
+            shop = self.shop_workers.get(site.id)
             try:
                 kind = await self.store.query(lambda conn: reconcile.due_kind(conn, site, self.now()))
+                if shop is not None and shop.lease is not None and not shop.lease.held():
+                    kind = None  # another relay works this site's shop, and runs its passes
                 if kind is not None:
                     await reconcile.run_pass(
                         self.store.write, site, client, kind == reconcile.FULL, self.now, lambda _: self.wake(site.id)
@@ -222,7 +243,10 @@ class Relay:
             now = self.now()
             await asyncio.wait_for(
                 self.store.write(
-                    lambda conn: conn.execute("INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", (now,))
+                    lambda conn: conn.execute(
+                        "INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                        (now,),
+                    )
                 ),
                 timeout,
             )
@@ -298,8 +322,14 @@ class Relay:
                     await task
             self._tasks.clear()
         with contextlib.suppress(StorageError):
-            # Whatever a cancelled worker still held is due again at once for the next start.
-            await self.store.write(lambda conn: deliveries.release(conn) + adjustments.release(conn))
+            # Whatever a cancelled worker still held is due again at once: for the next start, or on a shared store
+            # for the relay that takes over the leases given back here.
+            if self.config.store is None:
+                await self.store.write(release_everything)
+            else:
+                held = [w.lease for w in self.workers.values() if w.lease is not None]
+                held += [s.lease for s in self.shop_workers.values() if s.lease is not None]
+                await self.store.write(lambda conn: leases.give_back(conn, held))
         await self._close_resources()
 
     async def _close_resources(self) -> None:

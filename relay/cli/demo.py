@@ -192,7 +192,8 @@ def _queue_summary(conn: Conn, site: str, channel: str) -> tuple[Any, ...]:
     """View: a channel's pending, retrying and dead deliveries, and its last error."""
     return tuple(
         conn.execute(
-            "SELECT SUM(state = 'pending'), SUM(state = 'pending' AND attempts > 0), SUM(state = 'dead'),"
+            "SELECT COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'pending' AND attempts > 0),"
+            " COUNT(*) FILTER (WHERE state = 'dead'),"
             " MAX(last_error) FROM deliveries WHERE site = ? AND channel = ?",
             (site, channel),
         ).fetchone()

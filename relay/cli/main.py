@@ -22,6 +22,7 @@ from ..http.connection_gate import Gate, GatedSite, admitted_connections, raise_
 from ..vault import new_key as new_vault_key
 from . import operator as operator_cli
 from . import reconcile as reconcile_cli
+from . import store_migrate as store_cli
 
 log = logging.getLogger("stock_relay")
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     operator_cli.add_commands(commands)
     reconcile_cli.add_commands(commands)
+    store_cli.add_commands(commands)
 
     creds = commands.add_parser("credentials", help="store, list or re-encrypt marketplace credentials (encrypted)")
     _config_args(creds)
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return operator_cli.run(args)
         if args.command in reconcile_cli.COMMANDS:
             return reconcile_cli.run(args)
+        if args.command in store_cli.COMMANDS:
+            return store_cli.run(args)
         if args.command == "credentials":
             from .credentials import run_credentials
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ..storage import audit
 from ..storage.dbapi import Conn
 from .deliveries import AUTH, PERMANENT, TRANSIENT, RetryPolicy
+from .leases import Fence, fenced, still_fenced
 
 APPLIED = "applied"  # the shop applied the key, now or before (its "applied" and "duplicate")
 
@@ -64,15 +65,24 @@ class Oversold:
 
 
 def claim(
-    conn: Conn, site: str, limit: int, token: str, lease_seconds: float, now: float, msg_id: str
+    conn: Conn,
+    site: str,
+    limit: int,
+    token: str,
+    lease_seconds: float,
+    now: float,
+    msg_id: str,
+    fence: Fence | None = None,
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due sales of ``site`` and audit them as sent in request ``msg_id``."""
-    rows = conn.execute(
+    """Claim up to ``limit`` due sales of ``site`` and audit them as sent in request ``msg_id`` (while ``fence``
+    holds: the relay works the site's shop, relay/delivery/leases.py)."""
+    due, parameters = fenced(
         "SELECT key, channel, sku, delta, reason, attempts FROM sales"
-        " WHERE site = ? AND state = 'pending' AND next_attempt_at <= ? AND (claim_token IS NULL OR lease_until < ?)"
-        " ORDER BY next_attempt_at, received_at LIMIT ?",
-        (site, now, now, limit),
-    ).fetchall()
+        " WHERE site = ? AND state = 'pending' AND next_attempt_at <= ? AND (claim_token IS NULL OR lease_until < ?)",
+        (site, now, now),
+        fence,
+    )
+    rows = conn.execute(due + " ORDER BY next_attempt_at, received_at LIMIT ?", (*parameters, limit)).fetchall()
     conn.executemany(
         "UPDATE sales SET claim_token = ?, lease_until = ?, updated_at = ? WHERE site = ? AND key = ?",
         [(token, now + lease_seconds, now, site, row[0]) for row in rows],
@@ -106,9 +116,12 @@ def settle(
     now: float,
     rand: random.Random,
     oversold: list[Oversold] | None = None,
+    fence: Fence | None = None,
 ) -> int:
-    """Record each result (only where our claim still holds); returns how many rows were ours. Each sale that left
-    the shop below zero is audited as an incident and, when ``oversold`` is given, appended to it."""
+    """Record each result (only where our claim, and ``fence``, still hold); returns how many rows were ours. Each
+    sale that left the shop below zero is audited as an incident and, when ``oversold`` is given, appended to it."""
+    if not still_fenced(conn, fence):
+        return 0  # another relay took the shop over and gave these sales back: its answer is the one recorded
     by_key = {c.key: c for c in claimed}
     logged: list[audit.Entry] = []
     settled = 0
@@ -200,7 +213,7 @@ def _oversold_entry(conn: Conn, site: str, incident: Oversold, delta: int, now: 
         "SELECT key, channel, order_id, delta, quantity FROM sales WHERE site = ? AND key = ?"
         " UNION ALL SELECT * FROM (SELECT key, channel, order_id, delta, quantity FROM sales"
         "   WHERE site = ? AND sku = ? AND key <> ? AND state = 'applied' AND delta < 0 AND quantity = ?"
-        "   ORDER BY updated_at DESC LIMIT 1)",
+        "   ORDER BY updated_at DESC LIMIT 1) AS before_it",
         (site, incident.key, site, incident.sku, incident.key, found),
     ).fetchall()
     sales = [{"key": r[0], "channel": r[1], "order": r[2], "delta": r[3], "quantity": r[4]} for r in rows]

@@ -74,6 +74,9 @@ class AlertSender:
         self.cursor: int | None = None
         self.backoff = 0.0  # seconds to wait before the next try; 0 while the receiver answers
         self._said = ""
+        # Sends only while this relay works the site's shop (its @shop lease, relay/delivery/leases.py), where the
+        # incidents are found; the cursor is read again after another relay may have moved it.
+        self.may_work: Callable[[], bool] = lambda: True
 
     @property
     def name(self) -> str:
@@ -125,7 +128,10 @@ class AlertSender:
         while not stopping.is_set():
             self.wake.clear()
             try:
-                await self.send_due()
+                if self.may_work():
+                    await self.send_due()
+                else:
+                    self.cursor = None
                 if self._said:
                     log.info("%s: the alert URL accepts alerts again", self.name)
                 self._said, self.backoff = "", 0.0

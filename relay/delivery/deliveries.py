@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..storage import audit
-from ..storage.dbapi import Conn
+from ..storage.dbapi import Conn, is_postgres
+from .leases import Fence, fenced
 
 OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
 HELD = "held"  # a marketplace quota for a long window is spent (relay/connectors/quota.py): settled like AUTH
@@ -90,19 +91,19 @@ class RetryPolicy:
 # error, and keeps the event it points at (?4 is for a row that does not exist yet).
 # pending_since is NULL exactly when a row is not pending (settle and _dead_letter keep it so).
 _MAKE_DUE = (
-    "INSERT INTO deliveries (site, channel, sku, want_seq, state, next_attempt_at, updated_at, pending_since)"
+    "INSERT INTO deliveries AS d (site, channel, sku, want_seq, state, next_attempt_at, updated_at, pending_since)"
     " VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)"
     " ON CONFLICT (site, channel, sku) DO UPDATE SET"
-    "   want_seq = CASE WHEN {restart} THEN want_seq ELSE excluded.want_seq END,"
-    "   pending_since = CASE WHEN state = 'pending' THEN pending_since ELSE excluded.pending_since END,"
-    "   next_attempt_at = CASE WHEN state = 'pending' AND NOT {restart} THEN next_attempt_at"
+    "   want_seq = CASE WHEN {restart} THEN d.want_seq ELSE excluded.want_seq END,"
+    "   pending_since = CASE WHEN d.state = 'pending' THEN d.pending_since ELSE excluded.pending_since END,"
+    "   next_attempt_at = CASE WHEN d.state = 'pending' AND NOT {restart} THEN d.next_attempt_at"
     "     ELSE excluded.next_attempt_at END,"
-    "   attempts = CASE WHEN state = 'pending' AND NOT {restart} THEN attempts ELSE 0 END,"
-    "   first_failure_at = CASE WHEN state = 'pending' AND NOT {restart} THEN first_failure_at ELSE NULL END,"
-    "   last_error = CASE WHEN {restart} THEN NULL ELSE last_error END,"
+    "   attempts = CASE WHEN d.state = 'pending' AND NOT {restart} THEN d.attempts ELSE 0 END,"
+    "   first_failure_at = CASE WHEN d.state = 'pending' AND NOT {restart} THEN d.first_failure_at ELSE NULL END,"
+    "   last_error = CASE WHEN {restart} THEN NULL ELSE d.last_error END,"
     "   state = 'pending',"
     "   updated_at = excluded.updated_at"
-    " WHERE {restart} OR excluded.want_seq >= deliveries.want_seq"
+    " WHERE {restart} OR excluded.want_seq >= d.want_seq"
 )
 # {restart} is written in as a literal, not bound: SQLite folds it away, where a parameter would cost ingest's
 # executemany of this statement about 12 %.
@@ -151,6 +152,11 @@ UNAPPLIED_SALES = (
     "     AND (s.shop_version IS NULL OR s.shop_version >= w.version)"
     " ORDER BY 1, 2"
 )
+UNAPPLIED_SALES_PG = (  # the same: PostgreSQL reads the JSON list its own way, and needs the seq as a number
+    "WITH wanted (sku, since, version) AS (SELECT j.value->>0, COALESCE(e.received_at, 0.0),"
+    "   COALESCE(e.version, 0) FROM json_array_elements(?3::json) j LEFT JOIN events e ON e.seq = (j.value->>1)::bigint)"
+    + UNAPPLIED_SALES[UNAPPLIED_SALES.index(" SELECT w.sku") :]
+)
 
 
 def unapplied_sales(
@@ -159,7 +165,8 @@ def unapplied_sales(
     """View: for each (SKU, event seq) wanted, the channel's sales, cancellations and refunds of the SKU (key, delta)
     that the event's quantity does not include yet (UNAPPLIED_SALES); SKUs with none are left out."""
     found: dict[str, list[tuple[str, int]]] = {}
-    for sku, key, delta in conn.execute(UNAPPLIED_SALES, (site, channel, json.dumps(list(wanted)))):
+    statement = UNAPPLIED_SALES_PG if is_postgres(conn) else UNAPPLIED_SALES
+    for sku, key, delta in conn.execute(statement, (site, channel, json.dumps(list(wanted)))):
         found.setdefault(sku, []).append((key, int(delta)))
     return found
 
@@ -173,21 +180,29 @@ CLAIM_ROWS = (
 
 
 def claim(
-    conn: Conn, site: str, channel: str, limit: int, token: str, lease_seconds: float, now: float
+    conn: Conn,
+    site: str,
+    channel: str,
+    limit: int,
+    token: str,
+    lease_seconds: float,
+    now: float,
+    fence: Fence | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries, each with the newest event and the channel's own sales of the SKU that
     event does not include yet: three statements for the batch, whatever its size. Only sales count: a cancellation
     or refund not yet applied is left to arrive through the shop (nothing is raised on a restock the shop has not
     made)."""
-    rows = conn.execute(
+    due, parameters = fenced(
         "SELECT d.sku, d.want_seq, d.attempts, e.event_id, e.kind, e.product_id, e.manage_stock,"
         " e.stock_quantity, e.stock_status, e.version, e.received_at"
         " FROM deliveries d JOIN events e ON e.seq = d.want_seq"
         " WHERE d.site = ? AND d.channel = ? AND d.state = 'pending' AND d.next_attempt_at <= ?"
-        "   AND (d.claim_token IS NULL OR d.lease_until < ?)"
-        " ORDER BY d.next_attempt_at LIMIT ?",
-        (site, channel, now, now, limit),
-    ).fetchall()
+        "   AND (d.claim_token IS NULL OR d.lease_until < ?)",
+        (site, channel, now, now),
+        fence,
+    )
+    rows = conn.execute(due + " ORDER BY d.next_attempt_at LIMIT ?", (*parameters, limit)).fetchall()
     if not rows:
         return []
     conn.execute(CLAIM_ROWS, (site, channel, json.dumps([row[0] for row in rows]), token, now + lease_seconds))
@@ -248,6 +263,9 @@ STILL_OURS = (
     "SELECT sku, first_failure_at FROM deliveries"
     " WHERE site = ?1 AND channel = ?2 AND sku IN (SELECT value FROM json_each(?3)) AND claim_token = ?4"
 )
+STILL_OURS_FENCED = STILL_OURS + (
+    " AND EXISTS (SELECT 1 FROM worker_leases WHERE site = ?1 AND worker = ?2 AND holder = ?5 AND token = ?6)"
+)
 # Each settlement: one statement per kind of outcome for the whole batch (executemany), every one still conditional
 # on the claim token; the fixed parameters last: site, channel, sku, token.
 _OURS = " WHERE site = ? AND channel = ? AND sku = ? AND claim_token = ?"
@@ -289,8 +307,9 @@ def settle(
     now: float,
     rand: random.Random,
     dead: list[tuple[str, str]] | None = None,
+    fence: Fence | None = None,
 ) -> int:
-    """Record each outcome (only where our claim still holds); returns how many rows were ours.
+    """Record each outcome (only where our claim, and ``fence``, still hold); returns how many rows were ours.
 
     A fixed number of statements per batch: which rows are still ours (STILL_OURS), then one executemany per kind of
     outcome, the dead letters' and the audit's. A row no longer ours is left alone and audited as ``lease_lost``.
@@ -298,7 +317,11 @@ def settle(
     ``dead``, when given, gets (SKU, reason) for each item that became a dead letter (for the worker's log line).
     """
     by_sku = {c.sku: c for c in claimed}
-    ours = dict(conn.execute(STILL_OURS, (site, channel, json.dumps([out.sku for out in outcomes]), token)).fetchall())
+    skus = json.dumps([out.sku for out in outcomes])
+    if fence is None:
+        ours = dict(conn.execute(STILL_OURS, (site, channel, skus, token)).fetchall())
+    else:
+        ours = dict(conn.execute(STILL_OURS_FENCED, (site, channel, skus, token, fence.holder, fence.token)).fetchall())
     done: list[tuple[object, ...]] = []
     paused: list[tuple[object, ...]] = []
     retried: list[tuple[object, ...]] = []

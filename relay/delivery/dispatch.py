@@ -37,6 +37,7 @@ from ..storage.store import Store
 from . import deliveries, rules
 from .circuit import CLOSED, HALF_OPEN, CircuitBreaker
 from .deliveries import Claimed, Outcome, RetryPolicy
+from .leases import Fence, Lease
 
 log = logging.getLogger("stock_relay.dispatch")
 DEAD_LETTER_LOG_SECONDS = 60.0
@@ -149,6 +150,8 @@ class ChannelWorker:
         self._ahead: collections.deque[tuple[str, list[Claimed]]] = collections.deque()
         self._settling: asyncio.Future[int] | None = None
         self.dead_letter_log = DeadLetterLog(self.name)
+        # Which relay works this channel when several share the store (relay/delivery/leases.py); set by the runtime.
+        self.lease: Lease | None = None
 
     def _enter(self, phase: str) -> None:
         self.phase, self.phase_since = phase, time.monotonic()
@@ -178,6 +181,9 @@ class ChannelWorker:
                 worked = 0
                 await self._sleep(stopping, 1.0)
                 continue
+            if worked == 0 and not self._holds_lease():
+                await self._sleep(stopping, self._idle_seconds(None))  # another relay works this channel
+                continue
             if worked == 0:
                 due = None
                 # While the circuit is open or the operator paused the channel, when the rows are due does not matter:
@@ -204,6 +210,9 @@ class ChannelWorker:
         the call returns once its push is done and its settle is under way, and counts the batch it pushed.
         """
         self.dead_letter_log.flush(self.now())
+        if self.lease is not None and not await self.lease.keep(self.store.write, self.now()):
+            await self._release_claims()  # claimed under a lease another relay now holds: it has them again
+            return 0
         wait = self.circuit.seconds_until_probe()
         held = self.connector.hold()
         if wait > 0 or held is not None:
@@ -249,12 +258,15 @@ class ChannelWorker:
         """Claim up to ``batches`` batches of ``limit`` in one commit, each under its own token; the empty ones left out."""
         lease, now = self.settings.lease_seconds, self.now()
         tokens = [secrets.token_hex(16) for _ in range(batches)]
+        fence = self._fence()
 
         def claim(conn: Conn) -> tuple[Pause | None, list[tuple[str, list[Claimed]]]]:
             # The pause is read in the claim's own transaction (one lookup by key): a pause that committed is obeyed.
             if (paused := pauses.pause_of(conn, self.site, self.channel.name)) is not None:
                 return paused, []
-            claims = [(t, deliveries.claim(conn, self.site, self.channel.name, limit, t, lease, now)) for t in tokens]
+            claims = [
+                (t, deliveries.claim(conn, self.site, self.channel.name, limit, t, lease, now, fence)) for t in tokens
+            ]
             return None, [(t, rows) for t, rows in claims if rows]
 
         self.paused, claimed = await self.store.write(claim)
@@ -268,18 +280,19 @@ class ChannelWorker:
         limit = self.connector.batch_size if claim_next else 0
         next_token = secrets.token_hex(16)
         dead: list[tuple[str, str]] = []
+        fence = self._fence()
 
         def settle(conn: Conn) -> tuple[int, list[Claimed]]:
             if save_state is not None:
                 save_state(conn)
             dead.clear()  # a job may run twice (its group failed): only the committed run counts
             settled = deliveries.settle(
-                conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand, dead
+                conn, self.site, self.channel.name, token, claimed, outcomes, self.policy, now, self.rand, dead, fence
             )
             if not limit or pauses.pause_of(conn, self.site, self.channel.name) is not None:
                 return settled, []  # paused: the next drain_once's claim finds the pause and says so
             return settled, deliveries.claim(
-                conn, self.site, self.channel.name, limit, next_token, self.settings.lease_seconds, now
+                conn, self.site, self.channel.name, limit, next_token, self.settings.lease_seconds, now, fence
             )
 
         settled, following = await self.store.write(settle)
@@ -434,9 +447,17 @@ class ChannelWorker:
             return False
         return due is None or due - self.now() > self.channel.coalesce_seconds
 
+    def _fence(self) -> Fence | None:
+        return None if self.lease is None else self.lease.fence()
+
+    def _holds_lease(self) -> bool:
+        return self.lease is None or self.lease.held()
+
     def _idle_seconds(self, due: float | None) -> float:
         """Sleep until the next delivery is ``due``, a wake-up, or the idle poll, whichever comes first."""
         cap = self.settings.idle_poll_seconds
+        if self.lease is not None:  # renewed in time, or taken over in time
+            cap = min(cap, self.lease.renew_every)
         if self.readback is not None and self.readback.round_started is not None:  # mid-round: the next read's turn
             cap = min(cap, max(0.005, self.readback.not_before - self.readback.clock()))
         wait = self.circuit.seconds_until_probe()

@@ -37,6 +37,7 @@ from ..storage.store import Store
 from . import adjustments, outbound
 from .adjustments import APPLIED, Claimed, Oversold, Result
 from .deliveries import AUTH, PERMANENT, TRANSIENT, RetryPolicy
+from .leases import Lease
 
 log = logging.getLogger("stock_relay.shop")
 ADJUST_PATH = "/wp-json/stock-relay/v1/adjust"
@@ -72,6 +73,8 @@ class ShopWorker:
         )
         self._said = ""  # the last failure logged, so an outage is one line, not one per retry
         self.on_oversold: Callable[[str], None] | None = None  # called with the channel of each oversold incident
+        # Which relay works this site's shop when several share the store (relay/delivery/leases.py); set by the runtime.
+        self.lease: Lease | None = None
 
     @property
     def name(self) -> str:
@@ -93,9 +96,12 @@ class ShopWorker:
             with contextlib.suppress(StorageError):  # the next claim reports it
                 due = await self.store.query(lambda conn: adjustments.next_due(conn, self.site.id))
             cap = self.settings.idle_poll_seconds
+            if self.lease is not None:  # renewed in time, or taken over in time
+                cap = min(cap, self.lease.renew_every)
             await self._sleep(stopping, cap if due is None else min(cap, max(0.005, due - self.now())))
-        with contextlib.suppress(StorageError):
-            await self.store.write(lambda conn: adjustments.release(conn, self.site.id))
+        if self.lease is None or self.lease.held():  # another relay's claims are its own
+            with contextlib.suppress(StorageError):
+                await self.store.write(lambda conn: adjustments.release(conn, self.site.id))
 
     async def drain(self, max_batches: int = 1_000_000) -> int:
         """Burst mode for tests and tools: send everything due now; returns how many sales were settled."""
@@ -111,9 +117,12 @@ class ShopWorker:
         """Claim, send and settle at most one batch; returns how many sales it settled (0: nothing due)."""
         token, msg_id, now = secrets.token_hex(16), new_msg_id(), self.now()
         lease = self.settings.lease_seconds
+        if self.lease is not None and not await self.lease.keep(self.store.write, now):
+            return 0  # another relay works this site's shop
+        fence = None if self.lease is None else self.lease.fence()
 
         def claim(conn: Conn) -> list[Claimed]:
-            return adjustments.claim(conn, self.site.id, BATCH_SIZE, token, lease, now, msg_id)
+            return adjustments.claim(conn, self.site.id, BATCH_SIZE, token, lease, now, msg_id, fence)
 
         claimed = await self.store.write(claim)
         if not claimed:
@@ -130,7 +139,7 @@ class ShopWorker:
         def settle(conn: Conn) -> int:
             oversold.clear()  # a write job may run again after a failed commit
             return adjustments.settle(
-                conn, self.site.id, token, claimed, results, self.policy, settled_at, self.rand, oversold
+                conn, self.site.id, token, claimed, results, self.policy, settled_at, self.rand, oversold, fence
             )
 
         settled = await self.store.write(settle)

@@ -290,7 +290,8 @@ async def _remember(
     msg_id, digest = request.headers["webhook-id"], protocol.content_digest(doc)
     await relay.store.write(
         lambda conn: conn.execute(
-            "INSERT OR IGNORE INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (site.id, msg_id, json.dumps(answer), relay.now(), digest),
         )
     )

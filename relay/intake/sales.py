@@ -4,7 +4,7 @@ write job.
 A POS, an ERP or a channel without a connector reports what it sold, cancelled or refunded on its channel's sales
 route, signed with that channel's own secret. Each valid item becomes one row of the sales table, keyed
 ``<channel>:<order>:<line>`` (a sale), ``<channel>:<order>:<line>:cancel`` or
-``<channel>:<order>:<line>:refund:<refund id>``: INSERT OR IGNORE on that key is what makes a change count once
+``<channel>:<order>:<line>:refund:<refund id>``: an insert that ignores a conflict on that key is what makes a change count once
 however often it is reported (DESIGN.md invariant 10). The shop worker (relay/delivery/shop.py) applies the rows to
 the shop through the plugin's ``adjust`` route.
 """
@@ -199,8 +199,9 @@ class ReportWrite:
         logged: list[audit.Entry] = []
         for sale in self.sales:
             inserted = conn.execute(
-                "INSERT OR IGNORE INTO sales (site, key, channel, order_id, line_id, sku, delta, reason, source,"
-                " received_at, state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'pending',?,?)",
+                "INSERT INTO sales (site, key, channel, order_id, line_id, sku, delta, reason, source,"
+                " received_at, state, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'pending',?,?)"
+                " ON CONFLICT DO NOTHING",
                 (site, sale.key, self.channel, sale.order, sale.line, sale.sku, sale.delta, sale.reason,
                  self.source, now, now, now),
             ).rowcount  # fmt: skip

@@ -3,7 +3,7 @@
 One sweeper per channel whose connector can list order lines (``Connector.lists_sales``) and whose
 ``import_sales`` is on, on a site with ``shop_url`` (the shop worker sends the sales there). A poll asks the
 connector for the lines of the orders modified since the cursor minus ``OVERLAP_SECONDS`` (orders the marketplace
-indexes late), records them through the sales write job (``ReportWrite``, source ``sweep``: INSERT OR IGNORE on
+indexes late), records them through the sales write job (``ReportWrite``, source ``sweep``: an insert that ignores a conflict on
 the sale's key, so a line seen twice counts once, DESIGN.md invariant 10) and moves the cursor to the poll's start
 in the same transaction. A poll that fails on any page records nothing and leaves the cursor where it was: the
 next poll reads the same window again.
@@ -92,6 +92,8 @@ class SalesSweeper:
         self.on_recorded = on_recorded
         self.interval = channel.sales_poll_seconds
         self.wake = asyncio.Event()
+        # Polls only while this relay works the channel (its worker's lease, relay/delivery/leases.py).
+        self.may_work: Callable[[], bool] = lambda: True
         self.stopping = asyncio.Event()
         self._last_call = time.monotonic()  # intake's last API call (see the module's docstring)
         self._said = ""  # the last failure logged, so an outage is one line, not one per poll
@@ -124,7 +126,8 @@ class SalesSweeper:
         while not stopping.is_set():
             self.wake.clear()
             try:
-                await self.poll_once()
+                if self.may_work():
+                    await self.poll_once()
                 if self._said:
                     log.info("%s: orders are read again", self.name)
                 self._said = ""

@@ -37,7 +37,10 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?(\d*)|%")
 # a JSON list parameter read as a set of text values; a text member of a JSON object; a planner hint it has no use
 # for. Statements that need more (JSON built in SQL, numbers out of JSON) have their own PostgreSQL text.
 _IDIOMS = (
-    (re.compile(r"SELECT value FROM json_each\((\?\d*)\)"), r"SELECT value FROM json_array_elements_text(\1::json)"),
+    (
+        re.compile(r"SELECT (DISTINCT )?value FROM json_each\((\?\d*)\)"),
+        r"SELECT \1value FROM json_array_elements_text(\2::json)",
+    ),
     (re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\)"), r"(\1::json->>'\2')"),
     (re.compile(r" INDEXED BY \w+"), ""),
 )

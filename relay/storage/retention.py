@@ -90,7 +90,8 @@ def _slice_end(conn: Conn, table: str, key: str, born: str, before: float, walk:
     """The last key of the walk's next slice, or None when the round is over: the table's end, or a slice whose
     rows are all younger than ``before`` (the rows after it are younger still; the next round starts there)."""
     last, oldest = conn.execute(
-        f"SELECT MAX({key}), MIN({born}) FROM (SELECT {key}, {born} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?)",
+        f"SELECT MAX({key}), MIN({born})"
+        f" FROM (SELECT {key}, {born} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?) AS slice",
         (walk.after, BATCH),
     ).fetchone()
     if last is None or oldest >= before:

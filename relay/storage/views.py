@@ -75,7 +75,8 @@ def channel_status(
     )
     # With what the plugin raises notices from: deliveries failing (waiting for a retry) and since when.
     oldest, in_flight, failing, failing_since = conn.execute(
-        "SELECT MIN(pending_since), SUM(claim_token IS NOT NULL AND lease_until > ?), COUNT(first_failure_at),"
+        "SELECT MIN(pending_since), COUNT(*) FILTER (WHERE claim_token IS NOT NULL AND lease_until > ?),"
+        " COUNT(first_failure_at),"
         " MIN(first_failure_at) FROM deliveries WHERE site = ? AND channel = ? AND state = 'pending'",
         (now, site, channel),
     ).fetchone()
