@@ -94,6 +94,7 @@ class Relay:
     async def _open(self, run_workers: bool) -> None:
         """Everything start() does once the state directory is locked."""
         await self.store.open()
+        self.store.on_notify = self._woken
         if self.config.store is None:  # SQLite: the state directory's lock proves no other relay holds a claim
             released = await self.store.write(release_everything)
             if released:
@@ -115,7 +116,7 @@ class Relay:
                 if site.shop_url and connector.lists_sales and channel.import_sales:
                     wake = functools.partial(self.wake_shop, site.id)
                     sweeper = SalesSweeper(self.store, site, channel, connector, self.now, wake)
-                    sweeper.may_work = worker.lease.held
+                    sweeper.may_work, sweeper.recheck_seconds = worker.lease.held, worker.lease.renew_every
                     self.sweepers[(site.id, channel.name)] = sweeper
             if site.alert_url:
                 self.alert_senders[site.id] = AlertSender(self.store, site, self._session, self.now)
@@ -125,8 +126,10 @@ class Relay:
                 shop.lease = self._lease(site.id, leases.SHOP)
                 self.shop_workers[site.id] = shop
                 if site.id in self.alert_senders:
-                    self.alert_senders[site.id].may_work = shop.lease.held
+                    sender = self.alert_senders[site.id]
+                    sender.may_work, sender.recheck_seconds = shop.lease.held, shop.lease.renew_every
         if run_workers:
+            await self._take_leases()
             for worker in self.workers.values():
                 self._tasks.append(asyncio.create_task(worker.run(self.stopping), name=f"worker {worker.name}"))
             for shop in self.shop_workers.values():
@@ -142,6 +145,15 @@ class Relay:
             for site in self.config.sites:
                 if site.shop_url:
                     self._tasks.append(asyncio.create_task(self._wake_shop(site), name=f"wake {site.id}"))
+
+    async def _take_leases(self) -> None:
+        """Before the workers start: every lease that is free, so the workers, and the sweepers and alert senders
+        that follow them, start at once (a lease another relay holds is tried again by its worker)."""
+        held = [w.lease for w in self.workers.values() if w.lease is not None]
+        held += [s.lease for s in self.shop_workers.values() if s.lease is not None]
+        with contextlib.suppress(StorageError):  # the workers take them as soon as the store answers
+            for lease in held:
+                await lease.keep(self.store.write, self.now())
 
     def _lease(self, site: str, worker: str) -> leases.Lease:
         return leases.Lease(site, worker, self.holder, self.config.dispatch.lease_seconds)
@@ -282,6 +294,14 @@ class Relay:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+    def _woken(self, payload: str) -> None:
+        """A wake-up committed by a relay sharing the store (dbapi.notify): a site's channels, or its shop."""
+        site, _, worker = payload.partition("\t")
+        if worker == leases.SHOP:
+            self.wake_shop(site)
+        else:
+            self.wake(site)
 
     def wake(self, site: str) -> None:
         """New deliveries are due for ``site``: its workers should look now, not at their next poll."""

@@ -77,6 +77,7 @@ class AlertSender:
         # Sends only while this relay works the site's shop (its @shop lease, relay/delivery/leases.py), where the
         # incidents are found; the cursor is read again after another relay may have moved it.
         self.may_work: Callable[[], bool] = lambda: True
+        self.recheck_seconds = IDLE_SECONDS  # how soon to ask may_work again when it said no
 
     @property
     def name(self) -> str:
@@ -130,7 +131,7 @@ class AlertSender:
             try:
                 if self.may_work():
                     await self.send_due()
-                else:
+                else:  # another relay works this site's shop and sends its alerts; read the cursor anew later
                     self.cursor = None
                 if self._said:
                     log.info("%s: the alert URL accepts alerts again", self.name)
@@ -141,7 +142,7 @@ class AlertSender:
                     log.warning("%s: an oversold alert could not be sent, it is tried again: %s", self.name, exc)
                 self._said = said
                 self.backoff = min(BACKOFF_MAX, max(BACKOFF_FIRST, self.backoff * 2))
-            wait = self.backoff or IDLE_SECONDS
+            wait = self.backoff or (IDLE_SECONDS if self.may_work() else self.recheck_seconds)
             waits = [asyncio.ensure_future(stopping.wait())]
             if not self.backoff:  # while the receiver fails, a new incident does not cut the backoff short
                 waits.append(asyncio.ensure_future(self.wake.wait()))

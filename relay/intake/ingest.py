@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from ..delivery import deliveries
 from ..storage import audit
-from ..storage.dbapi import Conn, is_postgres
+from ..storage.dbapi import Conn, is_postgres, notify
 from ..storage.store import MergeableJob
 from .protocol import Event, Rejection, is_reuse
 
@@ -202,4 +202,6 @@ def _record(conn: Conn, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
     deliveries.make_due_many(conn, due)
     audit.record(conn, logged)
     conn.executemany(_INSERT_REQUESTS, requests)
+    for site in {row[0] for row in due}:
+        notify(conn, site)  # the relay working a channel of the site may be another
     return outcomes

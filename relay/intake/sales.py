@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from ..config import ChannelConfig
 from ..errors import PayloadError
 from ..storage import audit
-from ..storage.dbapi import Conn
+from ..storage.dbapi import Conn, notify, shop_wake_payload
 from .protocol import CONTROL, MAX_SKU_LENGTH, is_reuse
 
 SIGNS = {"sale": -1, "cancel": 1, "refund": 1}  # what a unit of each kind does to the shop's stock
@@ -231,4 +231,6 @@ class ReportWrite:
             "INSERT INTO requests (site, msg_id, response, received_at, digest) VALUES (?, ?, ?, ?, ?)",
             (site, request_id, text, now, self.digest or None),
         )
+        if accepted:
+            notify(conn, shop_wake_payload(site))  # the relay working this site's shop may be another
         return ReportOutcome(response, text, accepted=accepted)

@@ -94,6 +94,7 @@ class SalesSweeper:
         self.wake = asyncio.Event()
         # Polls only while this relay works the channel (its worker's lease, relay/delivery/leases.py).
         self.may_work: Callable[[], bool] = lambda: True
+        self.recheck_seconds = self.interval  # how soon to ask may_work again when it said no
         self.stopping = asyncio.Event()
         self._last_call = time.monotonic()  # intake's last API call (see the module's docstring)
         self._said = ""  # the last failure logged, so an outage is one line, not one per poll
@@ -141,7 +142,8 @@ class SalesSweeper:
                 self._said = said
             waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(self.wake.wait())]
             try:
-                await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+                interval = self.interval if self.may_work() else min(self.interval, self.recheck_seconds)
+                await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for wait in waits:
                     wait.cancel()

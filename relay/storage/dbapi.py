@@ -33,3 +33,18 @@ class Conn(Protocol):
 def is_postgres(conn: Conn) -> bool:
     """Whether a job runs on PostgreSQL (for the statements whose text must differ)."""
     return bool(getattr(conn, "postgres", False))
+
+
+WAKE_CHANNEL = "stock_relay_wake"  # PostgreSQL's LISTEN/NOTIFY channel between relays sharing a store
+
+
+def notify(conn: Conn, payload: str) -> None:
+    """In a write job: tell every relay listening (pg_store.PgStore) that ``payload`` has work, once the job commits.
+    PostgreSQL sends it at COMMIT, and drops repeats within one transaction; on SQLite (one relay) nothing is sent."""
+    if is_postgres(conn):
+        conn.execute("SELECT pg_notify(?, ?)", (WAKE_CHANNEL, payload))
+
+
+def shop_wake_payload(site: str) -> str:
+    """The wake-up for a site's shop worker (a site's own is the site id; ids hold no tab)."""
+    return f"{site}\t@shop"

@@ -14,7 +14,11 @@ What differs from SQLite, and why:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import random
+import threading
 import time
 from typing import Any
 
@@ -22,10 +26,12 @@ import psycopg
 
 from ..errors import StorageError
 from . import postgres
+from .dbapi import WAKE_CHANNEL
 from .location import Dsn
 from .store import Job, Store, migration_statements
 
 RETRIES = 8
+log = logging.getLogger("stock_relay.store")
 
 
 class PgStore(Store):
@@ -34,6 +40,38 @@ class PgStore(Store):
     def __init__(self, dsn: Dsn) -> None:
         self.dsn = dsn
         self._init_engine(dsn)
+        self._listening = threading.Event()
+        self._listener: threading.Thread | None = None
+
+    async def open(self, check: bool = True) -> None:
+        await super().open(check)
+        loop = asyncio.get_running_loop()
+        self._listening.set()
+        self._listener = threading.Thread(target=self._listen, args=(loop,), name="store-listener", daemon=True)
+        self._listener.start()
+
+    async def close(self) -> None:
+        self._listening.clear()
+        if self._listener is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._listener.join)
+            self._listener = None
+        await super().close()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """LISTEN on a connection of its own; each notification is handed to ``on_notify`` on the loop. A lost
+        connection is opened again (a missed wake-up only waits for the workers' idle poll)."""
+        while self._listening.is_set():
+            try:
+                with psycopg.connect(self.dsn.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                    while self._listening.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            if self.on_notify is not None:
+                                with contextlib.suppress(RuntimeError):  # the loop closed under us: stopping
+                                    loop.call_soon_threadsafe(self.on_notify, note.payload)
+            except psycopg.Error as exc:
+                log.debug("wake-up listener reconnecting: %s", postgres.describe_error(exc))
+                time.sleep(1.0)
 
     def _prepare(self, check: bool) -> Any:
         conn = postgres.connect(self.dsn)

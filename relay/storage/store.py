@@ -527,6 +527,8 @@ class Store:
 
     def _init_engine(self, location: StoreLocation) -> None:
         self.location = location
+        # Wake-ups committed by the relays sharing the store (dbapi.notify), on the loop; only PostgreSQL has them.
+        self.on_notify: Callable[[str], None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._conn: Any = None
         self._last_full_checkpoint = 0.0  # monotonic time of the last WAL truncation after a full disk
