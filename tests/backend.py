@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +29,7 @@ from relay.storage.location import Dsn
 BACKEND = os.environ.get("STOCK_RELAY_TEST_BACKEND", "sqlite")
 CLUSTER = os.environ.get("STOCK_RELAY_TEST_PG", "")
 ON_POSTGRES = BACKEND == "postgresql"
+REQUIRED = os.environ.get("STOCK_RELAY_REQUIRE_PG") == "1"  # scripts/test: a missing cluster is a failure
 STORE_VARIABLE = "STOCK_RELAY_TEST_STORE_URL"  # what a relay subprocess's store: reference names
 
 _current: Dsn | None = None
@@ -44,7 +49,7 @@ def schema_url(base: str, schema: str) -> str:
 def cluster() -> str:
     """The test cluster's URL; a test that needs one fails (under scripts/test) or skips (a bare pytest) without it."""
     if not CLUSTER:
-        if os.environ.get("STOCK_RELAY_REQUIRE_PG") == "1":
+        if REQUIRED:
             pytest.fail("STOCK_RELAY_REQUIRE_PG=1 but no STOCK_RELAY_TEST_PG: scripts/test starts one", pytrace=False)
         pytest.skip("no PostgreSQL: scripts/test starts a private one (STOCK_RELAY_TEST_PG)")
     return CLUSTER
@@ -97,3 +102,19 @@ def with_store(config_yaml: str) -> str:
     if _current is None:
         return config_yaml
     return config_yaml.rstrip("\n") + f"\nstore: env:{STORE_VARIABLE}\n"
+
+
+def read_rows(database: Path, sql: str, params: Sequence[Any] = (), store: Dsn | None = None) -> list[tuple[Any, ...]]:
+    """Look at a relay's data from outside it: the SQLite file ``database`` read-only, or on the PostgreSQL run
+    ``store`` (the test's schema unless given). ``sql`` is the relay's dialect: ``?`` placeholders work on both."""
+    store = store or _current
+    if store is None:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            return conn.execute(sql, params).fetchall()
+    from relay.storage import postgres
+
+    pg = postgres.connect(store, read_only=True, application="stock-relay-tests")
+    try:
+        return [tuple(row) for row in pg.execute(sql, params).fetchall()]
+    finally:
+        pg.close()
