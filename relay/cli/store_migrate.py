@@ -173,20 +173,24 @@ def tables(conn: sqlite3.Connection) -> list[Table]:
     return found
 
 
-def _check_versions(sqlite_version: int, pg_version: int | None) -> None:
-    """Both stores at this relay's schema version: the copy maps columns by name, and a migration can move data."""
+def _check_sqlite_version(version: int) -> None:
+    """The file at this relay's schema version: the copy maps columns by name, and a migration can move data."""
     known = len(MIGRATIONS)
-    if sqlite_version != known:
+    if version < known:
         raise StorageError(
-            f"the SQLite store is at schema version {sqlite_version}, this stock-relay's is {known}: "
-            + (
-                "start this version of the relay on it once (it updates the schema), stop it, then migrate"
-                if sqlite_version < known
-                else "use the stock-relay version that wrote it"
-            )
+            f"the SQLite store is at schema version {version}, this stock-relay's is {known}: start this version"
+            " of the relay on it once (it updates the schema), stop it, then migrate"
         )
-    if pg_version != known:
-        raise StorageError(f"the PostgreSQL store is at schema version {pg_version}, the SQLite store at {known}")
+    if version > known:
+        raise StorageError(
+            f"the SQLite store is at schema version {version}, newer than this stock-relay knows ({known}):"
+            " migrate with the version that wrote it"
+        )
+
+
+def _check_pg_version(version: int | None, sqlite_version: int) -> None:
+    if version != sqlite_version:
+        raise StorageError(f"the PostgreSQL store is at schema version {version}, the SQLite store at {sqlite_version}")
 
 
 # --- the copy -------------------------------------------------------------------------------------
@@ -194,15 +198,15 @@ def _check_versions(sqlite_version: int, pg_version: int | None) -> None:
 
 async def _migrate(source: sqlite3.Connection, target: Dsn, batch: int, ref: str) -> int:
     sqlite_version = int(source.execute("PRAGMA user_version").fetchone()[0])
-    _check_versions(sqlite_version, len(MIGRATIONS))  # before the target is touched
+    _check_sqlite_version(sqlite_version)  # before the target is touched
     schema = tables(source)
     store = _pg_store(target)
     try:
         await store.open(check=False)  # creates or updates the schema
         rows = await store.read("SELECT version FROM schema_version")
-        _check_versions(sqlite_version, int(rows[0][0]) if rows else None)
+        _check_pg_version(int(rows[0][0]) if rows else None, sqlite_version)
         progress = Progress()
-        copied = {}
+        copied: dict[str, int] = {}
         for t in schema:
             copied[t.name] = await _copy(source, store, t, batch, progress)
         progress.done()
@@ -276,18 +280,34 @@ def _batches(conn: sqlite3.Connection, t: Table, size: int) -> Iterator[list[tup
 
 
 class _Insert:
-    """One batch into PostgreSQL; rows already there (an earlier, interrupted run's) are left as they are."""
+    """One batch into PostgreSQL; rows already there (an earlier, interrupted run's) are left as they are.
+
+    The rows go in by COPY into a temporary table emptied at each commit, then one INSERT ... SELECT ... ON CONFLICT
+    DO NOTHING: COPY alone cannot skip rows that exist, and a statement per row (executemany) made the whole copy
+    about 4x slower than a bare COPY of the same rows.
+    """
 
     def __init__(self, t: Table, rows: Sequence[tuple[Any, ...]]) -> None:
-        marks = ", ".join("?" * len(t.columns))
-        self.sql = (
-            f"INSERT INTO {quoted(t.name)} ({', '.join(map(quoted, t.columns))}) VALUES ({marks})"
-            " ON CONFLICT DO NOTHING"
+        self.table, self.rows = t, rows
+        self.staging = quoted(f"migrate_{t.name}")
+        columns = ", ".join(map(quoted, t.columns))
+        self.copy = f"COPY {self.staging} ({columns}) FROM STDIN"
+        self.insert = (
+            f"INSERT INTO {quoted(t.name)} ({columns}) SELECT {columns} FROM {self.staging}"
+            f" ORDER BY {', '.join(map(quoted, t.key))} ON CONFLICT DO NOTHING"
         )
-        self.rows = rows
 
     def __call__(self, conn: Conn) -> int:
-        return conn.executemany(self.sql, self.rows).rowcount
+        raw = conn.raw  # type: ignore[attr-defined]  # PgConn's psycopg connection: COPY has no sqlite3 twin
+        raw.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.staging} (LIKE {quoted(self.table.name)}) ON COMMIT DELETE ROWS"
+        )
+        with raw.cursor() as cursor:
+            with cursor.copy(self.copy) as copy:
+                for row in self.rows:
+                    copy.write_row(row)
+            cursor.execute(self.insert)
+            return int(cursor.rowcount)
 
 
 async def _write(store: PgStore, t: Table, job: Callable[[Conn], T]) -> T:
