@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -44,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,14 +251,19 @@ class Phase:
 
 
 async def drive(
-    server: ServerProcess, pool: list[tuple[list[str], bytes]], maker: BatchMaker, seconds: float, connections: int
+    started: Started, pool: list[tuple[list[str], bytes]], maker: BatchMaker, seconds: float, connections: int
 ) -> Phase:
-    """Saturated: every connection sends its next request as soon as its answer is in, for ``seconds``."""
+    """Saturated: every connection sends its next request as soon as its answer is in, for ``seconds``. With several
+    servers (relays sharing one store) the connections are spread over them round-robin, as a balancer would."""
     loop = asyncio.get_running_loop()
-    conns = [(await loop.create_connection(Connection, server.host, server.port))[1] for _ in range(connections)]
+    servers = started.servers
+    conns = []
+    for i in range(connections):
+        server = servers[i % len(servers)]
+        conns.append((await loop.create_connection(Connection, server.host, server.port))[1])
     phase = Phase(seconds)
     pool.reverse()  # pop() hands them out in the order they were made
-    cpu_before = cpu_seconds(server.pid)
+    cpu_before = started.cpu()
     start = time.perf_counter()
     deadline = start + seconds
 
@@ -277,7 +284,7 @@ async def drive(
 
     await asyncio.gather(*(sender(conn) for conn in conns))
     phase.seconds = time.perf_counter() - start
-    phase.server_cpu = cpu_seconds(server.pid) - cpu_before
+    phase.server_cpu = started.cpu() - cpu_before
     for conn in conns:
         assert conn.transport is not None
         conn.transport.close()
@@ -305,8 +312,25 @@ class Run:
         return self.missing == 0 and self.stored == self.acked
 
 
-def start(kind: str, workdir: Path) -> tuple[ServerProcess, str, Path]:
-    """The server ``kind`` in its own process on a fresh directory: (process, site secret, database file)."""
+@dataclass
+class Started:
+    """What a phase drives: the server processes, the site's secret, and how to read back the event ids stored."""
+
+    servers: list[ServerProcess]
+    secret: str
+    stored: Callable[[], set[str]]
+    extra_cpu: Callable[[], float] = lambda: 0.0  # CPU of processes serving them (a database server), if known
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(s.pid) for s in self.servers) + self.extra_cpu()
+
+    def kill(self) -> None:
+        for server in self.servers:
+            server.kill()
+
+
+def start(kind: str, workdir: Path) -> Started:
+    """The server ``kind`` in its own process on a fresh directory."""
     workdir.mkdir()
     if kind == "relay":
         sandbox = {
@@ -317,12 +341,12 @@ def start(kind: str, workdir: Path) -> tuple[ServerProcess, str, Path]:
             "rate": {"per_second": 1000, "burst": 1000},
         }
         relay, secret = start_relay(workdir, [sandbox])
-        return relay, secret, database_path(workdir)
+        return Started([relay], secret, functools.partial(stored_ids, database_path(workdir)))
     secret = signing.new_secret()
     db = workdir / "baseline.sqlite3"
     source = MINIMAL if kind == "minimal" else NAIVE
     server = ServerProcess([sys.executable, "-c", source, str(db)], workdir / "server.log", {"BENCH_SECRET": secret})
-    return server.start(), secret, db
+    return Started([server.start()], secret, functools.partial(stored_ids, db))
 
 
 def stored_ids(db: Path) -> set[str]:
@@ -332,23 +356,31 @@ def stored_ids(db: Path) -> set[str]:
     return found
 
 
-def measure(kind: str, size: int, rep: int, workdir: Path, args: argparse.Namespace, rates: dict[Any, float]) -> Run:
-    """Warm-up then the saturated phase; SIGKILL; the file's events against the acknowledged ones."""
-    server, secret, db = start(kind, workdir)
-    maker = BatchMaker(server, secret, size, args.skus)
+def measure(
+    kind: str,
+    size: int,
+    rep: int,
+    workdir: Path,
+    args: argparse.Namespace,
+    rates: dict[Any, float],
+    starter: Callable[[str, Path], Started] = start,
+) -> Run:
+    """Warm-up then the saturated phase; SIGKILL; the store's events against the acknowledged ones."""
+    started = starter(kind, workdir)
+    maker = BatchMaker(started.servers[0], started.secret, size, args.skus)
     try:
         # Pools sized from the rate this pairing last reached (or the warm-up's), with room to spare.
         known = rates.get((kind, size), 0.0)
         warm_pool = maker.pool(int(known * args.warmup * 1.5 / size) + 50 if known else max(50, 3000 // size))
-        warm = asyncio.run(drive(server, warm_pool, maker, args.warmup, args.connections))
+        warm = asyncio.run(drive(started, warm_pool, maker, args.warmup, args.connections))
         rate = max(known, warm.events_per_second, 100.0)
         pool = maker.pool(int(rate * args.seconds * 2.0 / size) + 2 * args.connections)
-        phase = asyncio.run(drive(server, pool, maker, args.seconds, args.connections))
+        phase = asyncio.run(drive(started, pool, maker, args.seconds, args.connections))
     finally:
-        server.kill()  # SIGKILL: a 202 must not depend on a clean shutdown
+        started.kill()  # SIGKILL: a 202 must not depend on a clean shutdown
     rates[(kind, size)] = phase.events_per_second
     acked = warm.acked + phase.acked
-    stored = stored_ids(db)
+    stored = started.stored()
     return Run(
         kind,
         size,
