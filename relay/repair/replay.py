@@ -51,7 +51,7 @@ def replay_chunk(
         chosen = [s for s in todo if s > after][:limit]
         more = len(chosen) == limit and chosen[-1] != todo[-1]
     else:
-        where = "state = 'dead'" if scope == "dead" else "1"
+        where = "state = 'dead'" if scope == "dead" else "TRUE"
         chosen = [
             row[0]
             for row in conn.execute(
