@@ -1,0 +1,484 @@
+"""Several relays on one PostgreSQL store, and PostgreSQL itself restarting under a relay (issue 19 items 2 and 4).
+
+Real ``stock-relay serve`` subprocesses share one fresh schema (``pg_schema``) and one real receiver: they split the
+ingest, one of them works the channel (worker_leases), a SIGKILLed holder is replaced once its lease lapses, a
+SIGTERMed one hands its lease over at once, and the fencing token stops a holder that lost its lease from writing
+(that one in-process, with two stores and a made-up clock). The last test gives a relay a cluster of its own and
+stops the server under it: ingest answers 503, never 202, and the relay recovers by itself once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from relay.cli.client import SignedClient, new_msg_id, stock_event
+from relay.delivery import deliveries, leases
+from relay.storage.location import Dsn
+from relay.storage.pg_store import PgStore
+
+from .conftest import CHANNEL_SECRET, SITE_SECRET, Receiver, Reply, StartRelay, eventually, make_config, webhook_channel
+from .procs import RelayProcess
+
+SITE, CHANNEL, HOOK = "main", "hook", "/hook"
+STORE = "PG_RELAYS_STORE"  # the variable every relay's store: names
+ENV = {"PG_RELAYS_SITE_SECRET": SITE_SECRET, "PG_RELAYS_HOOK_SECRET": CHANNEL_SECRET}
+LATENCY = 0.02  # the receiver's answer time: long enough that two senders at once would overlap in it
+
+
+# --- a receiver that counts requests in flight --------------------------------------------------------------------
+
+
+class CountingReceiver(Receiver):
+    """The suite's receiver, answering after LATENCY, and remembering the most requests it ever had in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(LATENCY)  # a marketplace's answer time, not a wait on state
+            return await super().handle(request)
+        finally:
+            self.in_flight -= 1
+
+    def shown(self) -> dict[str, int]:
+        return self.quantities.get(HOOK, {})
+
+    def skus_sent(self) -> list[str]:
+        return [update["sku"] for got in self.for_path(HOOK) for update in got.doc["updates"]]
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[CountingReceiver]:
+    fake = CountingReceiver()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", fake.handle)
+    fake.server = TestServer(app, host="127.0.0.1")
+    await fake.server.start_server()
+    yield fake
+    await fake.server.close()
+
+
+# --- relays on the shared store -------------------------------------------------------------------------------------
+
+
+def write_config(root: Path, hook_url: str, lease_seconds: float) -> Path:
+    """One relay's YAML: its own state_dir and port, the shared store, one webhook channel."""
+    channel = {
+        "name": CHANNEL,
+        "type": "webhook",
+        "url": hook_url,
+        "secret": "env:PG_RELAYS_HOOK_SECRET",
+        "batch_size": 1,
+        "rate": {"per_second": 1000, "burst": 1000},
+    }
+    doc = {
+        "state_dir": str(root / "state"),
+        "store": f"env:{STORE}",
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "shutdown_grace_seconds": 5,
+        "dispatch": {
+            "lease_seconds": lease_seconds,
+            "backoff_base_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
+            "idle_poll_seconds": 0.1,
+        },
+        "sites": {SITE: {"secret": "env:PG_RELAYS_SITE_SECRET", "max_requests_per_second": 0, "channels": [channel]}},
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "relay.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def start_relays(
+    tmp_path: Path, dsn: Dsn, hook_url: str, lease_seconds: float, count: int = 2
+) -> list[RelayProcess]:
+    """``count`` relay subprocesses on the store ``dsn``, started one after the other."""
+    relays = []
+    for n in range(count):
+        root = tmp_path / f"relay{n}"
+        relay = RelayProcess(write_config(root, hook_url, lease_seconds), {**ENV, STORE: dsn.url}, root / "relay.log")
+        await asyncio.to_thread(relay.start)  # its blocking wait must not stop the receiver answering
+        relays.append(relay)
+    return relays
+
+
+def pid_of(relay: RelayProcess) -> int:
+    assert relay.proc is not None
+    return relay.proc.pid
+
+
+async def send(
+    session: aiohttp.ClientSession, url: str, events: list[dict[str, Any]], msg_id: str | None = None
+) -> tuple[int, Any]:
+    """Post one signed stock.batch to the relay at ``url``."""
+    return await SignedClient(url, SITE, SITE_SECRET, session).send_events(events, msg_id=msg_id)
+
+
+async def send_accepted(session: aiohttp.ClientSession, url: str, events: list[dict[str, Any]]) -> Any:
+    """Post a batch that must be acknowledged at once; returns the relay's answer."""
+    status, body = await send(session, url, events)
+    assert status == 202, (status, body)
+    return body
+
+
+# --- what the store says --------------------------------------------------------------------------------------------
+
+
+def query(dsn: Dsn, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Read the store directly, the way an operator's psql would, outside every relay."""
+    with psycopg.connect(dsn.url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    holder: str  # host:pid:random
+    token: int
+    lease_until: float
+
+    @property
+    def pid(self) -> int:
+        return int(self.holder.rsplit(":", 2)[1])
+
+
+def lease_row(dsn: Dsn, worker: str = CHANNEL) -> LeaseRow | None:
+    rows = query(
+        dsn, "SELECT holder, token, lease_until FROM worker_leases WHERE site = %s AND worker = %s", (SITE, worker)
+    )
+    return LeaseRow(rows[0][0], int(rows[0][1]), float(rows[0][2])) if rows else None
+
+
+def held_lease(dsn: Dsn) -> LeaseRow:
+    row = lease_row(dsn)
+    assert row is not None, "nobody has taken the channel's lease yet"
+    return row
+
+
+def stored_event_ids(dsn: Dsn) -> set[str]:
+    return {row[0] for row in query(dsn, "SELECT event_id FROM events")}
+
+
+def undelivered(dsn: Dsn) -> list[tuple[Any, ...]]:
+    """The channel's rows that are not delivered yet, or still claimed."""
+    return query(
+        dsn,
+        "SELECT sku, state, claim_token FROM deliveries WHERE channel = %s AND (state <> 'delivered' OR claim_token IS NOT NULL)",
+        (CHANNEL,),
+    )
+
+
+def shows(hook: CountingReceiver, truth: dict[str, int]) -> bool:
+    """The receiver shows every SKU's last quantity (an assertion naming the first few that differ)."""
+    wrong = {sku: (hook.shown().get(sku), qty) for sku, qty in truth.items() if hook.shown().get(sku) != qty}
+    assert not wrong, f"{len(wrong)} SKUs differ (shown, truth): {list(wrong.items())[:5]}"
+    return True
+
+
+def round_of_changes(rand: random.Random, skus: range, version: int, truth: dict[str, int]) -> list[dict[str, Any]]:
+    """One change of each product in ``skus`` at ``version``; ``truth`` keeps what each SKU must end showing."""
+    events = []
+    for n in skus:
+        truth[f"SKU-{n}"] = rand.randint(0, 40)
+        events.append(stock_event(n, f"SKU-{n}", truth[f"SKU-{n}"], version))
+    return events
+
+
+# --- 1. two relays, one channel -------------------------------------------------------------------------------------
+
+
+async def test_two_relays_split_ingest_and_one_works_the_channel(
+    tmp_path: Path, pg_schema: Dsn, hook: CountingReceiver
+) -> None:
+    """Both relays acknowledge only what they committed, every change is delivered, one sender at a time, one holder,
+    and the version gate holds across relays."""
+    a, b = await start_relays(tmp_path, pg_schema, hook.url(HOOK), lease_seconds=10)
+    rand, truth, acknowledged = random.Random(19), {}, set()
+    async with aiohttp.ClientSession() as session:
+        for version in range(1, 21):  # each round half to each relay, at once, the halves swapping relays each round
+            first, second = (a, b) if version % 2 else (b, a)
+            halves = [
+                round_of_changes(rand, range(1, 6), version, truth),
+                round_of_changes(rand, range(6, 11), version, truth),
+            ]
+            await asyncio.gather(
+                send_accepted(session, first.url, halves[0]), send_accepted(session, second.url, halves[1])
+            )
+            acknowledged |= {event["id"] for half in halves for event in half}
+        newer = stock_event(500, "SKU-V", 7, 2)
+        assert (await send_accepted(session, a.url, [newer]))["accepted"] == 1
+        older = await send_accepted(session, b.url, [stock_event(500, "SKU-V", 3, 1)])
+        assert (older["accepted"], older["stale"]) == (0, 1), older
+        truth["SKU-V"] = 7
+        await eventually(lambda: shows(hook, truth), what="the receiver to show every SKU's last quantity")
+        await eventually(lambda: not undelivered(pg_schema), what="every delivery to be recorded")
+    assert acknowledged | {newer["id"]} <= stored_event_ids(pg_schema)
+    assert hook.most_in_flight == 1, "both relays were sending to the channel at once"
+    row = held_lease(pg_schema)
+    assert row.pid in (pid_of(a), pid_of(b)), row
+    assert row.token == 1, "the lease changed hands while both relays ran"
+    assert hook.bad_signatures == 0
+    assert a.terminate() == 0 and b.terminate() == 0
+
+
+# --- 2. takeover after SIGKILL --------------------------------------------------------------------------------------
+
+
+async def test_a_killed_holder_is_replaced_and_its_claim_sent_again(
+    tmp_path: Path, pg_schema: Dsn, hook: CountingReceiver
+) -> None:
+    """SIGKILL the relay working the channel mid-push: the other takes the lease with a higher token, sends what the
+    dead one had in flight again, and delivers what it is sent afterwards."""
+    # lease_seconds 6: a push is cut off after half of it, and this one must stay in flight until the kill
+    relays = await start_relays(tmp_path, pg_schema, hook.url(HOOK), lease_seconds=6)
+    gate = asyncio.Event()
+    hook.on(HOOK, Reply(release=gate))  # the holder's first push stays in flight until after the kill
+    async with aiohttp.ClientSession() as session:
+        await send_accepted(session, relays[0].url, [stock_event(1, "SKU-1", 5, 1)])
+        await eventually(lambda: hook.skus_sent() == ["SKU-1"], what="the holder's push of SKU-1")
+        before = held_lease(pg_schema)
+        holder, survivor = relays if before.pid == pid_of(relays[0]) else relays[::-1]
+        assert before.pid == pid_of(holder), before
+        holder.kill()
+        gate.set()
+        await eventually(lambda: held_lease(pg_schema).pid == pid_of(survivor), what="the survivor to take the lease")
+        assert held_lease(pg_schema).token > before.token
+        truth = {"SKU-1": 5}
+        await send_accepted(session, survivor.url, round_of_changes(random.Random(2), range(2, 12), 1, truth))
+        await eventually(lambda: shows(hook, truth), what="the survivor to deliver every change")
+        await eventually(lambda: not undelivered(pg_schema), what="every delivery to be recorded")
+    assert hook.skus_sent().count("SKU-1") >= 2, "the dead holder's claim was not sent again"
+    assert survivor.terminate() == 0
+
+
+# --- 3. a clean stop hands the lease over at once -------------------------------------------------------------------
+
+
+async def test_a_stopped_holder_gives_its_lease_back(tmp_path: Path, pg_schema: Dsn, hook: CountingReceiver) -> None:
+    """SIGTERM the holder: the other relay takes the channel over before the old lease would have run out."""
+    lease_seconds = 30.0  # a term of 20 s: a takeover that waited it out could not pass for one given back
+    relays = await start_relays(tmp_path, pg_schema, hook.url(HOOK), lease_seconds)
+    async with aiohttp.ClientSession() as session:
+        await send_accepted(session, relays[0].url, [stock_event(1, "SKU-1", 5, 1)])
+        await eventually(lambda: hook.shown().get("SKU-1") == 5, what="the first change delivered")
+        before = held_lease(pg_schema)
+        holder, survivor = relays if before.pid == pid_of(relays[0]) else relays[::-1]
+        assert holder.terminate() == 0
+        await eventually(lambda: held_lease(pg_schema).pid == pid_of(survivor), seconds=60, what="the takeover")
+        after = held_lease(pg_schema)
+        taken_at = after.lease_until - lease_seconds * 2 / 3  # the survivor's clock when it took the lease
+        assert taken_at < before.lease_until, "the survivor waited for the old lease to run out"
+        assert after.token == before.token + 1
+        await send_accepted(session, survivor.url, [stock_event(1, "SKU-1", 4, 2)])
+        await eventually(lambda: hook.shown().get("SKU-1") == 4, what="the survivor to deliver")
+    assert survivor.terminate() == 0
+
+
+# --- 4. fencing ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def two_stores(pg_schema: Dsn) -> AsyncIterator[tuple[PgStore, PgStore]]:
+    """Two stores on one schema, as two relays have."""
+    stores = (PgStore(pg_schema), PgStore(pg_schema))
+    for store in stores:
+        await store.open()
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+async def take(store: PgStore, lease: leases.Lease, now: float) -> int | None:
+    """Take or renew ``lease`` at ``now``, as Lease.keep does, and remember the token."""
+    token = await store.write(lambda conn: leases.take(conn, lease, now))
+    lease.token = token
+    return token
+
+
+async def test_a_holder_that_lost_its_lease_writes_nothing(
+    tmp_path: Path, pg_schema: Dsn, start_relay: StartRelay, two_stores: tuple[PgStore, PgStore]
+) -> None:
+    """Once B has taken the lease over, A's settle records nothing and A cannot claim; the row is B's to claim."""
+    ingest = await start_relay(
+        make_config(tmp_path / "state", (webhook_channel(CHANNEL, "http://127.0.0.1:9/"),), store=pg_schema)
+    )
+    status, body = await ingest.client.send_events([stock_event(1, "SKU-1", 5, 1)])
+    assert status == 202, body
+    store_a, store_b = two_stores
+    lease_a = leases.Lease(SITE, CHANNEL, "host-a:1:aa", lease_seconds=30)
+    lease_b = leases.Lease(SITE, CHANNEL, "host-b:2:bb", lease_seconds=30)
+    now = ingest.relay.now()
+    assert await take(store_a, lease_a, now) == 1
+    claimed = await store_a.write(
+        lambda conn: deliveries.claim(conn, SITE, CHANNEL, 10, "claim-a", 30, now, lease_a.fence())
+    )
+    assert [c.sku for c in claimed] == ["SKU-1"]
+    later = now + lease_a.term + 1  # A has not renewed: its term is over
+    assert await take(store_b, lease_b, later) == 2
+    policy, rand = deliveries.RetryPolicy(1, 10, 3600), random.Random(0)
+    ok = [deliveries.Outcome("SKU-1", deliveries.OK, quantity=5)]
+
+    def settle_as(token: str, claimed: list[deliveries.Claimed], lease: leases.Lease) -> Any:
+        fence = lease.fence()
+        return lambda conn: deliveries.settle(conn, SITE, CHANNEL, token, claimed, ok, policy, later, rand, None, fence)
+
+    assert await store_a.write(settle_as("claim-a", claimed, lease_a)) == 0
+    again = await store_a.write(
+        lambda conn: deliveries.claim(conn, SITE, CHANNEL, 10, "claim-a2", 30, later, lease_a.fence())
+    )
+    assert again == [], "a holder that lost its lease claimed again"
+    assert undelivered(pg_schema) == [("SKU-1", "pending", None)]
+    for_b = await store_b.write(
+        lambda conn: deliveries.claim(conn, SITE, CHANNEL, 10, "claim-b", 30, later, lease_b.fence())
+    )
+    assert [c.sku for c in for_b] == ["SKU-1"]
+    assert await store_b.write(settle_as("claim-b", for_b, lease_b)) == 1
+    assert undelivered(pg_schema) == []
+
+
+# --- 5. PostgreSQL restarts under a running relay -------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster of one test's own: a data directory and a Unix socket in ``root``, nothing else shared."""
+
+    root: Path
+    ctl: list[str]  # pg_ctl -D <data>, as the postgres user when the tests run as root
+
+    @property
+    def dsn(self) -> Dsn:
+        return Dsn(f"postgresql:///postgres?host={self.root}&user=postgres")
+
+    def start(self) -> None:
+        options = f"-c listen_addresses='' -k {self.root} -c fsync=off -c full_page_writes=off"
+        log = self.root / "server.log"
+        run([*self.ctl, "-l", str(log), "-w", "-t", "60", "-o", options, "start"])
+
+    def stop(self) -> None:
+        """As a crash would: no shutdown checkpoint, every connection cut."""
+        run([*self.ctl, "-m", "immediate", "-w", "stop"])
+
+
+def run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{command[-1]} failed: {done.stdout}{done.stderr}"
+
+
+def postgres_bindir() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[Cluster]:
+    """A fresh cluster, so stopping it disturbs no other test. Its folder is in the system temp dir, not tmp_path:
+    pytest makes tmp_path's parents private to root, and the server runs as the postgres user."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)")
+    root = Path(tempfile.mkdtemp(prefix="stock-relay-pg-restart."))
+    as_postgres = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    try:
+        run(
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(root / "data"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
+        cluster = Cluster(root, [*as_postgres, str(bindir / "pg_ctl"), "-D", str(root / "data")])
+        cluster.start()
+        yield cluster
+    finally:
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+UNAVAILABLE = f"{SITE}/{CHANNEL}: database unavailable"  # the worker's log line when a write fails
+
+
+async def readyz(session: aiohttp.ClientSession, relay: RelayProcess) -> int:
+    async with session.get(relay.url + "/readyz") as response:
+        return response.status
+
+
+async def test_the_relay_rides_out_a_postgres_restart(
+    tmp_path: Path, own_cluster: Cluster, hook: CountingReceiver
+) -> None:
+    """Server down: ingest answers 503 (never 202) and /readyz 503. Server back: the same relay process accepts again
+    and delivers everything, the push that was in flight when the server went away included."""
+    # lease_seconds 6: a push is cut off after half of it, and the first must stay in flight until the server is down
+    (relay,) = await start_relays(tmp_path, own_cluster.dsn, hook.url(HOOK), lease_seconds=6, count=1)
+    rand, truth, acknowledged = random.Random(5), {}, set()
+    gate = asyncio.Event()
+    hook.on(HOOK, Reply(release=gate))  # the first push is answered only once the server is down: it cannot settle
+    async with aiohttp.ClientSession() as session:
+        events = round_of_changes(rand, range(1, 4), 1, truth)
+        await send_accepted(session, relay.url, events)
+        acknowledged |= {e["id"] for e in events}
+        await eventually(lambda: len(hook.received) == 1, what="the first push in flight")
+        await asyncio.to_thread(own_cluster.stop)
+        refused = []
+        for version in range(2, 7):
+            status, body = await send(
+                session, relay.url, round_of_changes(random.Random(version), range(1, 4), version, {})
+            )
+            refused.append(status)
+        assert refused == [503] * 5, refused
+        assert await readyz(session, relay) == 503
+        gate.set()
+        await eventually(lambda: UNAVAILABLE in relay.log(), what="the push's settle to fail")
+        await asyncio.to_thread(own_cluster.start)
+        events = round_of_changes(rand, range(4, 9), 1, truth)  # other SKUs: the first round's must arrive as sent
+        msg_id = new_msg_id()
+
+        async def accepted_again() -> bool:  # like the plugin: the same batch, same webhook-id, until a 202
+            status, _ = await send(session, relay.url, events, msg_id)
+            assert status in (202, 503), status
+            return status == 202
+
+        await eventually(accepted_again, what="ingest to accept again")
+        acknowledged |= {e["id"] for e in events}
+        assert await readyz(session, relay) == 200
+        await eventually(lambda: shows(hook, truth), what="every change delivered after the restart")
+        await eventually(lambda: not undelivered(own_cluster.dsn), what="every delivery recorded")
+    assert acknowledged <= stored_event_ids(own_cluster.dsn)
+    in_flight = hook.received[0].doc["updates"][0]["sku"]
+    assert hook.skus_sent().count(in_flight) >= 2, "the push whose outcome could not be recorded was not sent again"
+    assert relay.terminate() == 0
