@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from relay import signing
@@ -65,6 +66,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "stopped cleanly" in relay.log()
 
 
+@pytest.mark.sqlite_only("damages the SQLite file's bytes")
 def test_serve_refuses_a_corrupt_database(tmp_path: Path) -> None:
     """A damaged database stops start-up with a message saying to restore a backup; exit is non-zero."""
     state = tmp_path / "state"

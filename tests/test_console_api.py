@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from relay.cli.client import stock_event
 from relay.storage.products import PRODUCTS_SQL
 
@@ -71,6 +73,7 @@ async def test_product_query_confirmation_time_survives_a_newer_value_waiting(
     assert channel["confirmed_at"] is not None and channel["confirmed_version"] == 1
 
 
+@pytest.mark.sqlite_only("reads SQLite's EXPLAIN QUERY PLAN")
 async def test_product_query_is_served_from_indexes(start_relay, tmp_path: Path, receiver) -> None:
     """EXPLAIN QUERY PLAN: every table is searched by key or index; only the request's own lists are scanned."""
     r = await start_relay(make_config(tmp_path / "s", two_channels(receiver)))

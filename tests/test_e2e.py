@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +11,7 @@ import yaml
 
 from relay.cli.client import SignedClient, new_msg_id, stock_event
 
+from .backend import read_rows
 from .conftest import CHANNEL_SECRET, SITE_SECRET, eventually
 from .procs import RelayProcess
 
@@ -30,7 +30,14 @@ def write_config(tmp_path: Path, receiver) -> Path:
         "state_dir": str(tmp_path / "state"),
         "listen": {"host": "127.0.0.1", "port": 0},
         "shutdown_grace_seconds": 5,
-        "dispatch": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.5, "idle_poll_seconds": 0.1},
+        # lease_seconds as conftest's fast_dispatch: on a shared store (PostgreSQL) the restarted relay takes the
+        # channels over once the killed one's leases lapse, and the default (60 s) outlasts the test's deadline.
+        "dispatch": {
+            "backoff_base_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
+            "idle_poll_seconds": 0.1,
+            "lease_seconds": 10,
+        },
         "sites": {
             "main": {
                 "secret": "env:E2E_SITE_SECRET",
@@ -103,8 +110,7 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, receiver) -> Non
 
         await eventually(nothing_diverged, what="both channels to show every SKU's last quantity")
     assert relay.terminate() == 0
-    with sqlite3.connect(tmp_path / "state" / "relay.sqlite3") as conn:
-        stored = {row[0] for row in conn.execute("SELECT event_id FROM events")}
+    stored = {row[0] for row in read_rows(tmp_path / "state" / "relay.sqlite3", "SELECT event_id FROM events")}
     assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged events lost"
     assert len(acknowledged) == BATCHES * 10
     assert receiver.bad_signatures == 0

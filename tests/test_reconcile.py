@@ -25,8 +25,9 @@ from relay.errors import ReconcileError
 from relay.repair import reconcile
 from relay.repair.readback import ReadBack
 from relay.storage import views
-from relay.storage.store import connect_reader
+from relay.storage.store import read_view
 
+from .backend import with_store
 from .conftest import SITE_SECRET, Receiver, RunningRelay, StartRelay, eventually, make_config, webhook_channel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -373,21 +374,18 @@ async def test_reconcile_and_drift_commands_on_the_database_file(
     await running.relay.stop()
     shop.edit_behind_hooks(2, 0)
     config_file = tmp_path / "config.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(cfg.state_dir),
-                "sites": {
-                    "main": {
-                        "secret": "env:SITE_SECRET",
-                        "shop_url": shop.url,
-                        "channels": [{"name": n, "type": "webhook", "url": receiver.url(f"/{n}"),
-                                      "secret": "env:SITE_SECRET"} for n in ("a", "b")],
-                    }
-                },
+    doc = {
+        "state_dir": str(cfg.state_dir),
+        "sites": {
+            "main": {
+                "secret": "env:SITE_SECRET",
+                "shop_url": shop.url,
+                "channels": [{"name": n, "type": "webhook", "url": receiver.url(f"/{n}"),
+                              "secret": "env:SITE_SECRET"} for n in ("a", "b")],
             }
-        )
-    )  # fmt: skip
+        },
+    }  # fmt: skip
+    config_file.write_text(with_store(yaml.safe_dump(doc)))
 
     async def cli(*args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -413,11 +411,7 @@ async def test_reconcile_and_drift_commands_on_the_database_file(
     code, out, err = await cli("reconcile")
     assert code == 1
     assert "main: the shop answered HTTP 500" in err
-    reader = connect_reader(cfg.database_path)
-    try:
-        assert views.last_run(reader, "main")["error"]  # type: ignore[index]
-    finally:
-        reader.close()
+    assert read_view(cfg.store_location, lambda c: views.last_run(c, "main"))["error"]  # type: ignore[index]
 
 
 def sandbox_config(tmp_path: Path, readback: ReconcileConfig, **channel: Any) -> Any:
@@ -443,12 +437,10 @@ async def test_readback_repairs_a_listing_edited_behind_our_back(tmp_path: Path,
     await eventually(lambda: sandbox.listings.get("RB-7") == 12)
     assert "RB-9" not in sandbox.listings, "a SKU the channel does not list is reported, not pushed blindly"
     assert worker.readback.differences >= 2
-    audit = await running.relay.store.read(
-        "SELECT sku, json_extract(detail, '$.reason'), json_extract(detail, '$.shown') FROM audit"
-        " WHERE action = 'reconcile' ORDER BY id"
-    )
-    assert ("RB-7", "channel_shows", 99) in [tuple(r) for r in audit]
-    assert ("RB-9", "not_listed", None) in [tuple(r) for r in audit]
+    rows = await running.relay.store.read("SELECT sku, detail FROM audit WHERE action = 'reconcile' ORDER BY id")
+    audit = [(sku, json.loads(detail).get("reason"), json.loads(detail).get("shown")) for sku, detail in rows]
+    assert ("RB-7", "channel_shows", 99) in audit
+    assert ("RB-9", "not_listed", None) in audit
     await eventually(lambda: worker.phase == "idle")
     report = await running.relay.store.query(lambda conn: views.drift(conn, "main", "sandbox"))
     assert [(e["sku"], e["reason"]) for e in report["examples"]] == [("RB-9", "not_listed")]

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from relay.cli.client import stock_event
 from relay.config import ChannelConfig, RateLimit
 
@@ -60,6 +62,7 @@ async def test_prunes_old_history_but_keeps_what_channels_show(start_relay, tmp_
     assert trace["channels"][0]["delivered_event"]["version"] == 5
 
 
+@pytest.mark.sqlite_only("counts the SQLite file's pages and its WAL's size")
 async def test_database_stops_growing_under_steady_traffic(start_relay, tmp_path: Path) -> None:
     """Ten 31-day rounds of the same traffic: the file's page count levels off and the WAL is truncated."""
     clock = Clock()
@@ -80,6 +83,7 @@ async def test_database_stops_growing_under_steady_traffic(start_relay, tmp_path
     assert os.path.getsize(state / "relay.sqlite3-wal") == 0
 
 
+@pytest.mark.sqlite_only("counts the SQLite file's pages and its free list")
 async def test_retention_frees_the_pages_of_pruned_history_for_the_next(start_relay, tmp_path: Path) -> None:
     """A fill of history, then retention_days pass: one housekeeping round deletes the old rows, their pages go on
     the free list (most of the file), and a second, equal fill reuses them instead of growing the file."""

@@ -105,6 +105,7 @@ async def post(client: SignedClient, n: int, tag: str) -> tuple[int, dict, list[
         return response.status, answer, [e["id"] for e in events]
 
 
+@pytest.mark.sqlite_only("fills the disk under the SQLite file")
 async def test_disk_full_answers_503_and_recovers_when_space_returns(
     tmp_path: Path, small_disk: Path, receiver
 ) -> None:
@@ -162,6 +163,7 @@ async def test_disk_full_answers_503_and_recovers_when_space_returns(
     assert acknowledged <= stored_ids(state), "an event got a 202 but is not in the database"
 
 
+@pytest.mark.sqlite_only("mounts the SQLite file's filesystem read-only")
 async def test_read_only_filesystem_is_a_clear_error_and_the_next_start_recovers(
     tmp_path: Path, small_disk: Path, receiver
 ) -> None:
@@ -194,6 +196,7 @@ async def test_read_only_filesystem_is_a_clear_error_and_the_next_start_recovers
     assert set(ids) <= stored_ids(state)
 
 
+@pytest.mark.sqlite_only("damages the SQLite file's bytes")
 def test_damaged_database_stops_serve_with_a_clear_message_and_is_kept(tmp_path: Path, receiver) -> None:
     state = tmp_path / "state"
     state.mkdir()
@@ -213,6 +216,7 @@ def test_damaged_database_stops_serve_with_a_clear_message_and_is_kept(tmp_path:
     assert database.read_bytes() == before, "a damaged database must never be rewritten or recreated"
 
 
+@pytest.mark.sqlite_only("makes the SQLite files read-only")
 def test_read_only_database_files_stop_serve_promptly_with_a_clear_error(tmp_path: Path, receiver) -> None:
     """The database files at mode 444 (a restore as the wrong user, a chmod gone wrong): the first write fails after
     the database opened, and ``serve`` must still exit non-zero at once, so systemd's Restart=on-failure fires.
