@@ -148,7 +148,8 @@ def summarize(runs: list[Run], sizes: list[int], kinds: tuple[str, ...]) -> dict
             cpu = statistics.median(r.cpu_us_per_event for r in rs)
             db_cpu = statistics.median(r.extra_cpu_us_per_event for r in rs)
             row[kind] = {"eps_median": round(med, 1), "eps_min": round(low, 1), "eps_max": round(high, 1),
-                         "cpu_us_per_event": round(cpu, 1), "db_cpu_us_per_event": round(db_cpu, 1)}  # fmt: skip
+                         "cpu_us_per_event": round(cpu, 1), "db_cpu_us_per_event": round(db_cpu, 1),
+                         "non_202": sum(r.errors for r in rs)}  # fmt: skip
         for relay, base in PAIRS.items():
             if relay not in mine or base not in mine:
                 continue
@@ -171,7 +172,7 @@ def print_table(summary: dict[str, Any]) -> None:
     )
     print(
         f"{'ev/req':>6} | {'backend':<14} | {'events/s':>22} | {'CPU':>6} | {'of it DB':>8} | {'/minimal':>8}"
-        f" | {'/1 relay':>8}"
+        f" | {'/1 relay':>8} | {'non-202':>7}"
     )
     for size, row in summary.items():
         for kind, cell in row.items():
@@ -181,7 +182,7 @@ def print_table(summary: dict[str, Any]) -> None:
             db = f"{cell['db_cpu_us_per_event']:.0f}µs" if "-pg" in kind else ""
             print(
                 f"{size:>6} | {kind:<14} | {eps:>22} | {cell['cpu_us_per_event']:4.0f}µs | {db:>8} | {ratio:>8}"
-                f" | {scale:>8}"
+                f" | {scale:>8} | {cell['non_202']:>7}"
             )
 
 
