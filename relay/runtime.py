@@ -75,7 +75,7 @@ class Relay:
         self._lock_file: IO[str] | None = None
         self._stopped = False
         self.metrics = Metrics()
-        self.holder = leases.relay_id()  # this process, in worker_leases
+        self.holder = ""  # this process, in worker_leases (leases.relay_id), once the state directory is locked
         # Set by whoever opens the HTTP listener (cli.serve): a shop woken before it could send into nothing.
         self.serving = asyncio.Event()
 
@@ -95,11 +95,14 @@ class Relay:
         """Everything start() does once the state directory is locked."""
         await self.store.open()
         self.store.on_notify = self._woken
+        instance = leases.instance_id(self.config.state_dir)
+        self.holder = leases.relay_id(instance)
         if self.config.store is None:  # SQLite: the state directory's lock proves no other relay holds a claim
             released = await self.store.write(release_everything)
             if released:
                 log.info("released %d claims left by a previous run", released)
-        # On a shared store each worker's first lease takes over (and releases) what a killed relay held.
+        else:  # a shared store: what this state directory's previous relay held is taken back at once
+            await self.store.write(lambda conn: leases.expire_own(conn, instance))
         self._session = aiohttp.ClientSession(headers={"user-agent": f"stock-relay/{__version__}"})
         vault = Vault(self.config.vault_dir, self.config.vault_keys) if self.config.vault_keys else None
         for site in self.config.sites:

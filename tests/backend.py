@@ -33,11 +33,41 @@ REQUIRED = os.environ.get("STOCK_RELAY_REQUIRE_PG") == "1"  # scripts/test: a mi
 STORE_VARIABLE = "STOCK_RELAY_TEST_STORE_URL"  # what a relay subprocess's store: reference names
 
 _current: Dsn | None = None
+_by_state_dir: dict[Path, tuple[Dsn, str]] = {}  # a schema per state directory the test uses (as SQLite has a file)
+_monkeypatch: pytest.MonkeyPatch | None = None
 
 
 def current_store() -> Dsn | None:
     """The running test's PostgreSQL schema, or None on SQLite."""
     return _current
+
+
+def store_for(state_dir: Path | None) -> Dsn | None:
+    """The store of the relay with this state directory: None on SQLite (its file is in the folder); on the
+    PostgreSQL run the test's schema for the first state directory asked about, and a schema of its own for each
+    other one, so two relays a test keeps apart on SQLite stay apart here too."""
+    if _current is None:
+        return None
+    if state_dir is None:
+        return _current
+    key = state_dir.resolve()
+    if key not in _by_state_dir:
+        if not _by_state_dir:
+            _by_state_dir[key] = (_current, "")
+        else:
+            dsn, name = new_schema(cluster())
+            _by_state_dir[key] = (dsn, name)
+            if _monkeypatch is not None:
+                _monkeypatch.setenv(_variable(dsn), dsn.url)
+    return _by_state_dir[key][0]
+
+
+def _variable(dsn: Dsn) -> str:
+    """The environment variable a relay subprocess's ``store:`` names for this schema."""
+    for index, (known, _) in enumerate(_by_state_dir.values()):
+        if known == dsn and index:
+            return f"{STORE_VARIABLE}_{index}"
+    return STORE_VARIABLE
 
 
 def schema_url(base: str, schema: str) -> str:
@@ -86,28 +116,33 @@ def suite_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if not ON_POSTGRES:
         yield
         return
+    global _monkeypatch
     base = cluster()
     dsn, name = new_schema(base)
-    _current = dsn
+    _current, _monkeypatch = dsn, monkeypatch
     monkeypatch.setenv(STORE_VARIABLE, dsn.url)
     try:
         yield
     finally:
-        _current = None
-        drop_schema(base, name)
+        others = [other for _, other in _by_state_dir.values() if other]
+        _current, _monkeypatch = None, None
+        _by_state_dir.clear()
+        for schema in [name, *others]:
+            drop_schema(base, schema)
 
 
-def with_store(config_yaml: str) -> str:
-    """A relay subprocess's YAML, on the PostgreSQL run pointed at the test's schema."""
-    if _current is None:
+def with_store(config_yaml: str, state_dir: Path | None = None) -> str:
+    """A relay subprocess's YAML, on the PostgreSQL run pointed at the schema of its state directory."""
+    dsn = store_for(state_dir)
+    if dsn is None:
         return config_yaml
-    return config_yaml.rstrip("\n") + f"\nstore: env:{STORE_VARIABLE}\n"
+    return config_yaml.rstrip("\n") + f"\nstore: env:{_variable(dsn)}\n"
 
 
 def read_rows(database: Path, sql: str, params: Sequence[Any] = (), store: Dsn | None = None) -> list[tuple[Any, ...]]:
     """Look at a relay's data from outside it: the SQLite file ``database`` read-only, or on the PostgreSQL run
     ``store`` (the test's schema unless given). ``sql`` is the relay's dialect: ``?`` placeholders work on both."""
-    store = store or _current
+    store = store or store_for(database.parent)
     if store is None:
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
             return conn.execute(sql, params).fetchall()

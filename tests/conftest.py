@@ -137,7 +137,7 @@ def webhook_channel(name: str, url: str, **overrides: Any) -> ChannelConfig:
 
 def make_config(state_dir: Path, channels: tuple[ChannelConfig, ...] = (), **overrides: Any) -> Config:
     site = SiteConfig(id="main", secrets=(SITE_SECRET,), channels=channels, max_requests_per_second=0)
-    base = Config(state_dir=state_dir, store=backend.current_store(), dispatch=fast_dispatch(), sites=(site,))
+    base = Config(state_dir=state_dir, store=backend.store_for(state_dir), dispatch=fast_dispatch(), sites=(site,))
     return replace(base, **overrides)
 
 

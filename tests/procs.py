@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from . import backend
 
 STARTED: list[subprocess.Popen[bytes]] = []
@@ -25,7 +27,14 @@ def on_suite_store(config_path: Path) -> None:
         return
     text = config_path.read_text()
     if "\nstore:" not in "\n" + text:
-        config_path.write_text(backend.with_store(text))
+        config_path.write_text(backend.with_store(text, _state_dir(config_path, text)))
+
+
+def _state_dir(config_path: Path, text: str) -> Path | None:
+    """The config's state_dir as the relay reads it (relative to the config's folder), if it names one."""
+    doc = yaml.safe_load(text) or {}
+    named = doc.get("state_dir") if isinstance(doc, dict) else None
+    return (config_path.parent / named) if isinstance(named, str) and named else None
 
 
 def _config_argument(args: tuple[str, ...]) -> Path | None:

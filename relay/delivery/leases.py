@@ -27,6 +27,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import StorageError
 from ..storage.dbapi import Conn
@@ -48,9 +49,31 @@ FENCE = " AND EXISTS (SELECT 1 FROM worker_leases WHERE site = ? AND worker = ? 
 GIVE_UP = "UPDATE worker_leases SET lease_until = 0 WHERE site = ? AND worker = ? AND holder = ? AND token = ?"
 
 
-def relay_id() -> str:
-    """This relay process: host, pid and a random part (a restarted relay is a new holder)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def relay_id(instance: str) -> str:
+    """This relay process: its state directory's instance id, host, pid and a random part. A restarted relay is a
+    new holder, but one that knows its predecessor's leases by the instance (``expire_own``)."""
+    return f"{instance}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def instance_id(state_dir: Path) -> str:
+    """The state directory's own id (``relay.id``, made at its first start): what a relay restarted on the same
+    state directory has in common with the one before it."""
+    path = state_dir / "relay.id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = secrets.token_hex(8)
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(value + "\n")
+        partial.replace(path)
+        return value
+
+
+def expire_own(conn: Conn, instance: str) -> int:
+    """Write job at start-up, with the state directory locked: the leases the previous relay of this state directory
+    held end now (it is gone, the lock says so), so this one takes its channels back at once instead of waiting out
+    their term. The takeover raises each token and gives back what it had claimed, as any takeover does."""
+    return conn.execute("UPDATE worker_leases SET lease_until = 0 WHERE holder LIKE ?", (instance + "@%",)).rowcount
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,14 @@ class Conn(Protocol):
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
 
 
+def stream(conn: Conn, sql: str, parameters: Any = ()) -> Iterator[Any]:
+    """The rows of a SELECT one at a time, however many (an export): SQLite's cursor steps through the table;
+    psycopg would fetch the whole result into memory first, so on PostgreSQL the rows come in single-row mode."""
+    if is_postgres(conn):
+        return conn.stream(sql, parameters)  # type: ignore[attr-defined, no-any-return]
+    return iter(conn.execute(sql, parameters))
+
+
 def is_postgres(conn: Conn) -> bool:
     """Whether a job runs on PostgreSQL (for the statements whose text must differ)."""
     return bool(getattr(conn, "postgres", False))

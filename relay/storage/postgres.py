@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -134,6 +134,12 @@ class PgConn:
         cursor.execute(text, _arguments(order, parameters))
         return cursor
 
+    def stream(self, sql: str, parameters: Any = ()) -> Iterator[Row]:
+        """Rows one at a time in single-row mode (dbapi.stream): an export never holds its result in memory."""
+        text, order = translate(sql)
+        cursor = self.raw.cursor(row_factory=_rows)
+        return cursor.stream(text, _arguments(order, parameters))
+
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Row]:
         text, order = translate(sql)
         cursor = self.raw.cursor(row_factory=_rows)
@@ -176,6 +182,8 @@ def is_error(exc: BaseException) -> bool:
 
 
 def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, pgerrors.UndefinedTable):  # a command run before any relay created the schema
+        return "no database tables yet: has the relay run with this store? (its first start creates them)"
     return _first_line(exc)
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from . import pauses
-from .dbapi import Conn
+from .dbapi import Conn, stream
 
 MAX_PAGE = 500
 J = TypeVar("J")
@@ -488,7 +488,8 @@ EXPORT_COLUMNS = {
 
 def iter_state(conn: Conn, site: str) -> Iterator[dict[str, Any]]:
     """Every (channel, SKU): what the channel was last told, and what it should show. Streamed row by row."""
-    cursor = conn.execute(
+    cursor = stream(
+        conn,
         "SELECT d.channel, d.sku, d.state, d.delivered_quantity, e.version, w.stock_quantity, d.updated_at"
         " FROM deliveries d LEFT JOIN events e ON e.seq = d.delivered_seq LEFT JOIN events w ON w.seq = d.want_seq"
         " WHERE d.site = ? ORDER BY d.channel, d.sku",
@@ -501,7 +502,7 @@ def iter_state(conn: Conn, site: str) -> Iterator[dict[str, Any]]:
 def iter_audit(conn: Conn, site: str, where: AuditFilter) -> Iterator[dict[str, Any]]:
     """The audit log oldest first, streamed (the cursor walks the table; memory stays flat)."""
     sql, params = _audit_where(site, where)
-    for row in conn.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {sql} ORDER BY id", params):
+    for row in stream(conn, f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {sql} ORDER BY id", params):
         yield _audit_row(row)
 
 
