@@ -1,22 +1,24 @@
 """One active worker per (site, channel) across every relay that shares a store.
 
 Several relays on one PostgreSQL store each run a worker for every channel, but only the one holding the channel's
-lease works it: claims, pushes, reads back, polls its orders. The same holds for a site's shop worker (``@shop``,
-which also runs the site's reconciliation passes) and its alert sender (``@alerts``). On SQLite there is one relay,
+lease works it: claims, pushes, reads back, polls its orders. The same holds for a site's shop worker (``@shop``),
+whose holder also runs the site's reconciliation passes and sends its oversold alerts. On SQLite there is one relay,
 which simply holds every lease.
 
 A lease is a row: holder (this relay's id), token, and until when it holds. The holder renews it every
 ``renew_every`` (a sixth of ``dispatch.lease_seconds``) for ``term`` (two thirds of it); another relay takes it
 over once ``term`` has passed without a renewal, so a relay that dies is replaced within ``lease_seconds``. Each
-takeover increases the token: the fencing token. Every claim and every settle checks the token in its own
-statement (``FENCE``, relay/delivery/deliveries.py), in the same transaction as what it writes, so a relay that
+takeover increases the token: the fencing token. Every claim and settle of a channel checks the token in its own
+statement (``FENCE``, relay/delivery/deliveries.py); the shop worker's settle, which writes a statement per sale,
+checks it first in the same transaction (``still_fenced``). So a relay that
 lost its lease (paused by the kernel, cut off from the database, slow) cannot claim or record an outcome after
 another has taken over. It also stops by itself: it works only while its last renewal is younger than ``term`` by
 its own monotonic clock, and a push is bounded by half of ``lease_seconds`` (dispatch.py), so by the time another
 relay can take over, the old holder has stopped sending.
 
 On a takeover the new holder gives back the rows the old one had claimed (their claim tokens can no longer settle:
-the fence refuses them), so what was in flight is sent again at once rather than when its row lease runs out.
+the fence refuses them), so what was in flight is sent again at once rather than when its row lease runs out. A
+relay restarted on the same state directory takes its predecessor's leases back at once (``expire_own``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from ..errors import StorageError
 from ..storage.dbapi import Conn
 
 SHOP = "@shop"
-ALERTS = "@alerts"
 
 # Take the lease, or renew it: a row that is ours, or whose term ran out, becomes ours until ?4; the token goes up
 # when the holder changes. Nothing is returned when another relay holds it.

@@ -291,12 +291,13 @@ MIGRATIONS: list[str] = [
     DROP INDEX IF EXISTS events_product;
     """,
     # 14: several relays on one store (issue 19, relay/delivery/leases.py): which relay works each channel, the shop
-    # worker (@shop) and the alert sender (@alerts) of a site; token is the fencing token, raised at each takeover.
+    # worker (@shop, whose holder also reconciles the site and sends its alerts); token is the fencing token, raised at
+    # each takeover.
     """
     CREATE TABLE worker_leases (
         site        TEXT    NOT NULL,
-        worker      TEXT    NOT NULL,      -- a channel's name, @shop or @alerts
-        holder      TEXT    NOT NULL,      -- the relay: host:pid:random
+        worker      TEXT    NOT NULL,      -- a channel's name, or @shop
+        holder      TEXT    NOT NULL,      -- the relay: instance@host:pid:random (leases.relay_id)
         token       INTEGER NOT NULL,
         lease_until REAL    NOT NULL,
         PRIMARY KEY (site, worker)
