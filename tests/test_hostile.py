@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,9 @@ from hypothesis import strategies as st
 
 from relay import signing
 from relay.cli.client import new_event_id, new_msg_id
+from relay.storage.location import Dsn
 
+from . import backend
 from .conftest import CHANNEL_SECRET, SITE_SECRET
 from .procs import STARTED, RelayProcess
 
@@ -36,15 +37,18 @@ TRIED: dict[str, int] = {}
 
 
 class Relay:
-    def __init__(self, process: RelayProcess, database: Path) -> None:
+    def __init__(self, process: RelayProcess, database: Path, store: Dsn | None) -> None:
         self.process = process
         self.url = process.url
         self.database = database
+        self.store = store
         self.http = requests.Session()
 
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return backend.read_rows(self.database, sql, params, store=self.store)
+
     def events_stored(self) -> int:
-        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        return int(self.rows("SELECT COUNT(*) FROM events")[0][0])
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
         return self.http.post(self.url + path, data=body, headers=headers, timeout=30)
@@ -71,14 +75,20 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
             }
         },
     }
+    env = {"HOSTILE_SITE": SITE_SECRET, "HOSTILE_HOOK": CHANNEL_SECRET}
+    # Module-scoped, so it outlives each test's own schema (tests/backend.py): on PostgreSQL it gets one of its own.
+    store, schema = backend.new_schema(backend.cluster()) if backend.ON_POSTGRES else (None, "")
+    if store is not None:
+        doc["store"] = "env:HOSTILE_STORE"
+        env["HOSTILE_STORE"] = store.url
     (tmp / "relay.yaml").write_text(yaml.safe_dump(doc))
-    process = RelayProcess(
-        tmp / "relay.yaml", {"HOSTILE_SITE": SITE_SECRET, "HOSTILE_HOOK": CHANNEL_SECRET}, tmp / "relay.log"
-    )
+    process = RelayProcess(tmp / "relay.yaml", env, tmp / "relay.log")
     process.start()
     STARTED.remove(process.proc)  # module-scoped: conftest's per-test clean-up must not kill it; we stop it below
-    yield Relay(process, tmp / "state" / "relay.sqlite3")
+    yield Relay(process, tmp / "state" / "relay.sqlite3", store)
     assert process.terminate() == 0
+    if store is not None:
+        backend.drop_schema(backend.cluster(), schema)
     print(f"\nhostile inputs tried: {sum(TRIED.values())} {TRIED}")
 
 
@@ -183,9 +193,8 @@ def test_any_sku_and_quantity_is_stored_exactly_or_rejected_by_name(relay: Relay
     response = relay.post("/v1/sites/main/events", raw, relay.signed(doc, raw=raw))
     check(relay, response, before, accepted=response.status_code == 202 and response.json()["accepted"] == 1)
     if response.status_code == 202 and response.json()["accepted"] == 1:
-        with sqlite3.connect(f"file:{relay.database}?mode=ro", uri=True) as conn:
-            row = conn.execute("SELECT sku, stock_quantity FROM events WHERE event_id = ?", (item["id"],)).fetchone()
-        assert row == (sku, quantity), "stored differently from what was sent"
+        rows = relay.rows("SELECT sku, stock_quantity FROM events WHERE event_id = ?", (item["id"],))
+        assert rows == [(sku, quantity)], "stored differently from what was sent"
         assert isinstance(quantity, int) and not isinstance(quantity, bool) and -(10**6) <= quantity <= 10**9
     elif response.status_code == 202:
         assert response.json()["rejected"][0]["id"] == item["id"]

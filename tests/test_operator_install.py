@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from relay import signing
 from relay.cli.client import SignedClient, stock_event
 
+from .backend import read_rows
 from .conftest import eventually
 from .procs import RelayProcess
 
@@ -113,9 +113,5 @@ async def _send(url: str, secret: str, events: list[dict[str, Any]]) -> None:
 
 
 def _delivered(database: Path, channel: str) -> int:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        return int(
-            conn.execute(
-                "SELECT COUNT(*) FROM deliveries WHERE channel = ? AND state = 'delivered'", (channel,)
-            ).fetchone()[0]
-        )
+    rows = read_rows(database, "SELECT COUNT(*) FROM deliveries WHERE channel = ? AND state = 'delivered'", (channel,))
+    return int(rows[0][0])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -28,6 +27,7 @@ from relay.config import Config, ReconcileConfig
 from relay.errors import ConfigError
 from relay.ids import new_msg_id
 
+from .backend import read_rows
 from .conftest import SITE_SECRET, StartRelay, eventually, make_config, webhook_channel
 from .procs import RelayProcess, run_cli
 
@@ -129,7 +129,7 @@ async def test_bad_items_are_rejected_by_name_and_the_rest_accepted(
     assert status == 202 and body["accepted"] == 1
     codes = [(x["index"], x["code"]) for x in body["rejected"]]
     assert codes == [(0, "invalid_order"), (1, "invalid_quantity"), (2, "invalid_kind"), (3, "invalid_sku")]
-    assert await r.count("SELECT group_concat(key) FROM sales") == "pos:A-1001:9"
+    assert [row[0] for row in await r.relay.store.read("SELECT key FROM sales")] == ["pos:A-1001:9"]
 
 
 async def test_a_failing_shop_gets_the_sale_once_after_backoff(
@@ -256,7 +256,14 @@ def write_config(tmp_path: Path, shop_url: str) -> Path:
     doc = {
         "state_dir": str(tmp_path / "state"),
         "listen": {"host": "127.0.0.1", "port": 0},
-        "dispatch": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.5, "idle_poll_seconds": 0.1},
+        # lease_seconds as conftest's fast_dispatch: on a shared store (PostgreSQL) the restarted relay takes the
+        # shop worker over once the killed one's lease lapses, and the default (60 s) outlasts the test's deadline.
+        "dispatch": {
+            "backoff_base_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
+            "idle_poll_seconds": 0.1,
+            "lease_seconds": 10,
+        },
         "sites": {
             "main": {
                 "secret": "env:SALES_TEST_SITE_SECRET",
@@ -290,15 +297,16 @@ async def test_a_relay_killed_before_settling_resends_and_the_shop_counts_once(t
         await eventually(lambda: len(shop.adjust_calls) == 2, what="the resend after the restart")
 
         def applied() -> bool:
-            with sqlite3.connect(tmp_path / "state" / "relay.sqlite3") as conn:
-                return conn.execute("SELECT state FROM sales").fetchone()[0] == "applied"
+            return read_rows(tmp_path / "state" / "relay.sqlite3", "SELECT state FROM sales") == [("applied",)]
 
         await eventually(applied, what="the relay settling the sale")
         relay.terminate()
     assert shop.products[1].quantity == 4, "applied once"
     assert shop.adjusted == {"pos:A-1001:1": 4}
-    with sqlite3.connect(tmp_path / "state" / "relay.sqlite3") as conn:
-        rows = conn.execute("SELECT action, detail FROM audit WHERE event_id = 'pos:A-1001:1' ORDER BY id").fetchall()
+    rows = read_rows(
+        tmp_path / "state" / "relay.sqlite3",
+        "SELECT action, detail FROM audit WHERE event_id = 'pos:A-1001:1' ORDER BY id",
+    )
     actions = [row[0] for row in rows]
     assert actions == ["sale_received", "adjust_sent", "adjust_sent", "sale_applied"], actions
     assert json.loads(rows[-1][1])["result"] == "duplicate"

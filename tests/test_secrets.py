@@ -6,7 +6,7 @@ the marketplace issued, and the vault key. The marketplace turns hostile halfway
 included, in its error bodies: the relay keeps response excerpts for the audit log, so this is how a token would
 leak in real life. Surfaces searched: the relay's log records, every HTTP answer (ingest errors, operator API,
 /metrics, /readyz), the operator CLI's output (status, audit, dead, lineage, export state and audit, credentials
-list), the database and its WAL byte for byte, and the credentials files.
+list), the database and its WAL byte for byte (on PostgreSQL: every row of every table), and the credentials files.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiohttp import web
 
 from fakes.shopify import FakeShopify
 
+from .backend import current_store, read_rows
 from .conftest import SITE_SECRET, RunningRelay
 from .marketplaces import VAULT_KEY, channel, marketplace_config, send, store_credentials
 from .procs import run_cli
@@ -50,6 +51,15 @@ async def shop() -> AsyncIterator[EchoingShopify]:
 async def get_text(r: RunningRelay, path: str, **kwargs: object) -> str:
     async with r.session.get(r.base_url + path, **kwargs) as response:  # type: ignore[arg-type]
         return f"{response.status} {dict(response.headers)} {await response.text()}"
+
+
+def store_text(database: Path) -> str:
+    """Every row of every table of the test's PostgreSQL schema, as text (its files are not the test's to read)."""
+    tables = read_rows(
+        database, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    values = [value for (table,) in tables for row in read_rows(database, f"SELECT * FROM {table}") for value in row]
+    return "\n".join(v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values)
 
 
 async def test_no_secret_appears_anywhere(start_relay, tmp_path: Path, shop: EchoingShopify, caplog) -> None:
@@ -139,6 +149,8 @@ async def test_no_secret_appears_anywhere(start_relay, tmp_path: Path, shop: Ech
     for path in Path(state).rglob("*"):
         if path.is_file():
             searched[str(path.relative_to(state))] = path.read_bytes().decode("latin-1")
+    if current_store() is not None:
+        searched["store"] = store_text(config.database_path)
     leaks = [(what, where) for what, value in secrets.items() for where, text in searched.items() if value in text]
     assert not leaks, f"secrets found in clear: {leaks}"
-    assert any(where.startswith("relay.sqlite3") for where in searched), "the database was not searched"
+    assert any(where.startswith(("relay.sqlite3", "store")) for where in searched), "the database was not searched"
