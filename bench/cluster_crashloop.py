@@ -15,11 +15,14 @@ are served by a receiver in this process, which outlives every kill. Per channel
   window + 1. The +1 is exact, not a tolerance for jitter: a relay sends its next request only after the answer to
   the previous one, so the first request of a window may have been sent up to one request earlier than it arrived.
 
-Afterwards one relay is stopped cleanly, one killed, and the last left running until every channel shows the
-shop's final quantities (or ``--converge-seconds`` pass). Then: every event that got a 202 must be in the store's
-events table, and every channel must show the shop's final quantity for every SKU. Prints progress on stderr and
-ends with one JSON line on stdout; the exit code is 1 when an acknowledged event was lost, a SKU diverged, a channel
-had two requests in flight at once or its rate budget was exceeded.
+Afterwards one relay is stopped cleanly (``--no-clean-stop``: killed too), one killed, and the last left running
+until every channel shows the shop's final quantities (or ``--converge-seconds`` pass). A clean stop gives its leases
+back at once and the relay that takes over has a full rate budget of its own, so a window spanning that handover can
+hold up to a burst more than the bound: such windows are also counted apart. ``timeline.json`` in the workdir lists
+each relay's starts, kills and stops and which process sent each channel call. Then: every event that got a 202
+must be in the store's events table, and every channel must show the shop's final quantity for every SKU. Prints
+progress on stderr and ends with one JSON line on stdout; the exit code is 1 when an acknowledged event was lost, a
+SKU diverged, a channel had two requests in flight at once or its rate budget was exceeded.
 
     python bench/cluster_crashloop.py                      # on $STOCK_RELAY_TEST_PG: 3,000 SKUs, 40 kills
     python bench/cluster_crashloop.py --skus 300 --kills 6 --store-url postgresql:///postgres?host=/run/postgresql
