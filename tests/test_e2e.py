@@ -30,14 +30,7 @@ def write_config(tmp_path: Path, receiver) -> Path:
         "state_dir": str(tmp_path / "state"),
         "listen": {"host": "127.0.0.1", "port": 0},
         "shutdown_grace_seconds": 5,
-        # lease_seconds as conftest's fast_dispatch: on a shared store (PostgreSQL) the restarted relay takes the
-        # channels over once the killed one's leases lapse, and the default (60 s) outlasts the test's deadline.
-        "dispatch": {
-            "backoff_base_seconds": 0.05,
-            "backoff_max_seconds": 0.5,
-            "idle_poll_seconds": 0.1,
-            "lease_seconds": 10,
-        },
+        "dispatch": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.5, "idle_poll_seconds": 0.1},
         "sites": {
             "main": {
                 "secret": "env:E2E_SITE_SECRET",

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import sqlite3
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +19,12 @@ import yaml
 
 from relay import signing
 from relay.cli.client import SignedClient, stock_event
-from relay.storage.store import Store
+from relay.storage.dbapi import Conn
+from relay.storage.store import open_store
 
+from .backend import store_for
 from .conftest import eventually
-from .procs import RelayProcess, relay_command, run_cli
+from .procs import RelayProcess, on_suite_store, relay_command, run_cli
 
 
 def write_config(tmp_path: Path, channels: list[dict[str, Any]], secret: str) -> tuple[Path, dict[str, str]]:
@@ -152,26 +153,36 @@ def test_commands_explain_a_missing_database(tmp_path: Path) -> None:
 
 
 def _fill_audit(path: Path, rows: int) -> None:
-    """A real schema (the relay's own migrations), then ``rows`` audit entries and one delivery per 10."""
-
-    async def migrate() -> None:
-        store = Store(path)
-        await store.open()
-        await store.close()
-
-    asyncio.run(migrate())
-    conn = sqlite3.connect(path)
+    """A real schema (the relay's own migrations) in the store of ``path``'s state directory, then ``rows`` audit
+    entries."""
     detail = json.dumps({"outcome": "ok", "attempt": 1, "response": "x" * 120})
-    conn.executemany(
-        "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, http_status, latency_ms,"
-        " detail) VALUES (?, 'main', 'box', ?, ?, ?, 'attempt', ?, 200, 12.5, ?)",
-        ((1.7e9 + i, f"SKU-{i:07d}", f"evt_{i:026d}", i, i % 50, detail) for i in range(rows)),
-    )
-    conn.commit()
-    conn.close()
+
+    def fill(conn: Conn) -> None:
+        # 10,000 rows at a time, never all of them (psycopg's executemany makes a list): the exports are forked
+        # from this process, and a child's peak RSS counts the parent's pages it starts with.
+        for start in range(0, rows, 10_000):
+            conn.executemany(
+                "INSERT INTO audit (at, site, channel, sku, event_id, version, action, quantity, http_status,"
+                " latency_ms, detail) VALUES (?, 'main', 'box', ?, ?, ?, 'attempt', ?, 200, 12.5, ?)",
+                (
+                    (1.7e9 + i, f"SKU-{i:07d}", f"evt_{i:026d}", i, i % 50, detail)
+                    for i in range(start, min(rows, start + 10_000))
+                ),
+            )
+
+    async def write() -> None:
+        store = open_store(store_for(path.parent) or path)
+        await store.open()
+        try:
+            await store.write(fill)
+        finally:
+            await store.close()
+
+    asyncio.run(write())
 
 
 def _export_peak_rss_kib(config: Path, env: dict[str, str], output: Path) -> int:
+    on_suite_store(config)  # as run_cli does: on the PostgreSQL run, the test's schema
     proc = subprocess.Popen(
         relay_command("export", "audit", "-c", str(config), "-o", str(output)),
         env={**os.environ, **env},
