@@ -385,7 +385,7 @@ async def test_reconcile_and_drift_commands_on_the_database_file(
             }
         },
     }  # fmt: skip
-    config_file.write_text(with_store(yaml.safe_dump(doc)))
+    config_file.write_text(with_store(yaml.safe_dump(doc), cfg.state_dir))
 
     async def cli(*args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
