@@ -159,7 +159,9 @@ class Relay:
                 await lease.keep(self.store.write, self.now())
 
     def _lease(self, site: str, worker: str) -> leases.Lease:
-        return leases.Lease(site, worker, self.holder, self.config.dispatch.lease_seconds)
+        return leases.Lease(
+            site, worker, self.holder, self.config.dispatch.lease_seconds, self.config.store is not None
+        )
 
     async def _wake_shop(self, site: SiteConfig) -> None:
         """Once the relay listens, ask the shop to send what waited while it was down (shop_wake: logs, never raises)."""

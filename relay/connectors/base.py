@@ -71,6 +71,13 @@ class Connector(ABC):
         self.budget = RateBudget(config.rate.per_second, config.rate.burst)
         self.credentials = Credentials(vault, config.credentials or f"{site}/{config.name}")
 
+    def spend_budgets(self) -> None:
+        """Empty every rate budget of this channel (pushes, reads, orders): this relay has just taken the channel
+        over from another, which may have spent them a moment ago, and together they must stay within them."""
+        for value in vars(self).values():
+            if isinstance(value, RateBudget):
+                value.bucket.empty()
+
     @classmethod
     def check_account(cls, config: ChannelConfig, path: str) -> None:
         """Raise ConfigError naming the first identifier the account mapping lacks."""

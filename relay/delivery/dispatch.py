@@ -213,6 +213,8 @@ class ChannelWorker:
         if self.lease is not None and not await self.lease.keep(self.store.write, self.now()):
             await self._release_claims()  # claimed under a lease another relay now holds: it has them again
             return 0
+        if self.lease is not None and self.lease.shared and self.lease.taken_over():
+            self.connector.spend_budgets()  # the relay before may have just spent them: together, within them
         wait = self.circuit.seconds_until_probe()
         held = self.connector.hold()
         if wait > 0 or held is not None:

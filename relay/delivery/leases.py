@@ -110,11 +110,15 @@ class Lease:
     worker: str
     holder: str
     lease_seconds: float
+    shared: bool = False  # several relays may share the store (PostgreSQL); on SQLite there is only this one
     clock: Callable[[], float] = time.monotonic
     token: int | None = None
     renewed_at: float = float("-inf")  # monotonic time the last successful renewal began
     tried_at: float = float("-inf")
     takeovers: int = 0
+    # Set when this relay took the lease over from another holder (not at the first take of a new row, nor on a
+    # renewal); the worker reads it once (``taken_over``) to start the channel's rate budgets empty.
+    from_another: bool = False
 
     @property
     def term(self) -> float:
@@ -147,10 +151,16 @@ class Lease:
         if token is None:
             self.token = None
             return False
-        if self.token is not None and token != self.token:
-            self.takeovers += 1  # ours was taken and given back meanwhile: a new term
+        if token != self.token and token > 1:
+            self.takeovers += 1
+            self.from_another = True
         self.token, self.renewed_at = token, started
         return True
+
+    def taken_over(self) -> bool:
+        """Whether this relay took the lease from another since last asked (see ``from_another``)."""
+        taken, self.from_another = self.from_another, False
+        return taken
 
 
 def take(conn: Conn, lease: Lease, now: float) -> int | None:

@@ -30,6 +30,11 @@ class TokenBucket:
             return True
         return False
 
+    def empty(self) -> None:
+        """Nothing saved up: the next tokens come at ``rate`` from now."""
+        self._refill()
+        self._tokens = 0.0
+
     def wait_time(self, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens will be there."""
         self._refill()
