@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..storage import audit
-from ..storage.dbapi import Conn
+from ..storage.dbapi import Conn, skip_locked
 from .deliveries import AUTH, PERMANENT, TRANSIENT, RetryPolicy
 from .leases import Fence, fenced, still_fenced
 
@@ -82,7 +82,9 @@ def claim(
         (site, now, now),
         fence,
     )
-    rows = conn.execute(due + " ORDER BY next_attempt_at, received_at LIMIT ?", (*parameters, limit)).fetchall()
+    rows = conn.execute(
+        due + " ORDER BY next_attempt_at, received_at LIMIT ?" + skip_locked(conn), (*parameters, limit)
+    ).fetchall()
     conn.executemany(
         "UPDATE sales SET claim_token = ?, lease_until = ?, updated_at = ? WHERE site = ? AND key = ?",
         [(token, now + lease_seconds, now, site, row[0]) for row in rows],

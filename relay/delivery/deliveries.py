@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..storage import audit
-from ..storage.dbapi import Conn, is_postgres
+from ..storage.dbapi import Conn, is_postgres, skip_locked
 from .leases import Fence, fenced
 
 OK, SKIPPED, TRANSIENT, PERMANENT, AUTH = "ok", "skipped", "transient", "permanent", "auth"
@@ -132,8 +132,10 @@ def make_due(
 
 
 def make_due_many(conn: Conn, rows: Iterable[Due], *, restart: bool = False) -> None:
-    """``make_due`` for many rows, in order, with one statement (ingest's group of batches)."""
-    conn.executemany(MAKE_DUE[restart], rows)
+    """``make_due`` for many rows with one statement (ingest's group of batches), in key order: the upsert keeps the
+    largest seq whatever the order, and on PostgreSQL rows locked in one order by every writer cannot deadlock
+    (a settle locks its rows in that order too, ``LOCK_ORDER``)."""
+    conn.executemany(MAKE_DUE[restart], sorted(rows, key=lambda row: (row[0], row[1], row[2], row[3])))
 
 
 # A channel's own sales of a SKU that the shop's quantity in event ?seq does not include yet (invariant 11): still
@@ -202,7 +204,9 @@ def claim(
         (site, channel, now, now),
         fence,
     )
-    rows = conn.execute(due + " ORDER BY d.next_attempt_at LIMIT ?", (*parameters, limit)).fetchall()
+    rows = conn.execute(
+        due + " ORDER BY d.next_attempt_at LIMIT ?" + skip_locked(conn, of="d"), (*parameters, limit)
+    ).fetchall()
     if not rows:
         return []
     conn.execute(CLAIM_ROWS, (site, channel, json.dumps([row[0] for row in rows]), token, now + lease_seconds))
@@ -263,6 +267,8 @@ STILL_OURS = (
     "SELECT sku, first_failure_at FROM deliveries"
     " WHERE site = ?1 AND channel = ?2 AND sku IN (SELECT value FROM json_each(?3)) AND claim_token = ?4"
 )
+# PostgreSQL: lock a settle's rows up front, in key order (make_due_many's), so its updates take no lock later.
+LOCK_ORDER = " ORDER BY sku FOR UPDATE"
 STILL_OURS_FENCED = STILL_OURS + (
     " AND EXISTS (SELECT 1 FROM worker_leases WHERE site = ?1 AND worker = ?2 AND holder = ?5 AND token = ?6)"
 )
@@ -318,10 +324,11 @@ def settle(
     """
     by_sku = {c.sku: c for c in claimed}
     skus = json.dumps([out.sku for out in outcomes])
-    if fence is None:
-        ours = dict(conn.execute(STILL_OURS, (site, channel, skus, token)).fetchall())
-    else:
-        ours = dict(conn.execute(STILL_OURS_FENCED, (site, channel, skus, token, fence.holder, fence.token)).fetchall())
+    parameters: tuple[object, ...] = (site, channel, skus, token)
+    statement = STILL_OURS
+    if fence is not None:
+        statement, parameters = STILL_OURS_FENCED, (*parameters, fence.holder, fence.token)
+    ours = dict(conn.execute(statement + (LOCK_ORDER if is_postgres(conn) else ""), parameters).fetchall())
     done: list[tuple[object, ...]] = []
     paused: list[tuple[object, ...]] = []
     retried: list[tuple[object, ...]] = []

@@ -198,7 +198,9 @@ def _record(conn: Conn, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
         requests.append((site, job.msg_id, text, now, job.digest or None))
         outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due, body=text))
     conn.executemany(_INSERT_EVENTS, events)
-    conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in gated.items()])
+    conn.executemany(
+        _INSERT_VERSIONS, [(s, p, v) for (s, p), v in sorted(gated.items())]
+    )  # key order: see make_due_many
     deliveries.make_due_many(conn, due)
     audit.record(conn, logged)
     conn.executemany(_INSERT_REQUESTS, requests)

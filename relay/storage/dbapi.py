@@ -38,6 +38,15 @@ def stream(conn: Conn, sql: str, parameters: Any = ()) -> Iterator[Any]:
     return iter(conn.execute(sql, parameters))
 
 
+def skip_locked(conn: Conn, of: str = "") -> str:
+    """What a claim's SELECT ends with: on PostgreSQL it locks the rows it picks (of the table aliased ``of``) and
+    passes over those another transaction holds (an ingest making them due again), so claims never wait; SQLite
+    has one writer at a time."""
+    if not is_postgres(conn):
+        return ""
+    return f" FOR UPDATE OF {of} SKIP LOCKED" if of else " FOR UPDATE SKIP LOCKED"
+
+
 def is_postgres(conn: Conn) -> bool:
     """Whether a job runs on PostgreSQL (for the statements whose text must differ)."""
     return bool(getattr(conn, "postgres", False))
