@@ -37,6 +37,12 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?(\d*)|%")
 # a JSON list parameter read as a set of text values; a text member of a JSON object; a planner hint it has no use
 # for. Statements that need more (JSON built in SQL, numbers out of JSON) have their own PostgreSQL text.
 _IDIOMS = (
+    # col IN (a JSON list): as an array, so the planner looks each value up by index; a semi-join over the function
+    # scans the table, and under SERIALIZABLE a scan locks the whole table against every other relay's writes.
+    (
+        re.compile(r"([\w.]+) IN \(SELECT value FROM json_each\((\?\d*)\)\)"),
+        r"\1 = ANY(ARRAY(SELECT json_array_elements_text(\2::json)))",
+    ),
     (
         re.compile(r"SELECT (DISTINCT )?value FROM json_each\((\?\d*)\)"),
         r"SELECT \1value FROM json_array_elements_text(\2::json)",
