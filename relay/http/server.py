@@ -279,7 +279,8 @@ class ClientGone(Exception):
 
 async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, Any]) -> web.StreamResponse:
     relay = request.app[RELAY]
-    events, rejected = protocol.split_batch(doc, relay.config.max_batch_events)
+    # Validation and the content digest in one pass over the events (check_batch).
+    events, rejected, digest = protocol.check_batch(doc, relay.config.max_batch_events)
     if relay.shutting_down:
         return shutting_down()
     msg_id = request.headers["webhook-id"]
@@ -287,7 +288,7 @@ async def handle_events(request: web.Request, site: SiteConfig, doc: dict[str, A
     now = relay.now()
     # A job object, not a lambda: the writer records the batches of concurrent requests together.
     outcome: BatchOutcome = await relay.store.write(
-        ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now, site.coalesce, protocol.content_digest(doc))
+        ingest.BatchWrite(site.id, channels, msg_id, events, rejected, now, site.coalesce, digest)
     )
     if outcome.reused:
         return webhook_id_reused()

@@ -16,7 +16,7 @@ from ..delivery import deliveries
 from ..storage import audit
 from ..storage.dbapi import Conn, is_postgres, notify
 from ..storage.store import MergeableJob
-from .protocol import Event, Rejection, is_reuse
+from .protocol import CAUSES, KINDS, Event, Rejection, is_reuse
 
 
 class BatchOutcome(NamedTuple):
@@ -102,6 +102,32 @@ _INSERT_REQUESTS = "INSERT INTO requests (site, msg_id, response, received_at, d
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
+# The 'received' audit row's detail, exactly as json.dumps({"kind", "cause", "order_id"}) writes it (readers parse
+# it, exports copy it), built from these prefixes: json.dumps per event was ~10 % of the relay's CPU at 100 events
+# per request. Validated events only ever hold these kinds and causes; anything else goes through json.dumps.
+_RECEIVED_PREFIX = {
+    (kind, cause): json.dumps({"kind": kind, "cause": cause, "order_id": None})[: -len("null}")]
+    for kind in KINDS
+    for cause in CAUSES
+}
+
+
+def _received_detail(kind: str, cause: str, order_id: int | None) -> str:
+    prefix = _RECEIVED_PREFIX.get((kind, cause))
+    if prefix is None or not (order_id is None or type(order_id) is int):
+        return json.dumps({"kind": kind, "cause": cause, "order_id": order_id})
+    return prefix + ("null}" if order_id is None else f"{order_id}}}")
+
+
+def _answer_text(response: dict[str, Any], accepted: int, duplicates: int, stale: int, rejected: object) -> str:
+    """``json.dumps(response)``, written out when nothing was rejected (the usual batch): the same text, the 202's
+    body and what a repeat is answered, without an encoder per request (a third of the write job's Python at one
+    event per request)."""
+    if rejected:
+        return json.dumps(response)
+    return f'{{"accepted": {accepted}, "duplicates": {duplicates}, "stale": {stale}, "rejected": []}}'
+
+
 def _seqs(conn: Conn, count: int) -> Iterator[int]:
     """PostgreSQL: ``count`` numbers from events' identity sequence (unused ones are only gaps)."""
     return iter([row[0] for row in conn.execute(_NEXT_SEQS, (count,))] if count else [])
@@ -153,47 +179,48 @@ def _record(conn: Conn, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
                 outcomes.append(BatchOutcome(json.loads(text), repeated=True, accepted_skus=0, body=text))
             continue
         accepted = duplicates = stale = made_due = 0
+        # When each channel's delivery falls due: the same for every event of the request, so worked out once.
+        waits = [(channel, now + job.coalesce.get(channel, 0.0)) for channel in job.channels]
         for event in job.events:
-            if (site, event.id) in stored:
+            # One unpacking instead of some twenty attribute reads per event (the loop runs per event of the group).
+            (event_id, kind, product_id, variation_id, parent_id, sku, manage_stock, quantity, status, backorders,
+             version, occurred_at, cause_kind, order_id) = event  # fmt: skip
+            if (site, event_id) in stored:
                 duplicates += 1
-                logged.append(
-                    (now, site, None, event.sku, event.id, event.version, "duplicate", None, None, None, None)
-                )
+                logged.append((now, site, None, sku, event_id, version, "duplicate", None, None, None, None))
                 continue
-            stored.add((site, event.id))
+            stored.add((site, event_id))
             seq = next(seqs)
-            known = versions.get((site, event.product_id))
-            fresh = known is None or event.version > known
+            product = (site, product_id)
+            known = versions.get(product)
+            fresh = known is None or version > known
             events.append((
-                seq, site, event.id, event.kind, event.product_id, event.variation_id, event.parent_id, event.sku,
-                int(event.manage_stock), event.stock_quantity, event.stock_status, event.backorders, event.version,
-                event.occurred_at, event.cause_kind, event.cause_order_id, now, "accepted" if fresh else "stale",
+                seq, site, event_id, kind, product_id, variation_id, parent_id, sku, int(manage_stock), quantity,
+                status, backorders, version, occurred_at, cause_kind, order_id, now, "accepted" if fresh else "stale",
             ))  # fmt: skip
             if not fresh:
                 stale += 1
                 detail = json.dumps({"newest_version": known})
-                logged.append((now, site, None, event.sku, event.id, event.version, "stale", None, None, None, detail))
+                logged.append((now, site, None, sku, event_id, version, "stale", None, None, None, detail))
                 continue
-            versions[(site, event.product_id)] = gated[(site, event.product_id)] = event.version
+            versions[product] = gated[product] = version
             accepted += 1
-            detail = json.dumps({"kind": event.kind, "cause": event.cause_kind, "order_id": event.cause_order_id})
-            logged.append((
-                now, site, None, event.sku, event.id, event.version, "received", event.stock_quantity, None, None, detail
-            ))  # fmt: skip
-            if not event.sku:
+            detail = _received_detail(kind, cause_kind, order_id)
+            logged.append((now, site, None, sku, event_id, version, "received", quantity, None, None, detail))
+            if not sku:
                 note = json.dumps({"reason": "the product has no SKU, so no channel can be told"})
-                logged.append((now, site, None, "", event.id, event.version, "skipped", None, None, None, note))
+                logged.append((now, site, None, "", event_id, version, "skipped", None, None, None, note))
                 continue
-            for channel in job.channels:
-                due.append((site, channel, event.sku, seq, now + job.coalesce.get(channel, 0.0), now))
-                made_due += 1
+            for channel, due_at in waits:
+                due.append((site, channel, sku, seq, due_at, now))
+            made_due += len(waits)
         response = {
             "accepted": accepted,
             "duplicates": duplicates,
             "stale": stale,
             "rejected": [r.as_dict() for r in job.rejected],
         }
-        text = json.dumps(response)
+        text = _answer_text(response, accepted, duplicates, stale, job.rejected)
         answered[(site, job.msg_id)] = (text, job.digest or None)
         requests.append((site, job.msg_id, text, now, job.digest or None))
         outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due, body=text))
