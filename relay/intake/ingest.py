@@ -79,11 +79,11 @@ _LOOKUP = (
 _LOOKUP_PG = (
     "SELECT"
     " (SELECT COALESCE(json_agg(json_build_array(msg_id, response, digest)), '[]')::text FROM requests"
-    "    WHERE site = ?1 AND msg_id IN (SELECT json_array_elements_text(?2::json))),"
+    "    WHERE site = ?1 AND msg_id = ANY(ARRAY(SELECT json_array_elements_text(?2::json)))),"
     " (SELECT COALESCE(json_agg(event_id), '[]')::text FROM events"
-    "    WHERE site = ?1 AND event_id IN (SELECT json_array_elements_text(?3::json))),"
+    "    WHERE site = ?1 AND event_id = ANY(ARRAY(SELECT json_array_elements_text(?3::json)))),"
     " (SELECT COALESCE(json_agg(json_build_array(product_id, version)), '[]')::text FROM product_versions"
-    "    WHERE site = ?1 AND product_id IN (SELECT json_array_elements_text(?4::json)::bigint)),"
+    "    WHERE site = ?1 AND product_id = ANY(ARRAY(SELECT json_array_elements_text(?4::json)::bigint))),"
     " NULL"
 )
 _NEXT_SEQS = "SELECT nextval(pg_get_serial_sequence('events', 'seq')) FROM generate_series(1, ?)"
@@ -225,9 +225,8 @@ def _record(conn: Conn, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
         requests.append((site, job.msg_id, text, now, job.digest or None))
         outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due, body=text))
     conn.executemany(_INSERT_EVENTS, events)
-    conn.executemany(
-        _INSERT_VERSIONS, [(s, p, v) for (s, p), v in sorted(gated.items())]
-    )  # key order: see make_due_many
+    # in key order, as make_due_many's rows (PostgreSQL: every writer locks rows in one order)
+    conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in sorted(gated.items())])
     deliveries.make_due_many(conn, due)
     audit.record(conn, logged)
     conn.executemany(_INSERT_REQUESTS, requests)

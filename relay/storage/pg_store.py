@@ -30,8 +30,11 @@ from .dbapi import WAKE_CHANNEL
 from .location import Dsn
 from .store import Job, Store, migration_statements
 
-RETRIES = 8
+RETRIES = 12
 log = logging.getLogger("stock_relay.store")
+# psycopg warns when it tears down the pipeline of an executemany that a serialization failure aborted; the failure
+# itself is handled (the group runs again), so the warning would only fill the log under contention.
+logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 class PgStore(Store):
@@ -98,7 +101,9 @@ class PgStore(Store):
                 if not postgres.retryable(exc) or attempt > RETRIES:
                     raise
                 conn.execute("ROLLBACK")
-                time.sleep(random.uniform(0.001, 0.005) * attempt)  # apart from the other relay's retry
+                # apart from the other relay's retry, and longer each time: a group that keeps colliding waits
+                # up to ~1 s in all before its callers get a 503
+                time.sleep(random.uniform(0.5, 1.0) * min(0.002 * 2**attempt, 0.2))
 
     def _database_error(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.Error)
