@@ -35,13 +35,11 @@ import asyncio
 import json
 import os
 import random
-import secrets
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +49,7 @@ import aiohttp
 import psycopg
 import yaml
 from _common import ROOT
+from _pg import create_schema, drop_schema, schema_url
 from aiohttp import web
 
 from relay import signing  # noqa: E402
@@ -181,24 +180,6 @@ async def serve_receiver(receiver: Receiver) -> tuple[web.AppRunner, str]:
 
 
 # -- the store: a schema of its own in the cluster ------------------------------------------------------------------
-
-
-def schema_url(base: str, schema: str) -> str:
-    # urlunsplit would drop the empty host of postgresql:///db?host=/socket/dir
-    options = urllib.parse.urlencode({"options": f"-csearch_path={schema}"})
-    return base + ("&" if "?" in base else "?") + options
-
-
-def create_schema(base: str) -> str:
-    name = "cluster_crashloop_" + secrets.token_hex(4)
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")  # a generated name, never input
-    return name
-
-
-def drop_schema(base: str, name: str) -> None:
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 def read_store(url: str) -> tuple[set[str], int]:
@@ -532,7 +513,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.store_url:
         parser.error("no PostgreSQL: give --store-url or set STOCK_RELAY_TEST_PG")
-    schema = create_schema(args.store_url)
+    schema = create_schema(args.store_url, "cluster_crashloop")
     try:
         workdir = Path(tempfile.mkdtemp(prefix="cluster-crashloop-"))
         figures = asyncio.run(run(args, workdir, schema_url(args.store_url, schema)))
