@@ -1,4 +1,5 @@
-"""SQLite storage: schema and migrations, one group-committing writer, separate readers.
+"""The store: schema and migrations, one group-committing writer, separate readers. This module is the engine and
+its SQLite side; relay/storage/pg_store.py runs the same engine, jobs and views on PostgreSQL (``open_store``).
 
 Every write in the relay is a *job*: a plain function ``job(conn) -> result`` run on the single
 writer connection. Concurrent callers queue their jobs; the writer takes everything queued, runs it
