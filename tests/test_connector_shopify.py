@@ -84,7 +84,10 @@ async def test_user_error_fails_one_item_and_retries_the_rest(start_relay, tmp_p
     assert await states(r) == {"A": "delivered", "B": "dead", "C": "delivered"}
     assert "ITEM_NOT_STOCKED_AT_LOCATION" in (await dead_reasons(r))["B"]
     assert (shop.quantity("A"), shop.quantity("C")) == (7, 9)
-    assert [len(m["variables"]["input"]["quantities"]) for m in mutations(shop)] == [3, 2]
+    # The first mutation carried all three; A and C were sent again, together or apart: each gets its own random
+    # backoff, so whether one claim finds both due depends on the machine's pace.
+    sizes = [len(m["variables"]["input"]["quantities"]) for m in mutations(shop)]
+    assert sizes[0] == 3 and sum(sizes[1:]) == 2, sizes
 
 
 async def test_throttled_is_retried_with_the_same_idempotency_key(start_relay, tmp_path: Path, shop) -> None:
