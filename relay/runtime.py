@@ -152,11 +152,14 @@ class Relay:
     async def _take_leases(self) -> None:
         """Before the workers start: every lease that is free, so the workers, and the sweepers and alert senders
         that follow them, start at once (a lease another relay holds is tried again by its worker)."""
-        held = [w.lease for w in self.workers.values() if w.lease is not None]
-        held += [s.lease for s in self.shop_workers.values() if s.lease is not None]
         with contextlib.suppress(StorageError):  # the workers take them as soon as the store answers
-            for lease in held:
+            for lease in self._leases():
                 await lease.keep(self.store.write, self.now())
+
+    def _leases(self) -> list[leases.Lease]:
+        """Every lease this relay's workers and shop workers keep."""
+        held = [w.lease for w in self.workers.values() if w.lease is not None]
+        return held + [s.lease for s in self.shop_workers.values() if s.lease is not None]
 
     def _lease(self, site: str, worker: str) -> leases.Lease:
         return leases.Lease(
@@ -352,8 +355,7 @@ class Relay:
             if self.config.store is None:
                 await self.store.write(release_everything)
             else:
-                held = [w.lease for w in self.workers.values() if w.lease is not None]
-                held += [s.lease for s in self.shop_workers.values() if s.lease is not None]
+                held = self._leases()
                 await self.store.write(lambda conn: leases.give_back(conn, held))
         await self._close_resources()
 

@@ -19,7 +19,6 @@ import graphql
 import jsonschema
 import pytest
 from graphql.execution.values import get_variable_values
-from referencing import Registry, Resource
 
 from fakes.ebay import FakeEbay
 from fakes.etsy import FakeEtsy
@@ -29,7 +28,7 @@ from relay.connectors import build
 from relay.connectors.base import Update
 from relay.vault import Vault
 
-from .spec_files import spec_path
+from .spec_files import oas3_validator, spec_path
 
 VAULT_KEY = "bXl0ZXN0dmF1bHRrZXlteXRlc3R2YXVsdGtleTAxMjM="
 
@@ -43,29 +42,7 @@ def shopify_schema() -> graphql.GraphQLSchema:
 
 def openapi_validator(relative: str, schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     """A validator for an OpenAPI 3.0 schema fragment whose $refs point into the spec file."""
-    spec = _nullable_to_types(json.loads(spec_path(relative).read_text()))
-    registry: Registry = Registry().with_resource("spec.json", Resource.opaque(spec))
-    return jsonschema.Draft4Validator(_rebase(_nullable_to_types(schema)), registry=registry)
-
-
-def _nullable_to_types(node: Any) -> Any:
-    """OpenAPI 3.0's ``nullable: true`` is ``type: [X, "null"]`` in JSON Schema."""
-    if isinstance(node, dict):
-        out = {k: _nullable_to_types(v) for k, v in node.items()}
-        if out.pop("nullable", False) and isinstance(out.get("type"), str):
-            out["type"] = [out["type"], "null"]
-        return out
-    if isinstance(node, list):
-        return [_nullable_to_types(v) for v in node]
-    return node
-
-
-def _rebase(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: ("spec.json" + v if k == "$ref" and v.startswith("#") else _rebase(v)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rebase(v) for v in node]
-    return node
+    return oas3_validator(json.loads(spec_path(relative).read_text()), schema)
 
 
 def request_schema(spec: dict[str, Any], path: str, method: str) -> dict[str, Any]:

@@ -240,16 +240,7 @@ final class Stock_Relay_Alerts {
 	public static function refresh_now(): void {
 		$settings = Stock_Relay_Plugin::settings();
 		if ( Stock_Relay_Admin::configured( $settings ) ) {
-			$answer = Stock_Relay_Delivery::post(
-				$settings,
-				'status',
-				(string) stock_relay_json(
-					array(
-						'type' => 'status.query',
-						'site' => $settings['site'],
-					)
-				)
-			);
+			$answer = Stock_Relay_Delivery::status( $settings );
 			self::remember( $answer );
 			Stock_Relay_Oversold_Notice::remember( $answer['status'], $answer['body'] ); // The same answer keeps that notice current too.
 		}

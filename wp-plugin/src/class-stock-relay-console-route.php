@@ -298,16 +298,7 @@ final class Stock_Relay_Console_Route {
 		$cached = get_transient( Stock_Relay_Status_Route::CACHE );
 		if ( ! is_array( $cached ) || ! isset( $cached['answer'], $cached['at'] ) ) {
 			$cached = array(
-				'answer' => Stock_Relay_Delivery::post(
-					$settings,
-					'status',
-					(string) stock_relay_json(
-						array(
-							'type' => 'status.query',
-							'site' => $settings['site'],
-						)
-					)
-				),
+				'answer' => Stock_Relay_Delivery::status( $settings ),
 				'at'     => time(),
 			);
 			set_transient( Stock_Relay_Status_Route::CACHE, $cached, Stock_Relay_Status_Route::CACHE_TTL );

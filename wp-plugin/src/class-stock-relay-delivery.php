@@ -221,6 +221,26 @@ final class Stock_Relay_Delivery {
 	}
 
 	/**
+	 * The relay's status answer for this site (status.query): what the settings page, the notices and the watchdog
+	 * all ask.
+	 *
+	 * @param array<string, string> $settings Settings.
+	 * @return array{status: int, code: string, message: string, body: array<string, mixed>, retry_after: int|null}
+	 */
+	public static function status( array $settings ): array {
+		return self::post(
+			$settings,
+			'status',
+			(string) stock_relay_json(
+				array(
+					'type' => 'status.query',
+					'site' => $settings['site'],
+				)
+			)
+		);
+	}
+
+	/**
 	 * A signed POST to the relay.
 	 *
 	 * @param array<string, string> $settings Settings.

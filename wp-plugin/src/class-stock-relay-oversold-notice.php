@@ -59,19 +59,10 @@ final class Stock_Relay_Oversold_Notice {
 		}
 		update_option( self::CHECKED, time(), true );
 		$settings = Stock_Relay_Plugin::settings();
-		if ( '' === $settings['url'] || '' === $settings['site'] || '' === $settings['secret'] ) {
+		if ( ! Stock_Relay_Admin::configured( $settings ) ) {
 			return;
 		}
-		$answer = Stock_Relay_Delivery::post(
-			$settings,
-			'status',
-			(string) stock_relay_json(
-				array(
-					'type' => 'status.query',
-					'site' => $settings['site'],
-				)
-			)
-		);
+		$answer = Stock_Relay_Delivery::status( $settings );
 		self::remember( $answer['status'], $answer['body'] );
 	}
 

@@ -76,16 +76,7 @@ final class Stock_Relay_Status_Route {
 		$cached = $request->get_param( 'refresh' ) ? false : get_transient( self::CACHE );
 		$fresh  = ! is_array( $cached ) || ! isset( $cached['answer'], $cached['at'] );
 		if ( $fresh ) {
-			$answer = Stock_Relay_Delivery::post(
-				$settings,
-				'status',
-				(string) stock_relay_json(
-					array(
-						'type' => 'status.query',
-						'site' => $settings['site'],
-					)
-				)
-			);
+			$answer = Stock_Relay_Delivery::status( $settings );
 			Stock_Relay_Oversold_Notice::remember( $answer['status'], $answer['body'] );
 			Stock_Relay_Alerts::remember( $answer ); // The admin notices follow what the page was told.
 			$cached = array(
