@@ -5,6 +5,9 @@ tests/vectors/signing.json is the repository's one copy: the plugin's SignerTest
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -75,6 +78,26 @@ def test_rotation_accepts_any_active_secret() -> None:
     signing.verify([other, v["secret"]], _headers(v), v["body"].encode(), now=v["webhook_timestamp"])
     with pytest.raises(SignatureError):
         signing.verify([other], _headers(v), v["body"].encode(), now=v["webhook_timestamp"])
+
+
+@pytest.mark.parametrize("size", [0, 1, 1_999, 2_000, 2_001, 4_000, 28_657, 1_000_000])
+def test_large_bodies_verify_as_one_hmac_would(size: int) -> None:
+    """The HMAC is fed in chunks (so it keeps the GIL); every chunk boundary must still give the one-shot digest:
+    a body signed by the standard library's hmac over the whole content verifies, its last byte changed does not."""
+    secret, msg_id, ts = signing.new_secret(), "msg_big", 1_780_000_000
+    body = bytes((i * 7 + 3) % 251 for i in range(size))
+    reference = hmac.new(signing.secret_key(secret), f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": "v1," + base64.b64encode(reference).decode(),
+    }
+    assert signing.verify([secret], headers, body, now=ts) == ts
+    if size:
+        with pytest.raises(SignatureError):
+            signing.verify([secret], headers, body[:-1] + bytes([body[-1] ^ 1]), now=ts)
+    woo = base64.b64encode(hmac.new(b"woo-secret", body, hashlib.sha256).digest()).decode()
+    assert signing.verify_woocommerce("woo-secret", body, woo)
 
 
 @pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
