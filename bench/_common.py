@@ -56,8 +56,11 @@ def cpu_seconds(pid: int) -> float:
 class ServerProcess:
     """A server in its own process whose log says ``listening on http://HOST:PORT`` once it is up."""
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.argv = argv
+        self.cwd = cwd
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -75,7 +78,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env, cwd=ROOT)
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             match = LISTENING.search(self.log_path.read_text(errors="replace"))
@@ -105,11 +108,12 @@ class ServerProcess:
 
 
 def start_relay(
-    workdir: Path, channels: list[dict[str, Any]], dispatch: dict[str, Any] | None = None
+    workdir: Path, channels: list[dict[str, Any]], dispatch: dict[str, Any] | None = None, root: Path = ROOT
 ) -> tuple[ServerProcess, str]:
     """``stock-relay serve`` (as ``python -m relay serve``) with one site "bench" and no ingest rate limit.
 
-    Returns the running process and the site's secret. The database is ``workdir/state/relay.sqlite3``.
+    Returns the running process and the site's secret. The database is ``workdir/state/relay.sqlite3``. ``root``:
+    the checkout whose ``relay`` package runs (another one's: an A/B of two versions in one run).
     """
     secret = signing.new_secret()
     secret_file = workdir / "site.secret"
@@ -126,7 +130,9 @@ def start_relay(
         doc["dispatch"] = dispatch
     path = workdir / "relay.yaml"
     path.write_text(yaml.safe_dump(doc))
-    relay = ServerProcess([sys.executable, "-m", "relay", "serve", "-c", str(path)], workdir / "relay.log")
+    relay = ServerProcess(
+        [sys.executable, "-m", "relay", "serve", "-c", str(path)], workdir / "relay.log", cwd=root
+    )
     relay.start()
     return relay, secret
 

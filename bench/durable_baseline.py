@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import ServerProcess, cpu_seconds, database_path, start_relay
+from _common import ROOT, ServerProcess, cpu_seconds, database_path, start_relay
 from ingest import Connection, signed_batch
 
 from relay import signing
@@ -59,6 +59,7 @@ from relay.intake import ingest, protocol
 from relay.storage import store
 
 SERVERS = ("relay", "minimal", "naive")
+BEFORE = "before"  # --relay-before: the relay of another checkout, in the same rotation
 GROUP = 32  # requests per commit in the page count: the 32 connections' worth
 
 # --- the baselines: stdlib + aiohttp (+ aiosqlite), nothing of the relay's ----------------------------------------
@@ -351,11 +352,11 @@ SANDBOX = {
 }
 
 
-def start(kind: str, workdir: Path) -> Started:
-    """The server ``kind`` in its own process on a fresh directory."""
+def start(kind: str, workdir: Path, before: Path | None = None) -> Started:
+    """The server ``kind`` in its own process on a fresh directory (``before``: the checkout of the ``before`` relay)."""
     workdir.mkdir()
-    if kind == "relay":
-        relay, secret = start_relay(workdir, [SANDBOX])
+    if kind in ("relay", BEFORE):
+        relay, secret = start_relay(workdir, [SANDBOX], root=before if kind == BEFORE and before else ROOT)
         return Started([relay], secret, functools.partial(stored_ids, database_path(workdir)))
     secret = signing.new_secret()
     db = workdir / "baseline.sqlite3"
@@ -507,18 +508,18 @@ def median_and_range(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
-def summarize(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
+def summarize(runs: list[Run], sizes: list[int], kinds: tuple[str, ...] = SERVERS) -> dict[str, Any]:
     """Per size: each server's median and range, and the relay's ratios (of medians, and paired per repetition)."""
     out: dict[str, Any] = {}
     for size in sizes:
-        mine = {kind: [r for r in runs if r.size == size and r.server == kind] for kind in SERVERS}
+        mine = {kind: [r for r in runs if r.size == size and r.server == kind] for kind in kinds}
         row: dict[str, Any] = {}
         for kind, rs in mine.items():
             med, low, high = median_and_range([r.events_per_second for r in rs])
             cpu = statistics.median(r.cpu_us_per_event for r in rs)
             row[kind] = {"eps_median": round(med, 1), "eps_min": round(low, 1), "eps_max": round(high, 1),
                          "cpu_us_per_event": round(cpu, 1)}  # fmt: skip
-        for base in ("minimal", "naive"):
+        for base in kinds[1:]:
             paired = [
                 r.events_per_second / b.events_per_second
                 for r, b in zip(mine["relay"], mine[base], strict=True)
@@ -531,7 +532,7 @@ def summarize(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
     return out
 
 
-def print_table(summary: dict[str, Any]) -> None:
+def print_table(summary: dict[str, Any], kinds: tuple[str, ...] = SERVERS) -> None:
     print("events/s, median (min–max) of the repetitions; server CPU µs per event (median)")
     print(
         f"{'ev/req':>6} | {'relay':>24} | {'minimal durable':>24} | {'naive':>24} | {'relay/min':>9} | {'relay/naive':>11}"
@@ -541,9 +542,16 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{row[k]['eps_median']:7.0f} ({row[k]['eps_min']:.0f}–{row[k]['eps_max']:.0f}) {row[k]['cpu_us_per_event']:4.0f}µs"
             for k in SERVERS
         ]
+        if BEFORE in kinds:
+            b = row[BEFORE]
+            cells.append(
+                f"before {b['eps_median']:.0f} ({b['eps_min']:.0f}–{b['eps_max']:.0f}) {b['cpu_us_per_event']:.0f}µs,"
+                f" relay/before {row['relay_over_before']:.2f}"
+                f" ({row['relay_over_before_paired_min']:.2f}–{row['relay_over_before_paired_max']:.2f})"
+            )
         print(
-            f"{size:>6} | " + " | ".join(f"{c:>24}" for c in cells) + f" | {row['relay_over_minimal']:9.2f}"
-            f" | {row['relay_over_naive']:11.2f}"
+            f"{size:>6} | " + " | ".join(f"{c:>24}" for c in cells[:3]) + f" | {row['relay_over_minimal']:9.2f}"
+            f" | {row['relay_over_naive']:11.2f}" + (f" | {cells[3]}" if len(cells) > 3 else "")
         )
     print("targets: relay/min >= 0.50, relay/naive >= 1.50 at every size")
 
@@ -568,7 +576,16 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skus", type=int, default=5000, help="SKUs the events spread over, in order (default 5000)")
     parser.add_argument("--no-pages", action="store_true", help="skip the WAL page count per event")
+    parser.add_argument(
+        "--relay-before",
+        type=Path,
+        metavar="DIR",
+        help="also run the relay of another checkout (e.g. a `git worktree` of the commit before a change) in the"
+        " same rotation, and report relay/before",
+    )
     args = parser.parse_args()
+    kinds = SERVERS + ((BEFORE,) if args.relay_before else ())
+    starter = functools.partial(start, before=args.relay_before)
     sizes = [int(s) for s in args.sizes.split(",")]
     load_before = os.getloadavg()
     began = time.monotonic()
@@ -578,9 +595,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-durable-") as tmp:
         for rep in range(args.reps):
             for size in sizes:
-                order = SERVERS[rep % 3 :] + SERVERS[: rep % 3]  # each server leads once in three repetitions
-                for kind in order:
-                    run = measure(kind, size, rep, Path(tmp) / f"{kind}-{size}-{rep}", args, rates)
+                turn = rep % len(kinds)
+                for kind in kinds[turn:] + kinds[:turn]:  # each server leads in turn
+                    run = measure(kind, size, rep, Path(tmp) / f"{kind}-{size}-{rep}", args, rates, starter)
                     runs.append(run)
                     print(
                         f"  rep {rep + 1} {size:>3} ev/req {kind:>7}: {run.events_per_second:8.0f} events/s"
@@ -591,7 +608,7 @@ def main() -> int:
             for size in sizes:
                 pages[str(size)] = writes_per_event(size, args.skus, 20_000, Path(tmp))
     load_after = os.getloadavg()
-    summary = summarize(runs, sizes)
+    summary = summarize(runs, sizes, kinds)
     durable = all(r.durable for r in runs)
     errors = sum(r.errors for r in runs)
     inline = sum(r.signed_inline for r in runs)
@@ -601,7 +618,7 @@ def main() -> int:
         f" {args.reps} repetitions interleaved, {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before,"
         f" {load_after[0]:.2f} after ({time.monotonic() - began:.0f} s)"
     )
-    print_table(summary)
+    print_table(summary, kinds)
     print(
         f"durability (each server SIGKILLed after each phase, its file read): {sum(r.acked for r in runs)} events"
         f" acknowledged, {sum(r.missing for r in runs)} missing -> {'OK' if durable else 'FAILED'}"
