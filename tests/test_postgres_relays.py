@@ -5,6 +5,8 @@ ingest, one of them works the channel (worker_leases), a SIGKILLed holder is rep
 SIGTERMed one hands its lease over at once, and the fencing token stops a holder that lost its lease from writing
 (that one in-process, with two stores and a made-up clock). The last test gives a relay a cluster of its own and
 stops the server under it: ingest answers 503, never 202, and the relay recovers by itself once the server is back.
+Then: a NOTIFY at ingest's commit wakes the holder when the other relay took the event in; the store URL's password
+shows nowhere; and the fencing token alone stops a settle whose claim token still matches.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +37,7 @@ from relay.storage.location import Dsn
 from relay.storage.pg_store import PgStore
 
 from .conftest import CHANNEL_SECRET, SITE_SECRET, Receiver, Reply, StartRelay, eventually, make_config, webhook_channel
-from .procs import RelayProcess
+from .procs import RelayProcess, run_cli
 
 SITE, CHANNEL, HOOK = "main", "hook", "/hook"
 STORE = "PG_RELAYS_STORE"  # the variable every relay's store: names
@@ -82,8 +86,10 @@ async def hook() -> AsyncIterator[CountingReceiver]:
 # --- relays on the shared store -------------------------------------------------------------------------------------
 
 
-def write_config(root: Path, hook_url: str, lease_seconds: float) -> Path:
-    """One relay's YAML: its own state_dir and port, the shared store, one webhook channel."""
+def write_config(
+    root: Path, hook_url: str, lease_seconds: float, idle_poll_seconds: float = 0.1, store: str = f"env:{STORE}"
+) -> Path:
+    """One relay's YAML: its own state_dir and port, the shared store (``store``, a reference), one webhook channel."""
     channel = {
         "name": CHANNEL,
         "type": "webhook",
@@ -94,14 +100,14 @@ def write_config(root: Path, hook_url: str, lease_seconds: float) -> Path:
     }
     doc = {
         "state_dir": str(root / "state"),
-        "store": f"env:{STORE}",
+        "store": store,
         "listen": {"host": "127.0.0.1", "port": 0},
         "shutdown_grace_seconds": 5,
         "dispatch": {
             "lease_seconds": lease_seconds,
             "backoff_base_seconds": 0.05,
             "backoff_max_seconds": 0.5,
-            "idle_poll_seconds": 0.1,
+            "idle_poll_seconds": idle_poll_seconds,
         },
         "sites": {SITE: {"secret": "env:PG_RELAYS_SITE_SECRET", "max_requests_per_second": 0, "channels": [channel]}},
     }
@@ -112,13 +118,14 @@ def write_config(root: Path, hook_url: str, lease_seconds: float) -> Path:
 
 
 async def start_relays(
-    tmp_path: Path, dsn: Dsn, hook_url: str, lease_seconds: float, count: int = 2
+    tmp_path: Path, dsn: Dsn, hook_url: str, lease_seconds: float, count: int = 2, idle_poll_seconds: float = 0.1
 ) -> list[RelayProcess]:
     """``count`` relay subprocesses on the store ``dsn``, started one after the other."""
     relays = []
     for n in range(count):
         root = tmp_path / f"relay{n}"
-        relay = RelayProcess(write_config(root, hook_url, lease_seconds), {**ENV, STORE: dsn.url}, root / "relay.log")
+        config = write_config(root, hook_url, lease_seconds, idle_poll_seconds)
+        relay = RelayProcess(config, {**ENV, STORE: dsn.url}, root / "relay.log")
         await asyncio.to_thread(relay.start)  # its blocking wait must not stop the receiver answering
         relays.append(relay)
     return relays
@@ -482,3 +489,129 @@ async def test_the_relay_rides_out_a_postgres_restart(
     in_flight = hook.received[0].doc["updates"][0]["sku"]
     assert hook.skus_sent().count(in_flight) >= 2, "the push whose outcome could not be recorded was not sent again"
     assert relay.terminate() == 0
+
+
+# --- 6. a NOTIFY wakes the holder -----------------------------------------------------------------------------------
+
+IDLE = 3600.0  # the holder's idle poll, and its lease's renewal interval (lease_seconds / 6): both an hour
+WOKEN = 60.0  # how long the holder may take to deliver once woken: generous on a busy machine, far below IDLE
+
+
+async def test_the_holder_is_woken_by_an_event_the_other_relay_took_in(
+    tmp_path: Path, pg_schema: Dsn, hook: CountingReceiver
+) -> None:
+    """An event committed by the relay without the channel's lease is delivered by the holder at once: ingest's NOTIFY
+    reaches the holder's listener (pg_store), which wakes its worker. Its own polls would look only an hour later."""
+    relays = await start_relays(tmp_path, pg_schema, hook.url(HOOK), lease_seconds=6 * IDLE, idle_poll_seconds=IDLE)
+    holder, other = relays if held_lease(pg_schema).pid == pid_of(relays[0]) else relays[::-1]
+    async with aiohttp.ClientSession() as session:
+        await send_accepted(session, other.url, [stock_event(1, "SKU-1", 5, 1)])
+        await eventually(lambda: hook.shown().get("SKU-1") == 5, seconds=WOKEN, what="the woken holder to deliver")
+    row = held_lease(pg_schema)
+    assert (row.pid, row.token) == (pid_of(holder), 1), "the lease moved: the delivery proves no wake-up"
+    assert holder.terminate() == 0 and other.terminate() == 0
+
+
+# --- 7. the store's password ----------------------------------------------------------------------------------------
+
+PASSWORD = "Store-Pw-" + secrets.token_hex(8)  # distinctive: found in an output only if it leaked there
+SECRET_ENV = {**ENV, "PG_RELAYS_OPS_SECRET": SITE_SECRET}  # the operator's --secret reference for --remote
+
+
+def hidden(text: str) -> str:
+    """An output quoted in a failed assertion: without the password, should it be there."""
+    return text.replace(PASSWORD, "<password>")
+
+
+def with_password(dsn: Dsn, password: str) -> str:
+    """``dsn``'s URL with ``password`` in it. The test cluster trusts its Unix socket: the server ignores it."""
+    parts = urllib.parse.urlsplit(dsn.url)
+    user = parts.username or urllib.parse.parse_qs(parts.query)["user"][0]
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+async def test_the_store_password_is_never_shown(tmp_path: Path, pg_schema: Dsn, hook: CountingReceiver) -> None:
+    """A relay whose store: reference holds a password: not in its log, nor in check-config, status (from the store
+    and over the API), audit, /readyz or /metrics. A store that is not there fails the start, and the status
+    command, with an error that names the database without it."""
+    url = with_password(pg_schema, PASSWORD)
+    root = tmp_path / "relay"
+    config = write_config(root, hook.url(HOOK), lease_seconds=10, store="file:store.url")
+    (root / "store.url").write_text(url + "\n")
+    relay = RelayProcess(config, ENV, root / "relay.log")
+    await asyncio.to_thread(relay.start)
+    shown: dict[str, str] = {}
+    async with aiohttp.ClientSession() as session:
+        await send_accepted(session, relay.url, [stock_event(1, "SKU-1", 5, 1)])
+        await eventually(lambda: hook.shown().get("SKU-1") == 5, what="the relay to deliver")
+        for path in ("/readyz", "/metrics"):
+            async with session.get(relay.url + path) as response:
+                assert response.status == 200, path
+                shown[path] = await response.text()
+    remote = ("--remote", relay.url, "--site", SITE, "--secret", "env:PG_RELAYS_OPS_SECRET")
+    for command in (("check-config",), ("status", "--json"), ("audit", "--json"), ("status", "--json", *remote)):
+        args = command if "--remote" in command else (*command, "-c", str(config))
+        done = await asyncio.to_thread(run_cli, *args, env=SECRET_ENV)
+        code = done.returncode  # not done itself in the assertion: pytest would print its output
+        assert code == 0, (command, hidden(done.stderr))
+        shown[" ".join(command)] = done.stdout + done.stderr
+    assert relay.terminate() == 0
+    shown["log"] = relay.log()
+    assert [where for where, text in shown.items() if PASSWORD in text] == []
+    named = str(Dsn(url))  # how every message names the store: where a leak would be
+    assert named in shown["log"] and named in shown["check-config"], "the store is not named where it was looked for"
+
+    nowhere = with_password(Dsn(f"postgresql:///postgres?host={tmp_path / 'no-server'}&user=postgres"), PASSWORD)
+    (root / "store.url").write_text(nowhere + "\n")
+    failed = {
+        command: await asyncio.to_thread(run_cli, command, "-c", str(config), env=SECRET_ENV)
+        for command in ("serve", "status")
+    }
+    assert [command for command, done in failed.items() if PASSWORD in done.stdout + done.stderr] == []
+    codes = {command: done.returncode for command, done in failed.items()}
+    assert codes == {"serve": 1, "status": 1}, hidden(failed["serve"].stderr + failed["status"].stderr)
+    assert f"cannot start: cannot connect to {Dsn(nowhere)}" in failed["serve"].stderr
+    assert f"cannot connect to {Dsn(nowhere)}" in failed["status"].stderr
+
+
+# --- 8. the fencing token on its own --------------------------------------------------------------------------------
+
+
+async def test_a_holder_whose_claim_outlived_its_lease_settles_nothing(
+    tmp_path: Path, pg_schema: Dsn, start_relay: StartRelay, two_stores: tuple[PgStore, PgStore]
+) -> None:
+    """B has taken the lease over but A's claim was not given back (B ran TAKE alone; ``take`` also releases the old
+    holder's claims, the case of test 4): A's claim token still matches the row, and only the fencing token can stop
+    A's settle. The row stays exactly as it was, and A's outcome is audited as lease_lost."""
+    ingest = await start_relay(
+        make_config(tmp_path / "state", (webhook_channel(CHANNEL, "http://127.0.0.1:9/"),), store=pg_schema)
+    )
+    status, body = await ingest.client.send_events([stock_event(1, "SKU-1", 5, 1)])
+    assert status == 202, body
+    store_a, store_b = two_stores
+    lease_a = leases.Lease(SITE, CHANNEL, "host-a:1:aa", lease_seconds=30)
+    lease_b = leases.Lease(SITE, CHANNEL, "host-b:2:bb", lease_seconds=30)
+    now = ingest.relay.now()
+    assert await take(store_a, lease_a, now) == 1
+    claimed = await store_a.write(
+        lambda conn: deliveries.claim(conn, SITE, CHANNEL, 10, "claim-a", 30, now, lease_a.fence())
+    )
+    assert [c.sku for c in claimed] == ["SKU-1"]
+    later = now + lease_a.term + 1  # A has not renewed: its term is over
+    taken = await store_b.write(
+        lambda conn: conn.execute(leases.TAKE, (SITE, CHANNEL, lease_b.holder, later + lease_b.term, later)).fetchone()
+    )
+    assert taken is not None and int(taken[0]) == 2
+    rows = "SELECT * FROM deliveries WHERE site = %s AND channel = %s"
+    before = query(pg_schema, rows, (SITE, CHANNEL))
+    assert query(pg_schema, "SELECT claim_token FROM deliveries") == [("claim-a",)], "the claim check alone would pass"
+    ok = [deliveries.Outcome("SKU-1", deliveries.OK, quantity=5)]
+    policy, rand, fence = deliveries.RetryPolicy(1, 10, 3600), random.Random(0), lease_a.fence()
+    settled = await store_a.write(
+        lambda conn: deliveries.settle(conn, SITE, CHANNEL, "claim-a", claimed, ok, policy, later, rand, None, fence)
+    )
+    assert settled == 0
+    assert query(pg_schema, rows, (SITE, CHANNEL)) == before
+    audited = query(pg_schema, "SELECT sku, action FROM audit WHERE channel = %s", (CHANNEL,))
+    assert audited == [("SKU-1", "lease_lost")]
