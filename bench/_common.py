@@ -56,9 +56,7 @@ def cpu_seconds(pid: int) -> float:
 class ServerProcess:
     """A server in its own process whose log says ``listening on http://HOST:PORT`` once it is up."""
 
-    def __init__(
-        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
-    ) -> None:
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         self.argv = argv
         self.cwd = cwd
         self.log_path = log_path
@@ -130,9 +128,7 @@ def start_relay(
         doc["dispatch"] = dispatch
     path = workdir / "relay.yaml"
     path.write_text(yaml.safe_dump(doc))
-    relay = ServerProcess(
-        [sys.executable, "-m", "relay", "serve", "-c", str(path)], workdir / "relay.log", cwd=root
-    )
+    relay = ServerProcess([sys.executable, "-m", "relay", "serve", "-c", str(path)], workdir / "relay.log", cwd=root)
     relay.start()
     return relay, secret
 
