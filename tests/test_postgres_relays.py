@@ -33,6 +33,7 @@ from aiohttp.test_utils import TestServer
 
 from relay.cli.client import SignedClient, new_msg_id, stock_event
 from relay.delivery import deliveries, leases
+from relay.errors import StorageError
 from relay.storage.location import Dsn
 from relay.storage.pg_store import PgStore
 
@@ -615,3 +616,37 @@ async def test_a_holder_whose_claim_outlived_its_lease_settles_nothing(
     assert query(pg_schema, rows, (SITE, CHANNEL)) == before
     audited = query(pg_schema, "SELECT sku, action FROM audit WHERE channel = %s", (CHANNEL,))
     assert audited == [("SKU-1", "lease_lost")]
+
+
+async def test_a_kept_reader_connection_the_server_dropped_is_replaced_not_failed(pg_schema: Dsn) -> None:
+    """The store keeps its read connections between reads; one the server dropped meanwhile (a restart, an idle
+    timeout, here pg_terminate_backend) must cost no failed read: the view runs once more on a new connection. A view
+    that fails on a working connection still fails, once."""
+    store = PgStore(pg_schema)
+    await store.open()
+    try:
+
+        def backend(conn: Any) -> int:
+            return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+        # several kept connections (concurrent reads), then all of them dropped, as a server restart does
+        kept = set(await asyncio.gather(*(store.query(backend) for _ in range(4))))
+        for pid in kept:
+            query(pg_schema, "SELECT pg_terminate_backend(%s)", (pid,))
+        await eventually(
+            lambda: not query(pg_schema, "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (list(kept),))
+        )
+        assert await store.query(backend) not in kept
+        assert await store.query(backend) not in kept
+
+        calls = []
+
+        def failing(conn: Any) -> None:
+            calls.append(1)
+            conn.execute("SELECT no_such_column FROM events")
+
+        with pytest.raises(StorageError):
+            await store.query(failing)
+        assert len(calls) == 1
+    finally:
+        await store.close()

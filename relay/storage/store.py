@@ -446,16 +446,31 @@ class Reader:
         self.closed = False
 
     def run(self, view: Callable[[Conn], T]) -> T:
+        """``view`` on a connection of this reader's. A kept connection the server has dropped since (PostgreSQL
+        restarted, an idle timeout) is only found out by using it: the view then runs once more on a new one, as a
+        view only reads. The error of a connection that still works, or of a new one, is the caller's."""
+        dropped: list[bool] = []
+        try:
+            with self.connection(dropped) as conn:
+                return view(conn)
+        except StorageError:
+            if not dropped:
+                raise
+        self._close_idle()  # its idle siblings were most likely dropped with it (a restart): new ones for all
         with self.connection() as conn:
             return view(conn)
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[Conn]:
-        """A connection of this reader's for the block, from any thread (one at a time); errors mapped."""
+    def connection(self, dropped: list[bool] | None = None) -> Iterator[Conn]:
+        """A connection of this reader's for the block, from any thread (one at a time); errors mapped.
+
+        ``dropped``: gets True appended when the block failed on a connection kept from an earlier read that turns out
+        to be gone (PostgreSQL's; a SQLite file's connection is never dropped)."""
         with self._lock:
             if self.closed:
                 raise StorageError("the database is closed")
             conn = self._idle.pop() if self._idle else None
+        kept = conn is not None
         if conn is None:
             with _reading(self.location):
                 conn = _connect_reader(self.location)
@@ -463,6 +478,8 @@ class Reader:
             with _reading(self.location):
                 yield conn
         except BaseException:
+            if kept and dropped is not None and getattr(conn, "broken", False):
+                dropped.append(True)
             _close(conn)
             raise
         with self._lock:
@@ -474,6 +491,10 @@ class Reader:
     def close(self) -> None:
         with self._lock:
             self.closed = True
+        self._close_idle()
+
+    def _close_idle(self) -> None:
+        with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
             _close(conn)
