@@ -12,6 +12,7 @@ shows nowhere; and the fencing token alone stops a settle whose claim token stil
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import secrets
@@ -31,9 +32,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from relay.cli.client import SignedClient, new_msg_id, stock_event
+from relay.cli.client import SignedClient, new_event_id, new_msg_id, stock_event
 from relay.delivery import deliveries, leases
 from relay.errors import StorageError
+from relay.intake import ingest, protocol
 from relay.storage.location import Dsn
 from relay.storage.pg_store import PgStore
 
@@ -648,5 +650,54 @@ async def test_a_kept_reader_connection_the_server_dropped_is_replaced_not_faile
         with pytest.raises(StorageError):
             await store.query(failing)
         assert len(calls) == 1
+    finally:
+        await store.close()
+
+
+def analyze_runs(dsn: Dsn, table: str) -> int:
+    """How many times ``table`` was analyzed by an ANALYZE command (autovacuum's own runs are counted apart)."""
+    rows = query(
+        dsn,
+        "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = %s",
+        (table,),
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+async def test_a_young_store_is_analyzed_as_it_grows_so_lookups_find_their_keys(pg_schema: Dsn) -> None:
+    """PostgreSQL plans from statistics that autovacuum refreshes once a minute at best; a store that grew from
+    nothing within seconds was planned as empty, and ingest's lookup read every event of the site to find a few ids.
+    The store analyzes its hot tables itself once they have changed enough; then the lookup is an index search by
+    (site, event_id)."""
+    store = PgStore(pg_schema)
+    await store.open()
+    try:
+        for start in range(0, 3000, 500):
+            events = []
+            for n in range(start + 1, start + 501):
+                event = protocol.validate_event(stock_event(n, f"SKU-{n}", 5, 1, event_id=new_event_id()))
+                assert isinstance(event, protocol.Event)
+                events.append(event)
+            await store.write(
+                functools.partial(
+                    ingest.record_batch,
+                    site="shop",
+                    channels=["hook"],
+                    msg_id=new_msg_id(),
+                    events=events,
+                    rejected=[],
+                    now=1e9,
+                )  # fmt: skip
+            )
+        await eventually(lambda: analyze_runs(pg_schema, "events") > 0, seconds=60, what="events to be analyzed")
+        plan = "\n".join(
+            row[0]
+            for row in query(
+                pg_schema,
+                "EXPLAIN SELECT event_id FROM events WHERE site = 'shop'"
+                ' AND event_id = ANY(ARRAY(SELECT json_array_elements_text(\'["evt_a", "evt_b"]\'::json)))',
+            )
+        )
+        assert "Index Cond: ((site = 'shop'::text) AND (event_id = ANY" in plan, plan
     finally:
         await store.close()

@@ -212,6 +212,8 @@ async def _migrate(source: sqlite3.Connection, target: Dsn, batch: int, ref: str
         progress.done()
         for t in schema:
             await _reset_identity(store, t)
+        print("analyzing the tables (the planner's statistics) ...", file=sys.stderr)
+        await asyncio.get_running_loop().run_in_executor(None, store.analyze, [t.name for t in schema])
         counts = [(t.name, _count(source, t.name), await _pg_count(store, t.name)) for t in schema]
     finally:
         await store.close()
