@@ -281,6 +281,16 @@ SETTLE_DONE = (  # OK or SKIPPED: delivered, unless a newer event arrived meanwh
     " pending_since = CASE WHEN want_seq > claimed_seq THEN ? END,"
     " state = CASE WHEN want_seq > claimed_seq THEN 'pending' ELSE 'delivered' END, updated_at = ?" + _OURS
 )
+# The same for a whole batch in one statement, on PostgreSQL: there a statement per row cost ~50 µs of the server's
+# (each row's update also inserts into both of the table's indexes), the largest share of its work per event.
+SETTLE_DONE_PG = (
+    "UPDATE deliveries AS d SET delivered_seq = d.claimed_seq, delivered_quantity = v.quantity, claim_token = NULL,"
+    " lease_until = NULL, attempts = 0, first_failure_at = NULL, last_error = NULL, next_attempt_at = ?1,"
+    " pending_since = CASE WHEN d.want_seq > d.claimed_seq THEN ?1 END,"
+    " state = CASE WHEN d.want_seq > d.claimed_seq THEN 'pending' ELSE 'delivered' END, updated_at = ?1"
+    " FROM unnest(?2::text[], ?3::bigint[]) AS v(sku, quantity)"
+    " WHERE d.site = ?4 AND d.channel = ?5 AND d.sku = v.sku AND d.claim_token = ?6"
+)
 SETTLE_PAUSED = (  # AUTH or HELD: the channel is paused; the claim is released, no attempt counted
     "UPDATE deliveries SET claim_token = NULL, lease_until = NULL, last_error = ?, updated_at = ?" + _OURS
 )
@@ -364,7 +374,12 @@ def settle(
         else:
             buried.append((out, reason))
     # An empty group is skipped, not run: a batch of one pays for the statements it needs and no more.
-    for sql, rows in ((SETTLE_DONE, done), (SETTLE_PAUSED, paused), (SETTLE_RETRY, retried)):
+    if done and is_postgres(conn):  # every row's SKU is distinct (``settling``): one statement updates each once
+        conn.execute(SETTLE_DONE_PG, (now, [row[6] for row in done], [row[0] for row in done], site, channel, token))
+        done_rows: list[tuple[object, ...]] = []
+    else:
+        done_rows = done
+    for sql, rows in ((SETTLE_DONE, done_rows), (SETTLE_PAUSED, paused), (SETTLE_RETRY, retried)):
         if rows:
             conn.executemany(sql, rows)
     # A confirmed delivery resolves the SKU's open dead letter; a new one supersedes it (one open per delivery).
