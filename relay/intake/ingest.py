@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from ..delivery import deliveries
 from ..storage import audit
-from ..storage.dbapi import Conn, is_postgres, notify
+from ..storage.dbapi import Conn, is_postgres, notify, writes_at_once
 from ..storage.store import MergeableJob
 from .protocol import CAUSES, KINDS, Event, Rejection, is_reuse
 
@@ -224,12 +224,13 @@ def _record(conn: Conn, jobs: Sequence[BatchWrite]) -> list[BatchOutcome]:
         answered[(site, job.msg_id)] = (text, job.digest or None)
         requests.append((site, job.msg_id, text, now, job.digest or None))
         outcomes.append(BatchOutcome(response, repeated=False, accepted_skus=made_due, body=text))
-    conn.executemany(_INSERT_EVENTS, events)
-    # in key order, as make_due_many's rows (PostgreSQL: every writer locks rows in one order)
-    conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in sorted(gated.items())])
-    deliveries.make_due_many(conn, due)
-    audit.record(conn, logged)
-    conn.executemany(_INSERT_REQUESTS, requests)
-    for site in {row[0] for row in due}:
-        notify(conn, site)  # the relay working a channel of the site may be another
+    with writes_at_once(conn):
+        conn.executemany(_INSERT_EVENTS, events)
+        # in key order, as make_due_many's rows (PostgreSQL: every writer locks rows in one order)
+        conn.executemany(_INSERT_VERSIONS, [(s, p, v) for (s, p), v in sorted(gated.items())])
+        deliveries.make_due_many(conn, due)
+        audit.record(conn, logged)
+        conn.executemany(_INSERT_REQUESTS, requests)
+        for site in {row[0] for row in due}:
+            notify(conn, site)  # the relay working a channel of the site may be another
     return outcomes

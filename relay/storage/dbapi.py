@@ -9,6 +9,7 @@ relay writes keeps to what both engines read alike (``INSERT ... ON CONFLICT``, 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -45,6 +46,15 @@ def skip_locked(conn: Conn, of: str = "") -> str:
     if not is_postgres(conn):
         return ""
     return f" FOR UPDATE OF {of} SKIP LOCKED" if of else " FOR UPDATE SKIP LOCKED"
+
+
+def writes_at_once(conn: Conn) -> contextlib.AbstractContextManager[Any]:
+    """A block of writes whose results nobody reads (no fetch, no rowcount): on PostgreSQL they go to the server
+    together (psycopg's pipeline mode) and are waited for once, at the block's end, where an error in any of them is
+    raised; a statement at a time cost a round trip each, and the writer waits on those. SQLite: nothing to do."""
+    if is_postgres(conn):
+        return conn.raw.pipeline()  # type: ignore[attr-defined, no-any-return]
+    return contextlib.nullcontext()
 
 
 def is_postgres(conn: Conn) -> bool:
