@@ -326,25 +326,33 @@ async def take(store: PgStore, lease: leases.Lease, now: float) -> int | None:
     return token
 
 
-async def test_a_holder_that_lost_its_lease_writes_nothing(
-    tmp_path: Path, pg_schema: Dsn, start_relay: StartRelay, two_stores: tuple[PgStore, PgStore]
-) -> None:
-    """Once B has taken the lease over, A's settle records nothing and A cannot claim; the row is B's to claim."""
-    ingest = await start_relay(
+async def a_claims_and_its_term_ends(
+    tmp_path: Path, pg_schema: Dsn, start_relay: StartRelay, store_a: PgStore
+) -> tuple[leases.Lease, leases.Lease, list[deliveries.Claimed], float]:
+    """One change made due by a relay; holder A takes the channel's lease and claims it, and does not renew. Returns
+    A's and B's leases, A's claim and a time past A's term (B has not taken the lease yet)."""
+    relay = await start_relay(
         make_config(tmp_path / "state", (webhook_channel(CHANNEL, "http://127.0.0.1:9/"),), store=pg_schema)
     )
-    status, body = await ingest.client.send_events([stock_event(1, "SKU-1", 5, 1)])
+    status, body = await relay.client.send_events([stock_event(1, "SKU-1", 5, 1)])
     assert status == 202, body
-    store_a, store_b = two_stores
     lease_a = leases.Lease(SITE, CHANNEL, "host-a:1:aa", lease_seconds=30)
     lease_b = leases.Lease(SITE, CHANNEL, "host-b:2:bb", lease_seconds=30)
-    now = ingest.relay.now()
+    now = relay.relay.now()
     assert await take(store_a, lease_a, now) == 1
     claimed = await store_a.write(
         lambda conn: deliveries.claim(conn, SITE, CHANNEL, 10, "claim-a", 30, now, lease_a.fence())
     )
     assert [c.sku for c in claimed] == ["SKU-1"]
-    later = now + lease_a.term + 1  # A has not renewed: its term is over
+    return lease_a, lease_b, claimed, now + lease_a.term + 1
+
+
+async def test_a_holder_that_lost_its_lease_writes_nothing(
+    tmp_path: Path, pg_schema: Dsn, start_relay: StartRelay, two_stores: tuple[PgStore, PgStore]
+) -> None:
+    """Once B has taken the lease over, A's settle records nothing and A cannot claim; the row is B's to claim."""
+    store_a, store_b = two_stores
+    lease_a, lease_b, claimed, later = await a_claims_and_its_term_ends(tmp_path, pg_schema, start_relay, store_a)
     assert await take(store_b, lease_b, later) == 2
     policy, rand = deliveries.RetryPolicy(1, 10, 3600), random.Random(0)
     ok = [deliveries.Outcome("SKU-1", deliveries.OK, quantity=5)]
@@ -587,21 +595,8 @@ async def test_a_holder_whose_claim_outlived_its_lease_settles_nothing(
     """B has taken the lease over but A's claim was not given back (B ran TAKE alone; ``take`` also releases the old
     holder's claims, the case of test 4): A's claim token still matches the row, and only the fencing token can stop
     A's settle. The row stays exactly as it was, and A's outcome is audited as lease_lost."""
-    ingest = await start_relay(
-        make_config(tmp_path / "state", (webhook_channel(CHANNEL, "http://127.0.0.1:9/"),), store=pg_schema)
-    )
-    status, body = await ingest.client.send_events([stock_event(1, "SKU-1", 5, 1)])
-    assert status == 202, body
     store_a, store_b = two_stores
-    lease_a = leases.Lease(SITE, CHANNEL, "host-a:1:aa", lease_seconds=30)
-    lease_b = leases.Lease(SITE, CHANNEL, "host-b:2:bb", lease_seconds=30)
-    now = ingest.relay.now()
-    assert await take(store_a, lease_a, now) == 1
-    claimed = await store_a.write(
-        lambda conn: deliveries.claim(conn, SITE, CHANNEL, 10, "claim-a", 30, now, lease_a.fence())
-    )
-    assert [c.sku for c in claimed] == ["SKU-1"]
-    later = now + lease_a.term + 1  # A has not renewed: its term is over
+    lease_a, lease_b, claimed, later = await a_claims_and_its_term_ends(tmp_path, pg_schema, start_relay, store_a)
     taken = await store_b.write(
         lambda conn: conn.execute(leases.TAKE, (SITE, CHANNEL, lease_b.holder, later + lease_b.term, later)).fetchone()
     )
