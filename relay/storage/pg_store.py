@@ -60,7 +60,6 @@ class PgStore(Store):
         self._init_engine(dsn)
         self._stopping = threading.Event()  # set while closed: the store's own threads end
         self._threads: list[threading.Thread] = []
-        self.analyzed = 0  # tables analyzed by ``_keep_statistics`` so far
 
     async def open(self, check: bool = True) -> None:
         await super().open(check)
@@ -91,7 +90,6 @@ class PgStore(Store):
                         stale = {r[0] for r in conn.execute(_STALE_TABLES, (list(STATS_TABLES), STATS_MIN_CHANGES))}
                         if stale:
                             _analyze(conn, [name for name in STATS_TABLES if name in stale], skip_locked=True)
-                            self.analyzed += len(stale)
                         if self._stopping.wait(STATS_CHECK_SECONDS):
                             return
             except psycopg.Error as exc:

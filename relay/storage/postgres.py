@@ -169,7 +169,7 @@ class PgConn:
         cursor = self.raw.cursor(row_factory=_rows)
         multi = _multi_row(sql)
         if multi is not None:
-            # A plain INSERT of many rows as few statements of up to MULTI_ROWS rows each: a statement per row cost
+            # A plain INSERT of many rows as few statements of up to 100 rows each: a statement per row cost
             # PostgreSQL ~10 µs of its own and psycopg as much again, per row (ingest's events, audit, requests).
             for size in MULTI_ROW_SIZES:
                 whole = len(rows) - len(rows) % size
